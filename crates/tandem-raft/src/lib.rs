@@ -1,0 +1,68 @@
+//! Raft for Tandem: the openraft type configuration, the durable log store, the node-to-node
+//! network and the wire format both ends of it share. Everything openraft-specific stays here so
+//! the rest of Tandem sees a small surface.
+#![forbid(unsafe_code)]
+
+mod contacts;
+mod log_store;
+mod network;
+pub mod wire;
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub use contacts::PeerContacts;
+pub use log_store::{LogStore, LogStoreError};
+pub use network::HttpNetwork;
+pub use openraft;
+
+pub type NodeId = u64;
+
+/// A command as it travels through the Raft log: the leader's clock at proposal time, and the
+/// command itself, encoded by the state machine that will apply it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Milliseconds since the Unix epoch on the leader when it accepted the command. Every
+    /// replica uses this stamp, never its own clock, to decide what has expired.
+    pub stamped_at_ms: i64,
+    pub command: Vec<u8>,
+}
+
+impl fmt::Debug for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Proposal(at={}, {} bytes)", self.stamped_at_ms, self.command.len())
+    }
+}
+
+/// A member of the cluster: where its peers reach it and where clients reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub raft_addr: String,
+    pub api_addr: String,
+}
+
+impl fmt::Display for ClusterNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} api={}", self.raft_addr, self.api_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Tandem's Raft types: one group carries every replicated command.
+    pub TypeConfig:
+        D = Proposal,
+        R = serde_json::Value,
+        NodeId = NodeId,
+        Node = ClusterNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, ClusterNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, ClusterNode>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;

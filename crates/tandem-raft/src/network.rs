@@ -1,0 +1,135 @@
+//! Sends Raft RPCs to peers over HTTP. Every request carries the cluster secret; replies that do
+//! not parse, time out or come back with an error status become openraft's RPC errors, so the
+//! Raft core backs off and retries instead of failing.
+
+use std::sync::Arc;
+
+use openraft::error::{
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::wire::{self, SECRET_HEADER};
+use crate::{ClusterNode, NodeId, PeerContacts, TypeConfig};
+
+/// Creates one [`PeerClient`] per peer; all share one HTTP connection pool.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    http: reqwest::Client,
+    secret: Arc<str>,
+    contacts: PeerContacts,
+}
+
+impl HttpNetwork {
+    pub fn new(http: reqwest::Client, secret: Arc<str>, contacts: PeerContacts) -> Self {
+        HttpNetwork {
+            http,
+            secret,
+            contacts,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> PeerClient {
+        PeerClient {
+            network: self.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+pub struct PeerClient {
+    network: HttpNetwork,
+    target: NodeId,
+    node: ClusterNode,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PeerReplyError {
+    #[error("peer answered HTTP {status}: {body}")]
+    Status {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("peer sent a reply that does not parse: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("cannot encode the request: {0}")]
+    Encode(#[from] wire::WireError),
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, ClusterNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&self, path: &str, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = wire::encode_request(request)
+            .map_err(|e| RPCError::Network(NetworkError::new(&PeerReplyError::from(e))))?;
+        let url = format!("http://{}{}", self.node.raft_addr, path);
+        let response = self
+            .network
+            .http
+            .post(url)
+            .header(SECRET_HEADER, &*self.network.secret)
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            return Err(RPCError::Network(NetworkError::new(&PeerReplyError::Status {
+                status,
+                body,
+            })));
+        }
+        let reply: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&bytes)
+            .map_err(|e| RPCError::Network(NetworkError::new(&PeerReplyError::from(e))))?;
+        self.network.contacts.record(self.target);
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
+        self.call(wire::APPEND_PATH, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(wire::SNAPSHOT_PATH, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
+        self.call(wire::VOTE_PATH, &rpc, &option).await
+    }
+}

@@ -1,0 +1,321 @@
+//! Commands that change replicated state, and what applying them answers. A command is checked
+//! in full by [`Command::validate`] before it is proposed; applying it never panics, and a
+//! command that cannot be carried out is rejected the same way on every replica.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sql::{self, SqlValue};
+
+/// A write may name a lock and the fencing token its writer holds; the write is refused when
+/// that token is no longer the lock's current one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub lock: String,
+    pub token: u64,
+}
+
+impl std::str::FromStr for Fence {
+    type Err = String;
+
+    /// Parses `<lock>:<token>`; the lock name may itself contain colons.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lock, token) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("fence {s:?} must look like <lock>:<token>"))?;
+        let token = token
+            .parse()
+            .map_err(|_| format!("fence {s:?}: token {token:?} is not a whole number"))?;
+        if lock.is_empty() {
+            return Err(format!("fence {s:?} names no lock"));
+        }
+        Ok(Fence {
+            lock: lock.to_string(),
+            token,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Params {
+    Positional(Vec<SqlValue>),
+    Named(Vec<(String, SqlValue)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Params,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Statements run in one transaction: all apply or none.
+    Sql {
+        statements: Vec<Statement>,
+        fence: Option<Fence>,
+    },
+    KvPut {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        /// Compare-and-set: apply only when the key's revision is this (0: the key is absent).
+        if_revision: Option<u64>,
+        fence: Option<Fence>,
+    },
+    KvDelete {
+        key: String,
+        if_revision: Option<u64>,
+        fence: Option<Fence>,
+    },
+    CachePut {
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        fence: Option<Fence>,
+    },
+    CacheDelete {
+        namespace: String,
+        key: String,
+        fence: Option<Fence>,
+    },
+    /// Returns the value and deletes it in one step: whoever takes it first gets it.
+    CacheTake { namespace: String, key: String },
+    LockAcquire {
+        name: String,
+        holder: String,
+        ttl_ms: u64,
+    },
+    LockRenew {
+        name: String,
+        holder: String,
+        token: u64,
+        ttl_ms: u64,
+    },
+    LockRelease {
+        name: String,
+        holder: String,
+        token: u64,
+    },
+    /// Proposed by the leader when entries are due to expire: removes every key, cache entry and
+    /// lease whose time has passed by the command's stamp.
+    Expire,
+}
+
+/// Longest key, namespace, lock or holder name accepted.
+pub const MAX_NAME_LEN: usize = 1024;
+/// Longest TTL or lease accepted: ten years.
+pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data into a Vec cannot fail.
+        bincode::serialize(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, String> {
+        use bincode::Options;
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(bytes.len() as u64 + 1024)
+            .deserialize(bytes)
+            .map_err(|e| format!("undecodable command: {e}"))
+    }
+
+    /// Checks everything that can be checked without the state: names, TTLs, and SQL whose
+    /// result would differ between replicas. The same checks run again at apply time.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        let name = |what: &str, value: &str| -> Result<(), Rejection> {
+            if value.is_empty() {
+                return Err(Rejection::invalid(format!("{what} must not be empty")));
+            }
+            if value.len() > MAX_NAME_LEN {
+                return Err(Rejection::invalid(format!(
+                    "{what} is {} bytes long; the limit is {MAX_NAME_LEN}",
+                    value.len()
+                )));
+            }
+            Ok(())
+        };
+        let ttl = |what: &str, ttl_ms: u64| -> Result<(), Rejection> {
+            if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+                return Err(Rejection::invalid(format!(
+                    "{what} must be between 1ms and 10 years, got {ttl_ms}ms"
+                )));
+            }
+            Ok(())
+        };
+        let fence = |fence: &Option<Fence>| match fence {
+            Some(f) => name("fence lock", &f.lock),
+            None => Ok(()),
+        };
+        match self {
+            Command::Sql { statements, fence: f } => {
+                if statements.is_empty() {
+                    return Err(Rejection::invalid("no statements to execute"));
+                }
+                for (i, statement) in statements.iter().enumerate() {
+                    if let Some(reason) = sql::nondeterminism(&statement.sql, &statement.params) {
+                        return Err(Rejection::invalid(format!("statement {}: {reason}", i + 1)));
+                    }
+                }
+                fence(f)
+            }
+            Command::KvPut { key, ttl_ms, fence: f, .. } => {
+                name("key", key)?;
+                if let Some(t) = ttl_ms {
+                    ttl("ttl", *t)?;
+                }
+                fence(f)
+            }
+            Command::KvDelete { key, fence: f, .. } => {
+                name("key", key)?;
+                fence(f)
+            }
+            Command::CachePut { namespace, key, ttl_ms, fence: f, .. } => {
+                name("namespace", namespace)?;
+                name("key", key)?;
+                if let Some(t) = ttl_ms {
+                    ttl("ttl", *t)?;
+                }
+                fence(f)
+            }
+            Command::CacheDelete { namespace, key, fence: f } => {
+                name("namespace", namespace)?;
+                name("key", key)?;
+                fence(f)
+            }
+            Command::CacheTake { namespace, key } => {
+                name("namespace", namespace)?;
+                name("key", key)
+            }
+            Command::LockAcquire { name: n, holder, ttl_ms }
+            | Command::LockRenew { name: n, holder, ttl_ms, .. } => {
+                name("lock name", n)?;
+                name("holder", holder)?;
+                ttl("lease ttl", *ttl_ms)
+            }
+            Command::LockRelease { name: n, holder, .. } => {
+                name("lock name", n)?;
+                name("holder", holder)
+            }
+            Command::Expire => Ok(()),
+        }
+    }
+}
+
+/// Why a command was not carried out. Every replica reaches the same rejection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectionKind {
+    /// The request itself is wrong (bad SQL, empty key, nondeterministic statement).
+    Invalid,
+    /// A compare-and-set or lock condition does not hold now.
+    Conflict,
+    /// A fencing token is no longer current.
+    Fenced,
+    /// The thing to act on does not exist.
+    NotFound,
+}
+
+impl Rejection {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Invalid,
+            message: message.into(),
+        }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Conflict,
+            message: message.into(),
+        }
+    }
+    pub fn fenced(message: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Fenced,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::NotFound,
+            message: message.into(),
+        }
+    }
+}
+
+/// Rows changed by one SQL statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementResult {
+    pub rows_affected: u64,
+    pub last_insert_id: i64,
+}
+
+/// What applying a command answers when it succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Sql { results: Vec<StatementResult> },
+    KvWritten { revision: u64 },
+    Deleted { existed: bool },
+    CacheWritten,
+    Taken { value: Option<Vec<u8>> },
+    Lease { token: u64, expires_at_ms: i64 },
+    Released,
+    Expired { removed: u64 },
+    /// Raft's own entries (blank, membership) answer nothing.
+    Nothing,
+}
+
+/// The result of applying one command, as the state machine hands it back through Raft.
+pub type Applied = Result<Outcome, Rejection>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_parses_lock_with_colons() {
+        let fence: Fence = "jobs:nightly:42".parse().unwrap();
+        assert_eq!(fence.lock, "jobs:nightly");
+        assert_eq!(fence.token, 42);
+        assert!("nolock".parse::<Fence>().is_err());
+        assert!(":3".parse::<Fence>().is_err());
+        assert!("a:b".parse::<Fence>().is_err());
+    }
+
+    #[test]
+    fn commands_round_trip_and_garbage_is_an_error() {
+        let command = Command::KvPut {
+            key: "k".into(),
+            value: vec![0, 1, 2],
+            ttl_ms: Some(5),
+            if_revision: None,
+            fence: None,
+        };
+        assert_eq!(Command::decode(&command.encode()).unwrap(), command);
+        assert!(Command::decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
+        assert!(Command::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_empty_names_and_zero_ttl() {
+        let put = |key: &str, ttl_ms| Command::KvPut {
+            key: key.into(),
+            value: vec![],
+            ttl_ms,
+            if_revision: None,
+            fence: None,
+        };
+        assert!(put("", None).validate().is_err());
+        assert!(put("a", Some(0)).validate().is_err());
+        assert!(put("a", Some(1000)).validate().is_ok());
+    }
+}

@@ -1,0 +1,777 @@
+//! The replicated state in SQLite: the user's tables and Tandem's own (key/value, cache, locks,
+//! and the state machine's bookkeeping) in one database file, so a command changes several
+//! atomically and the last-applied log id is written in the same transaction as the rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tandem_raft::openraft::EntryPayload;
+use tandem_raft::{Entry, LogId, StoredMembership};
+
+use crate::command::{
+    Applied, Command, Fence, Outcome, Params, Rejection, Statement, StatementResult,
+};
+use crate::guard::{Mode, SqlGuard};
+use crate::sql::{self, SqlValue};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database holds an unreadable {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("state database file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS _tandem_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _tandem_kv (
+    key TEXT PRIMARY KEY, value BLOB NOT NULL, revision INTEGER NOT NULL, expires_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS _tandem_kv_expiry ON _tandem_kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS _tandem_cache (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at INTEGER,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS _tandem_cache_expiry ON _tandem_cache(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS _tandem_locks (
+    name TEXT PRIMARY KEY, holder TEXT, token INTEGER NOT NULL, expires_at INTEGER
+) WITHOUT ROWID;
+";
+
+const META_APPLIED: &str = "last_applied";
+const META_MEMBERSHIP: &str = "membership";
+/// A counter bumped by every successful write; key revisions and fencing tokens come from it, so
+/// both only ever grow, also across a restore from backup.
+const META_REVISION: &str = "revision";
+/// The state machine's clock: the latest leader stamp applied.
+const META_CLOCK: &str = "clock_ms";
+
+const READERS: usize = 4;
+
+/// A key/value entry as a read returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvEntry {
+    pub value: Vec<u8>,
+    pub revision: u64,
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LockState {
+    pub name: String,
+    pub holder: Option<String>,
+    pub token: u64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Rows of a read-only query.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct QueryRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+}
+
+/// Why a read failed: the request was wrong, or the store was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct StateDb {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    write_guard: SqlGuard,
+    readers: Vec<(Mutex<Connection>, SqlGuard)>,
+    next_reader: AtomicUsize,
+    clock_ms: AtomicI64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn open_connection(path: &Path, guard: &SqlGuard) -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The Raft log is the durability: the state machine may lose its tail on power loss, and is
+    // brought back by replaying the log, so it does not fsync on every commit.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    guard.install(&mut conn)?;
+    Ok(conn)
+}
+
+/// Is this SQLite error a property of the statement (same on every replica) or of this machine?
+fn is_local_failure(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => matches!(
+            f.code,
+            DiskFull | SystemIoFailure | DatabaseCorrupt | OutOfMemory | CannotOpen | NotADatabase | FileLockingProtocolFailed
+        ),
+        _ => false,
+    }
+}
+
+enum ApplyError {
+    Rejected(Rejection),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApplyError::Store(StoreError::Sqlite(e))
+    }
+}
+
+impl From<Rejection> for ApplyError {
+    fn from(r: Rejection) -> Self {
+        ApplyError::Rejected(r)
+    }
+}
+
+fn not_expired(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|at| at > now)
+}
+
+fn expiry(now: i64, ttl_ms: Option<u64>) -> Option<i64> {
+    ttl_ms.map(|ttl| now.saturating_add(ttl as i64))
+}
+
+impl StateDb {
+    pub fn open(path: &Path) -> Result<StateDb, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let write_guard = SqlGuard::default();
+        let writer = open_connection(path, &write_guard).map_err(open_err)?;
+        writer.execute_batch(SCHEMA).map_err(open_err)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let guard = SqlGuard::default();
+            let conn = open_connection(path, &guard).map_err(open_err)?;
+            conn.pragma_update(None, "query_only", "ON").map_err(open_err)?;
+            readers.push((Mutex::new(conn), guard));
+        }
+        let db = StateDb {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            write_guard,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            clock_ms: AtomicI64::new(0),
+        };
+        let clock = db.read_meta_i64(&lock(&db.writer), META_CLOCK)?;
+        db.clock_ms.store(clock, Ordering::SeqCst);
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The latest leader stamp applied: what this replica takes as "now" when it decides whether
+    /// something has expired.
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms.load(Ordering::SeqCst)
+    }
+
+    fn read_meta_i64(&self, conn: &Connection, key: &str) -> Result<i64, StoreError> {
+        let value: Option<String> = conn
+            .query_row("SELECT value FROM _tandem_meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        match value {
+            None => Ok(0),
+            Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
+                what: "counter",
+                detail: format!("{key} = {v:?}"),
+            }),
+        }
+    }
+
+    fn read_meta_json<T: serde::de::DeserializeOwned>(
+        conn: &Connection,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let value: Option<String> = conn
+            .query_row("SELECT value FROM _tandem_meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        value
+            .map(|v| serde_json::from_str(&v))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: key,
+                detail: e.to_string(),
+            })
+    }
+
+    fn write_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+        conn.prepare_cached("INSERT OR REPLACE INTO _tandem_meta (key, value) VALUES (?1, ?2)")?
+            .execute([key, value])?;
+        Ok(())
+    }
+
+    /// The last log id applied and the membership in force, as stored with the rows.
+    pub fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+        let conn = lock(&self.writer);
+        Self::applied_state_of(&conn)
+    }
+
+    fn applied_state_of(conn: &Connection) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+        let applied = Self::read_meta_json(conn, META_APPLIED)?.flatten();
+        let membership = Self::read_meta_json(conn, META_MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    /// Applies a batch of committed entries in one SQLite transaction, each command in its own
+    /// savepoint so that a rejected one leaves no trace. Answers one result per entry.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut clock = self.clock_ms();
+        let mut revision = self.read_meta_i64(&tx, META_REVISION)? as u64;
+        let mut last_applied = None;
+        let mut membership = None;
+        let mut answers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            let applied: Applied = match &entry.payload {
+                EntryPayload::Blank => Ok(Outcome::Nothing),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                    Ok(Outcome::Nothing)
+                }
+                EntryPayload::Normal(proposal) => {
+                    clock = clock.max(proposal.stamped_at_ms);
+                    match Command::decode(&proposal.command) {
+                        Err(e) => Err(Rejection::invalid(e)),
+                        Ok(command) => {
+                            let sp = tx.savepoint()?;
+                            let before = revision;
+                            match self.apply_command(&sp, &command, clock, &mut revision) {
+                                Ok(outcome) => {
+                                    sp.commit()?;
+                                    Ok(outcome)
+                                }
+                                Err(ApplyError::Rejected(rejection)) => {
+                                    revision = before;
+                                    drop(sp);
+                                    Err(rejection)
+                                }
+                                Err(ApplyError::Store(e)) => return Err(e),
+                            }
+                        }
+                    }
+                }
+            };
+            answers.push(serde_json::to_value(&applied).unwrap_or(serde_json::Value::Null));
+        }
+        if let Some(applied) = last_applied {
+            Self::write_meta(&tx, META_APPLIED, &serde_json::to_string(&Some(applied)).unwrap_or_default())?;
+        }
+        if let Some(m) = membership {
+            Self::write_meta(&tx, META_MEMBERSHIP, &serde_json::to_string(&m).unwrap_or_default())?;
+        }
+        Self::write_meta(&tx, META_REVISION, &revision.to_string())?;
+        Self::write_meta(&tx, META_CLOCK, &clock.to_string())?;
+        tx.commit()?;
+        self.clock_ms.store(clock, Ordering::SeqCst);
+        Ok(answers)
+    }
+
+    fn check_fence(conn: &Connection, fence: &Option<Fence>, now: i64) -> Result<(), ApplyError> {
+        let Some(fence) = fence else { return Ok(()) };
+        let current = Self::lock_row(conn, &fence.lock)?;
+        match current {
+            Some(lock) if lock.holder.is_some() && not_expired(lock.expires_at_ms, now) => {
+                if lock.token == fence.token {
+                    Ok(())
+                } else {
+                    Err(Rejection::fenced(format!(
+                        "fencing token {} for lock {:?} is no longer current (current token: {}); the lease was lost",
+                        fence.token, fence.lock, lock.token
+                    ))
+                    .into())
+                }
+            }
+            _ => Err(Rejection::fenced(format!(
+                "fencing token {} for lock {:?} is no longer current: the lock is not held",
+                fence.token, fence.lock
+            ))
+            .into()),
+        }
+    }
+
+    fn lock_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<LockState>> {
+        conn.prepare_cached("SELECT holder, token, expires_at FROM _tandem_locks WHERE name = ?1")?
+            .query_row([name], |r| {
+                Ok(LockState {
+                    name: name.to_string(),
+                    holder: r.get(0)?,
+                    token: r.get::<_, i64>(1)? as u64,
+                    expires_at_ms: r.get(2)?,
+                })
+            })
+            .optional()
+    }
+
+    fn apply_command(
+        &self,
+        conn: &Connection,
+        command: &Command,
+        now: i64,
+        revision: &mut u64,
+    ) -> Result<Outcome, ApplyError> {
+        command.validate()?;
+        match command {
+            Command::Sql { statements, fence } => {
+                Self::check_fence(conn, fence, now)?;
+                let mut results = Vec::with_capacity(statements.len());
+                for (i, statement) in statements.iter().enumerate() {
+                    let result = self
+                        .execute_user_statement(conn, statement)
+                        .map_err(|e| match e {
+                            ApplyError::Rejected(r) => ApplyError::Rejected(Rejection {
+                                kind: r.kind,
+                                message: format!("statement {}: {}", i + 1, r.message),
+                            }),
+                            other => other,
+                        })?;
+                    results.push(result);
+                }
+                *revision += 1;
+                Ok(Outcome::Sql { results })
+            }
+            Command::KvPut { key, value, ttl_ms, if_revision, fence } => {
+                Self::check_fence(conn, fence, now)?;
+                Self::check_revision(conn, key, *if_revision, now)?;
+                *revision += 1;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO _tandem_kv (key, value, revision, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![key, value, *revision as i64, expiry(now, *ttl_ms)])?;
+                Ok(Outcome::KvWritten { revision: *revision })
+            }
+            Command::KvDelete { key, if_revision, fence } => {
+                Self::check_fence(conn, fence, now)?;
+                Self::check_revision(conn, key, *if_revision, now)?;
+                let existed = Self::kv_row(conn, key, now)?.is_some();
+                conn.prepare_cached("DELETE FROM _tandem_kv WHERE key = ?1")?.execute([key])?;
+                *revision += 1;
+                Ok(Outcome::Deleted { existed })
+            }
+            Command::CachePut { namespace, key, value, ttl_ms, fence } => {
+                Self::check_fence(conn, fence, now)?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO _tandem_cache (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![namespace, key, value, expiry(now, *ttl_ms)])?;
+                *revision += 1;
+                Ok(Outcome::CacheWritten)
+            }
+            Command::CacheDelete { namespace, key, fence } => {
+                Self::check_fence(conn, fence, now)?;
+                let existed = Self::cache_row(conn, namespace, key, now)?.is_some();
+                conn.prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
+                    .execute([namespace, key])?;
+                *revision += 1;
+                Ok(Outcome::Deleted { existed })
+            }
+            Command::CacheTake { namespace, key } => {
+                let value = Self::cache_row(conn, namespace, key, now)?;
+                conn.prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
+                    .execute([namespace, key])?;
+                *revision += 1;
+                Ok(Outcome::Taken { value })
+            }
+            Command::LockAcquire { name, holder, ttl_ms } => {
+                let current = Self::lock_row(conn, name)?;
+                let expires_at = now.saturating_add(*ttl_ms as i64);
+                if let Some(lock) = &current {
+                    if let Some(current_holder) = &lock.holder {
+                        if not_expired(lock.expires_at_ms, now) {
+                            if current_holder != holder {
+                                return Err(Rejection::conflict(format!(
+                                    "lock {name:?} is held by {current_holder:?} until {}",
+                                    lock.expires_at_ms.unwrap_or_default()
+                                ))
+                                .into());
+                            }
+                            // The holder asking again keeps its token and extends its lease.
+                            Self::set_lock(conn, name, Some(holder), lock.token, Some(expires_at))?;
+                            return Ok(Outcome::Lease {
+                                token: lock.token,
+                                expires_at_ms: expires_at,
+                            });
+                        }
+                    }
+                }
+                *revision += 1;
+                Self::set_lock(conn, name, Some(holder), *revision, Some(expires_at))?;
+                Ok(Outcome::Lease {
+                    token: *revision,
+                    expires_at_ms: expires_at,
+                })
+            }
+            Command::LockRenew { name, holder, token, ttl_ms } => {
+                Self::check_holder(conn, name, holder, *token, now)?;
+                let expires_at = now.saturating_add(*ttl_ms as i64);
+                Self::set_lock(conn, name, Some(holder), *token, Some(expires_at))?;
+                Ok(Outcome::Lease {
+                    token: *token,
+                    expires_at_ms: expires_at,
+                })
+            }
+            Command::LockRelease { name, holder, token } => {
+                Self::check_holder(conn, name, holder, *token, now)?;
+                Self::set_lock(conn, name, None, *token, None)?;
+                Ok(Outcome::Released)
+            }
+            Command::Expire => {
+                let mut removed = conn
+                    .prepare_cached("DELETE FROM _tandem_kv WHERE expires_at <= ?1")?
+                    .execute([now])? as u64;
+                removed += conn
+                    .prepare_cached("DELETE FROM _tandem_cache WHERE expires_at <= ?1")?
+                    .execute([now])? as u64;
+                removed += conn
+                    .prepare_cached(
+                        "UPDATE _tandem_locks SET holder = NULL, expires_at = NULL WHERE expires_at <= ?1",
+                    )?
+                    .execute([now])? as u64;
+                Ok(Outcome::Expired { removed })
+            }
+        }
+    }
+
+    fn set_lock(
+        conn: &Connection,
+        name: &str,
+        holder: Option<&String>,
+        token: u64,
+        expires_at: Option<i64>,
+    ) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO _tandem_locks (name, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![name, holder, token as i64, expires_at])?;
+        Ok(())
+    }
+
+    fn check_holder(conn: &Connection, name: &str, holder: &str, token: u64, now: i64) -> Result<(), ApplyError> {
+        match Self::lock_row(conn, name)? {
+            Some(lock)
+                if lock.holder.as_deref() == Some(holder)
+                    && lock.token == token
+                    && not_expired(lock.expires_at_ms, now) =>
+            {
+                Ok(())
+            }
+            Some(lock) if lock.holder.is_some() && not_expired(lock.expires_at_ms, now) => {
+                Err(Rejection::conflict(format!(
+                    "lock {name:?} is held by {:?} with token {}, not by {holder:?} with token {token}",
+                    lock.holder.unwrap_or_default(),
+                    lock.token
+                ))
+                .into())
+            }
+            _ => Err(Rejection::conflict(format!(
+                "lock {name:?} is not held (its lease expired or it was released); acquire it again"
+            ))
+            .into()),
+        }
+    }
+
+    fn check_revision(conn: &Connection, key: &str, expected: Option<u64>, now: i64) -> Result<(), ApplyError> {
+        let Some(expected) = expected else { return Ok(()) };
+        let actual = Self::kv_row(conn, key, now)?.map(|e| e.revision).unwrap_or(0);
+        if actual != expected {
+            return Err(Rejection::conflict(format!(
+                "key {key:?} is at revision {actual}, not {expected}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn kv_row(conn: &Connection, key: &str, now: i64) -> rusqlite::Result<Option<KvEntry>> {
+        let row = conn
+            .prepare_cached("SELECT value, revision, expires_at FROM _tandem_kv WHERE key = ?1")?
+            .query_row([key], |r| {
+                Ok(KvEntry {
+                    value: r.get(0)?,
+                    revision: r.get::<_, i64>(1)? as u64,
+                    expires_at_ms: r.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(row.filter(|e| not_expired(e.expires_at_ms, now)))
+    }
+
+    fn cache_row(conn: &Connection, namespace: &str, key: &str, now: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>, Option<i64>)> = conn
+            .prepare_cached("SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
+            .query_row([namespace, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.filter(|(_, at)| not_expired(*at, now)).map(|(v, _)| v))
+    }
+
+    fn execute_user_statement(&self, conn: &Connection, statement: &Statement) -> Result<StatementResult, ApplyError> {
+        if let Some(reason) = sql::nondeterminism(&statement.sql, &statement.params) {
+            return Err(Rejection::invalid(reason).into());
+        }
+        self.write_guard.set(Some(Mode::Write));
+        let prepared = conn.prepare(&statement.sql);
+        self.write_guard.set(None);
+        let mut stmt = prepared.map_err(|e| self.user_error(&self.write_guard, e))?;
+        let readonly = stmt.readonly();
+        bind(&mut stmt, &statement.params)?;
+        let mut rows = stmt.raw_query();
+        // Drain rows so statements with RETURNING run to completion.
+        while rows.next().map_err(|e| self.user_error(&self.write_guard, e))?.is_some() {}
+        drop(rows);
+        Ok(StatementResult {
+            rows_affected: if readonly { 0 } else { conn.changes() },
+            last_insert_id: conn.last_insert_rowid(),
+        })
+    }
+
+    /// Turns a SQLite error from a user statement into a rejection, unless it is this machine's
+    /// own failure (disk full, I/O error), which must stop the state machine rather than make
+    /// this replica differ from the others.
+    fn user_error(&self, guard: &SqlGuard, e: rusqlite::Error) -> ApplyError {
+        if is_local_failure(&e) {
+            return ApplyError::Store(StoreError::Sqlite(e));
+        }
+        let message = match guard.take_denial() {
+            Some(reason) => reason,
+            None => match &e {
+                rusqlite::Error::MultipleStatement => {
+                    "several statements in one string; send each as its own entry in \"statements\"".into()
+                }
+                rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+                other => other.to_string(),
+            },
+        };
+        ApplyError::Rejected(Rejection::invalid(message))
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection, &SqlGuard) -> Result<T, ReadError>) -> Result<T, ReadError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            let (conn, guard) = &self.readers[(start + i) % self.readers.len()];
+            if let Ok(conn) = conn.try_lock() {
+                return f(&conn, guard);
+            }
+        }
+        let (conn, guard) = &self.readers[start % self.readers.len()];
+        f(&lock(conn), guard)
+    }
+
+    /// Runs a read-only statement on this replica's copy.
+    pub fn query(&self, statement: &Statement) -> Result<QueryRows, ReadError> {
+        self.with_reader(|conn, guard| {
+            guard.set(Some(Mode::Read));
+            let prepared = conn.prepare(&statement.sql);
+            guard.set(None);
+            let reject = |e: rusqlite::Error| match self.user_error(guard, e) {
+                ApplyError::Rejected(r) => ReadError::Rejected(r),
+                ApplyError::Store(s) => ReadError::Store(s),
+            };
+            let mut stmt = prepared.map_err(reject)?;
+            if !stmt.readonly() {
+                return Err(Rejection::invalid(
+                    "this statement writes; send it to /v1/sql/execute so that it is replicated",
+                )
+                .into());
+            }
+            bind(&mut stmt, &statement.params).map_err(|e| match e {
+                ApplyError::Rejected(r) => ReadError::Rejected(r),
+                ApplyError::Store(s) => ReadError::Store(s),
+            })?;
+            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(reject)? {
+                let mut values = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    values.push(SqlValue::from(row.get_ref(i).map_err(reject)?));
+                }
+                out.push(values);
+            }
+            Ok(QueryRows { columns, rows: out })
+        })
+    }
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
+        let now = self.clock_ms();
+        self.with_reader(|conn, _| Ok(Self::kv_row(conn, key, now).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Keys starting with `prefix` and sorting after `after`, in order, at most `limit`.
+    pub fn kv_list(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+        let now = self.clock_ms();
+        let upper = format!("{prefix}\u{10FFFF}");
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key FROM _tandem_kv WHERE key >= ?1 AND key < ?2 AND key > ?3
+                     AND (expires_at IS NULL OR expires_at > ?4) ORDER BY key LIMIT ?5",
+                )
+                .map_err(StoreError::from)?;
+            let keys = stmt
+                .query_map(params![prefix, upper, after.unwrap_or(""), now, limit], |r| r.get(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(StoreError::from)?;
+            Ok(keys)
+        })
+        .map_err(read_store_error)
+    }
+
+    pub fn cache_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.clock_ms();
+        self.with_reader(|conn, _| Ok(Self::cache_row(conn, namespace, key, now).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// The lock as this replica sees it; an expired lease shows as not held.
+    pub fn lock_get(&self, name: &str) -> Result<Option<LockState>, StoreError> {
+        let now = self.clock_ms();
+        self.with_reader(|conn, _| {
+            let row = Self::lock_row(conn, name).map_err(StoreError::from)?;
+            Ok(row.map(|mut lock| {
+                if !not_expired(lock.expires_at_ms, now) {
+                    lock.holder = None;
+                    lock.expires_at_ms = None;
+                }
+                lock
+            }))
+        })
+        .map_err(read_store_error)
+    }
+
+    /// The earliest time at which a key, cache entry or lease expires.
+    pub fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
+        self.with_reader(|conn, _| {
+            let at: Option<i64> = conn
+                .query_row(
+                    "SELECT min(at) FROM (
+                        SELECT min(expires_at) AS at FROM _tandem_kv WHERE expires_at IS NOT NULL
+                        UNION ALL SELECT min(expires_at) FROM _tandem_cache WHERE expires_at IS NOT NULL
+                        UNION ALL SELECT min(expires_at) FROM _tandem_locks WHERE expires_at IS NOT NULL)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)?;
+            Ok(at)
+        })
+        .map_err(read_store_error)
+    }
+
+    /// Writes a consistent copy of the whole database to `target` (which must not exist).
+    pub fn copy_to(&self, target: &Path) -> Result<(), StoreError> {
+        let target = target.to_str().ok_or_else(|| StoreError::Corrupt {
+            what: "path",
+            detail: format!("{} is not valid UTF-8", target.display()),
+        })?;
+        // A connection of its own: the pooled readers are query-only, which VACUUM INTO refuses.
+        let conn = Connection::open(&self.path).map_err(|source| StoreError::Open {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// Replaces the whole database with the one at `source`, then reloads the clock.
+    pub fn replace_with(&self, source: &Path) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        conn.restore(rusqlite::MAIN_DB, source, None::<fn(rusqlite::backup::Progress)>)?;
+        conn.execute_batch(SCHEMA)?;
+        let clock = self.read_meta_i64(&conn, META_CLOCK)?;
+        self.clock_ms.store(clock, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Reads the applied state stored inside another database file (a snapshot or backup).
+    pub fn applied_state_in(path: &Path) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Self::applied_state_of(&conn)
+    }
+
+    /// Clears the Raft bookkeeping of a database file so it can seed a new cluster: used when
+    /// restoring a backup.
+    pub fn forget_raft_state(path: &Path) -> Result<(), StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "DELETE FROM _tandem_meta WHERE key IN (?1, ?2)",
+            [META_APPLIED, META_MEMBERSHIP],
+        )?;
+        Ok(())
+    }
+}
+
+fn read_store_error(e: ReadError) -> StoreError {
+    match e {
+        ReadError::Store(s) => s,
+        ReadError::Rejected(r) => StoreError::Corrupt {
+            what: "query",
+            detail: r.message,
+        },
+    }
+}
+
+fn bind(stmt: &mut rusqlite::Statement<'_>, params: &Params) -> Result<(), ApplyError> {
+    let expected = stmt.parameter_count();
+    match params {
+        Params::Positional(values) => {
+            if values.len() != expected {
+                return Err(Rejection::invalid(format!(
+                    "the statement has {expected} parameter(s) but {} were given",
+                    values.len()
+                ))
+                .into());
+            }
+            for (i, value) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, value)
+                    .map_err(|e| Rejection::invalid(e.to_string()))?;
+            }
+        }
+        Params::Named(values) => {
+            for (name, value) in values {
+                let index = stmt
+                    .parameter_index(name)
+                    .map_err(|e| Rejection::invalid(e.to_string()))?
+                    .ok_or_else(|| Rejection::invalid(format!("the statement has no parameter {name}")))?;
+                stmt.raw_bind_parameter(index, value)
+                    .map_err(|e| Rejection::invalid(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}

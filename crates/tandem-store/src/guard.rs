@@ -1,0 +1,124 @@
+//! What user SQL may touch. Tandem keeps its own tables in the same database as the user's so
+//! that one transaction can span both; this authorizer keeps user statements away from them and
+//! from anything that would break the transaction the state machine wraps around each command.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+/// Tandem's own tables start with this; user SQL may neither read nor change them.
+pub const INTERNAL_PREFIX: &str = "_tandem";
+
+/// Switches user-SQL checks on while a user statement is prepared, and keeps the reason of the
+/// last denial so the error can say what was refused.
+#[derive(Clone, Default)]
+pub struct SqlGuard {
+    state: Arc<Mutex<GuardState>>,
+}
+
+#[derive(Default)]
+struct GuardState {
+    active: Option<Mode>,
+    denial: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A replicated write: no transaction control, pragmas, attachments or random values.
+    Write,
+    /// A read on one node: only Tandem's tables are off limits.
+    Read,
+}
+
+fn table_of<'a>(action: &AuthAction<'a>) -> Option<&'a str> {
+    use AuthAction::*;
+    match *action {
+        Read { table_name, .. }
+        | Insert { table_name }
+        | Update { table_name, .. }
+        | Delete { table_name }
+        | CreateTable { table_name }
+        | CreateTempTable { table_name }
+        | DropTable { table_name }
+        | DropTempTable { table_name }
+        | AlterTable { table_name, .. }
+        | CreateIndex { table_name, .. }
+        | CreateTempIndex { table_name, .. }
+        | DropIndex { table_name, .. }
+        | DropTempIndex { table_name, .. }
+        | CreateTrigger { table_name, .. }
+        | CreateTempTrigger { table_name, .. }
+        | DropTrigger { table_name, .. }
+        | DropTempTrigger { table_name, .. }
+        | Analyze { table_name }
+        | CreateVtable { table_name, .. }
+        | DropVtable { table_name, .. } => Some(table_name),
+        _ => None,
+    }
+}
+
+impl SqlGuard {
+    pub fn set(&self, mode: Option<Mode>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.active = mode;
+        state.denial = None;
+    }
+
+    /// The reason for the last refusal since [`SqlGuard::set`], if any.
+    pub fn take_denial(&self) -> Option<String> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).denial.take()
+    }
+
+    pub fn install(&self, conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+        let guard = self.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| guard.decide(&ctx)))
+    }
+
+    fn decide(&self, ctx: &AuthContext<'_>) -> Authorization {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mode) = state.active else {
+            return Authorization::Allow;
+        };
+        let denial = refusal(mode, &ctx.action);
+        match denial {
+            Some(reason) => {
+                state.denial = Some(reason);
+                Authorization::Deny
+            }
+            None => Authorization::Allow,
+        }
+    }
+}
+
+fn refusal(mode: Mode, action: &AuthAction<'_>) -> Option<String> {
+    if let Some(table) = table_of(action) {
+        if table.starts_with(INTERNAL_PREFIX) {
+            return Some(format!(
+                "table {table} belongs to Tandem; use the key/value, cache and lock APIs instead"
+            ));
+        }
+    }
+    if mode == Mode::Read {
+        return None;
+    }
+    match action {
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
+            "transaction control is not allowed: the statements of one request already run in one transaction"
+                .into(),
+        ),
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
+            Some("ATTACH and DETACH are not allowed: every replica must hold the same database".into())
+        }
+        AuthAction::Pragma { pragma_name, .. } => Some(format!(
+            "PRAGMA {pragma_name} is not allowed in a replicated write"
+        )),
+        AuthAction::Function { function_name }
+            if matches!(function_name.to_ascii_lowercase().as_str(), "random" | "randomblob") =>
+        {
+            Some(format!(
+                "{function_name}() gives a different value on each replica; pass the value as a parameter"
+            ))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,14 @@
+//! The replicated state machine: commands, queries, and the SQLite database that holds the
+//! user's SQL tables together with Tandem's key/value store, TTL cache and locks.
+#![forbid(unsafe_code)]
+
+pub mod command;
+mod db;
+mod guard;
+pub mod sql;
+mod state_machine;
+
+pub use command::{Applied, Command, Fence, Outcome, Params, Rejection, RejectionKind, Statement};
+pub use db::{KvEntry, LockState, QueryRows, ReadError, StateDb, StoreError};
+pub use sql::SqlValue;
+pub use state_machine::StateMachine;

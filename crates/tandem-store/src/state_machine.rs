@@ -1,0 +1,240 @@
+//! openraft's view of the state: applies committed entries to the [`StateDb`], builds snapshots
+//! (a consistent copy of the database file) and installs the ones a leader sends.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tandem_raft::openraft::storage::RaftStateMachine;
+use tandem_raft::openraft::{
+    AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError,
+};
+use tandem_raft::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use tokio::sync::Mutex;
+
+use crate::db::{StateDb, StoreError};
+
+const STATE_FILE: &str = "state.db";
+const SNAPSHOT_DIR: &str = "snapshot";
+const SNAPSHOT_DATA: &str = "current.db";
+const SNAPSHOT_META: &str = "current.json";
+
+fn storage_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Message(String);
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&Message(e.to_string()))).into()
+}
+
+/// Writes `bytes` to `path` so that after a crash the file is either the old one or the new one.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("partial");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Where the current snapshot lives: the database copy and its metadata, side by side.
+#[derive(Clone)]
+struct SnapshotFiles {
+    dir: PathBuf,
+    /// One snapshot is written or installed at a time.
+    busy: Arc<Mutex<()>>,
+}
+
+impl SnapshotFiles {
+    fn data(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_DATA)
+    }
+    fn meta(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_META)
+    }
+
+    fn read_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
+        match std::fs::read(self.meta()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+                what: "snapshot metadata",
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes `bytes` the current snapshot, data first so the metadata never names missing data.
+    fn save(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StoreError> {
+        write_durably(&self.data(), bytes)?;
+        let meta_json = serde_json::to_vec(meta).map_err(|e| StoreError::Corrupt {
+            what: "snapshot metadata",
+            detail: e.to_string(),
+        })?;
+        write_durably(&self.meta(), &meta_json)?;
+        Ok(())
+    }
+}
+
+/// The state machine as openraft drives it. Clones share the database.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<StateDb>,
+    snapshots: SnapshotFiles,
+}
+
+impl StateMachine {
+    /// Opens (or creates) the state in `data_dir`. If the last snapshot is ahead of the
+    /// database — the database lost its unsynced tail in a power cut — the snapshot is restored.
+    pub fn open(data_dir: &Path) -> Result<StateMachine, StoreError> {
+        let dir = data_dir.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let db = StateDb::open(&data_dir.join(STATE_FILE))?;
+        let snapshots = SnapshotFiles {
+            dir,
+            busy: Arc::new(Mutex::new(())),
+        };
+        if let Some(meta) = snapshots.read_meta()? {
+            let (applied, _) = db.applied_state()?;
+            if meta.last_log_id > applied {
+                tracing::warn!(
+                    snapshot = ?meta.last_log_id, applied = ?applied,
+                    "state database is behind the last snapshot; restoring the snapshot"
+                );
+                db.replace_with(&snapshots.data())?;
+            }
+        }
+        Ok(StateMachine {
+            db: Arc::new(db),
+            snapshots,
+        })
+    }
+
+    pub fn db(&self) -> Arc<StateDb> {
+        self.db.clone()
+    }
+
+    /// Writes a consistent copy of the state to `target`, returning the log id it reflects.
+    pub fn backup_to(&self, target: &Path) -> Result<Option<LogId>, StoreError> {
+        self.db.copy_to(target)?;
+        Ok(StateDb::applied_state_in(target)?.0)
+    }
+
+    /// Prepares a backup file to seed a new cluster: its rows stay, its Raft position goes.
+    pub fn prepare_restore(backup: &Path, data_dir: &Path) -> Result<(), StoreError> {
+        let target = data_dir.join(STATE_FILE);
+        std::fs::copy(backup, &target)?;
+        StateDb::forget_raft_state(&target)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        verb: ErrorVerb,
+        f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(storage_error(verb, e)),
+            Err(join) => Err(storage_error(verb, join)),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let db = self.db.clone();
+        Self::blocking(ErrorVerb::Read, move || db.applied_state()).await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<serde_json::Value>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        Self::blocking(ErrorVerb::Write, move || db.apply(&entries)).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let _busy = self.snapshots.busy.lock().await;
+        let db = self.db.clone();
+        let files = self.snapshots.clone();
+        let meta = meta.clone();
+        Self::blocking(ErrorVerb::Write, move || {
+            let bytes = snapshot.into_inner();
+            files.save(&meta, &bytes)?;
+            db.replace_with(&files.data())?;
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "installed snapshot");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let _busy = self.snapshots.busy.lock().await;
+        let files = self.snapshots.clone();
+        Self::blocking(ErrorVerb::Read, move || {
+            let Some(meta) = files.read_meta()? else {
+                return Ok(None);
+            };
+            let bytes = std::fs::read(files.data())?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(bytes)),
+            }))
+        })
+        .await
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let _busy = self.snapshots.busy.lock().await;
+        let db = self.db.clone();
+        let files = self.snapshots.clone();
+        Self::blocking(ErrorVerb::Write, move || {
+            let building = files.dir.join("building.db");
+            let _ = std::fs::remove_file(&building);
+            db.copy_to(&building)?;
+            let (last_log_id, last_membership) = StateDb::applied_state_in(&building)?;
+            let bytes = std::fs::read(&building)?;
+            std::fs::remove_file(&building)?;
+            let taken_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default();
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: format!(
+                    "{}-{taken_ms}",
+                    last_log_id.map(|id| id.index).unwrap_or_default()
+                ),
+            };
+            files.save(&meta, &bytes)?;
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(bytes)),
+            })
+        })
+        .await
+    }
+}
