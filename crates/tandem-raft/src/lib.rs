@@ -32,7 +32,12 @@ pub struct Proposal {
 
 impl fmt::Debug for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Proposal(at={}, {} bytes)", self.stamped_at_ms, self.command.len())
+        write!(
+            f,
+            "Proposal(at={}, {} bytes)",
+            self.stamped_at_ms,
+            self.command.len()
+        )
     }
 }
 

@@ -68,7 +68,9 @@ impl LogStore {
             committed_index: Arc::new(AtomicU64::new(u64::MAX)),
         };
         if let Ok(Some(committed)) = store.read_meta::<LogId>(COMMITTED_KEY) {
-            store.committed_index.store(committed.index, Ordering::Relaxed);
+            store
+                .committed_index
+                .store(committed.index, Ordering::Relaxed);
         }
         Ok(store)
     }
@@ -129,8 +131,12 @@ impl LogStore {
         .await;
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&e)).into()),
-            Err(join) => Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&join)).into()),
+            Ok(Err(e)) => {
+                Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&e)).into())
+            }
+            Err(join) => {
+                Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&join)).into())
+            }
         }
     }
 
@@ -140,8 +146,9 @@ impl LogStore {
         key: &'static str,
         value: &T,
     ) -> Result<(), StorageError> {
-        let bytes = crate::wire::encode_request(value)
-            .map_err(|e| StorageIOError::new(subject.clone(), ErrorVerb::Write, AnyError::new(&e)))?;
+        let bytes = crate::wire::encode_request(value).map_err(|e| {
+            StorageIOError::new(subject.clone(), ErrorVerb::Write, AnyError::new(&e))
+        })?;
         self.write(subject, Durability::Immediate, move |txn| {
             txn.open_table(META)?.insert(key, bytes.as_slice())?;
             Ok(())
@@ -188,7 +195,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = {
             let txn = self.db.begin_read().map_err(read_err)?;
             let logs = txn.open_table(LOGS).map_err(read_err)?;
-            let last_bytes = logs.last().map_err(read_err)?.map(|(_, bytes)| bytes.value().to_vec());
+            let last_bytes = logs
+                .last()
+                .map_err(read_err)?
+                .map(|(_, bytes)| bytes.value().to_vec());
             match last_bytes {
                 Some(bytes) => {
                     let entry: Entry = crate::wire::decode_request(&bytes).map_err(read_err)?;
@@ -235,7 +245,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(COMMITTED_KEY)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -276,7 +290,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let purged = crate::wire::encode_request(&log_id).map_err(read_err)?;
         self.write(ErrorSubject::Logs, Durability::Immediate, move |txn| {
-            txn.open_table(META)?.insert(PURGED_KEY, purged.as_slice())?;
+            txn.open_table(META)?
+                .insert(PURGED_KEY, purged.as_slice())?;
             let mut logs = txn.open_table(LOGS)?;
             logs.retain_in(..=log_id.index, |_, _| false)?;
             Ok(())

@@ -70,7 +70,12 @@ enum PeerReplyError {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, ClusterNode, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&self, path: &str, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -96,15 +101,20 @@ impl PeerClient {
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if !status.is_success() {
             let body = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            return Err(RPCError::Network(NetworkError::new(&PeerReplyError::Status {
-                status,
-                body,
-            })));
+            return Err(RPCError::Network(NetworkError::new(
+                &PeerReplyError::Status { status, body },
+            )));
         }
         let reply: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&bytes)
             .map_err(|e| RPCError::Network(NetworkError::new(&PeerReplyError::from(e))))?;
         self.network.contacts.record(self.target);
-        reply.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        reply.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 }
 

@@ -44,5 +44,5 @@ pub struct ProbeReply {
 /// The leader's answer to [`READ_INDEX_PATH`]: the log index a read must wait for.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReadIndexReply {
-    pub read_index: u64,
+    pub read_index: Option<u64>,
 }

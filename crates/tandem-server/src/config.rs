@@ -32,7 +32,11 @@ impl NodeList {
     }
 
     fn ids_text(&self) -> String {
-        self.ids().iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
+        self.ids()
+            .iter()
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -44,7 +48,9 @@ fn check_addr(addr: &str, line: usize, what: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("node list line {line}: {what} {addr:?} is not host:port"))
+        Err(format!(
+            "node list line {line}: {what} {addr:?} is not host:port"
+        ))
     }
 }
 
@@ -67,11 +73,9 @@ impl FromStr for NodeList {
                     fields.len()
                 ));
             };
-            let id: NodeId = id
-                .parse()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| format!("node list line {line_no}: node id {id:?} is not a whole number above 0"))?;
+            let id: NodeId = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+                format!("node list line {line_no}: node id {id:?} is not a whole number above 0")
+            })?;
             if !seen.insert(id) {
                 return Err(format!("node list line {line_no}: node id {id} appears twice; every node needs its own id"));
             }
@@ -84,7 +88,9 @@ impl FromStr for NodeList {
             });
         }
         if nodes.is_empty() {
-            return Err("the node list is empty; give one line `id addr_raft addr_api` per node".into());
+            return Err(
+                "the node list is empty; give one line `id addr_raft addr_api` per node".into(),
+            );
         }
         Ok(NodeList(nodes))
     }
@@ -223,12 +229,18 @@ impl Settings {
         Ok(settings)
     }
 
-    fn resolve_node_id(&mut self, hostname: &dyn Fn() -> Option<String>) -> Result<(), ConfigError> {
+    fn resolve_node_id(
+        &mut self,
+        hostname: &dyn Fn() -> Option<String>,
+    ) -> Result<(), ConfigError> {
         match self.node_id_from.as_str() {
             "" => Ok(()),
             "k8s" => {
                 let host = hostname().ok_or_else(|| {
-                    ConfigError("TANDEM_NODE_ID_FROM=k8s but the hostname cannot be read (set HOSTNAME)".into())
+                    ConfigError(
+                        "TANDEM_NODE_ID_FROM=k8s but the hostname cannot be read (set HOSTNAME)"
+                            .into(),
+                    )
                 })?;
                 let ordinal = host
                     .rsplit_once('-')
@@ -256,7 +268,10 @@ impl Settings {
             )));
         }
         let clustered = self.nodes.0.len() > 1;
-        for (name, secret) in [("secret_raft", &self.secret_raft), ("secret_api", &self.secret_api)] {
+        for (name, secret) in [
+            ("secret_raft", &self.secret_raft),
+            ("secret_api", &self.secret_api),
+        ] {
             let flag = name.replace('_', "-");
             let env = format!("TANDEM_{}", name.to_uppercase());
             if secret.is_empty() {
@@ -301,7 +316,11 @@ fn hostname() -> Option<String> {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
 }
 
 /// Reads the secret saved in `data_dir`, or makes and saves one (mode 0600). Answers the secret
@@ -344,7 +363,8 @@ mod tests {
         }
     }
 
-    const THREE: &str = "1 127.0.0.1:8101 127.0.0.1:8201\n2 127.0.0.1:8102 127.0.0.1:8202\n3 h3:8103 h3:8203";
+    const THREE: &str =
+        "1 127.0.0.1:8101 127.0.0.1:8201\n2 127.0.0.1:8102 127.0.0.1:8202\n3 h3:8103 h3:8203";
 
     #[test]
     fn node_list_parses_lines_and_semicolons() {
@@ -360,7 +380,10 @@ mod tests {
         let dup = "1 a:1 a:2\n1 b:1 b:2".parse::<NodeList>().unwrap_err();
         assert!(dup.contains("appears twice"), "{dup}");
         let short = "1 a:1".parse::<NodeList>().unwrap_err();
-        assert!(short.contains("line 1") && short.contains("2 field"), "{short}");
+        assert!(
+            short.contains("line 1") && short.contains("2 field"),
+            "{short}"
+        );
         let bad_id = "x a:1 a:2".parse::<NodeList>().unwrap_err();
         assert!(bad_id.contains("\"x\""), "{bad_id}");
         let bad_addr = "1 nohost a:2".parse::<NodeList>().unwrap_err();
@@ -387,7 +410,11 @@ mod tests {
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tandem.toml");
-        std::fs::write(&path, "heartbeat_ms = 50\nelection_timeout_min_ms = 200\nsnapshot_every = 7\n").unwrap();
+        std::fs::write(
+            &path,
+            "heartbeat_ms = 50\nelection_timeout_min_ms = 200\nsnapshot_every = 7\n",
+        )
+        .unwrap();
         let a = ServerArgs {
             config: Some(path),
             snapshot_every: Some(9),

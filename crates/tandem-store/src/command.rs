@@ -151,7 +151,10 @@ impl Command {
             None => Ok(()),
         };
         match self {
-            Command::Sql { statements, fence: f } => {
+            Command::Sql {
+                statements,
+                fence: f,
+            } => {
                 if statements.is_empty() {
                     return Err(Rejection::invalid("no statements to execute"));
                 }
@@ -162,7 +165,12 @@ impl Command {
                 }
                 fence(f)
             }
-            Command::KvPut { key, ttl_ms, fence: f, .. } => {
+            Command::KvPut {
+                key,
+                ttl_ms,
+                fence: f,
+                ..
+            } => {
                 name("key", key)?;
                 if let Some(t) = ttl_ms {
                     ttl("ttl", *t)?;
@@ -173,7 +181,13 @@ impl Command {
                 name("key", key)?;
                 fence(f)
             }
-            Command::CachePut { namespace, key, ttl_ms, fence: f, .. } => {
+            Command::CachePut {
+                namespace,
+                key,
+                ttl_ms,
+                fence: f,
+                ..
+            } => {
                 name("namespace", namespace)?;
                 name("key", key)?;
                 if let Some(t) = ttl_ms {
@@ -181,7 +195,11 @@ impl Command {
                 }
                 fence(f)
             }
-            Command::CacheDelete { namespace, key, fence: f } => {
+            Command::CacheDelete {
+                namespace,
+                key,
+                fence: f,
+            } => {
                 name("namespace", namespace)?;
                 name("key", key)?;
                 fence(f)
@@ -190,13 +208,24 @@ impl Command {
                 name("namespace", namespace)?;
                 name("key", key)
             }
-            Command::LockAcquire { name: n, holder, ttl_ms }
-            | Command::LockRenew { name: n, holder, ttl_ms, .. } => {
+            Command::LockAcquire {
+                name: n,
+                holder,
+                ttl_ms,
+            }
+            | Command::LockRenew {
+                name: n,
+                holder,
+                ttl_ms,
+                ..
+            } => {
                 name("lock name", n)?;
                 name("holder", holder)?;
                 ttl("lease ttl", *ttl_ms)
             }
-            Command::LockRelease { name: n, holder, .. } => {
+            Command::LockRelease {
+                name: n, holder, ..
+            } => {
                 name("lock name", n)?;
                 name("holder", holder)
             }
@@ -262,14 +291,27 @@ pub struct StatementResult {
 /// What applying a command answers when it succeeds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Sql { results: Vec<StatementResult> },
-    KvWritten { revision: u64 },
-    Deleted { existed: bool },
+    Sql {
+        results: Vec<StatementResult>,
+    },
+    KvWritten {
+        revision: u64,
+    },
+    Deleted {
+        existed: bool,
+    },
     CacheWritten,
-    Taken { value: Option<Vec<u8>> },
-    Lease { token: u64, expires_at_ms: i64 },
+    Taken {
+        value: Option<Vec<u8>>,
+    },
+    Lease {
+        token: u64,
+        expires_at_ms: i64,
+    },
     Released,
-    Expired { removed: u64 },
+    Expired {
+        removed: u64,
+    },
     /// Raft's own entries (blank, membership) answer nothing.
     Nothing,
 }

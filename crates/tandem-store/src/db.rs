@@ -121,7 +121,13 @@ fn is_local_failure(e: &rusqlite::Error) -> bool {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => matches!(
             f.code,
-            DiskFull | SystemIoFailure | DatabaseCorrupt | OutOfMemory | CannotOpen | NotADatabase | FileLockingProtocolFailed
+            DiskFull
+                | SystemIoFailure
+                | DatabaseCorrupt
+                | OutOfMemory
+                | CannotOpen
+                | NotADatabase
+                | FileLockingProtocolFailed
         ),
         _ => false,
     }
@@ -165,7 +171,8 @@ impl StateDb {
         for _ in 0..READERS {
             let guard = SqlGuard::default();
             let conn = open_connection(path, &guard).map_err(open_err)?;
-            conn.pragma_update(None, "query_only", "ON").map_err(open_err)?;
+            conn.pragma_update(None, "query_only", "ON")
+                .map_err(open_err)?;
             readers.push((Mutex::new(conn), guard));
         }
         let db = StateDb {
@@ -193,7 +200,11 @@ impl StateDb {
 
     fn read_meta_i64(&self, conn: &Connection, key: &str) -> Result<i64, StoreError> {
         let value: Option<String> = conn
-            .query_row("SELECT value FROM _tandem_meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM _tandem_meta WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
             .optional()?;
         match value {
             None => Ok(0),
@@ -209,7 +220,11 @@ impl StateDb {
         key: &'static str,
     ) -> Result<Option<T>, StoreError> {
         let value: Option<String> = conn
-            .query_row("SELECT value FROM _tandem_meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM _tandem_meta WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
             .optional()?;
         value
             .map(|v| serde_json::from_str(&v))
@@ -232,7 +247,9 @@ impl StateDb {
         Self::applied_state_of(&conn)
     }
 
-    fn applied_state_of(conn: &Connection) -> Result<(Option<LogId>, StoredMembership), StoreError> {
+    fn applied_state_of(
+        conn: &Connection,
+    ) -> Result<(Option<LogId>, StoredMembership), StoreError> {
         let applied = Self::read_meta_json(conn, META_APPLIED)?.flatten();
         let membership = Self::read_meta_json(conn, META_MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
@@ -282,10 +299,18 @@ impl StateDb {
             answers.push(serde_json::to_value(&applied).unwrap_or(serde_json::Value::Null));
         }
         if let Some(applied) = last_applied {
-            Self::write_meta(&tx, META_APPLIED, &serde_json::to_string(&Some(applied)).unwrap_or_default())?;
+            Self::write_meta(
+                &tx,
+                META_APPLIED,
+                &serde_json::to_string(&Some(applied)).unwrap_or_default(),
+            )?;
         }
         if let Some(m) = membership {
-            Self::write_meta(&tx, META_MEMBERSHIP, &serde_json::to_string(&m).unwrap_or_default())?;
+            Self::write_meta(
+                &tx,
+                META_MEMBERSHIP,
+                &serde_json::to_string(&m).unwrap_or_default(),
+            )?;
         }
         Self::write_meta(&tx, META_REVISION, &revision.to_string())?;
         Self::write_meta(&tx, META_CLOCK, &clock.to_string())?;
@@ -343,21 +368,27 @@ impl StateDb {
                 Self::check_fence(conn, fence, now)?;
                 let mut results = Vec::with_capacity(statements.len());
                 for (i, statement) in statements.iter().enumerate() {
-                    let result = self
-                        .execute_user_statement(conn, statement)
-                        .map_err(|e| match e {
-                            ApplyError::Rejected(r) => ApplyError::Rejected(Rejection {
-                                kind: r.kind,
-                                message: format!("statement {}: {}", i + 1, r.message),
-                            }),
-                            other => other,
-                        })?;
+                    let result =
+                        self.execute_user_statement(conn, statement)
+                            .map_err(|e| match e {
+                                ApplyError::Rejected(r) => ApplyError::Rejected(Rejection {
+                                    kind: r.kind,
+                                    message: format!("statement {}: {}", i + 1, r.message),
+                                }),
+                                other => other,
+                            })?;
                     results.push(result);
                 }
                 *revision += 1;
                 Ok(Outcome::Sql { results })
             }
-            Command::KvPut { key, value, ttl_ms, if_revision, fence } => {
+            Command::KvPut {
+                key,
+                value,
+                ttl_ms,
+                if_revision,
+                fence,
+            } => {
                 Self::check_fence(conn, fence, now)?;
                 Self::check_revision(conn, key, *if_revision, now)?;
                 *revision += 1;
@@ -365,17 +396,30 @@ impl StateDb {
                     "INSERT OR REPLACE INTO _tandem_kv (key, value, revision, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![key, value, *revision as i64, expiry(now, *ttl_ms)])?;
-                Ok(Outcome::KvWritten { revision: *revision })
+                Ok(Outcome::KvWritten {
+                    revision: *revision,
+                })
             }
-            Command::KvDelete { key, if_revision, fence } => {
+            Command::KvDelete {
+                key,
+                if_revision,
+                fence,
+            } => {
                 Self::check_fence(conn, fence, now)?;
                 Self::check_revision(conn, key, *if_revision, now)?;
                 let existed = Self::kv_row(conn, key, now)?.is_some();
-                conn.prepare_cached("DELETE FROM _tandem_kv WHERE key = ?1")?.execute([key])?;
+                conn.prepare_cached("DELETE FROM _tandem_kv WHERE key = ?1")?
+                    .execute([key])?;
                 *revision += 1;
                 Ok(Outcome::Deleted { existed })
             }
-            Command::CachePut { namespace, key, value, ttl_ms, fence } => {
+            Command::CachePut {
+                namespace,
+                key,
+                value,
+                ttl_ms,
+                fence,
+            } => {
                 Self::check_fence(conn, fence, now)?;
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO _tandem_cache (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
@@ -384,7 +428,11 @@ impl StateDb {
                 *revision += 1;
                 Ok(Outcome::CacheWritten)
             }
-            Command::CacheDelete { namespace, key, fence } => {
+            Command::CacheDelete {
+                namespace,
+                key,
+                fence,
+            } => {
                 Self::check_fence(conn, fence, now)?;
                 let existed = Self::cache_row(conn, namespace, key, now)?.is_some();
                 conn.prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
@@ -399,7 +447,11 @@ impl StateDb {
                 *revision += 1;
                 Ok(Outcome::Taken { value })
             }
-            Command::LockAcquire { name, holder, ttl_ms } => {
+            Command::LockAcquire {
+                name,
+                holder,
+                ttl_ms,
+            } => {
                 let current = Self::lock_row(conn, name)?;
                 let expires_at = now.saturating_add(*ttl_ms as i64);
                 if let Some(lock) = &current {
@@ -428,7 +480,12 @@ impl StateDb {
                     expires_at_ms: expires_at,
                 })
             }
-            Command::LockRenew { name, holder, token, ttl_ms } => {
+            Command::LockRenew {
+                name,
+                holder,
+                token,
+                ttl_ms,
+            } => {
                 Self::check_holder(conn, name, holder, *token, now)?;
                 let expires_at = now.saturating_add(*ttl_ms as i64);
                 Self::set_lock(conn, name, Some(holder), *token, Some(expires_at))?;
@@ -437,7 +494,11 @@ impl StateDb {
                     expires_at_ms: expires_at,
                 })
             }
-            Command::LockRelease { name, holder, token } => {
+            Command::LockRelease {
+                name,
+                holder,
+                token,
+            } => {
                 Self::check_holder(conn, name, holder, *token, now)?;
                 Self::set_lock(conn, name, None, *token, None)?;
                 Ok(Outcome::Released)
@@ -473,7 +534,13 @@ impl StateDb {
         Ok(())
     }
 
-    fn check_holder(conn: &Connection, name: &str, holder: &str, token: u64, now: i64) -> Result<(), ApplyError> {
+    fn check_holder(
+        conn: &Connection,
+        name: &str,
+        holder: &str,
+        token: u64,
+        now: i64,
+    ) -> Result<(), ApplyError> {
         match Self::lock_row(conn, name)? {
             Some(lock)
                 if lock.holder.as_deref() == Some(holder)
@@ -497,9 +564,18 @@ impl StateDb {
         }
     }
 
-    fn check_revision(conn: &Connection, key: &str, expected: Option<u64>, now: i64) -> Result<(), ApplyError> {
-        let Some(expected) = expected else { return Ok(()) };
-        let actual = Self::kv_row(conn, key, now)?.map(|e| e.revision).unwrap_or(0);
+    fn check_revision(
+        conn: &Connection,
+        key: &str,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), ApplyError> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let actual = Self::kv_row(conn, key, now)?
+            .map(|e| e.revision)
+            .unwrap_or(0);
         if actual != expected {
             return Err(Rejection::conflict(format!(
                 "key {key:?} is at revision {actual}, not {expected}"
@@ -523,15 +599,26 @@ impl StateDb {
         Ok(row.filter(|e| not_expired(e.expires_at_ms, now)))
     }
 
-    fn cache_row(conn: &Connection, namespace: &str, key: &str, now: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    fn cache_row(
+        conn: &Connection,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> rusqlite::Result<Option<Vec<u8>>> {
         let row: Option<(Vec<u8>, Option<i64>)> = conn
-            .prepare_cached("SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
+            .prepare_cached(
+                "SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2",
+            )?
             .query_row([namespace, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.filter(|(_, at)| not_expired(*at, now)).map(|(v, _)| v))
     }
 
-    fn execute_user_statement(&self, conn: &Connection, statement: &Statement) -> Result<StatementResult, ApplyError> {
+    fn execute_user_statement(
+        &self,
+        conn: &Connection,
+        statement: &Statement,
+    ) -> Result<StatementResult, ApplyError> {
         if let Some(reason) = sql::nondeterminism(&statement.sql, &statement.params) {
             return Err(Rejection::invalid(reason).into());
         }
@@ -539,14 +626,20 @@ impl StateDb {
         let prepared = conn.prepare(&statement.sql);
         self.write_guard.set(None);
         let mut stmt = prepared.map_err(|e| self.user_error(&self.write_guard, e))?;
-        let readonly = stmt.readonly();
         bind(&mut stmt, &statement.params)?;
+        // `changes()` keeps the count of the last INSERT/UPDATE/DELETE even across DDL, so
+        // count this statement's own changes from the running total.
+        let changes_before = conn.total_changes();
         let mut rows = stmt.raw_query();
         // Drain rows so statements with RETURNING run to completion.
-        while rows.next().map_err(|e| self.user_error(&self.write_guard, e))?.is_some() {}
+        while rows
+            .next()
+            .map_err(|e| self.user_error(&self.write_guard, e))?
+            .is_some()
+        {}
         drop(rows);
         Ok(StatementResult {
-            rows_affected: if readonly { 0 } else { conn.changes() },
+            rows_affected: conn.total_changes() - changes_before,
             last_insert_id: conn.last_insert_rowid(),
         })
     }
@@ -562,7 +655,8 @@ impl StateDb {
             Some(reason) => reason,
             None => match &e {
                 rusqlite::Error::MultipleStatement => {
-                    "several statements in one string; send each as its own entry in \"statements\"".into()
+                    "several statements in one string; send each as its own entry in \"statements\""
+                        .into()
                 }
                 rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
                 other => other.to_string(),
@@ -571,7 +665,10 @@ impl StateDb {
         ApplyError::Rejected(Rejection::invalid(message))
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection, &SqlGuard) -> Result<T, ReadError>) -> Result<T, ReadError> {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection, &SqlGuard) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
             let (conn, guard) = &self.readers[(start + i) % self.readers.len()];
@@ -625,7 +722,12 @@ impl StateDb {
     }
 
     /// Keys starting with `prefix` and sorting after `after`, in order, at most `limit`.
-    pub fn kv_list(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+    pub fn kv_list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
         let now = self.clock_ms();
         let upper = format!("{prefix}\u{10FFFF}");
         self.with_reader(|conn, _| {
@@ -636,7 +738,10 @@ impl StateDb {
                 )
                 .map_err(StoreError::from)?;
             let keys = stmt
-                .query_map(params![prefix, upper, after.unwrap_or(""), now, limit], |r| r.get(0))
+                .query_map(
+                    params![prefix, upper, after.unwrap_or(""), now, limit],
+                    |r| r.get(0),
+                )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
                 .map_err(StoreError::from)?;
             Ok(keys)
@@ -646,8 +751,10 @@ impl StateDb {
 
     pub fn cache_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock_ms();
-        self.with_reader(|conn, _| Ok(Self::cache_row(conn, namespace, key, now).map_err(StoreError::from)?))
-            .map_err(read_store_error)
+        self.with_reader(|conn, _| {
+            Ok(Self::cache_row(conn, namespace, key, now).map_err(StoreError::from)?)
+        })
+        .map_err(read_store_error)
     }
 
     /// The lock as this replica sees it; an expired lease shows as not held.
@@ -703,7 +810,11 @@ impl StateDb {
     /// Replaces the whole database with the one at `source`, then reloads the clock.
     pub fn replace_with(&self, source: &Path) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
-        conn.restore(rusqlite::MAIN_DB, source, None::<fn(rusqlite::backup::Progress)>)?;
+        conn.restore(
+            rusqlite::MAIN_DB,
+            source,
+            None::<fn(rusqlite::backup::Progress)>,
+        )?;
         conn.execute_batch(SCHEMA)?;
         let clock = self.read_meta_i64(&conn, META_CLOCK)?;
         self.clock_ms.store(clock, Ordering::SeqCst);
@@ -767,7 +878,9 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &Params) -> Result<(), Apply
                 let index = stmt
                     .parameter_index(name)
                     .map_err(|e| Rejection::invalid(e.to_string()))?
-                    .ok_or_else(|| Rejection::invalid(format!("the statement has no parameter {name}")))?;
+                    .ok_or_else(|| {
+                        Rejection::invalid(format!("the statement has no parameter {name}"))
+                    })?;
                 stmt.raw_bind_parameter(index, value)
                     .map_err(|e| Rejection::invalid(e.to_string()))?;
             }

@@ -66,7 +66,11 @@ impl SqlGuard {
 
     /// The reason for the last refusal since [`SqlGuard::set`], if any.
     pub fn take_denial(&self) -> Option<String> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).denial.take()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .denial
+            .take()
     }
 
     pub fn install(&self, conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {

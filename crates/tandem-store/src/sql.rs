@@ -96,7 +96,13 @@ impl From<rusqlite::types::ValueRef<'_>> for SqlValue {
 const RANDOM_FUNCTIONS: &[&str] = &["random", "randomblob"];
 /// Date functions that read the replica's clock when given `'now'` or no argument.
 const DATE_FUNCTIONS: &[&str] = &[
-    "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "timediff",
 ];
 const CLOCK_KEYWORDS: &[&str] = &["current_timestamp", "current_date", "current_time"];
 
@@ -165,7 +171,9 @@ fn tokenize(sql: &str) -> Vec<Token> {
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                 i += 1;
             }
-            tokens.push(Token::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
+            tokens.push(Token::Word(
+                chars[start..i].iter().collect::<String>().to_lowercase(),
+            ));
         } else {
             tokens.push(Token::Punct(c));
             i += 1;
@@ -302,10 +310,19 @@ mod tests {
     #[test]
     fn json_values_convert_both_ways() {
         let blob = serde_json::json!({"base64": "AAEC"});
-        assert_eq!(SqlValue::from_json(&blob).unwrap(), SqlValue::Blob(vec![0, 1, 2]));
+        assert_eq!(
+            SqlValue::from_json(&blob).unwrap(),
+            SqlValue::Blob(vec![0, 1, 2])
+        );
         assert_eq!(SqlValue::Blob(vec![0, 1, 2]).to_json(), blob);
-        assert_eq!(SqlValue::from_json(&serde_json::json!(true)).unwrap(), SqlValue::Integer(1));
-        assert_eq!(SqlValue::from_json(&serde_json::json!(1.5)).unwrap(), SqlValue::Real(1.5));
+        assert_eq!(
+            SqlValue::from_json(&serde_json::json!(true)).unwrap(),
+            SqlValue::Integer(1)
+        );
+        assert_eq!(
+            SqlValue::from_json(&serde_json::json!(1.5)).unwrap(),
+            SqlValue::Real(1.5)
+        );
         assert!(SqlValue::from_json(&serde_json::json!([1])).is_err());
     }
 }

@@ -10,7 +10,9 @@ use tandem_raft::openraft::storage::RaftStateMachine;
 use tandem_raft::openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError,
 };
-use tandem_raft::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use tandem_raft::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use tokio::sync::Mutex;
 
 use crate::db::{StateDb, StoreError};
@@ -24,7 +26,12 @@ fn storage_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     #[derive(Debug, thiserror::Error)]
     #[error("{0}")]
     struct Message(String);
-    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&Message(e.to_string()))).into()
+    StorageIOError::new(
+        ErrorSubject::StateMachine,
+        verb,
+        AnyError::new(&Message(e.to_string())),
+    )
+    .into()
 }
 
 /// Writes `bytes` to `path` so that after a crash the file is either the old one or the new one.
@@ -58,10 +65,14 @@ impl SnapshotFiles {
 
     fn read_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
         match std::fs::read(self.meta()) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
-                what: "snapshot metadata",
-                detail: e.to_string(),
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        what: "snapshot metadata",
+                        detail: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -1,0 +1,721 @@
+//! The client API: data (SQL, key/value, cache, locks) and cluster status. Authentication and
+//! the leader redirect are layers in front of the handlers, not branches inside them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tandem_raft::openraft::ServerState;
+use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
+
+use crate::error::{secrets_match, ApiError};
+use crate::extract::{parse_ttl, Json, Query};
+use crate::node::{Consistency, Node};
+
+pub fn router(node: Arc<Node>) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/sys/leader", get(sys_leader))
+        .route("/v1/cluster", get(cluster_status))
+        .route("/v1/cluster/snapshot", post(take_snapshot))
+        .route("/v1/backup", get(backup))
+        .route("/v1/sql/execute", post(sql_execute))
+        .route("/v1/sql/query", post(sql_query))
+        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route(
+            "/v1/cache/{namespace}/{key}",
+            get(cache_get).put(cache_put).delete(cache_delete),
+        )
+        .route("/v1/cache/{namespace}/{key}/take", post(cache_take))
+        .route("/v1/locks/{name}", get(lock_get))
+        .route("/v1/locks/{name}/acquire", post(lock_acquire))
+        .route("/v1/locks/{name}/renew", post(lock_renew))
+        .route("/v1/locks/{name}/release", post(lock_release))
+        .layer(middleware::from_fn_with_state(node.clone(), leader_only))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            require_api_secret,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(authenticated)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(node.settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(node.clone(), served_by))
+        .with_state(node)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no endpoint {method} {}; see docs/api.md",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not supported on {}; see docs/api.md",
+            uri.path()
+        ),
+    )
+}
+
+/// Names the node that answered, on every response.
+async fn served_by(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert("tandem-node-id", HeaderValue::from(node.id));
+    response
+}
+
+async fn require_api_secret(
+    State(node): State<Arc<Node>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !secrets_match(given.trim().as_bytes(), node.secret_api.as_bytes()) {
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(request).await
+}
+
+/// Does this request have to be served by the leader? Writes do, and reads that ask for
+/// `consistency=leader`; linearizable reads are confirmed through the leader but served here.
+fn needs_leader(method: &Method, uri: &Uri) -> bool {
+    let path = uri.path();
+    let data = ["/v1/sql/", "/v1/kv", "/v1/cache/", "/v1/locks/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    if !data {
+        return false;
+    }
+    let is_read = *method == Method::GET || *method == Method::HEAD || path == "/v1/sql/query";
+    if !is_read {
+        return true;
+    }
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=leader"))
+}
+
+async fn leader_only(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    if needs_leader(request.method(), request.uri()) && !node.is_leader() {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        return node.not_leader(target).into_response();
+    }
+    next.run(request).await
+}
+
+fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+}
+
+// ---- status ----
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Response {
+    let metrics = node.raft.metrics().borrow().clone();
+    let serving = metrics.running_state.is_ok() && metrics.current_leader.is_some();
+    let body = json!({
+        "status": if serving { "ok" } else { "unavailable" },
+        "node_id": node.id,
+        "role": role_name(metrics.state),
+        "leader_id": metrics.current_leader,
+    });
+    let status = if serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn sys_leader(State(node): State<Arc<Node>>) -> axum::Json<Value> {
+    let term = node.raft.metrics().borrow().current_term;
+    let leader = node.leader();
+    axum::Json(json!({
+        "leader_id": leader.as_ref().map(|(id, _)| *id),
+        "leader_api_addr": leader.as_ref().map(|(_, n)| n.api_addr.clone()),
+        "is_self": leader.as_ref().is_some_and(|(id, _)| *id == node.id),
+        "term": term,
+    }))
+}
+
+async fn cluster_status(State(node): State<Arc<Node>>) -> axum::Json<Value> {
+    let m = node.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<_> = membership.voter_ids().collect();
+    let members: Vec<Value> = membership
+        .nodes()
+        .map(|(id, n)| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned())
+                .flatten()
+                .map(|log_id| log_id.index);
+            json!({
+                "id": id,
+                "raft_addr": n.raft_addr,
+                "api_addr": n.api_addr,
+                "voter": voters.contains(id),
+                "is_self": *id == node.id,
+                "is_leader": m.current_leader == Some(*id),
+                "matched_index": matched,
+                "last_contact_ms": if *id == node.id { Some(0) } else { node.contacts.millis_since(*id) },
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "node_id": node.id,
+        "role": role_name(m.state),
+        "term": m.current_term,
+        "leader_id": m.current_leader,
+        "commit_index": node.log.committed_index(),
+        "applied_index": m.last_applied.map(|l| l.index),
+        "last_log_index": m.last_log_index,
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "millis_since_quorum_ack": m.millis_since_quorum_ack,
+        "members": members,
+    }))
+}
+
+async fn take_snapshot(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
+    let applied = node.raft.metrics().borrow().last_applied.map(|l| l.index);
+    node.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let done = node
+        .raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(|m| m.snapshot.map(|l| l.index) >= applied, "snapshot")
+        .await
+        .map_err(|e| ApiError::unavailable(format!("snapshot did not finish: {e}")))?;
+    Ok(axum::Json(
+        json!({"snapshot_index": done.snapshot.map(|l| l.index)}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReadParams {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+async fn backup(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Query(p): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let state = node.state.clone();
+    let path = node
+        .settings
+        .data_dir
+        .join(format!("backup-{}.db", crate::node::now_ms()));
+    let (bytes, applied) = tokio::task::spawn_blocking(move || {
+        let applied = state.backup_to(&path);
+        let bytes = applied.as_ref().ok().map(|_| std::fs::read(&path));
+        let _ = std::fs::remove_file(&path);
+        (bytes, applied)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let applied = applied?;
+    let bytes = bytes
+        .ok_or_else(|| ApiError::internal("backup file missing"))?
+        .map_err(ApiError::internal)?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.sqlite3"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"tandem-backup.db\""),
+    );
+    headers.insert(
+        "tandem-applied-index",
+        HeaderValue::from(applied.map(|l| l.index).unwrap_or(0)),
+    );
+    Ok(response)
+}
+
+// ---- SQL ----
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StatementBody {
+    Text(String),
+    Full {
+        sql: String,
+        #[serde(default)]
+        params: Option<Value>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteBody {
+    #[serde(default)]
+    statements: Vec<StatementBody>,
+    sql: Option<String>,
+    params: Option<Value>,
+}
+
+fn to_params(value: Option<Value>) -> Result<Params, ApiError> {
+    let convert = |v: &Value| SqlValue::from_json(v).map_err(ApiError::bad_request);
+    match value {
+        None | Some(Value::Null) => Ok(Params::Positional(vec![])),
+        Some(Value::Array(items)) => Ok(Params::Positional(
+            items.iter().map(convert).collect::<Result<_, _>>()?,
+        )),
+        Some(Value::Object(map)) => Ok(Params::Named(
+            map.iter()
+                .map(|(k, v)| {
+                    let name = if k.starts_with([':', '@', '$']) {
+                        k.clone()
+                    } else {
+                        format!(":{k}")
+                    };
+                    Ok((name, convert(v)?))
+                })
+                .collect::<Result<_, ApiError>>()?,
+        )),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "params must be an array or an object, not {other}"
+        ))),
+    }
+}
+
+fn to_statement(body: StatementBody) -> Result<Statement, ApiError> {
+    match body {
+        StatementBody::Text(sql) => Ok(Statement {
+            sql,
+            params: Params::Positional(vec![]),
+        }),
+        StatementBody::Full { sql, params } => Ok(Statement {
+            sql,
+            params: to_params(params)?,
+        }),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WriteParams {
+    fence: Option<String>,
+    ttl: Option<String>,
+    if_revision: Option<u64>,
+}
+
+impl WriteParams {
+    fn fence(&self) -> Result<Option<Fence>, ApiError> {
+        self.fence
+            .as_deref()
+            .map(|f| f.parse::<Fence>().map_err(ApiError::bad_request))
+            .transpose()
+    }
+    fn ttl_ms(&self) -> Result<Option<u64>, ApiError> {
+        self.ttl.as_deref().map(parse_ttl).transpose()
+    }
+}
+
+async fn sql_execute(
+    State(node): State<Arc<Node>>,
+    Query(w): Query<WriteParams>,
+    Json(body): Json<ExecuteBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut statements = body
+        .statements
+        .into_iter()
+        .map(to_statement)
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(sql) = body.sql {
+        statements.push(Statement {
+            sql,
+            params: to_params(body.params)?,
+        });
+    }
+    match node
+        .propose(Command::Sql {
+            statements,
+            fence: w.fence()?,
+        })
+        .await?
+    {
+        Outcome::Sql { results } => Ok(axum::Json(json!({"results": results}))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    sql: String,
+    params: Option<Value>,
+}
+
+async fn sql_query(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Query(p): Query<ReadParams>,
+    Json(body): Json<QueryBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let statement = Statement {
+        sql: body.sql,
+        params: to_params(body.params)?,
+    };
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let rows = node.read(move |db| Ok(db.query(&statement)?)).await?;
+    let rows_json: Vec<Vec<Value>> = rows
+        .rows
+        .iter()
+        .map(|row| row.iter().map(SqlValue::to_json).collect())
+        .collect();
+    Ok(axum::Json(
+        json!({"columns": rows.columns, "rows": rows_json}),
+    ))
+}
+
+// ---- key/value ----
+
+fn raw_value(bytes: Vec<u8>) -> Response {
+    let mut response = bytes.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+async fn kv_get(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Path(key): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let lookup = key.clone();
+    let entry = node.read(move |db| Ok(db.kv_get(&lookup)?)).await?;
+    let entry = entry.ok_or_else(|| ApiError::not_found(format!("key {key:?} does not exist")))?;
+    let mut response = raw_value(entry.value);
+    response
+        .headers_mut()
+        .insert("tandem-revision", HeaderValue::from(entry.revision));
+    if let Some(at) = entry.expires_at_ms {
+        response
+            .headers_mut()
+            .insert("tandem-expires-at-ms", HeaderValue::from(at));
+    }
+    Ok(response)
+}
+
+async fn kv_put(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(w): Query<WriteParams>,
+    value: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let command = Command::KvPut {
+        key,
+        value: value.to_vec(),
+        ttl_ms: w.ttl_ms()?,
+        if_revision: w.if_revision,
+        fence: w.fence()?,
+    };
+    match node.propose(command).await? {
+        Outcome::KvWritten { revision } => Ok(axum::Json(json!({"revision": revision}))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn kv_delete(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(w): Query<WriteParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if w.ttl.is_some() {
+        return Err(ApiError::bad_request("ttl has no meaning on DELETE"));
+    }
+    let command = Command::KvDelete {
+        key,
+        if_revision: w.if_revision,
+        fence: w.fence()?,
+    };
+    deleted(node.propose(command).await?)
+}
+
+fn deleted(outcome: Outcome) -> Result<axum::Json<Value>, ApiError> {
+    match outcome {
+        Outcome::Deleted { existed } => Ok(axum::Json(json!({"deleted": existed}))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    after: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+const LIST_LIMIT_MAX: u32 = 10_000;
+
+async fn kv_list(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Query(p): Query<ListParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(1000);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_LIMIT_MAX}"
+        )));
+    }
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let (prefix, after) = (p.prefix, p.after);
+    let keys = node
+        .read(move |db| Ok(db.kv_list(&prefix, after.as_deref(), limit)?))
+        .await?;
+    let next = (keys.len() == limit as usize)
+        .then(|| keys.last().cloned())
+        .flatten();
+    Ok(axum::Json(json!({"keys": keys, "next": next})))
+}
+
+// ---- cache ----
+
+async fn cache_get(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Path((namespace, key)): Path<(String, String)>,
+    Query(p): Query<ReadParams>,
+) -> Result<Response, ApiError> {
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let (ns, k) = (namespace.clone(), key.clone());
+    let value = node.read(move |db| Ok(db.cache_get(&ns, &k)?)).await?;
+    value
+        .map(raw_value)
+        .ok_or_else(|| ApiError::not_found(format!("cache entry {namespace}/{key} does not exist")))
+}
+
+async fn cache_put(
+    State(node): State<Arc<Node>>,
+    Path((namespace, key)): Path<(String, String)>,
+    Query(w): Query<WriteParams>,
+    value: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    if w.if_revision.is_some() {
+        return Err(ApiError::bad_request(
+            "if_revision applies to the key/value store, not the cache",
+        ));
+    }
+    let command = Command::CachePut {
+        namespace,
+        key,
+        value: value.to_vec(),
+        ttl_ms: w.ttl_ms()?,
+        fence: w.fence()?,
+    };
+    node.propose(command).await?;
+    Ok(axum::Json(json!({"stored": true})))
+}
+
+async fn cache_delete(
+    State(node): State<Arc<Node>>,
+    Path((namespace, key)): Path<(String, String)>,
+    Query(w): Query<WriteParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let command = Command::CacheDelete {
+        namespace,
+        key,
+        fence: w.fence()?,
+    };
+    deleted(node.propose(command).await?)
+}
+
+async fn cache_take(
+    State(node): State<Arc<Node>>,
+    Path((namespace, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let command = Command::CacheTake {
+        namespace: namespace.clone(),
+        key: key.clone(),
+    };
+    match node.propose(command).await? {
+        Outcome::Taken { value: Some(value) } => Ok(raw_value(value)),
+        Outcome::Taken { value: None } => Err(ApiError::not_found(format!(
+            "cache entry {namespace}/{key} does not exist (or was already taken)"
+        ))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+// ---- locks ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseBody {
+    holder: String,
+    token: Option<u64>,
+    ttl: Option<String>,
+}
+
+impl LeaseBody {
+    fn ttl_ms(&self) -> Result<u64, ApiError> {
+        parse_ttl(
+            self.ttl
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_request("ttl is required, e.g. \"ttl\": \"10s\""))?,
+        )
+    }
+    fn token(&self) -> Result<u64, ApiError> {
+        self.token.ok_or_else(|| {
+            ApiError::bad_request("token is required: the fencing token acquire returned")
+        })
+    }
+}
+
+fn lease(outcome: Outcome) -> Result<axum::Json<Value>, ApiError> {
+    match outcome {
+        Outcome::Lease {
+            token,
+            expires_at_ms,
+        } => Ok(axum::Json(
+            json!({"token": token, "expires_at_ms": expires_at_ms}),
+        )),
+        Outcome::Released => Ok(axum::Json(json!({"released": true}))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn lock_acquire(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<LeaseBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let ttl_ms = body.ttl_ms()?;
+    lease(
+        node.propose(Command::LockAcquire {
+            name,
+            holder: body.holder,
+            ttl_ms,
+        })
+        .await?,
+    )
+}
+
+async fn lock_renew(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<LeaseBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (token, ttl_ms) = (body.token()?, body.ttl_ms()?);
+    lease(
+        node.propose(Command::LockRenew {
+            name,
+            holder: body.holder,
+            token,
+            ttl_ms,
+        })
+        .await?,
+    )
+}
+
+async fn lock_release(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    Json(body): Json<LeaseBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let token = body.token()?;
+    lease(
+        node.propose(Command::LockRelease {
+            name,
+            holder: body.holder,
+            token,
+        })
+        .await?,
+    )
+}
+
+async fn lock_get(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    Path(name): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    node.read_barrier(p.consistency, path_and_query(&uri))
+        .await?;
+    let lookup = name.clone();
+    let lock = node.read(move |db| Ok(db.lock_get(&lookup)?)).await?;
+    let lock =
+        lock.ok_or_else(|| ApiError::not_found(format!("lock {name:?} has never been acquired")))?;
+    Ok(axum::Json(json!(lock)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_leader_reads_need_the_leader() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(needs_leader(&Method::PUT, &uri("/v1/kv/a")));
+        assert!(needs_leader(&Method::POST, &uri("/v1/sql/execute")));
+        assert!(needs_leader(&Method::POST, &uri("/v1/cache/n/k/take")));
+        assert!(!needs_leader(&Method::GET, &uri("/v1/kv/a")));
+        assert!(!needs_leader(&Method::POST, &uri("/v1/sql/query")));
+        assert!(needs_leader(
+            &Method::GET,
+            &uri("/v1/kv/a?consistency=leader")
+        ));
+        assert!(!needs_leader(&Method::GET, &uri("/v1/cluster")));
+        assert!(!needs_leader(&Method::POST, &uri("/v1/cluster/snapshot")));
+    }
+}

@@ -1,0 +1,49 @@
+//! Extractors that turn malformed input into the API's JSON errors instead of plain text.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Query parameters; a malformed query is a 400 that names the problem.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(format!("bad query parameters: {}", e.body_text())))
+    }
+}
+
+/// A JSON body; malformed JSON is a 400 that says where it broke.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|j| Json(j.0))
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {}", e.body_text())))
+    }
+}
+
+/// Parses a TTL such as `30s`, `5m`, `1h30m` or `250ms`.
+pub fn parse_ttl(text: &str) -> Result<u64, ApiError> {
+    let duration = humantime::parse_duration(text).map_err(|_| {
+        ApiError::bad_request(format!("ttl {text:?} is not a duration like 30s, 5m or 1h"))
+    })?;
+    let ms = duration.as_millis();
+    if ms == 0 {
+        return Err(ApiError::bad_request(format!(
+            "ttl {text:?} must be at least 1ms"
+        )));
+    }
+    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
+}

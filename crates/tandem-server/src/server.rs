@@ -1,0 +1,311 @@
+//! Starting and stopping a server node: open the stores, bind both ports, start Raft, form the
+//! cluster on first start, and run the leader's expiry loop until a shutdown signal.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_raft::openraft::{self, SnapshotPolicy};
+use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
+use tandem_raft::{ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
+use tandem_store::{Command, StateMachine};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{load_or_generate_secret, Settings};
+use crate::node::{now_ms, Node};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Log(#[from] tandem_raft::LogStoreError),
+    #[error(transparent)]
+    State(#[from] tandem_store::StoreError),
+    #[error("cannot listen for {what} on {addr}: {source} (is another process using it?)")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Raft configuration: {0}")]
+    RaftConfig(String),
+    #[error("Raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// A server that is running; dropping it does not stop it, [`RunningServer::shutdown`] does.
+pub struct RunningServer {
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Bind {
+        what,
+        addr: addr.to_string(),
+        source,
+    };
+    // Listen on the given address; a host name is resolved and the first address used.
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr).await.map_err(err)?.collect();
+    let first = resolved.first().copied().ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        ))
+    })?;
+    TcpListener::bind(first).await.map_err(err)
+}
+
+fn secret(
+    settings_value: &str,
+    settings: &Settings,
+    name: &str,
+    label: &str,
+    env: &str,
+) -> Result<String, StartError> {
+    if !settings_value.is_empty() {
+        return Ok(settings_value.to_string());
+    }
+    let (secret, generated) =
+        load_or_generate_secret(&settings.data_dir, name).map_err(|source| {
+            StartError::DataDir {
+                path: settings.data_dir.display().to_string(),
+                source,
+            }
+        })?;
+    if generated {
+        // Shown once, on the start that made it; it stays in the data folder (mode 0600).
+        println!(
+            "Generated {label}: {secret}\n  (saved in {}; pass it as {env})",
+            settings.data_dir.join(name).display()
+        );
+    }
+    Ok(secret)
+}
+
+impl RunningServer {
+    pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+        let data_dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let secret_api = secret(
+            &settings.secret_api,
+            &settings,
+            "secret-api",
+            "API secret",
+            "TANDEM_SECRET_API",
+        )?;
+        let secret_raft = secret(
+            &settings.secret_raft,
+            &settings,
+            "secret-raft",
+            "cluster secret",
+            "TANDEM_SECRET_RAFT",
+        )?;
+
+        let this = settings.this_node().clone();
+        let raft_listener = bind("cluster traffic", &this.raft_addr).await?;
+        let api_listener = bind("the API", &this.api_addr).await?;
+
+        let log = LogStore::open(&data_dir.join("raft.redb"))?;
+        let fresh = log
+            .is_empty()
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let state = StateMachine::open(&data_dir)?;
+
+        let config = openraft::Config {
+            cluster_name: "tandem".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.snapshot_logs_to_keep,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::RaftConfig(e.to_string()))?;
+
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let contacts = PeerContacts::default();
+        let network = HttpNetwork::new(http.clone(), secret_raft.clone().into(), contacts.clone());
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            network,
+            log.clone(),
+            state.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let node = Arc::new(Node {
+            id: settings.node_id,
+            db: state.db(),
+            state,
+            settings,
+            raft,
+            log,
+            contacts,
+            http,
+            secret_api,
+            secret_raft,
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let cluster_app = crate::cluster_api::router(node.clone());
+        let api_app = crate::api::router(node.clone());
+        let stop_cluster = until_stopped(stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(raft_listener, cluster_app)
+                .with_graceful_shutdown(stop_cluster)
+                .await
+            {
+                tracing::error!(error = %e, "cluster listener failed");
+            }
+        }));
+        let stop_api = until_stopped(stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(api_listener, api_app)
+                .with_graceful_shutdown(stop_api)
+                .await
+            {
+                tracing::error!(error = %e, "API listener failed");
+            }
+        }));
+        tracing::info!(
+            node_id = node.id, api = %this.api_addr, raft = %this.raft_addr,
+            data_dir = %node.settings.data_dir.display(), nodes = node.settings.nodes.0.len(),
+            "tandem server started"
+        );
+        if fresh {
+            tasks.push(tokio::spawn(form_cluster(node.clone(), stopped.clone())));
+        }
+        tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
+        Ok(RunningServer { node, stop, tasks })
+    }
+
+    /// Stops accepting requests, lets the ones in flight finish, and stops Raft.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Err(e) = self.node.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not stop cleanly");
+        }
+        tracing::info!(node_id = self.node.id, "tandem server stopped");
+    }
+}
+
+/// On a node that has never been part of a cluster: if a peer already belongs to one, wait to
+/// be contacted by its leader (this node is in its membership, so it is sent the log or a
+/// snapshot). Otherwise propose the configured membership; every fresh node proposes the same
+/// one, which Raft accepts as one.
+async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let members: BTreeMap<u64, ClusterNode> = node
+        .settings
+        .nodes
+        .0
+        .iter()
+        .map(|n| {
+            (
+                n.id,
+                ClusterNode {
+                    raft_addr: n.raft_addr.clone(),
+                    api_addr: n.api_addr.clone(),
+                },
+            )
+        })
+        .collect();
+    let peers: Vec<ClusterNode> = members
+        .iter()
+        .filter(|(id, _)| **id != node.id)
+        .map(|(_, n)| n.clone())
+        .collect();
+    // Give peers that start at about the same time a few seconds to answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut answered = 0;
+        for peer in &peers {
+            let reply = node
+                .http
+                .post(format!("http://{}{}", peer.raft_addr, wire::PROBE_PATH))
+                .header(SECRET_HEADER, &node.secret_raft)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            let Ok(reply) = reply else { continue };
+            let Ok(probe) = reply.json::<ProbeReply>().await else {
+                continue;
+            };
+            answered += 1;
+            if probe.initialized {
+                tracing::info!(
+                    peer = probe.node_id,
+                    "joining the existing cluster; waiting for its leader"
+                );
+                return;
+            }
+        }
+        if answered == peers.len() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+    match node.raft.initialize(members).await {
+        Ok(()) => tracing::info!(node_id = node.id, "formed the cluster"),
+        // Another node's proposal reached this one first: it is already a member.
+        Err(e) => tracing::info!(reason = %e, "cluster already forming; not proposing membership"),
+    }
+}
+
+/// On the leader: when a key, cache entry or lease is due, propose an `Expire` command so every
+/// replica removes it at the same point in the log.
+async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stopped.changed() => return,
+        }
+        if !node.is_leader() {
+            continue;
+        }
+        let due = match node.db.next_expiry() {
+            Ok(Some(at)) => at <= now_ms(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the next expiry");
+                false
+            }
+        };
+        if due {
+            if let Err(e) = node.propose(Command::Expire).await {
+                tracing::debug!(error = %e.message, "expiry not proposed");
+            }
+        }
+    }
+}

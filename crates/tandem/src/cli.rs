@@ -1,0 +1,574 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+use tandem_client::{segment, Client, Reply};
+use tandem_server::config::LogFormat;
+use tandem_server::{RunningServer, ServerArgs, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Tandem keeps a service running when servers fail"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server node (a cluster of one by default, data in ./tandem-data)
+    Server(ServerArgs),
+    /// Show the cluster: leader, term, members and their progress
+    Status(Target),
+    /// Run SQL: statements that write are replicated; SELECTs return rows
+    Sql(SqlArgs),
+    /// Key/value store
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// TTL cache
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Locks with leases and fencing tokens
+    Lock {
+        #[command(subcommand)]
+        command: LockCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Snapshots, backups and restore
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+/// Which servers to talk to, and how.
+#[derive(Args, Clone)]
+struct Target {
+    /// Server API address; repeat for several (tried in turn, the leader is followed)
+    #[arg(
+        long = "addr",
+        env = "TANDEM_ADDR",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8200",
+        global = true
+    )]
+    addrs: Vec<String>,
+    /// API secret [default: read from ./tandem-data/secret-api when present]
+    #[arg(long, env = "TANDEM_SECRET_API", hide_env_values = true, global = true)]
+    secret: Option<String>,
+    /// Read consistency: linearizable, leader or stale
+    #[arg(long, default_value = "linearizable", global = true)]
+    consistency: String,
+}
+
+impl Target {
+    fn client(&self) -> Result<Client> {
+        let secret = self.secret.clone().or_else(|| {
+            std::fs::read_to_string("tandem-data/secret-api")
+                .ok()
+                .map(|s| s.trim().to_string())
+        });
+        Ok(Client::new(&self.addrs, secret)?)
+    }
+
+    fn read_query(&self) -> String {
+        format!("consistency={}", segment(&self.consistency))
+    }
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// The statement
+    sql: String,
+    /// Parameters, in order; each is read as JSON when it parses (42, null, "text") and as text otherwise
+    params: Vec<String>,
+    /// Send as a replicated write even if it looks like a read
+    #[arg(long)]
+    execute: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Subcommand)]
+enum KvCommand {
+    /// Print a key's value
+    Get { key: String },
+    /// Set a key
+    Put {
+        key: String,
+        value: String,
+        /// Expire after this long (30s, 5m, 1h)
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Only if the key is at this revision (0: only if absent)
+        #[arg(long)]
+        if_revision: Option<u64>,
+        /// Only while this lock token is current: <lock>:<token>
+        #[arg(long)]
+        fence: Option<String>,
+    },
+    /// Delete a key
+    Del {
+        key: String,
+        #[arg(long)]
+        if_revision: Option<u64>,
+        #[arg(long)]
+        fence: Option<String>,
+    },
+    /// List keys under a prefix
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long)]
+        after: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    Get {
+        namespace: String,
+        key: String,
+    },
+    Put {
+        namespace: String,
+        key: String,
+        value: String,
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    Del {
+        namespace: String,
+        key: String,
+    },
+    /// Print the value and delete it in one step (exactly once across the cluster)
+    Take {
+        namespace: String,
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LockCommand {
+    /// Show who holds a lock
+    Get { name: String },
+    /// Acquire: prints the fencing token
+    Acquire {
+        name: String,
+        #[arg(long)]
+        holder: String,
+        #[arg(long, default_value = "10s")]
+        ttl: String,
+    },
+    Renew {
+        name: String,
+        #[arg(long)]
+        holder: String,
+        #[arg(long)]
+        token: u64,
+        #[arg(long, default_value = "10s")]
+        ttl: String,
+    },
+    Release {
+        name: String,
+        #[arg(long)]
+        holder: String,
+        #[arg(long)]
+        token: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Build a Raft snapshot on the node now
+    Create(Target),
+    /// Download a consistent backup of the whole state (a SQLite file)
+    Backup {
+        /// Where to write it
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Seed a stopped node's empty data folder from a backup (do this on every node)
+    Restore {
+        #[arg(long)]
+        backup: PathBuf,
+        #[arg(long, env = "TANDEM_DATA_DIR", default_value = "./tandem-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Exit code for settings that make start-up impossible.
+const CONFIG_ERROR: u8 = 2;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Server(args) => return serve(args).await,
+        Command::Status(target) => status(&target).await,
+        Command::Sql(args) => sql(args).await,
+        Command::Kv { command, target } => kv(command, &target).await,
+        Command::Cache { command, target } => cache(command, &target).await,
+        Command::Lock { command, target } => lock(command, &target).await,
+        Command::Snapshot { command } => snapshot(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(args: ServerArgs) -> ExitCode {
+    let settings = match Settings::load(&args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    init_logging(&settings);
+    let server = match RunningServer::start(settings).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn ok_json(reply: Reply) -> Result<Value> {
+    Ok(reply.error_for_status()?.json()?)
+}
+
+fn print_raw(reply: Reply) -> Result<()> {
+    let reply = reply.error_for_status()?;
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    out.write_all(&reply.body)?;
+    if !reply.body.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+async fn status(target: &Target) -> Result<()> {
+    let client = target.client()?;
+    print_json(&ok_json(client.get("/v1/cluster").await?)?);
+    Ok(())
+}
+
+fn looks_like_read(sql: &str) -> bool {
+    let first = sql
+        .trim_start()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(first.as_str(), "select" | "with" | "explain" | "values")
+}
+
+async fn sql(args: SqlArgs) -> Result<()> {
+    let client = args.target.client()?;
+    let params: Vec<Value> = args
+        .params
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.clone())))
+        .collect();
+    let body = json!({"sql": args.sql, "params": params});
+    let reply = if !args.execute && looks_like_read(&args.sql) {
+        client
+            .post_json(
+                &format!("/v1/sql/query?{}", args.target.read_query()),
+                &body,
+            )
+            .await?
+    } else {
+        client.post_json("/v1/sql/execute", &body).await?
+    };
+    print_json(&ok_json(reply)?);
+    Ok(())
+}
+
+fn write_query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+async fn kv(command: KvCommand, target: &Target) -> Result<()> {
+    let client = target.client()?;
+    match command {
+        KvCommand::Get { key } => {
+            let reply = client
+                .get(&format!("/v1/kv/{}?{}", segment(&key), target.read_query()))
+                .await?;
+            print_raw(reply)
+        }
+        KvCommand::Put {
+            key,
+            value,
+            ttl,
+            if_revision,
+            fence,
+        } => {
+            let query = write_query(&[
+                ("ttl", ttl),
+                ("if_revision", if_revision.map(|r| r.to_string())),
+                ("fence", fence),
+            ]);
+            let reply = client
+                .put_bytes(
+                    &format!("/v1/kv/{}{query}", segment(&key)),
+                    value.into_bytes(),
+                )
+                .await?;
+            print_json(&ok_json(reply)?);
+            Ok(())
+        }
+        KvCommand::Del {
+            key,
+            if_revision,
+            fence,
+        } => {
+            let query = write_query(&[
+                ("if_revision", if_revision.map(|r| r.to_string())),
+                ("fence", fence),
+            ]);
+            print_json(&ok_json(
+                client
+                    .delete(&format!("/v1/kv/{}{query}", segment(&key)))
+                    .await?,
+            )?);
+            Ok(())
+        }
+        KvCommand::Ls {
+            prefix,
+            limit,
+            after,
+        } => {
+            let query = write_query(&[
+                ("prefix", Some(prefix)),
+                ("limit", Some(limit.to_string())),
+                ("after", after),
+            ]);
+            let reply = client
+                .get(&format!("/v1/kv{query}&{}", target.read_query()))
+                .await?;
+            let listing = ok_json(reply)?;
+            for key in listing["keys"].as_array().into_iter().flatten() {
+                println!("{}", key.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn cache(command: CacheCommand, target: &Target) -> Result<()> {
+    let client = target.client()?;
+    let path = |ns: &str, key: &str| format!("/v1/cache/{}/{}", segment(ns), segment(key));
+    match command {
+        CacheCommand::Get { namespace, key } => print_raw(
+            client
+                .get(&format!(
+                    "{}?{}",
+                    path(&namespace, &key),
+                    target.read_query()
+                ))
+                .await?,
+        ),
+        CacheCommand::Put {
+            namespace,
+            key,
+            value,
+            ttl,
+        } => {
+            let query = write_query(&[("ttl", ttl)]);
+            let reply = client
+                .put_bytes(
+                    &format!("{}{query}", path(&namespace, &key)),
+                    value.into_bytes(),
+                )
+                .await?;
+            print_json(&ok_json(reply)?);
+            Ok(())
+        }
+        CacheCommand::Del { namespace, key } => {
+            print_json(&ok_json(client.delete(&path(&namespace, &key)).await?)?);
+            Ok(())
+        }
+        CacheCommand::Take { namespace, key } => {
+            let reply = client
+                .send(
+                    tandem_client::Method::POST,
+                    &format!("{}/take", path(&namespace, &key)),
+                    None,
+                    "",
+                )
+                .await?;
+            print_raw(reply)
+        }
+    }
+}
+
+async fn lock(command: LockCommand, target: &Target) -> Result<()> {
+    let client = target.client()?;
+    let (name, action, body) = match command {
+        LockCommand::Get { name } => {
+            let reply = client
+                .get(&format!(
+                    "/v1/locks/{}?{}",
+                    segment(&name),
+                    target.read_query()
+                ))
+                .await?;
+            print_json(&ok_json(reply)?);
+            return Ok(());
+        }
+        LockCommand::Acquire { name, holder, ttl } => {
+            (name, "acquire", json!({"holder": holder, "ttl": ttl}))
+        }
+        LockCommand::Renew {
+            name,
+            holder,
+            token,
+            ttl,
+        } => (
+            name,
+            "renew",
+            json!({"holder": holder, "token": token, "ttl": ttl}),
+        ),
+        LockCommand::Release {
+            name,
+            holder,
+            token,
+        } => (name, "release", json!({"holder": holder, "token": token})),
+    };
+    let reply = client
+        .post_json(&format!("/v1/locks/{}/{action}", segment(&name)), &body)
+        .await?;
+    print_json(&ok_json(reply)?);
+    Ok(())
+}
+
+async fn snapshot(command: SnapshotCommand) -> Result<()> {
+    match command {
+        SnapshotCommand::Create(target) => {
+            let client = target.client()?;
+            let reply = client
+                .send(
+                    tandem_client::Method::POST,
+                    "/v1/cluster/snapshot",
+                    None,
+                    "",
+                )
+                .await?;
+            print_json(&ok_json(reply)?);
+            Ok(())
+        }
+        SnapshotCommand::Backup { out, target } => {
+            let client = target.client()?;
+            let reply = client
+                .get(&format!("/v1/backup?{}", target.read_query()))
+                .await?
+                .error_for_status()?;
+            std::fs::write(&out, &reply.body)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let index = reply
+                .headers
+                .get("tandem-applied-index")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            eprintln!(
+                "wrote {} ({} bytes, up to log index {index})",
+                out.display(),
+                reply.body.len()
+            );
+            Ok(())
+        }
+        SnapshotCommand::Restore { backup, data_dir } => {
+            if !backup.is_file() {
+                bail!("backup file {} does not exist", backup.display());
+            }
+            if data_dir.join("raft.redb").exists() || data_dir.join("state.db").exists() {
+                bail!(
+                    "{} already holds a node's data; restore only into an empty folder (move the old one away first)",
+                    data_dir.display()
+                );
+            }
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            tandem_server::restore_backup(&backup, &data_dir)?;
+            eprintln!(
+                "restored {} into {}; restore the same file on every node, then start them all",
+                backup.display(),
+                data_dir.display()
+            );
+            Ok(())
+        }
+    }
+}
