@@ -207,7 +207,7 @@ impl Client {
                     ClientError::Deadline(self.deadline, last_problem)
                 });
             }
-            if attempt % self.endpoints.len() == 0 {
+            if attempt.is_multiple_of(self.endpoints.len()) {
                 tokio::time::sleep(retry_after.min(Duration::from_millis(250))).await;
             }
         }

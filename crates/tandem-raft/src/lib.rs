@@ -2,6 +2,8 @@
 //! network and the wire format both ends of it share. Everything openraft-specific stays here so
 //! the rest of Tandem sees a small surface.
 #![forbid(unsafe_code)]
+// openraft's StorageError is large, and its traits dictate that type.
+#![allow(clippy::result_large_err)]
 
 mod contacts;
 mod log_store;

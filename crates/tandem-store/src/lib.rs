@@ -1,6 +1,8 @@
 //! The replicated state machine: commands, queries, and the SQLite database that holds the
 //! user's SQL tables together with Tandem's key/value store, TTL cache and locks.
 #![forbid(unsafe_code)]
+// openraft's StorageError is large, and its traits dictate that type.
+#![allow(clippy::result_large_err)]
 
 pub mod command;
 mod db;

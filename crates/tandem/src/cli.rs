@@ -318,7 +318,6 @@ async fn status(target: &Target) -> Result<()> {
 
 fn looks_like_read(sql: &str) -> bool {
     let first = sql
-        .trim_start()
         .split_whitespace()
         .next()
         .unwrap_or("")
