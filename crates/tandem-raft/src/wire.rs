@@ -8,8 +8,12 @@ use serde::Serialize;
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
-/// Asked of the leader by a follower that serves a linearizable read.
-pub const READ_INDEX_PATH: &str = "/raft/read-index";
+/// Asks a node to call an election now: the leader stepping down sends it to its successor.
+pub const ELECT_PATH: &str = "/raft/elect";
+/// A member asks the active node to record the addresses it advertises.
+pub const ADVERTISE_PATH: &str = "/cluster/advertise";
+/// A client request a standby hands to the active node.
+pub const FORWARD_PATH: &str = "/cluster/forward";
 /// Asked of every peer by a node starting with an empty log, to learn whether a cluster exists.
 pub const PROBE_PATH: &str = "/raft/probe";
 /// Header that carries the cluster secret on every node-to-node request.
@@ -41,8 +45,8 @@ pub struct ProbeReply {
     pub initialized: bool,
 }
 
-/// The leader's answer to [`READ_INDEX_PATH`]: the log index a read must wait for.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReadIndexReply {
-    pub read_index: Option<u64>,
-}
+/// Headers of a forwarded request: the original method and URI, and the standby that sent it.
+pub const FORWARD_METHOD_HEADER: &str = "x-tandem-forward-method";
+pub const FORWARD_URI_HEADER: &str = "x-tandem-forward-uri";
+/// Set on a request that has been forwarded once: it is never forwarded again.
+pub const FORWARDED_BY_HEADER: &str = "x-tandem-forwarded-by";

@@ -13,16 +13,18 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_raft::openraft::ServerState;
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 
 use crate::error::{secrets_match, ApiError};
 use crate::extract::{parse_ttl, Json, Query};
+use crate::forward::route_to_active;
+use crate::health;
 use crate::node::{Consistency, Node};
 
 pub fn router(node: Arc<Node>) -> Router {
     let authenticated = Router::new()
         .route("/v1/sys/leader", get(sys_leader))
+        .route("/v1/sys/step-down", post(step_down))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/snapshot", post(take_snapshot))
         .route("/v1/backup", get(backup))
@@ -39,13 +41,19 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/locks/{name}/acquire", post(lock_acquire))
         .route("/v1/locks/{name}/renew", post(lock_renew))
         .route("/v1/locks/{name}/release", post(lock_release))
-        .layer(middleware::from_fn_with_state(node.clone(), leader_only))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            route_to_active,
+        ))
         .layer(middleware::from_fn_with_state(
             node.clone(),
             require_api_secret,
         ));
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::alive))
+        .route("/ready", get(health::ready))
+        .route("/healthz", get(health::healthz))
+        .route("/v1/sys/health", get(health::sys_health))
         .merge(authenticated)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -72,12 +80,14 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Names the node that answered, on every response.
+/// Names the node that answered, on every response; a forwarded answer keeps the name of the
+/// active node that served it.
 async fn served_by(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     response
         .headers_mut()
-        .insert("tandem-node-id", HeaderValue::from(node.id));
+        .entry("tandem-node-id")
+        .or_insert(HeaderValue::from(node.id));
     response
 }
 
@@ -98,118 +108,32 @@ async fn require_api_secret(
     next.run(request).await
 }
 
-/// Does this request have to be served by the leader? Writes do, and reads that ask for
-/// `consistency=leader`; linearizable reads are confirmed through the leader but served here.
-fn needs_leader(method: &Method, uri: &Uri) -> bool {
-    let path = uri.path();
-    let data = ["/v1/sql/", "/v1/kv", "/v1/cache/", "/v1/locks/"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix));
-    if !data {
-        return false;
-    }
-    let is_read = *method == Method::GET || *method == Method::HEAD || path == "/v1/sql/query";
-    if !is_read {
-        return true;
-    }
-    uri.query()
-        .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=leader"))
-}
-
-async fn leader_only(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
-    if needs_leader(request.method(), request.uri()) && !node.is_leader() {
-        let target = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        return node.not_leader(target).into_response();
-    }
-    next.run(request).await
-}
-
-fn path_and_query(uri: &Uri) -> &str {
-    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-}
-
 // ---- status ----
 
-fn role_name(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
-    }
-}
-
-async fn health(State(node): State<Arc<Node>>) -> Response {
-    let metrics = node.raft.metrics().borrow().clone();
-    let serving = metrics.running_state.is_ok() && metrics.current_leader.is_some();
-    let body = json!({
-        "status": if serving { "ok" } else { "unavailable" },
-        "node_id": node.id,
-        "role": role_name(metrics.state),
-        "leader_id": metrics.current_leader,
-    });
-    let status = if serving {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
-}
-
 async fn sys_leader(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    let term = node.raft.metrics().borrow().current_term;
-    let leader = node.leader();
+    let view = node.ha.view();
     axum::Json(json!({
-        "leader_id": leader.as_ref().map(|(id, _)| *id),
-        "leader_api_addr": leader.as_ref().map(|(_, n)| n.api_addr.clone()),
-        "is_self": leader.as_ref().is_some_and(|(id, _)| *id == node.id),
-        "term": term,
+        "leader_id": view.active.as_ref().map(|a| a.id),
+        "leader_api_addr": view.active.as_ref().map(|a| a.api_addr.clone()),
+        "is_self": view.is_self,
+        "term": view.fencing_token,
     }))
 }
 
 async fn cluster_status(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    let m = node.raft.metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    let voters: std::collections::BTreeSet<_> = membership.voter_ids().collect();
-    let members: Vec<Value> = membership
-        .nodes()
-        .map(|(id, n)| {
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned())
-                .flatten()
-                .map(|log_id| log_id.index);
-            json!({
-                "id": id,
-                "raft_addr": n.raft_addr,
-                "api_addr": n.api_addr,
-                "voter": voters.contains(id),
-                "is_self": *id == node.id,
-                "is_leader": m.current_leader == Some(*id),
-                "matched_index": matched,
-                "last_contact_ms": if *id == node.id { Some(0) } else { node.contacts.millis_since(*id) },
-            })
-        })
-        .collect();
-    axum::Json(json!({
-        "node_id": node.id,
-        "role": role_name(m.state),
-        "term": m.current_term,
-        "leader_id": m.current_leader,
-        "commit_index": node.log.committed_index(),
-        "applied_index": m.last_applied.map(|l| l.index),
-        "last_log_index": m.last_log_index,
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "millis_since_quorum_ack": m.millis_since_quorum_ack,
-        "members": members,
-    }))
+    axum::Json(health::cluster_report(&node))
+}
+
+/// Hands the active role to an up-to-date standby (reaches the active node through forwarding).
+async fn step_down(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
+    node.ha
+        .step_down()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("step-down failed: {e}")))?;
+    let view = node.ha.view();
+    Ok(axum::Json(
+        json!({"stepped_down": true, "active_node": view.active.as_ref().map(|a| a.id)}),
+    ))
 }
 
 async fn take_snapshot(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
@@ -239,11 +163,9 @@ struct ReadParams {
 
 async fn backup(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Query(p): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let state = node.state.clone();
     let path = node
         .settings
@@ -395,7 +317,6 @@ struct QueryBody {
 
 async fn sql_query(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Query(p): Query<ReadParams>,
     Json(body): Json<QueryBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -403,8 +324,7 @@ async fn sql_query(
         sql: body.sql,
         params: to_params(body.params)?,
     };
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let rows = node.read(move |db| Ok(db.query(&statement)?)).await?;
     let rows_json: Vec<Vec<Value>> = rows
         .rows
@@ -429,12 +349,10 @@ fn raw_value(bytes: Vec<u8>) -> Response {
 
 async fn kv_get(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Path(key): Path<String>,
     Query(p): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let lookup = key.clone();
     let entry = node.read(move |db| Ok(db.kv_get(&lookup)?)).await?;
     let entry = entry.ok_or_else(|| ApiError::not_found(format!("key {key:?} does not exist")))?;
@@ -507,7 +425,6 @@ const LIST_LIMIT_MAX: u32 = 10_000;
 
 async fn kv_list(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = p.limit.unwrap_or(1000);
@@ -516,8 +433,7 @@ async fn kv_list(
             "limit must be between 1 and {LIST_LIMIT_MAX}"
         )));
     }
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let (prefix, after) = (p.prefix, p.after);
     let keys = node
         .read(move |db| Ok(db.kv_list(&prefix, after.as_deref(), limit)?))
@@ -532,12 +448,10 @@ async fn kv_list(
 
 async fn cache_get(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Path((namespace, key)): Path<(String, String)>,
     Query(p): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let (ns, k) = (namespace.clone(), key.clone());
     let value = node.read(move |db| Ok(db.cache_get(&ns, &k)?)).await?;
     value
@@ -686,36 +600,13 @@ async fn lock_release(
 
 async fn lock_get(
     State(node): State<Arc<Node>>,
-    uri: Uri,
     Path(name): Path<String>,
     Query(p): Query<ReadParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    node.read_barrier(p.consistency, path_and_query(&uri))
-        .await?;
+    node.read_barrier(p.consistency).await?;
     let lookup = name.clone();
     let lock = node.read(move |db| Ok(db.lock_get(&lookup)?)).await?;
     let lock =
         lock.ok_or_else(|| ApiError::not_found(format!("lock {name:?} has never been acquired")))?;
     Ok(axum::Json(json!(lock)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_and_leader_reads_need_the_leader() {
-        let uri = |s: &str| s.parse::<Uri>().unwrap();
-        assert!(needs_leader(&Method::PUT, &uri("/v1/kv/a")));
-        assert!(needs_leader(&Method::POST, &uri("/v1/sql/execute")));
-        assert!(needs_leader(&Method::POST, &uri("/v1/cache/n/k/take")));
-        assert!(!needs_leader(&Method::GET, &uri("/v1/kv/a")));
-        assert!(!needs_leader(&Method::POST, &uri("/v1/sql/query")));
-        assert!(needs_leader(
-            &Method::GET,
-            &uri("/v1/kv/a?consistency=leader")
-        ));
-        assert!(!needs_leader(&Method::GET, &uri("/v1/cluster")));
-        assert!(!needs_leader(&Method::POST, &uri("/v1/cluster/snapshot")));
-    }
 }

@@ -1,20 +1,24 @@
-//! The cluster port: Raft RPCs from peers, plus the two questions peers ask each other (which
-//! index a linearizable read must wait for; has this node joined a cluster). Every request must
-//! carry the cluster secret.
+//! The cluster port: Raft RPCs from peers, requests a standby forwards to the active node, and
+//! the small questions peers ask each other (has this node joined a cluster; start an election).
+//! Every request must carry the cluster secret.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use tandem_raft::openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use tandem_raft::wire::{self, ProbeReply, ReadIndexReply, SECRET_HEADER};
+use tandem_raft::openraft::ChangeMembers;
+use tandem_raft::wire::{
+    self, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER, SECRET_HEADER,
+};
 use tandem_raft::{NodeId, TypeConfig};
+use tower::ServiceExt;
 
 use crate::error::{secrets_match, ApiError};
 use crate::node::Node;
@@ -22,13 +26,21 @@ use crate::node::Node;
 /// Snapshot chunks and append batches are larger than client requests.
 const CLUSTER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-pub fn router(node: Arc<Node>) -> Router {
+/// `api` is the client API: forwarded requests are served by it as if a client had sent them.
+pub fn router(node: Arc<Node>, api: Router) -> Router {
     Router::new()
         .route(wire::APPEND_PATH, post(append))
         .route(wire::VOTE_PATH, post(vote))
         .route(wire::SNAPSHOT_PATH, post(snapshot))
-        .route(wire::READ_INDEX_PATH, post(read_index))
         .route(wire::PROBE_PATH, post(probe))
+        .route(wire::ELECT_PATH, post(elect))
+        .route(wire::ADVERTISE_PATH, post(advertise))
+        .route(
+            wire::FORWARD_PATH,
+            post(move |headers: HeaderMap, body: Bytes| {
+                serve_forwarded(api.clone(), headers, body)
+            }),
+        )
         .fallback(|| async { ApiError::not_found("unknown cluster endpoint") })
         .layer(middleware::from_fn_with_state(
             node.clone(),
@@ -84,15 +96,78 @@ async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response
     Ok(Json(node.raft.install_snapshot(request).await).into_response())
 }
 
-async fn read_index(State(node): State<Arc<Node>>) -> Result<Json<ReadIndexReply>, ApiError> {
-    let (read_log_id, _) = node
+/// A member publishes the addresses it wants clients and peers to use; the active node records
+/// them in the membership.
+async fn advertise(
+    State(node): State<Arc<Node>>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (id, addresses): (NodeId, tandem_raft::ClusterNode) = decode(&body)?;
+    let known = node
         .raft
-        .get_read_log_id()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .is_some();
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "node {id} is not a member of this cluster"
+        )));
+    }
+    node.raft
+        .change_membership(ChangeMembers::SetNodes([(id, addresses)].into()), false)
         .await
-        .map_err(|e| ApiError::unavailable(format!("cannot give a read index: {e}")))?;
-    Ok(Json(ReadIndexReply {
-        read_index: read_log_id.map(|id| id.index),
-    }))
+        .map_err(|e| ApiError::unavailable(format!("cannot record the addresses: {e}")))?;
+    Ok(Json(serde_json::json!({"recorded": true})))
+}
+
+/// The leader stepping down asks its successor to call an election.
+async fn elect(State(node): State<Arc<Node>>) -> Result<Json<serde_json::Value>, ApiError> {
+    node.raft
+        .trigger()
+        .elect()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(serde_json::json!({"electing": true})))
+}
+
+/// Serves a request a standby forwarded, through the same API stack a client request takes.
+/// It is marked as forwarded, so if this node is not active after all it redirects instead of
+/// forwarding again.
+async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+    let method = headers
+        .get(FORWARD_METHOD_HEADER)
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+    let uri = headers
+        .get(FORWARD_URI_HEADER)
+        .and_then(|u| u.to_str().ok())
+        .and_then(|u| u.parse::<Uri>().ok());
+    let (Some(method), Some(uri)) = (method, uri) else {
+        return ApiError::bad_request("a forwarded request needs its method and URI headers")
+            .into_response();
+    };
+    let mut request = Request::builder().method(method).uri(uri);
+    for name in [
+        "authorization",
+        "content-type",
+        "accept",
+        FORWARDED_BY_HEADER,
+    ] {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    match request.body(Body::from(body)) {
+        Ok(request) => match api.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Err(e) => {
+            ApiError::bad_request(format!("malformed forwarded request: {e}")).into_response()
+        }
+    }
 }
 
 async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiError> {

@@ -175,6 +175,10 @@ settings! {
     /// The cluster, one node a line (or `;`-separated): `id addr_raft addr_api`
     nodes: NodeList = NodeList(vec![NodeEntry { id: 1, raft_addr: "127.0.0.1:8100".into(), api_addr: "127.0.0.1:8200".into() }]),
         shown "1 127.0.0.1:8100 127.0.0.1:8200", env "TANDEM_NODES";
+    /// Address clients use to reach this node's API when it differs from the API address in its node-list line (NAT, a load balancer); redirects point here
+    api_addr: String = String::new(), shown "the API address of this node's line", env "TANDEM_API_ADDR";
+    /// Address peers use to reach this node's cluster port when it differs from the Raft address in its node-list line
+    cluster_addr: String = String::new(), shown "the Raft address of this node's line", env "TANDEM_CLUSTER_ADDR";
     /// Folder for the Raft log, the state database, snapshots and generated secrets
     data_dir: PathBuf = PathBuf::from("./tandem-data"), shown "./tandem-data", env "TANDEM_DATA_DIR";
     /// Secret that authenticates node-to-node traffic (16+ characters, the same on every node); generated on a single node when unset
@@ -300,10 +304,37 @@ impl Settings {
                 self.election_timeout_max_ms, self.election_timeout_min_ms
             )));
         }
+        for (name, addr) in [
+            ("api_addr", &self.api_addr),
+            ("cluster_addr", &self.cluster_addr),
+        ] {
+            if !addr.is_empty() {
+                check_addr(addr, 0, name)
+                    .map_err(|_| ConfigError(format!("{name} {addr:?} is not host:port")))?;
+            }
+        }
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// The addresses this node asks clients and peers to use.
+    pub fn advertised(&self) -> NodeEntry {
+        let line = self.this_node();
+        NodeEntry {
+            id: line.id,
+            raft_addr: if self.cluster_addr.is_empty() {
+                line.raft_addr.clone()
+            } else {
+                self.cluster_addr.clone()
+            },
+            api_addr: if self.api_addr.is_empty() {
+                line.api_addr.clone()
+            } else {
+                self.api_addr.clone()
+            },
+        }
     }
 
     pub fn this_node(&self) -> &NodeEntry {

@@ -7,6 +7,8 @@ mod cluster_api;
 pub mod config;
 mod error;
 mod extract;
+mod forward;
+mod health;
 mod node;
 mod server;
 

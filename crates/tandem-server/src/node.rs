@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tandem_raft::openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use tandem_raft::openraft::ServerState;
-use tandem_raft::wire::{self, ReadIndexReply, SECRET_HEADER};
-use tandem_raft::{ClusterNode, LogStore, NodeId, PeerContacts, Proposal, Raft};
+use tandem_ha::HaBackend;
+use tandem_raft::openraft::error::{ClientWriteError, RaftError};
+use tandem_raft::{LogStore, NodeId, PeerContacts, Proposal, Raft};
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::config::Settings;
@@ -41,7 +40,12 @@ pub struct Node {
     pub db: Arc<StateDb>,
     pub log: LogStore,
     pub contacts: PeerContacts,
+    /// Decides which node is active; every "am I active?" question goes here.
+    pub ha: Arc<dyn HaBackend>,
+    /// Client for the cluster channel (Raft RPCs, forwarded requests).
     pub http: reqwest::Client,
+    /// `http` or `https`, as the cluster channel is spoken.
+    pub cluster_scheme: &'static str,
     pub secret_api: String,
     pub secret_raft: String,
 }
@@ -51,32 +55,8 @@ impl Node {
         Duration::from_millis(self.settings.request_timeout_ms)
     }
 
-    pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
-    }
-
-    /// The leader this node knows of, with its addresses.
-    pub fn leader(&self) -> Option<(NodeId, ClusterNode)> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let id = m.current_leader?;
-        let node = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, node))
-    }
-
-    /// The answer for a request only the leader can serve: a redirect to it, or 503 when no
-    /// leader is known.
-    pub fn not_leader(&self, path_and_query: &str) -> ApiError {
-        match self.leader() {
-            Some((id, node)) if id != self.id => {
-                ApiError::redirect(format!("http://{}{}", node.api_addr, path_and_query), id)
-            }
-            _ => ApiError::unavailable(
-                "no leader is known right now (an election may be under way); retry shortly",
-            ),
-        }
+    pub fn is_active(&self) -> bool {
+        self.ha.view().is_self
     }
 
     /// Validates a command, stamps it with this leader's clock, and waits until a quorum has
@@ -113,25 +93,21 @@ impl Node {
         }
     }
 
-    /// Waits until this node may serve a read at `consistency`.
-    pub async fn read_barrier(
-        &self,
-        consistency: Consistency,
-        path_and_query: &str,
-    ) -> Result<(), ApiError> {
+    /// Waits until this node may serve a read at `consistency`. Only the active node serves
+    /// linearizable and leader reads; the forwarding layer sends them there.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ApiError> {
         match consistency {
             Consistency::Stale => Ok(()),
-            Consistency::Leader if self.is_leader() => Ok(()),
-            Consistency::Leader => Err(self.not_leader(path_and_query)),
-            Consistency::Linearizable if self.is_leader() => {
+            _ if !self.is_active() => Err(ApiError::unavailable(
+                "this node lost the active role while serving the read; retry",
+            )),
+            Consistency::Leader => Ok(()),
+            Consistency::Linearizable => {
                 let confirmed =
                     tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
                         .await;
                 match confirmed {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-                        Box::pin(self.follower_read_barrier()).await
-                    }
                     Ok(Err(e)) => Err(ApiError::unavailable(format!(
                         "cannot confirm leadership for a linearizable read: {e}"
                     ))),
@@ -140,60 +116,7 @@ impl Node {
                     )),
                 }
             }
-            Consistency::Linearizable => self.follower_read_barrier().await,
         }
-    }
-
-    /// A follower's linearizable read: ask the leader which log index the read must see, then
-    /// wait until this node has applied it.
-    async fn follower_read_barrier(&self) -> Result<(), ApiError> {
-        let Some((leader_id, leader)) = self.leader().filter(|(id, _)| *id != self.id) else {
-            return Err(ApiError::unavailable(
-                "no leader is known right now; retry shortly",
-            ));
-        };
-        let deadline = tokio::time::Instant::now() + self.request_timeout();
-        let reply = self
-            .http
-            .post(format!(
-                "http://{}{}",
-                leader.raft_addr,
-                wire::READ_INDEX_PATH
-            ))
-            .header(SECRET_HEADER, &self.secret_raft)
-            .timeout(self.request_timeout())
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::unavailable(format!(
-                    "cannot reach leader {leader_id} to confirm a read: {e}"
-                ))
-            })?;
-        if !reply.status().is_success() {
-            return Err(ApiError::unavailable(format!(
-                "leader {leader_id} could not confirm a read (HTTP {}); retry shortly",
-                reply.status()
-            )));
-        }
-        let ReadIndexReply { read_index } = reply.json().await.map_err(|e| {
-            ApiError::unavailable(format!(
-                "leader {leader_id} sent an unreadable read index: {e}"
-            ))
-        })?;
-        let Some(index) = read_index else {
-            return Ok(());
-        };
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.raft
-            .wait(Some(remaining))
-            .applied_index_at_least(Some(index), "linearizable read")
-            .await
-            .map_err(|_| {
-                ApiError::unavailable(format!(
-                    "this node did not catch up to index {index} in time"
-                ))
-            })?;
-        Ok(())
     }
 
     /// Runs a blocking read against the state database off the async threads.

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_ha::RaftHa;
+use tandem_raft::openraft::ChangeMembers;
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
 use tandem_raft::{ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
@@ -154,6 +156,14 @@ impl RunningServer {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let cluster_scheme = "http";
+        let ha = RaftHa::start(
+            raft.clone(),
+            settings.node_id,
+            http.clone(),
+            secret_raft.clone().into(),
+            cluster_scheme,
+        );
 
         let node = Arc::new(Node {
             id: settings.node_id,
@@ -163,7 +173,9 @@ impl RunningServer {
             raft,
             log,
             contacts,
+            ha,
             http,
+            cluster_scheme,
             secret_api,
             secret_raft,
         });
@@ -173,8 +185,8 @@ impl RunningServer {
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let cluster_app = crate::cluster_api::router(node.clone());
         let api_app = crate::api::router(node.clone());
+        let cluster_app = crate::cluster_api::router(node.clone(), api_app.clone());
         let stop_cluster = until_stopped(stopped.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(raft_listener, cluster_app)
@@ -198,15 +210,37 @@ impl RunningServer {
             data_dir = %node.settings.data_dir.display(), nodes = node.settings.nodes.0.len(),
             "tandem server started"
         );
+        tracing::info!(
+            backend = node.ha.name(),
+            ha_available = node.settings.nodes.0.len() > 1,
+            "HA backend in use{}",
+            if node.settings.nodes.0.len() > 1 {
+                ""
+            } else {
+                " (a single node: no standby can take over)"
+            }
+        );
         if fresh {
             tasks.push(tokio::spawn(form_cluster(node.clone(), stopped.clone())));
+        }
+        if node.settings.advertised() != *node.settings.this_node() {
+            tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
         }
         tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
         Ok(RunningServer { node, stop, tasks })
     }
 
-    /// Stops accepting requests, lets the ones in flight finish, and stops Raft.
+    /// Hands the active role to a standby first (when this node holds it), then stops accepting
+    /// requests, lets the ones in flight finish, and stops Raft.
     pub async fn shutdown(self) {
+        if self.node.ha.view().is_self && self.node.ha.ha_available() {
+            match self.node.ha.step_down().await {
+                Ok(()) => tracing::info!("handed the active role over before stopping"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hand the active role over; stopping anyway")
+                }
+            }
+        }
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -291,7 +325,7 @@ async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = stopped.changed() => return,
         }
-        if !node.is_leader() {
+        if !node.is_active() {
             continue;
         }
         let due = match node.db.next_expiry() {
@@ -306,6 +340,68 @@ async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             if let Err(e) = node.propose(Command::Expire).await {
                 tracing::debug!(error = %e.message, "expiry not proposed");
             }
+        }
+    }
+}
+
+/// Publishes this node's advertised addresses (`api_addr`, `cluster_addr`) into the cluster
+/// membership, so redirects and peers use them. The active node makes the change; a standby
+/// asks it to.
+async fn advertise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let wanted = node.settings.advertised();
+    let wanted = ClusterNode {
+        raft_addr: wanted.raft_addr,
+        api_addr: wanted.api_addr,
+    };
+    loop {
+        let current = node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node.id)
+            .cloned();
+        if current.as_ref() == Some(&wanted) {
+            tracing::info!(api = %wanted.api_addr, cluster = %wanted.raft_addr, "advertised addresses published");
+            return;
+        }
+        let view = node.ha.view();
+        let outcome = if view.is_self {
+            node.raft
+                .change_membership(
+                    ChangeMembers::SetNodes([(node.id, wanted.clone())].into()),
+                    false,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else if let Some(active) = view.other_active() {
+            let body = wire::encode_request(&(node.id, wanted.clone())).unwrap_or_default();
+            node.http
+                .post(format!(
+                    "{}://{}{}",
+                    node.cluster_scheme,
+                    active.cluster_addr,
+                    wire::ADVERTISE_PATH
+                ))
+                .header(SECRET_HEADER, &node.secret_raft)
+                .timeout(Duration::from_secs(2))
+                .body(body)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            Err("no active node yet".into())
+        };
+        if let Err(e) = outcome {
+            tracing::debug!(error = %e, "advertised addresses not published yet");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stopped.changed() => return,
         }
     }
 }

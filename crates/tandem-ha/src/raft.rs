@@ -1,0 +1,229 @@
+//! The built-in backend: the Raft leader is the active node and the term is the fencing token.
+//! Leadership changes reach every node with Raft's own heartbeats, so the view is pushed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_raft::openraft::{RaftMetrics, ServerState};
+use tandem_raft::wire::{self, SECRET_HEADER};
+use tandem_raft::{ClusterNode, NodeId, Raft};
+use tokio::sync::watch;
+
+use crate::{ActiveNode, ActiveView, HaBackend, HaError};
+
+/// How long a successor may take to catch up with the leader's log before a step-down.
+const CATCH_UP: Duration = Duration::from_secs(2);
+/// How long the new leader may take to be elected after a step-down.
+const HANDOVER: Duration = Duration::from_secs(3);
+
+pub struct RaftHa {
+    raft: Raft,
+    id: NodeId,
+    view: watch::Sender<ActiveView>,
+    stepping_down: Arc<AtomicBool>,
+    http: reqwest::Client,
+    secret: Arc<str>,
+    /// `http` or `https`: how the cluster port is spoken to.
+    scheme: &'static str,
+}
+
+/// The view a node has of the active role, from its Raft metrics.
+pub fn view_from(
+    metrics: &RaftMetrics<NodeId, ClusterNode>,
+    id: NodeId,
+    stepping_down: bool,
+) -> ActiveView {
+    let active = metrics.current_leader.and_then(|leader| {
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some(ActiveNode {
+            id: leader,
+            api_addr: node.api_addr.clone(),
+            cluster_addr: node.raft_addr.clone(),
+        })
+    });
+    let is_self = metrics.state == ServerState::Leader && metrics.current_leader == Some(id);
+    ActiveView {
+        // While stepping down, this node must not be sent anything that needs the active role.
+        active: if stepping_down && is_self {
+            None
+        } else {
+            active
+        },
+        fencing_token: metrics.current_term,
+        is_self: is_self && !stepping_down,
+        stepping_down,
+    }
+}
+
+impl RaftHa {
+    /// Starts following the Raft metrics; the returned backend pushes a new view on every change.
+    pub fn start(
+        raft: Raft,
+        id: NodeId,
+        http: reqwest::Client,
+        secret: Arc<str>,
+        scheme: &'static str,
+    ) -> Arc<RaftHa> {
+        let initial = view_from(&raft.metrics().borrow(), id, false);
+        let (view, _) = watch::channel(initial);
+        let ha = Arc::new(RaftHa {
+            raft,
+            id,
+            view,
+            stepping_down: Arc::new(AtomicBool::new(false)),
+            http,
+            secret,
+            scheme,
+        });
+        let follower = ha.clone();
+        tokio::spawn(async move {
+            let mut metrics = follower.raft.metrics();
+            loop {
+                follower.publish();
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        ha
+    }
+
+    fn publish(&self) {
+        let next = view_from(
+            &self.raft.metrics().borrow(),
+            self.id,
+            self.stepping_down.load(Ordering::SeqCst),
+        );
+        self.view.send_if_modified(|current| {
+            if *current == next {
+                false
+            } else {
+                if current.active != next.active {
+                    tracing::info!(active = ?next.active.as_ref().map(|a| a.id), term = next.fencing_token, "active node changed");
+                }
+                *current = next;
+                true
+            }
+        });
+    }
+
+    /// The voter, other than this node, that has replicated the most of the log.
+    fn best_successor(&self) -> Option<(NodeId, ClusterNode, u64)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let replication = metrics.replication.as_ref()?;
+        membership
+            .voter_ids()
+            .filter(|id| *id != self.id)
+            .filter_map(|id| {
+                let matched = replication
+                    .get(&id)
+                    .cloned()
+                    .flatten()
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                Some((id, membership.get_node(&id)?.clone(), matched))
+            })
+            .max_by_key(|(_, _, matched)| *matched)
+    }
+
+    async fn hand_over(&self) -> Result<(), HaError> {
+        let (target, node, _) = self
+            .best_successor()
+            .ok_or_else(|| HaError::NoSuccessor("this cluster has no other voter".into()))?;
+        let last = self.raft.metrics().borrow().last_log_index;
+        self.raft
+            .wait(Some(CATCH_UP))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&target).cloned().flatten())
+                        .map(|l| l.index)
+                        >= last
+                },
+                "successor caught up",
+            )
+            .await
+            .map_err(|e| HaError::NoSuccessor(format!("node {target} did not catch up: {e}")))?;
+        // Without heartbeats the followers' leader lease lapses, so they vote for the successor.
+        self.raft.runtime_config().heartbeat(false);
+        let url = format!("{}://{}{}", self.scheme, node.raft_addr, wire::ELECT_PATH);
+        self.http
+            .post(url)
+            .header(SECRET_HEADER, &*self.secret)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| {
+                HaError::NoSuccessor(format!("node {target} did not start an election: {e}"))
+            })?;
+        let id = self.id;
+        self.raft
+            .wait(Some(HANDOVER))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != id),
+                "another node leads",
+            )
+            .await
+            .map_err(|e| HaError::Timeout(e.to_string()))?;
+        tracing::info!(successor = target, "handed the active role over");
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl HaBackend for RaftHa {
+    fn name(&self) -> &'static str {
+        "raft"
+    }
+
+    fn ha_available(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+            > 1
+    }
+
+    fn watch(&self) -> watch::Receiver<ActiveView> {
+        self.view.subscribe()
+    }
+
+    async fn acquire(&self) -> Result<u64, HaError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| HaError::Stopped(e.to_string()))?;
+        let id = self.id;
+        let metrics = self
+            .raft
+            .wait(Some(HANDOVER))
+            .metrics(
+                |m| m.current_leader == Some(id) && m.state == ServerState::Leader,
+                "elected",
+            )
+            .await
+            .map_err(|e| HaError::Timeout(e.to_string()))?;
+        Ok(metrics.current_term)
+    }
+
+    async fn step_down(&self) -> Result<(), HaError> {
+        if !self.view().is_self {
+            return Ok(());
+        }
+        self.stepping_down.store(true, Ordering::SeqCst);
+        self.publish();
+        let result = self.hand_over().await;
+        self.raft.runtime_config().heartbeat(true);
+        self.stepping_down.store(false, Ordering::SeqCst);
+        self.publish();
+        result
+    }
+}
