@@ -42,6 +42,15 @@ pub fn view_from(
             cluster_addr: node.raft_addr.clone(),
         })
     });
+    if metrics.running_state.is_err() {
+        // Raft has stopped on this node: it is active for nobody and knows no active node.
+        return ActiveView {
+            active: None,
+            fencing_token: metrics.current_term,
+            is_self: false,
+            stepping_down,
+        };
+    }
     let is_self = metrics.state == ServerState::Leader && metrics.current_leader == Some(id);
     ActiveView {
         // While stepping down, this node must not be sent anything that needs the active role.

@@ -22,14 +22,22 @@ use crate::{ClusterNode, NodeId, PeerContacts, TypeConfig};
 #[derive(Clone)]
 pub struct HttpNetwork {
     http: reqwest::Client,
+    /// `https` when the client speaks mutual TLS, `http` otherwise.
+    scheme: &'static str,
     secret: Arc<str>,
     contacts: PeerContacts,
 }
 
 impl HttpNetwork {
-    pub fn new(http: reqwest::Client, secret: Arc<str>, contacts: PeerContacts) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        scheme: &'static str,
+        secret: Arc<str>,
+        contacts: PeerContacts,
+    ) -> Self {
         HttpNetwork {
             http,
+            scheme,
             secret,
             contacts,
         }
@@ -83,7 +91,7 @@ impl PeerClient {
     {
         let body = wire::encode_request(request)
             .map_err(|e| RPCError::Network(NetworkError::new(&PeerReplyError::from(e))))?;
-        let url = format!("http://{}{}", self.node.raft_addr, path);
+        let url = format!("{}://{}{}", self.network.scheme, self.node.raft_addr, path);
         let response = self
             .network
             .http

@@ -133,9 +133,7 @@ macro_rules! settings {
             #[arg(long, env = "TANDEM_CONFIG")]
             pub config: Option<PathBuf>,
             $(
-                $(#[doc = $doc])+
-                #[doc = concat!(" [default: ", $shown, "]")]
-                #[arg(long, env = $env)]
+                #[arg(long, env = $env, help = concat!($($doc,)+ " [default: ", $shown, "]"))]
                 pub $name: Option<$ty>,
             )*
         }
@@ -183,6 +181,14 @@ settings! {
     data_dir: PathBuf = PathBuf::from("./tandem-data"), shown "./tandem-data", env "TANDEM_DATA_DIR";
     /// Secret that authenticates node-to-node traffic (16+ characters, the same on every node); generated on a single node when unset
     secret_raft: String = String::new(), shown "generated", env "TANDEM_SECRET_RAFT";
+    /// A second cluster secret also accepted while every node moves to a new secret_raft (see docs/operations.md)
+    secret_raft_previous: String = String::new(), shown "unset", env "TANDEM_SECRET_RAFT_PREVIOUS";
+    /// PEM file of the CA(s) that sign cluster certificates, to bring your own instead of the CA derived from secret_raft
+    cluster_ca_file: String = String::new(), shown "unset: CA derived from secret_raft", env "TANDEM_CLUSTER_CA_FILE";
+    /// PEM file of this node's cluster certificate chain (with cluster_ca_file and cluster_key_file)
+    cluster_cert_file: String = String::new(), shown "unset", env "TANDEM_CLUSTER_CERT_FILE";
+    /// PEM file of this node's cluster private key (with cluster_ca_file and cluster_cert_file)
+    cluster_key_file: String = String::new(), shown "unset", env "TANDEM_CLUSTER_KEY_FILE";
     /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
     secret_api: String = String::new(), shown "generated", env "TANDEM_SECRET_API";
     /// Interval between leader heartbeats, in milliseconds
@@ -312,6 +318,24 @@ impl Settings {
                 check_addr(addr, 0, name)
                     .map_err(|_| ConfigError(format!("{name} {addr:?} is not host:port")))?;
             }
+        }
+        let files = [
+            &self.cluster_ca_file,
+            &self.cluster_cert_file,
+            &self.cluster_key_file,
+        ];
+        let given = files.iter().filter(|f| !f.is_empty()).count();
+        if given != 0 && given != 3 {
+            return Err(ConfigError(
+                "bring-your-own cluster TLS needs all three of cluster_ca_file, cluster_cert_file and cluster_key_file".into(),
+            ));
+        }
+        if !self.secret_raft_previous.is_empty()
+            && self.secret_raft_previous.chars().count() < MIN_SECRET_LEN
+        {
+            return Err(ConfigError(format!(
+                "--secret-raft-previous (TANDEM_SECRET_RAFT_PREVIOUS) is shorter than {MIN_SECRET_LEN} characters"
+            )));
         }
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));

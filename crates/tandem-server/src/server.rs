@@ -12,6 +12,7 @@ use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
 use tandem_raft::{ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
+use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -37,6 +38,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cluster TLS: {0}")]
+    Tls(#[from] tandem_tls::TlsError),
     #[error("Raft configuration: {0}")]
     RaftConfig(String),
     #[error("Raft failed to start: {0}")]
@@ -48,6 +51,26 @@ pub struct RunningServer {
     pub node: Arc<Node>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Renews the cluster certificate; stopped, not awaited, at shutdown.
+    certificate_rotation: tokio::task::JoinHandle<()>,
+}
+
+/// The cluster channel's mutual TLS: certificates from the operator's files when given,
+/// otherwise from the CA every node derives from `secret_raft`.
+fn cluster_tls(settings: &Settings, secret_raft: &str) -> Result<ClusterTls, StartError> {
+    if !settings.cluster_ca_file.is_empty() {
+        let files = ClusterPemFiles::new(
+            &settings.cluster_ca_file,
+            &settings.cluster_cert_file,
+            &settings.cluster_key_file,
+        );
+        return Ok(ClusterTls::from_pem_files(files)?);
+    }
+    let mut derived = DerivedCaSettings::new(settings.node_id, secret_raft);
+    if !settings.secret_raft_previous.is_empty() {
+        derived.also_trusted_secret = Some(settings.secret_raft_previous.clone());
+    }
+    Ok(ClusterTls::from_secret(derived)?)
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
@@ -139,14 +162,22 @@ impl RunningServer {
         .validate()
         .map_err(|e| StartError::RaftConfig(e.to_string()))?;
 
-        let http = reqwest::Client::builder()
+        let tls = cluster_tls(&settings, &secret_raft)?;
+        let cluster_scheme = "https";
+        let http = tls
+            .https_client_builder()
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let contacts = PeerContacts::default();
-        let network = HttpNetwork::new(http.clone(), secret_raft.clone().into(), contacts.clone());
+        let network = HttpNetwork::new(
+            http.clone(),
+            cluster_scheme,
+            secret_raft.clone().into(),
+            contacts.clone(),
+        );
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -156,7 +187,6 @@ impl RunningServer {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let cluster_scheme = "http";
         let ha = RaftHa::start(
             raft.clone(),
             settings.node_id,
@@ -188,8 +218,9 @@ impl RunningServer {
         let api_app = crate::api::router(node.clone());
         let cluster_app = crate::cluster_api::router(node.clone(), api_app.clone());
         let stop_cluster = until_stopped(stopped.clone());
+        let listener = TlsListener::new(raft_listener, tls.acceptor());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(raft_listener, cluster_app)
+            if let Err(e) = axum::serve(listener, cluster_app)
                 .with_graceful_shutdown(stop_cluster)
                 .await
             {
@@ -227,7 +258,27 @@ impl RunningServer {
             tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
         }
         tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
-        Ok(RunningServer { node, stop, tasks })
+        let certificate_rotation = tls.spawn_rotation();
+        Ok(RunningServer {
+            node,
+            stop,
+            tasks,
+            certificate_rotation,
+        })
+    }
+
+    /// Resolves when Raft has stopped on its own (a storage failure, say), with the reason. The
+    /// node can then serve nothing; the process should exit so a supervisor restarts it.
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "Raft stopped".into();
+            }
+        }
     }
 
     /// Hands the active role to a standby first (when this node holds it), then stops accepting
@@ -242,6 +293,7 @@ impl RunningServer {
             }
         }
         let _ = self.stop.send(true);
+        self.certificate_rotation.abort();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -284,7 +336,12 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
         for peer in &peers {
             let reply = node
                 .http
-                .post(format!("http://{}{}", peer.raft_addr, wire::PROBE_PATH))
+                .post(format!(
+                    "{}://{}{}",
+                    node.cluster_scheme,
+                    peer.raft_addr,
+                    wire::PROBE_PATH
+                ))
                 .header(SECRET_HEADER, &node.secret_raft)
                 .timeout(Duration::from_millis(500))
                 .send()

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a server node (a cluster of one by default, data in ./tandem-data)
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Show the cluster: leader, term, members and their progress
     Status(Target),
     /// Run SQL: statements that write are replicated; SELECTs return rows
@@ -48,6 +48,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Measure throughput and latency of a workload against a cluster
+    Bench(crate::bench::BenchArgs),
     /// Snapshots, backups and restore
     Snapshot {
         #[command(subcommand)]
@@ -57,7 +59,7 @@ enum Command {
 
 /// Which servers to talk to, and how.
 #[derive(Args, Clone)]
-struct Target {
+pub struct Target {
     /// Server API address; repeat for several (tried in turn, the leader is followed)
     #[arg(
         long = "addr",
@@ -66,17 +68,17 @@ struct Target {
         default_value = "127.0.0.1:8200",
         global = true
     )]
-    addrs: Vec<String>,
+    pub addrs: Vec<String>,
     /// API secret [default: read from ./tandem-data/secret-api when present]
     #[arg(long, env = "TANDEM_SECRET_API", hide_env_values = true, global = true)]
     secret: Option<String>,
     /// Read consistency: linearizable, leader or stale
     #[arg(long, default_value = "linearizable", global = true)]
-    consistency: String,
+    pub consistency: String,
 }
 
 impl Target {
-    fn client(&self) -> Result<Client> {
+    pub fn client(&self) -> Result<Client> {
         let secret = self.secret.clone().or_else(|| {
             std::fs::read_to_string("tandem-data/secret-api")
                 .ok()
@@ -220,13 +222,14 @@ const CONFIG_ERROR: u8 = 2;
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Server(args) => return serve(args).await,
+        Command::Server(args) => return serve(*args).await,
         Command::Status(target) => status(&target).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
         Command::Cache { command, target } => cache(command, &target).await,
         Command::Lock { command, target } => lock(command, &target).await,
         Command::Snapshot { command } => snapshot(command).await,
+        Command::Bench(args) => crate::bench::bench(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,9 +270,15 @@ async fn serve(args: ServerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    let code = tokio::select! {
+        _ = wait_for_signal() => ExitCode::SUCCESS,
+        reason = server.raft_failed() => {
+            tracing::error!(%reason, "Raft stopped on this node; exiting so that it can be restarted");
+            ExitCode::FAILURE
+        }
+    };
     server.shutdown().await;
-    ExitCode::SUCCESS
+    code
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,558 @@
+//! A cluster of `tandem` server processes on 127.0.0.1. Nodes are addressed by index
+//! `0..len()`; node `i` has Raft id `i + 1`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+use crate::http::{self, HttpReply};
+use crate::process::{free_ports, ServerProcess};
+use crate::wait::{wait_for, DEADLINE};
+
+/// The API secret every test cluster uses (16+ characters, as the server requires).
+pub const API_SECRET: &str = "tandem-test-api-secret-7f3a";
+/// The cluster (node-to-node) secret every test cluster uses.
+pub const RAFT_SECRET: &str = "tandem-test-raft-secret-91c2";
+
+/// The header that carries the cluster secret on the cluster port.
+pub const RAFT_SECRET_HEADER: &str = "x-tandem-raft-secret";
+
+/// How often a start is retried with new ports when one was taken in between.
+const START_ATTEMPTS: usize = 5;
+/// How long a started process may take to listen on its ports.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a node may take to exit after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// Per-request limit while polling, so a paused or dying node does not hold up a poll.
+const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct ClusterNode {
+    // Dropped first: the process is killed (and its log printed on panic) before its folders go.
+    process: ServerProcess,
+    raft_addr: String,
+    api_addr: String,
+    data_dir: TempDir,
+}
+
+pub struct Cluster {
+    nodes: Vec<ClusterNode>,
+    /// Deleted on drop unless the test failed or TANDEM_TEST_KEEP_LOGS is set.
+    logs: Option<TempDir>,
+    http: reqwest::Client,
+    /// Speaks to cluster ports with a certificate of this cluster's CA.
+    cluster_http: reqwest::Client,
+}
+
+/// Why a start attempt failed.
+enum StartFailure {
+    /// A port picked as free was taken before the node could bind it; try new ports.
+    PortTaken,
+    Other(String),
+}
+
+impl Cluster {
+    /// Starts `nodes` server processes that form one cluster, each with `extra_args` after the
+    /// harness's own (`--node-id`, `--nodes`, `--data-dir`, secrets), and waits until every one
+    /// listens on its ports. It does not wait for a leader: see [`Cluster::wait_for_leader`].
+    pub async fn start(binary: &Path, nodes: usize, extra_args: &[&str]) -> Cluster {
+        assert!(nodes > 0, "a cluster needs at least one node");
+        for attempt in 1..=START_ATTEMPTS {
+            let mut cluster = Cluster::spawn_all(binary, nodes, extra_args);
+            let mut failure = None;
+            for i in 0..nodes {
+                if let Err(e) = cluster.wait_listening(i).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            match failure {
+                None => return cluster,
+                Some(StartFailure::PortTaken) if attempt < START_ATTEMPTS => {
+                    eprintln!("tandem-testkit: a port was taken during start {attempt}; retrying with new ports");
+                }
+                Some(StartFailure::PortTaken) => {
+                    panic!("ports were taken on every one of {START_ATTEMPTS} start attempts")
+                }
+                Some(StartFailure::Other(message)) => panic!("{message}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn spawn_all(binary: &Path, count: usize, extra_args: &[&str]) -> Cluster {
+        let logs = tempfile::Builder::new()
+            .prefix("tandem-test-logs-")
+            .tempdir()
+            .expect("create a temporary folder for logs");
+        let ports = free_ports(count * 2);
+        let addrs: Vec<(String, String)> = (0..count)
+            .map(|i| {
+                (
+                    format!("127.0.0.1:{}", ports[2 * i]),
+                    format!("127.0.0.1:{}", ports[2 * i + 1]),
+                )
+            })
+            .collect();
+        let node_list = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (raft, api))| format!("{} {raft} {api}", i + 1))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let nodes = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (raft_addr, api_addr))| {
+                let id = i + 1;
+                let data_dir = tempfile::Builder::new()
+                    .prefix(&format!("tandem-test-node{id}-"))
+                    .tempdir()
+                    .expect("create a temporary data folder");
+                let mut args: Vec<String> = vec![
+                    "server".into(),
+                    "--node-id".into(),
+                    id.to_string(),
+                    "--nodes".into(),
+                    node_list.clone(),
+                    "--data-dir".into(),
+                    data_dir.path().display().to_string(),
+                    "--secret-raft".into(),
+                    RAFT_SECRET.into(),
+                    "--secret-api".into(),
+                    API_SECRET.into(),
+                ];
+                args.extend(extra_args.iter().map(|a| a.to_string()));
+                let mut process = ServerProcess::new(
+                    format!("node {id} (index {i}, api {api_addr})"),
+                    binary,
+                    args,
+                    logs.path().join(format!("node-{id}.log")),
+                    logs.path().to_path_buf(),
+                );
+                process.spawn();
+                ClusterNode {
+                    process,
+                    raft_addr,
+                    api_addr,
+                    data_dir,
+                }
+            })
+            .collect();
+        Cluster {
+            nodes,
+            logs: Some(logs),
+            http: http::http_client(),
+            cluster_http: http::cluster_port_client(Some(RAFT_SECRET)),
+        }
+    }
+
+    /// Waits until node `i` answers HTTP on its API port (any status), or has exited.
+    async fn wait_listening(&mut self, i: usize) -> Result<(), StartFailure> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.nodes[i].process.exited() {
+                let log = self.nodes[i].process.log();
+                if log.contains("cannot listen") {
+                    return Err(StartFailure::PortTaken);
+                }
+                return Err(StartFailure::Other(format!(
+                    "{} exited with {status} while starting; its log:\n{}",
+                    self.nodes[i].process.label(),
+                    self.nodes[i].process.log_tail(60)
+                )));
+            }
+            let answer = http::send(
+                &self.http,
+                Method::GET,
+                format!("{}/health", self.api_url(i)),
+                None,
+                None,
+                Some(POLL_REQUEST_TIMEOUT),
+            )
+            .await;
+            // Any status will do (503 until a leader is known), but it must come from this
+            // node, not from another test's server that took the port in between.
+            let expected_id = self.node_id(i).to_string();
+            if let Ok(reply) = answer {
+                if reply.header("tandem-node-id") == Some(expected_id.as_str()) {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() >= LISTEN_DEADLINE {
+                return Err(StartFailure::Other(format!(
+                    "{} did not listen within {LISTEN_DEADLINE:?}",
+                    self.nodes[i].process.label()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    // ---- addresses ----
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The Raft node id of node `i`.
+    pub fn node_id(&self, i: usize) -> u64 {
+        i as u64 + 1
+    }
+
+    /// The index of the node with Raft id `id`.
+    pub fn index_of(&self, id: u64) -> usize {
+        let index = usize::try_from(id).expect("node id fits usize") - 1;
+        assert!(index < self.len(), "no node with id {id}");
+        index
+    }
+
+    /// `127.0.0.1:<port>` of node `i`'s client API.
+    pub fn api_addr(&self, i: usize) -> &str {
+        &self.nodes[i].api_addr
+    }
+
+    /// `http://127.0.0.1:<port>` of node `i`'s client API.
+    pub fn api_url(&self, i: usize) -> String {
+        format!("http://{}", self.nodes[i].api_addr)
+    }
+
+    /// `127.0.0.1:<port>` of node `i`'s cluster (Raft) port.
+    pub fn raft_addr(&self, i: usize) -> &str {
+        &self.nodes[i].raft_addr
+    }
+
+    /// `https://127.0.0.1:<port>` of node `i`'s cluster (Raft) port: it speaks mutual TLS only.
+    pub fn raft_url(&self, i: usize) -> String {
+        format!("https://{}", self.nodes[i].raft_addr)
+    }
+
+    pub fn data_dir(&self, i: usize) -> &Path {
+        self.nodes[i].data_dir.path()
+    }
+
+    pub fn log_path(&self, i: usize) -> &Path {
+        self.nodes[i].process.log_path()
+    }
+
+    /// Everything node `i` has logged, over all its starts.
+    pub fn log(&self, i: usize) -> String {
+        self.nodes[i].process.log()
+    }
+
+    // ---- faults ----
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].process.is_running()
+    }
+
+    /// Running and not paused.
+    pub fn is_live(&self, i: usize) -> bool {
+        self.nodes[i].process.is_live()
+    }
+
+    /// Indexes of the nodes that are running and not paused.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.is_live(i)).collect()
+    }
+
+    /// kill -9 node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].process.kill();
+    }
+
+    /// SIGTERM node `i` and wait (with a deadline) until it exits; answers its exit status.
+    pub async fn stop(&mut self, i: usize) -> ExitStatus {
+        self.nodes[i].process.stop(STOP_DEADLINE).await
+    }
+
+    /// Starts node `i` again with the arguments it had before (same ports, same data folder)
+    /// and waits until it listens.
+    pub async fn start_node(&mut self, i: usize) {
+        self.nodes[i].process.spawn();
+        match self.wait_listening(i).await {
+            Ok(()) => {}
+            Err(StartFailure::PortTaken) => panic!(
+                "{} cannot bind its ports again after a restart; its log:\n{}",
+                self.nodes[i].process.label(),
+                self.nodes[i].process.log_tail(60)
+            ),
+            Err(StartFailure::Other(message)) => panic!("{message}"),
+        }
+    }
+
+    /// SIGSTOP node `i`: alive but silent until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.nodes[i].process.pause();
+    }
+
+    /// SIGCONT node `i` after a pause.
+    pub fn resume(&mut self, i: usize) {
+        self.nodes[i].process.resume();
+    }
+
+    /// Deletes everything in node `i`'s data folder; the node must not be running.
+    pub fn wipe(&mut self, i: usize) {
+        assert!(
+            !self.is_running(i),
+            "wipe node {i} only while it is stopped"
+        );
+        let dir = self.data_dir(i).to_path_buf();
+        for entry in std::fs::read_dir(&dir).expect("read the data folder") {
+            let path: PathBuf = entry.expect("read a data folder entry").path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.unwrap_or_else(|e| panic!("cannot remove {}: {e}", path.display()));
+        }
+    }
+
+    /// Panics at once if a node has reported a Rust panic: waiting any longer for it to serve
+    /// would only spend the deadline.
+    pub fn assert_no_panics(&self) {
+        for node in &self.nodes {
+            let panics = node.process.panics();
+            assert!(
+                panics.is_empty(),
+                "{} panicked: {panics:?}",
+                node.process.label()
+            );
+        }
+    }
+
+    // ---- leadership ----
+
+    /// Asks every live node whom it follows; answers the index of the node that a majority of
+    /// the whole cluster names and that itself says it leads.
+    pub async fn current_leader(&self) -> Option<usize> {
+        let majority = self.len() / 2 + 1;
+        let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut claims: BTreeSet<u64> = BTreeSet::new();
+        for i in self.live_nodes() {
+            let Ok(reply) = self
+                .try_send(i, Method::GET, "/v1/sys/leader", None, POLL_REQUEST_TIMEOUT)
+                .await
+            else {
+                continue;
+            };
+            if !reply.status.is_success() {
+                continue;
+            }
+            let answer: Value = match serde_json::from_slice(&reply.body) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let Some(leader) = answer["leader_id"].as_u64() else {
+                continue;
+            };
+            *votes.entry(leader).or_default() += 1;
+            if answer["is_self"].as_bool() == Some(true) {
+                claims.insert(self.node_id(i));
+            }
+        }
+        votes
+            .into_iter()
+            .find(|(id, count)| *count >= majority && claims.contains(id))
+            .map(|(id, _)| self.index_of(id))
+    }
+
+    /// Polls until a majority agrees on a live leader; answers its index.
+    pub async fn wait_for_leader(&self, deadline: Duration) -> usize {
+        wait_for(
+            deadline,
+            "a majority of nodes to agree on a live leader",
+            async || {
+                self.assert_no_panics();
+                self.current_leader().await
+            },
+        )
+        .await
+    }
+
+    /// The leader's index, waiting up to [`DEADLINE`] for one.
+    pub async fn leader(&self) -> usize {
+        self.wait_for_leader(DEADLINE).await
+    }
+
+    /// The live nodes other than the leader (waiting up to [`DEADLINE`] for one).
+    pub async fn followers(&self) -> Vec<usize> {
+        let leader = self.leader().await;
+        self.live_nodes()
+            .into_iter()
+            .filter(|&i| i != leader)
+            .collect()
+    }
+
+    // ---- HTTP ----
+
+    /// A reqwest client that does not follow redirects, for requests the helpers do not cover.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A client over every node's API with the API secret: it follows 307s itself and retries
+    /// 503s and unreachable nodes for up to [`DEADLINE`].
+    pub fn client(&self) -> tandem_client::Client {
+        self.client_for(&(0..self.len()).collect::<Vec<_>>())
+    }
+
+    /// Like [`Cluster::client`] but only over the given nodes, in that order.
+    pub fn client_for(&self, nodes: &[usize]) -> tandem_client::Client {
+        let endpoints: Vec<String> = nodes.iter().map(|&i| self.api_addr(i).into()).collect();
+        tandem_client::Client::new(&endpoints, Some(API_SECRET.into()))
+            .expect("the client builds")
+            .with_deadline(DEADLINE)
+    }
+
+    /// One request to node `i` with the API secret; a transport error is an `Err`.
+    pub async fn try_send(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<HttpReply, reqwest::Error> {
+        http::send(
+            &self.http,
+            method,
+            format!("{}{path}", self.api_url(i)),
+            Some(API_SECRET),
+            body,
+            Some(timeout),
+        )
+        .await
+    }
+
+    /// One request to node `i` with the API secret; panics if no HTTP answer comes back.
+    pub async fn send(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> HttpReply {
+        let url = format!("{}{path}", self.api_url(i));
+        http::send(
+            &self.http,
+            method.clone(),
+            url,
+            Some(API_SECRET),
+            body,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} on node index {i}: no answer: {e}"))
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> HttpReply {
+        self.send(i, Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, i: usize, path: &str, body: impl Into<Vec<u8>>) -> HttpReply {
+        self.send(
+            i,
+            Method::PUT,
+            path,
+            Some(("application/octet-stream", body.into())),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, i: usize, path: &str, body: &Value) -> HttpReply {
+        self.send(
+            i,
+            Method::POST,
+            path,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, i: usize, path: &str) -> HttpReply {
+        self.send(i, Method::DELETE, path, None).await
+    }
+
+    /// POST `body` to `path` on node `i`'s cluster port as a member would (mutual TLS with this
+    /// cluster's certificate), with `secret` (if any) in the cluster secret header; panics if no
+    /// HTTP answer comes back.
+    pub async fn post_cluster_port(
+        &self,
+        i: usize,
+        path: &str,
+        secret: Option<&str>,
+        body: Vec<u8>,
+    ) -> HttpReply {
+        let url = format!("{}{path}", self.raft_url(i));
+        let mut request = self.cluster_http.post(&url).body(body);
+        if let Some(secret) = secret {
+            request = request.header(RAFT_SECRET_HEADER, secret);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: no answer: {e}"));
+        HttpReply::read(url.clone(), response)
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: body not read: {e}"))
+    }
+
+    /// GET on node `i`, repeated while it answers 503 (no leader yet, catching up) or not at
+    /// all; answers the first other reply. Panics at [`DEADLINE`].
+    pub async fn get_when_serving(&self, i: usize, path: &str) -> HttpReply {
+        wait_for(
+            DEADLINE,
+            &format!("node index {i} to serve GET {path} (not 503)"),
+            async || {
+                self.assert_no_panics();
+                match self
+                    .try_send(i, Method::GET, path, None, POLL_REQUEST_TIMEOUT * 5)
+                    .await
+                {
+                    Ok(reply) if reply.status.as_u16() != 503 => Some(reply),
+                    _ => None,
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Kill every process before any log is printed, so the logs are complete.
+        for node in &mut self.nodes {
+            node.process.kill();
+        }
+        // A server that panicked fails the test even if every assertion passed.
+        let panicked: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.has_panicked())
+            .map(|n| n.process.label())
+            .collect();
+        let failing = std::thread::panicking() || !panicked.is_empty();
+        let keep = std::env::var_os("TANDEM_TEST_KEEP_LOGS").is_some();
+        if let Some(logs) = self.logs.take() {
+            if keep || failing {
+                let path = logs.keep();
+                eprintln!("tandem-testkit: node logs kept in {}", path.display());
+            }
+        }
+        if !panicked.is_empty() && !std::thread::panicking() {
+            // The nodes' drops (unwinding after this) print each log's tail.
+            panic!("server process(es) panicked during the test: {panicked:?}");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The integration-test harness: starts real `tandem` server processes on 127.0.0.1 with free
+//! ports, one temporary data folder each, and gives tests per-node faults (kill -9, SIGTERM,
+//! SIGSTOP / SIGCONT, wipe), leader discovery, HTTP helpers and deadline-bound waits.
+//!
+//! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
+//! panics, the last lines of every node's log are printed so a failing run shows why; a server
+//! that panics fails the test even when every assertion passed. Set `TANDEM_TEST_KEEP_LOGS=1`
+//! to keep the logs of a passing run.
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn a_write_survives_the_leader() {
+//!     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_tandem"));
+//!     let mut cluster = Cluster::start(binary, 3, &[]).await;
+//!     let leader = cluster.leader().await;
+//!     cluster.put(leader, "/v1/kv/k", "v").await.expect_status(200);
+//!     cluster.kill(leader);
+//!     let survivor = cluster.leader().await;
+//!     assert_eq!(cluster.get_when_serving(survivor, "/v1/kv/k").await.text(), "v");
+//! }
+//! ```
+#![forbid(unsafe_code)]
+
+mod cluster;
+mod http;
+mod process;
+mod wait;
+
+pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
+pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
+pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
+pub use wait::{wait_for, wait_until, DEADLINE};

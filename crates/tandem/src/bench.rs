@@ -1,0 +1,441 @@
+//! `tandem bench`: drives a workload against a cluster with many concurrent clients and reports
+//! throughput and latency percentiles. Only acknowledged (2xx) operations count as done.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tandem_client::{segment, Client, Method, Reply};
+
+use crate::cli::Target;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// PUT distinct keys `<prefix><n>`
+    KvPut,
+    /// GET keys from a key space written before the run
+    KvGet,
+    /// One INSERT per request
+    SqlInsert,
+    /// `--batch` INSERTs in one transaction per request
+    SqlInsertBatch,
+    CachePut,
+    CacheGet,
+    /// Put (untimed) then take (timed) one entry per operation
+    CacheTake,
+    /// Acquire and release a lock per operation
+    Lock,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    workload: Workload,
+    #[command(flatten)]
+    target: Target,
+    /// Requests in flight at once
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Run for this long (10s, 1m) [default: 10s unless --ops is given]
+    #[arg(long, conflicts_with = "ops")]
+    duration: Option<humantime::Duration>,
+    /// Run exactly this many operations
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Bytes per value
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Key prefix; kv-put writes `<prefix><n>` for n = 0.. so the server can count them
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Keys in the read workloads' key space
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Statements per request for sql-insert-batch
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a run measured.
+struct Measured {
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+    last_error: Option<String>,
+}
+
+fn check(reply: Reply) -> Result<(), String> {
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        ))
+    }
+}
+
+struct Plan {
+    args: BenchArgs,
+    client: Client,
+    prefix: String,
+    value: Vec<u8>,
+}
+
+impl Plan {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<(), String> {
+        let reply = self
+            .client
+            .send(method, path, body, content_type)
+            .await
+            .map_err(|e| e.to_string())?;
+        check(reply)
+    }
+
+    async fn put_kv(&self, key: &str) -> Result<(), String> {
+        let path = format!("/v1/kv/{}", segment(key));
+        self.send(
+            Method::PUT,
+            &path,
+            Some(self.value.clone()),
+            "application/octet-stream",
+        )
+        .await
+    }
+
+    fn cache_path(&self, n: u64) -> String {
+        format!(
+            "/v1/cache/bench/{}",
+            segment(&format!("{}{n}", self.prefix))
+        )
+    }
+
+    fn insert_body(&self, n: u64, count: usize) -> Vec<u8> {
+        let statements: Vec<Value> = (0..count)
+            .map(|i| {
+                json!({"sql": "INSERT INTO bench_rows (k, v) VALUES (?, ?)",
+                       "params": [format!("{}{n}-{i}", self.prefix), "x".repeat(self.args.value_size)]})
+            })
+            .collect();
+        json!({"statements": statements}).to_string().into_bytes()
+    }
+
+    /// Writes whatever the workload reads before the clock starts.
+    async fn prepare(&self) -> Result<()> {
+        match self.args.workload {
+            Workload::KvGet => {
+                for n in 0..self.args.keys {
+                    self.put_kv(&format!("{}{n}", self.prefix))
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                }
+            }
+            Workload::CacheGet => {
+                for n in 0..self.args.keys {
+                    self.send(
+                        Method::PUT,
+                        &self.cache_path(n),
+                        Some(self.value.clone()),
+                        "application/octet-stream",
+                    )
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                }
+            }
+            Workload::SqlInsert | Workload::SqlInsertBatch => {
+                let body = json!({"sql": "CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, k TEXT, v TEXT)"});
+                self.send(
+                    Method::POST,
+                    "/v1/sql/execute",
+                    Some(body.to_string().into_bytes()),
+                    "application/json",
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// One operation; answers the time it took (the timed part only).
+    async fn operation(&self, worker: usize, n: u64) -> Result<Duration, String> {
+        let read = format!("consistency={}", segment(&self.args.target.consistency));
+        let started = Instant::now();
+        match self.args.workload {
+            Workload::KvPut => self.put_kv(&format!("{}{n}", self.prefix)).await?,
+            Workload::KvGet => {
+                let key = format!("{}{}", self.prefix, n % self.args.keys.max(1));
+                self.send(
+                    Method::GET,
+                    &format!("/v1/kv/{}?{read}", segment(&key)),
+                    None,
+                    "",
+                )
+                .await?
+            }
+            Workload::SqlInsert | Workload::SqlInsertBatch => {
+                let count = if self.args.workload == Workload::SqlInsert {
+                    1
+                } else {
+                    self.args.batch
+                };
+                self.send(
+                    Method::POST,
+                    "/v1/sql/execute",
+                    Some(self.insert_body(n, count)),
+                    "application/json",
+                )
+                .await?
+            }
+            Workload::CachePut => {
+                self.send(
+                    Method::PUT,
+                    &self.cache_path(n),
+                    Some(self.value.clone()),
+                    "application/octet-stream",
+                )
+                .await?
+            }
+            Workload::CacheGet => {
+                let path = format!("{}?{read}", self.cache_path(n % self.args.keys.max(1)));
+                self.send(Method::GET, &path, None, "").await?
+            }
+            Workload::CacheTake => {
+                self.send(
+                    Method::PUT,
+                    &self.cache_path(n),
+                    Some(self.value.clone()),
+                    "application/octet-stream",
+                )
+                .await?;
+                let started = Instant::now();
+                self.send(
+                    Method::POST,
+                    &format!("{}/take", self.cache_path(n)),
+                    None,
+                    "",
+                )
+                .await?;
+                return Ok(started.elapsed());
+            }
+            Workload::Lock => {
+                let name = segment(&format!("{}lock-{worker}", self.prefix));
+                let holder = format!("bench-{worker}");
+                let acquire = json!({"holder": holder, "ttl": "10s"})
+                    .to_string()
+                    .into_bytes();
+                let reply = self
+                    .client
+                    .send(
+                        Method::POST,
+                        &format!("/v1/locks/{name}/acquire"),
+                        Some(acquire),
+                        "application/json",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !reply.status.is_success() {
+                    return Err(format!("acquire: HTTP {}", reply.status));
+                }
+                let token = reply.json().map_err(|e| e.to_string())?["token"]
+                    .as_u64()
+                    .unwrap_or_default();
+                let release = json!({"holder": holder, "token": token})
+                    .to_string()
+                    .into_bytes();
+                self.send(
+                    Method::POST,
+                    &format!("/v1/locks/{name}/release"),
+                    Some(release),
+                    "application/json",
+                )
+                .await?
+            }
+        }
+        Ok(started.elapsed())
+    }
+}
+
+async fn run_workers(plan: Arc<Plan>) -> Measured {
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(Mutex::new(None));
+    let limit = plan.args.ops;
+    let duration = plan
+        .args
+        .duration
+        .map(Duration::from)
+        .unwrap_or(Duration::from_secs(10));
+    let progress = if plan.args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match limit {
+            Some(ops) => indicatif::ProgressBar::new(ops),
+            None => indicatif::ProgressBar::new(duration.as_secs().max(1)),
+        }
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::new();
+    for worker in 0..plan.args.concurrency.max(1) {
+        let (plan, next, done, errors, last_error) = (
+            plan.clone(),
+            next.clone(),
+            done.clone(),
+            errors.clone(),
+            last_error.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds");
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let finished = match limit {
+                    Some(ops) => n >= ops,
+                    None => Instant::now() >= deadline,
+                };
+                if finished {
+                    break;
+                }
+                match plan.operation(worker, n).await {
+                    Ok(took) => {
+                        histogram.saturating_record(took.as_micros() as u64);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                }
+            }
+            histogram
+        }));
+    }
+    let ticker = {
+        let (progress, done) = (progress.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match limit {
+                    Some(_) => progress.set_position(done.load(Ordering::Relaxed)),
+                    None => progress.set_position(started.elapsed().as_secs()),
+                }
+                progress.set_message(format!("{} ops", done.load(Ordering::Relaxed)));
+            }
+        })
+    };
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    for handle in handles {
+        if let Ok(h) = handle.await {
+            let _ = latency.add(h);
+        }
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    progress.finish_and_clear();
+    let last_error = last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Measured {
+        ops: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        latency,
+        last_error,
+    }
+}
+
+fn millis(micros: u64) -> f64 {
+    (micros as f64 / 1000.0 * 100.0).round() / 100.0
+}
+
+pub async fn bench(args: BenchArgs) -> Result<()> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.ops == Some(0) {
+        bail!("--ops must be at least 1");
+    }
+    let client = args.target.client()?;
+    let prefix = args.prefix.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("bench-{stamp}/")
+    });
+    let value = vec![b'x'; args.value_size];
+    let plan = Arc::new(Plan {
+        args,
+        client,
+        prefix,
+        value,
+    });
+    plan.prepare().await?;
+    let measured = run_workers(plan.clone()).await;
+    let seconds = measured.elapsed.as_secs_f64().max(f64::EPSILON);
+    let h = &measured.latency;
+    let report = json!({
+        "workload": plan.args.workload.to_possible_value().map(|v| v.get_name().to_string()),
+        "endpoints": plan.args.target.addrs,
+        "concurrency": plan.args.concurrency,
+        "prefix": plan.prefix,
+        "ops": measured.ops,
+        "errors": measured.errors,
+        "duration_s": (seconds * 1000.0).round() / 1000.0,
+        "ops_per_sec": (measured.ops as f64 / seconds * 10.0).round() / 10.0,
+        "latency_ms": {
+            "p50": millis(h.value_at_quantile(0.50)),
+            "p90": millis(h.value_at_quantile(0.90)),
+            "p99": millis(h.value_at_quantile(0.99)),
+            "max": millis(h.max()),
+            "mean": millis(h.mean() as u64),
+        },
+        "last_error": measured.last_error,
+    });
+    if plan.args.json {
+        println!("{report}");
+    } else {
+        let l = &report["latency_ms"];
+        println!(
+            "{:<16} {:>6} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            "workload", "conc", "ops", "errors", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        );
+        println!(
+            "{:<16} {:>6} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            report["workload"].as_str().unwrap_or_default(),
+            plan.args.concurrency,
+            measured.ops,
+            measured.errors,
+            report["ops_per_sec"].as_f64().unwrap_or_default(),
+            l["p50"].as_f64().unwrap_or_default(),
+            l["p90"].as_f64().unwrap_or_default(),
+            l["p99"].as_f64().unwrap_or_default(),
+            l["max"].as_f64().unwrap_or_default()
+        );
+        if let Some(e) = &measured.last_error {
+            eprintln!("last error: {e}");
+        }
+    }
+    Ok(())
+}
