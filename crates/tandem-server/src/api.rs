@@ -24,7 +24,7 @@ use crate::node::{Consistency, Node};
 pub fn router(node: Arc<Node>) -> Router {
     let authenticated = Router::new()
         .route("/v1/sys/leader", get(sys_leader))
-        .route("/v1/sys/step-down", post(step_down))
+        .route(crate::forward::STEP_DOWN_PATH, post(step_down))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/snapshot", post(take_snapshot))
         .route("/v1/backup", get(backup))

@@ -23,6 +23,7 @@ use crate::node::Node;
 pub const NO_FORWARDING_HEADER: &str = "x-tandem-no-request-forwarding";
 /// Response header naming the standby that forwarded the request.
 pub const FORWARDED_VIA_HEADER: &str = "tandem-forwarded-via";
+pub const STEP_DOWN_PATH: &str = "/v1/sys/step-down";
 /// Headers a forwarded request carries to the active node.
 const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["authorization", "content-type", "accept"];
 /// Hop-by-hop headers that are not relayed back.
@@ -68,7 +69,7 @@ pub fn needs(method: &Method, uri: &Uri) -> Needs {
     .iter()
     .any(|prefix| path.starts_with(prefix));
     let is_read = *method == Method::GET || *method == Method::HEAD || path == "/v1/sql/query";
-    if path == "/v1/sys/step-down" || (data && !(is_read && stale)) {
+    if path == STEP_DOWN_PATH || (data && !(is_read && stale)) {
         Needs::ActiveNode
     } else {
         Needs::AnyNode
@@ -163,10 +164,16 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
         }
     }
     let mut view = node.ha.watch();
+    // A step-down moves leadership by design: its answer is awaited, not abandoned.
+    let abandon_on_move = parts.uri.path() != STEP_DOWN_PATH;
     let leadership_moved = async {
-        let _ = view
-            .wait_for(|v| v.active.as_ref().map(|a| a.id) != Some(active.id))
-            .await;
+        if abandon_on_move {
+            let _ = view
+                .wait_for(|v| v.active.as_ref().map(|a| a.id) != Some(active.id))
+                .await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     };
     let reply = tokio::select! {
         reply = outgoing.send() => reply,

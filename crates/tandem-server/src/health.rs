@@ -46,17 +46,18 @@ pub fn standing(
     view: &ActiveView,
     quorum_ack_ms: Option<u64>,
     active_contact_ms: Option<u64>,
-    stale_after_ms: u64,
+    contact_stale_after_ms: u64,
+    quorum_stale_after_ms: u64,
 ) -> Standing {
     if view.is_self {
         return match quorum_ack_ms {
-            Some(ms) if ms <= stale_after_ms => Standing::Active,
+            Some(ms) if ms <= quorum_stale_after_ms => Standing::Active,
             _ => Standing::Unavailable,
         };
     }
     match (view.other_active(), active_contact_ms) {
         (None, _) => Standing::Unavailable,
-        (Some(_), Some(ms)) if ms <= stale_after_ms => Standing::Standby,
+        (Some(_), Some(ms)) if ms <= contact_stale_after_ms => Standing::Standby,
         (Some(_), _) => Standing::StandbyCutOff,
     }
 }
@@ -93,12 +94,15 @@ fn node_standing(node: &Node) -> Standing {
     let contact = view
         .other_active()
         .and_then(|a| node.contacts.millis_since(a.id));
-    // Heartbeats arrive every heartbeat_ms; missing them for an election timeout means trouble.
+    // Heartbeats arrive every heartbeat_ms: five missed in a row means the active node is out of
+    // reach. A leader's quorum confirmation is as fresh as its lease.
+    let settings = &node.settings;
     standing(
         &view,
         quorum_ack,
         contact,
-        node.settings.election_timeout_max_ms,
+        settings.heartbeat_ms * 5,
+        settings.election_timeout_max_ms,
     )
 }
 
@@ -221,31 +225,31 @@ mod tests {
     #[test]
     fn standings() {
         assert_eq!(
-            standing(&view(Some(1), true), Some(10), None, 600),
+            standing(&view(Some(1), true), Some(10), None, 500, 600),
             Standing::Active
         );
         assert_eq!(
-            standing(&view(Some(1), true), Some(5000), None, 600),
+            standing(&view(Some(1), true), Some(5000), None, 500, 600),
             Standing::Unavailable
         );
         assert_eq!(
-            standing(&view(Some(1), true), None, None, 600),
+            standing(&view(Some(1), true), None, None, 500, 600),
             Standing::Unavailable
         );
         assert_eq!(
-            standing(&view(Some(2), false), None, Some(50), 600),
+            standing(&view(Some(2), false), None, Some(50), 500, 600),
             Standing::Standby
         );
         assert_eq!(
-            standing(&view(Some(2), false), None, Some(900), 600),
+            standing(&view(Some(2), false), None, Some(550), 500, 600),
             Standing::StandbyCutOff
         );
         assert_eq!(
-            standing(&view(Some(2), false), None, None, 600),
+            standing(&view(Some(2), false), None, None, 500, 600),
             Standing::StandbyCutOff
         );
         assert_eq!(
-            standing(&view(None, false), None, None, 600),
+            standing(&view(None, false), None, None, 500, 600),
             Standing::Unavailable
         );
     }

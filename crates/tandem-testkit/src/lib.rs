@@ -23,10 +23,12 @@
 
 mod cluster;
 mod http;
+mod load;
 mod process;
 mod wait;
 
 pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
+pub use load::{SteadyWrites, WriteLog};
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use wait::{wait_for, wait_until, DEADLINE};
