@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION, LOCATION};
 pub use reqwest::{Method, StatusCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,7 @@ fn base_url(endpoint: &str) -> String {
 }
 
 const MAX_REDIRECTS: usize = 5;
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 impl Client {
     pub fn new(endpoints: &[String], secret: Option<String>) -> Result<Client, ClientError> {
@@ -154,7 +155,6 @@ impl Client {
         loop {
             let index = (self.preferred.load(Ordering::Relaxed) + attempt) % self.endpoints.len();
             let mut url = format!("{}{}", self.endpoints[index], path_and_query);
-            let mut retry_after = Duration::from_millis(100);
             for _ in 0..=MAX_REDIRECTS {
                 match self.send_once(&method, &url, &body, content_type).await {
                     Err(e) => {
@@ -178,14 +178,6 @@ impl Client {
                     }
                     Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
                         last_problem = format!("{url}: {}", String::from_utf8_lossy(&reply.body));
-                        if let Some(seconds) = reply
-                            .headers
-                            .get(RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok())
-                        {
-                            retry_after = Duration::from_millis((seconds * 1000).min(1000));
-                        }
                         if started.elapsed() >= self.deadline {
                             return Ok(reply);
                         }
@@ -207,8 +199,10 @@ impl Client {
                     ClientError::Deadline(self.deadline, last_problem)
                 });
             }
+            // Every endpoint tried once: pause briefly. A new leader is usually known within a
+            // few hundred milliseconds, so short pauses beat the server's one-second Retry-After.
             if attempt.is_multiple_of(self.endpoints.len()) {
-                tokio::time::sleep(retry_after.min(Duration::from_millis(250))).await;
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }

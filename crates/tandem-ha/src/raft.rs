@@ -156,8 +156,13 @@ impl RaftHa {
             )
             .await
             .map_err(|e| HaError::NoSuccessor(format!("node {target} did not catch up: {e}")))?;
-        // Without heartbeats the followers' leader lease lapses, so they vote for the successor.
+        // Followers refuse to vote while this leader's lease (the longest election timeout since
+        // they last heard from it) holds: go quiet, let it lapse, then have the successor run.
         self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        tokio::time::sleep(lease + Duration::from_millis(self.raft.config().heartbeat_interval))
+            .await;
         let url = format!("{}://{}{}", self.scheme, node.raft_addr, wire::ELECT_PATH);
         self.http
             .post(url)
@@ -231,6 +236,7 @@ impl HaBackend for RaftHa {
         self.publish();
         let result = self.hand_over().await;
         self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
         self.stepping_down.store(false, Ordering::SeqCst);
         self.publish();
         result

@@ -192,11 +192,11 @@ settings! {
     /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
     secret_api: String = String::new(), shown "generated", env "TANDEM_SECRET_API";
     /// Interval between leader heartbeats, in milliseconds
-    heartbeat_ms: u64 = 100, shown "100", env "TANDEM_HEARTBEAT_MS";
-    /// Shortest time without a heartbeat before a follower calls an election, in milliseconds
-    election_timeout_min_ms: u64 = 300, shown "300", env "TANDEM_ELECTION_TIMEOUT_MIN_MS";
+    heartbeat_ms: u64 = 50, shown "50", env "TANDEM_HEARTBEAT_MS";
+    /// Shortest election timeout, in milliseconds; a follower that has a leader also waits out the leader's lease (the longest election timeout) before it calls an election
+    election_timeout_min_ms: u64 = 150, shown "150", env "TANDEM_ELECTION_TIMEOUT_MIN_MS";
     /// Longest such time (each follower picks at random in between), in milliseconds
-    election_timeout_max_ms: u64 = 600, shown "600", env "TANDEM_ELECTION_TIMEOUT_MAX_MS";
+    election_timeout_max_ms: u64 = 300, shown "300", env "TANDEM_ELECTION_TIMEOUT_MAX_MS";
     /// Build a snapshot after this many log entries since the last one
     snapshot_every: u64 = 10_000, shown "10000", env "TANDEM_SNAPSHOT_EVERY";
     /// Log entries kept behind a snapshot (a follower further behind is sent the snapshot)
@@ -467,7 +467,7 @@ mod tests {
         let path = dir.path().join("tandem.toml");
         std::fs::write(
             &path,
-            "heartbeat_ms = 50\nelection_timeout_min_ms = 200\nsnapshot_every = 7\n",
+            "heartbeat_ms = 40\nelection_timeout_min_ms = 200\nsnapshot_every = 7\n",
         )
         .unwrap();
         let a = ServerArgs {
@@ -476,10 +476,10 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::load(&a).unwrap();
-        assert_eq!(s.heartbeat_ms, 50);
+        assert_eq!(s.heartbeat_ms, 40);
         assert_eq!(s.election_timeout_min_ms, 200);
         assert_eq!(s.snapshot_every, 9);
-        assert_eq!(s.election_timeout_max_ms, 600);
+        assert_eq!(s.election_timeout_max_ms, 300);
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
     let reply = match reply {
         Ok(reply) => reply,
         Err(e) => {
-            tracing::warn!(active = active.id, error = %e, "cannot forward to the active node; redirecting the client");
+            tracing::debug!(active = active.id, error = %e, "cannot forward to the active node; redirecting the client");
             return redirect(&active, &parts.uri);
         }
     };

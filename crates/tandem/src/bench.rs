@@ -29,6 +29,8 @@ pub enum Workload {
     CacheTake,
     /// Acquire and release a lock per operation
     Lock,
+    /// Start a local 3-node cluster and stop its active node again and again under load
+    Failover,
 }
 
 #[derive(Args)]
@@ -61,6 +63,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    failover: crate::bench_failover::FailoverArgs,
 }
 
 /// What a run measured.
@@ -234,6 +238,9 @@ impl Plan {
                 .await?;
                 return Ok(started.elapsed());
             }
+            Workload::Failover => {
+                return Err("the failover workload has no single operation".into())
+            }
             Workload::Lock => {
                 let name = segment(&format!("{}lock-{worker}", self.prefix));
                 let holder = format!("bench-{worker}");
@@ -375,6 +382,9 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     }
     if args.ops == Some(0) {
         bail!("--ops must be at least 1");
+    }
+    if args.workload == Workload::Failover {
+        return crate::bench_failover::failover(&args.failover, args.concurrency, args.json).await;
     }
     let client = args.target.client()?;
     let prefix = args.prefix.clone().unwrap_or_else(|| {

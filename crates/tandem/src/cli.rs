@@ -48,7 +48,7 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Measure throughput and latency of a workload against a cluster
+    /// Measure throughput and latency of a workload against a cluster, or failover times
     Bench(crate::bench::BenchArgs),
     /// Snapshots, backups and restore
     Snapshot {

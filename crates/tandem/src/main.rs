@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_failover;
 mod cli;
 
 use std::process::ExitCode;
