@@ -212,20 +212,33 @@ impl LocalCluster {
         }
     }
 
-    /// Waits until node `i` is ready to serve again.
-    async fn ready(&self, i: usize) -> Result<()> {
+    /// Waits until node `i` serves again and has caught up with the log the active node had
+    /// committed when it came back, so every round starts from a healthy cluster.
+    async fn caught_up(&self, i: usize) -> Result<()> {
         let probe = Client::new(&self.api[i..=i], None)?.with_deadline(Duration::from_millis(200));
+        let healthz = |reply: tandem_client::Reply| reply.json().ok();
         let started = Instant::now();
+        let mut target = None;
         loop {
-            if probe
-                .get("/ready")
-                .await
-                .is_ok_and(|r| r.status.is_success())
-            {
-                return Ok(());
+            if target.is_none() {
+                // The highest commit index among the other nodes: the active node's.
+                for other in (0..NODES).filter(|j| *j != i) {
+                    let peer = Client::new(&self.api[other..=other], None)?
+                        .with_deadline(Duration::from_millis(200));
+                    if let Ok(reply) = peer.get("/healthz").await {
+                        let commit = healthz(reply).and_then(|v| v["commit_index"].as_u64());
+                        target = target.max(commit);
+                    }
+                }
+            }
+            if let (Some(target), Ok(reply)) = (target, probe.get("/healthz").await) {
+                let applied = healthz(reply).and_then(|v| v["applied_index"].as_u64());
+                if applied.is_some_and(|a| a >= target) {
+                    return Ok(());
+                }
             }
             if started.elapsed() > DEADLINE {
-                bail!("node {} did not become ready", i + 1);
+                bail!("node {} did not catch up", i + 1);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -317,7 +330,7 @@ pub async fn failover(args: &FailoverArgs, concurrency: usize, json: bool) -> Re
             );
         }
         cluster.spawn(index)?;
-        cluster.ready(index).await?;
+        cluster.caught_up(index).await?;
     }
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
