@@ -23,6 +23,8 @@ pub enum ClientError {
     },
     #[error("gave up after {0:?}: {1}")]
     Deadline(Duration, String),
+    #[error("{0}: the request may or may not have been applied; not retried because it is not idempotent")]
+    OutcomeUnknown(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
 }
@@ -42,6 +44,13 @@ impl Reply {
             code: "bad_reply".into(),
             message: format!("the server's answer is not JSON: {e}"),
         })
+    }
+
+    /// A 503 after which the request may or may not have been applied.
+    pub fn outcome_unknown(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+            && serde_json::from_slice::<serde_json::Value>(&self.body)
+                .is_ok_and(|v| v["error"]["code"] == "outcome_unknown")
     }
 
     /// Turns an error status into [`ClientError::Api`] with the server's code and message.
@@ -141,7 +150,9 @@ impl Client {
     }
 
     /// Sends a request to the cluster and answers the first reply that is not a redirect or a
-    /// "no leader yet" 503. Error statuses are returned as replies, not errors.
+    /// "no leader yet" 503. Error statuses are returned as replies, not errors. A POST whose
+    /// outcome is unknown (a 503 `outcome_unknown`, or a connection lost after sending) is not
+    /// repeated: it is not idempotent. PUT, DELETE and GET are.
     pub async fn send(
         &self,
         method: Method,
@@ -150,6 +161,7 @@ impl Client {
         content_type: &str,
     ) -> Result<Reply, ClientError> {
         let started = tokio::time::Instant::now();
+        let idempotent = method != Method::POST;
         let mut last_problem = String::new();
         let mut attempt = 0usize;
         loop {
@@ -157,6 +169,10 @@ impl Client {
             let mut url = format!("{}{}", self.endpoints[index], path_and_query);
             for _ in 0..=MAX_REDIRECTS {
                 match self.send_once(&method, &url, &body, content_type).await {
+                    // Sent but unanswered: only a request that may be repeated is sent again.
+                    Err(e) if !e.is_connect() && !idempotent => {
+                        return Err(ClientError::OutcomeUnknown(format!("{url}: {e}")));
+                    }
                     Err(e) => {
                         last_problem = format!("{url}: {e}");
                         break;
@@ -176,7 +192,10 @@ impl Client {
                             self.preferred.store(known, Ordering::Relaxed);
                         }
                     }
-                    Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    Ok(reply)
+                        if reply.status == StatusCode::SERVICE_UNAVAILABLE
+                            && (idempotent || !reply.outcome_unknown()) =>
+                    {
                         last_problem = format!("{url}: {}", String::from_utf8_lossy(&reply.body));
                         if started.elapsed() >= self.deadline {
                             return Ok(reply);

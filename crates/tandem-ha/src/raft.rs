@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tandem_raft::openraft::{RaftMetrics, ServerState};
 use tandem_raft::wire::{self, SECRET_HEADER};
-use tandem_raft::{ClusterNode, NodeId, Raft};
+use tandem_raft::{ClusterNode, NodeId, PeerContacts, Raft};
 use tokio::sync::watch;
 
 use crate::{ActiveNode, ActiveView, HaBackend, HaError};
@@ -26,6 +26,8 @@ pub struct RaftHa {
     secret: Arc<str>,
     /// `http` or `https`: how the cluster port is spoken to.
     scheme: &'static str,
+    /// When this node last heard from each peer: a successor must be in touch.
+    contacts: PeerContacts,
 }
 
 /// The view a node has of the active role, from its Raft metrics.
@@ -73,6 +75,7 @@ impl RaftHa {
         http: reqwest::Client,
         secret: Arc<str>,
         scheme: &'static str,
+        contacts: PeerContacts,
     ) -> Arc<RaftHa> {
         let initial = view_from(&raft.metrics().borrow(), id, false);
         let (view, _) = watch::channel(initial);
@@ -84,6 +87,7 @@ impl RaftHa {
             http,
             secret,
             scheme,
+            contacts,
         });
         let follower = ha.clone();
         tokio::spawn(async move {
@@ -117,14 +121,21 @@ impl RaftHa {
         });
     }
 
-    /// The voter, other than this node, that has replicated the most of the log.
+    /// The voter, other than this node and in touch with it, that has replicated the most of
+    /// the log.
     fn best_successor(&self) -> Option<(NodeId, ClusterNode, u64)> {
         let metrics = self.raft.metrics().borrow().clone();
+        let in_touch = Duration::from_millis(self.raft.config().election_timeout_max);
         let membership = metrics.membership_config.membership();
         let replication = metrics.replication.as_ref()?;
         membership
             .voter_ids()
             .filter(|id| *id != self.id)
+            .filter(|id| {
+                self.contacts
+                    .millis_since(*id)
+                    .is_some_and(|ms| ms <= in_touch.as_millis() as u64)
+            })
             .filter_map(|id| {
                 let matched = replication
                     .get(&id)
@@ -138,9 +149,9 @@ impl RaftHa {
     }
 
     async fn hand_over(&self) -> Result<(), HaError> {
-        let (target, node, _) = self
-            .best_successor()
-            .ok_or_else(|| HaError::NoSuccessor("this cluster has no other voter".into()))?;
+        let (target, node, _) = self.best_successor().ok_or_else(|| {
+            HaError::NoSuccessor("no other voter is in touch with this node".into())
+        })?;
         let last = self.raft.metrics().borrow().last_log_index;
         self.raft
             .wait(Some(CATCH_UP))

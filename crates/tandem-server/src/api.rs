@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -16,7 +15,7 @@ use serde_json::{json, Value};
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 
 use crate::error::{secrets_match, ApiError};
-use crate::extract::{parse_ttl, Json, Query};
+use crate::extract::{parse_ttl, Json, Query, RawBody};
 use crate::forward::route_to_active;
 use crate::health;
 use crate::node::{Consistency, Node};
@@ -372,7 +371,7 @@ async fn kv_put(
     State(node): State<Arc<Node>>,
     Path(key): Path<String>,
     Query(w): Query<WriteParams>,
-    value: Bytes,
+    RawBody(value): RawBody,
 ) -> Result<axum::Json<Value>, ApiError> {
     let command = Command::KvPut {
         key,
@@ -463,7 +462,7 @@ async fn cache_put(
     State(node): State<Arc<Node>>,
     Path((namespace, key)): Path<(String, String)>,
     Query(w): Query<WriteParams>,
-    value: Bytes,
+    RawBody(value): RawBody,
 ) -> Result<axum::Json<Value>, ApiError> {
     if w.if_revision.is_some() {
         return Err(ApiError::bad_request(

@@ -133,7 +133,7 @@ macro_rules! settings {
             #[arg(long, env = "TANDEM_CONFIG")]
             pub config: Option<PathBuf>,
             $(
-                #[arg(long, env = $env, help = concat!($($doc,)+ " [default: ", $shown, "]"))]
+                #[arg(long, env = $env, hide_env_values = true, help = concat!($($doc,)+ " [default: ", $shown, "]"))]
                 pub $name: Option<$ty>,
             )*
         }
@@ -191,12 +191,12 @@ settings! {
     cluster_key_file: String = String::new(), shown "unset", env "TANDEM_CLUSTER_KEY_FILE";
     /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
     secret_api: String = String::new(), shown "generated", env "TANDEM_SECRET_API";
-    /// Interval between leader heartbeats, in milliseconds
-    heartbeat_ms: u64 = 50, shown "50", env "TANDEM_HEARTBEAT_MS";
+    /// Interval between leader heartbeats, in milliseconds; also how long the leader waits for a follower to answer one append
+    heartbeat_ms: u64 = 100, shown "100", env "TANDEM_HEARTBEAT_MS";
     /// Shortest election timeout, in milliseconds; a follower that has a leader also waits out the leader's lease (the longest election timeout) before it calls an election
-    election_timeout_min_ms: u64 = 150, shown "150", env "TANDEM_ELECTION_TIMEOUT_MIN_MS";
+    election_timeout_min_ms: u64 = 200, shown "200", env "TANDEM_ELECTION_TIMEOUT_MIN_MS";
     /// Longest such time (each follower picks at random in between), in milliseconds
-    election_timeout_max_ms: u64 = 300, shown "300", env "TANDEM_ELECTION_TIMEOUT_MAX_MS";
+    election_timeout_max_ms: u64 = 400, shown "400", env "TANDEM_ELECTION_TIMEOUT_MAX_MS";
     /// Build a snapshot after this many log entries since the last one
     snapshot_every: u64 = 10_000, shown "10000", env "TANDEM_SNAPSHOT_EVERY";
     /// Log entries kept behind a snapshot (a follower further behind is sent the snapshot)
@@ -234,6 +234,14 @@ impl Settings {
             None => FileSettings::default(),
         };
         let mut settings = Settings::merge(args, file);
+        // Secrets read from files and environments often end in a newline.
+        for secret in [
+            &mut settings.secret_api,
+            &mut settings.secret_raft,
+            &mut settings.secret_raft_previous,
+        ] {
+            *secret = secret.trim().to_string();
+        }
         settings.resolve_node_id(&hostname)?;
         settings.validate()?;
         Ok(settings)
@@ -467,7 +475,7 @@ mod tests {
         let path = dir.path().join("tandem.toml");
         std::fs::write(
             &path,
-            "heartbeat_ms = 40\nelection_timeout_min_ms = 200\nsnapshot_every = 7\n",
+            "heartbeat_ms = 40\nelection_timeout_min_ms = 250\nsnapshot_every = 7\n",
         )
         .unwrap();
         let a = ServerArgs {
@@ -477,9 +485,9 @@ mod tests {
         };
         let s = Settings::load(&a).unwrap();
         assert_eq!(s.heartbeat_ms, 40);
-        assert_eq!(s.election_timeout_min_ms, 200);
+        assert_eq!(s.election_timeout_min_ms, 250);
         assert_eq!(s.snapshot_every, 9);
-        assert_eq!(s.election_timeout_max_ms, 300);
+        assert_eq!(s.election_timeout_max_ms, 400);
     }
 
     #[test]

@@ -4,6 +4,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tandem_store::{Rejection, RejectionKind};
 
+/// The error code of a 503 after which a request may or may not have been applied.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -44,6 +47,14 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// The request may or may not have been applied: retrying it is safe only when it is
+    /// idempotent (PUT, DELETE, a compare-and-set, a read).
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, OUTCOME_UNKNOWN, message);
         e.retry_after = Some(1);
         e
     }

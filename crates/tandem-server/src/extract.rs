@@ -1,7 +1,9 @@
 //! Extractors that turn malformed input into the API's JSON errors instead of plain text.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -30,8 +32,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|j| Json(j.0))
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {}", e.body_text())))
+            .map_err(|e| body_error("bad JSON body", e.status(), e.body_text()))
     }
+}
+
+/// A raw request body (a key/value or cache value); one over the size limit is a JSON 413.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| body_error("cannot read the body", e.status(), e.body_text()))
+    }
+}
+
+fn body_error(what: &str, status: StatusCode, detail: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            "payload_too_large",
+            format!("the body is larger than max_body_bytes allows: {detail}"),
+        );
+    }
+    ApiError::bad_request(format!("{what}: {detail}"))
 }
 
 /// Parses a TTL such as `30s`, `5m`, `1h30m` or `250ms`.

@@ -178,8 +178,8 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
     let reply = tokio::select! {
         reply = outgoing.send() => reply,
         _ = leadership_moved => {
-            return ApiError::unavailable(
-                "the active node changed while the request was forwarded; it may or may not have been applied: retry",
+            return ApiError::outcome_unknown(
+                "the active node changed while the request was forwarded; it may or may not have been applied",
             )
             .into_response();
         }
@@ -204,8 +204,8 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
     );
     match reply.bytes().await {
         Ok(bytes) => (status, headers, Body::from(bytes)).into_response(),
-        Err(e) => ApiError::unavailable(format!(
-            "the active node's answer was cut off ({e}); the request may or may not have been applied: retry"
+        Err(e) => ApiError::outcome_unknown(format!(
+            "the active node's answer was cut off ({e}); the request may or may not have been applied"
         ))
         .into_response(),
     }

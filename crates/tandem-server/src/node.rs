@@ -70,7 +70,7 @@ impl Node {
         let written =
             tokio::time::timeout(self.request_timeout(), self.raft.client_write(proposal)).await;
         match written {
-            Err(_) => Err(ApiError::unavailable(
+            Err(_) => Err(ApiError::outcome_unknown(
                 "the write was not committed in time (no quorum?); it may still be applied later",
             )),
             Ok(Ok(response)) => {

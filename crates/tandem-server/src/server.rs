@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::RaftHa;
 use tandem_raft::openraft::ChangeMembers;
 use tandem_raft::openraft::{self, SnapshotPolicy};
@@ -13,6 +14,7 @@ use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
 use tandem_raft::{ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
 use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -120,10 +122,14 @@ fn secret(
 impl RunningServer {
     pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(|source| StartError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
         let secret_api = secret(
             &settings.secret_api,
             &settings,
@@ -193,6 +199,7 @@ impl RunningServer {
             http.clone(),
             secret_raft.clone().into(),
             cluster_scheme,
+            contacts.clone(),
         );
 
         let node = Arc::new(Node {
@@ -254,9 +261,7 @@ impl RunningServer {
         if fresh {
             tasks.push(tokio::spawn(form_cluster(node.clone(), stopped.clone())));
         }
-        if node.settings.advertised() != *node.settings.this_node() {
-            tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
-        }
+        tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
         tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
         let certificate_rotation = tls.spawn_rotation();
         Ok(RunningServer {
@@ -401,8 +406,9 @@ async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Publishes this node's advertised addresses (`api_addr`, `cluster_addr`) into the cluster
-/// membership, so redirects and peers use them. The active node makes the change; a standby
+/// Publishes this node's advertised addresses (`api_addr`, `cluster_addr`, or its node-list line
+/// when they are unset) into the cluster membership whenever the membership holds others, so
+/// redirects and peers use them and removing a setting takes its address back. The active node makes the change; a standby
 /// asks it to.
 async fn advertise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     let wanted = node.settings.advertised();

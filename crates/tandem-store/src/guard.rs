@@ -58,13 +58,17 @@ fn table_of<'a>(action: &AuthAction<'a>) -> Option<&'a str> {
 }
 
 impl SqlGuard {
+    /// Switches the checks on (`Some`) for the statement about to be prepared, forgetting any
+    /// earlier refusal, or off (`None`) again, keeping the refusal for [`SqlGuard::take_denial`].
     pub fn set(&self, mode: Option<Mode>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if mode.is_some() {
+            state.denial = None;
+        }
         state.active = mode;
-        state.denial = None;
     }
 
-    /// The reason for the last refusal since [`SqlGuard::set`], if any.
+    /// The reason for the last refusal since the checks were switched on, if any.
     pub fn take_denial(&self) -> Option<String> {
         self.state
             .lock()
@@ -94,6 +98,17 @@ impl SqlGuard {
     }
 }
 
+/// Pragmas a read may run: they only describe the schema.
+const SCHEMA_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+];
+
 fn refusal(mode: Mode, action: &AuthAction<'_>) -> Option<String> {
     if let Some(table) = table_of(action) {
         if table.starts_with(INTERNAL_PREFIX) {
@@ -102,22 +117,34 @@ fn refusal(mode: Mode, action: &AuthAction<'_>) -> Option<String> {
             ));
         }
     }
-    if mode == Mode::Read {
-        return None;
-    }
+    // Neither a write nor a read may change the connection it runs on: reads share pooled
+    // connections, writes share the transaction the state machine wraps around a command.
     match action {
-        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
-            "transaction control is not allowed: the statements of one request already run in one transaction"
-                .into(),
-        ),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+            Some(match mode {
+                Mode::Write => "transaction control is not allowed: the statements of one request already run in one transaction".into(),
+                Mode::Read => "transaction control is not allowed in a query: every query sees the latest state".into(),
+            })
+        }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
             Some("ATTACH and DETACH are not allowed: every replica must hold the same database".into())
         }
-        AuthAction::Pragma { pragma_name, .. } => Some(format!(
-            "PRAGMA {pragma_name} is not allowed in a replicated write"
-        )),
+        // An action this build of SQLite does not name (an ATTACH with a bound file name is
+        // one): refused rather than guessed at.
+        AuthAction::Unknown { code, .. } => {
+            Some(format!("this statement needs an operation Tandem does not allow (SQLite action {code})"))
+        }
+        AuthAction::Pragma { pragma_name, .. } => match mode {
+            Mode::Write => Some(format!("PRAGMA {pragma_name} is not allowed in a replicated write")),
+            Mode::Read if SCHEMA_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) => None,
+            Mode::Read => Some(format!(
+                "PRAGMA {pragma_name} is not allowed; queries may use {}",
+                SCHEMA_PRAGMAS.join(", ")
+            )),
+        },
         AuthAction::Function { function_name }
-            if matches!(function_name.to_ascii_lowercase().as_str(), "random" | "randomblob") =>
+            if mode == Mode::Write
+                && matches!(function_name.to_ascii_lowercase().as_str(), "random" | "randomblob") =>
         {
             Some(format!(
                 "{function_name}() gives a different value on each replica; pass the value as a parameter"

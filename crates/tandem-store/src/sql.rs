@@ -206,6 +206,68 @@ fn bound_text<'p>(param: &str, position: usize, params: &'p Params) -> Option<&'
     }
 }
 
+/// Modifiers that make a date function depend on the replica's time zone.
+const ZONE_MODIFIERS: &[&str] = &["localtime", "utc"];
+
+/// Why the date function `word`, whose argument list opens at `tokens[open]`, reads the
+/// replica's clock or time zone, if it does.
+fn clock_dependent_call(
+    word: &str,
+    tokens: &[Token],
+    open: usize,
+    param_positions: &[usize],
+    params: &Params,
+) -> Option<String> {
+    let clock = |what: &str| {
+        Some(format!(
+            "{word}() {what} reads each replica's own clock or time zone; pass the time as a parameter instead"
+        ))
+    };
+    let mut depth = 0;
+    let mut any_argument = false;
+    let mut commas = 0;
+    for (j, token) in tokens.iter().enumerate().skip(open) {
+        let text = match token {
+            Token::Punct('(') => {
+                depth += 1;
+                continue;
+            }
+            Token::Punct(')') => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+                continue;
+            }
+            Token::Punct(',') if depth == 1 => {
+                commas += 1;
+                continue;
+            }
+            Token::Text(t) => Some(t.as_str()),
+            Token::Param(p) => bound_text(p, param_positions[j], params),
+            _ => None,
+        };
+        any_argument = true;
+        if let Some(text) = text.map(str::trim) {
+            if text.eq_ignore_ascii_case("now") {
+                return clock("with 'now'");
+            }
+            if ZONE_MODIFIERS.iter().any(|m| text.eq_ignore_ascii_case(m)) {
+                return clock(&format!("with the '{text}' modifier"));
+            }
+        }
+    }
+    let arguments = if any_argument { commas + 1 } else { 0 };
+    if arguments == 0 {
+        return clock("without arguments");
+    }
+    // strftime's first argument is the format: with nothing after it, the time is 'now'.
+    if word == "strftime" && arguments == 1 {
+        return clock("with only a format");
+    }
+    None
+}
+
 /// Why running `sql` with `params` could give different results on different replicas, if it could.
 pub fn nondeterminism(sql: &str, params: &Params) -> Option<String> {
     let tokens = tokenize(sql);
@@ -232,39 +294,10 @@ pub fn nondeterminism(sql: &str, params: &Params) -> Option<String> {
             ));
         }
         if called && DATE_FUNCTIONS.contains(&word.as_str()) {
-            let mut depth = 0;
-            let mut argument_count = 0;
-            for (j, arg) in tokens.iter().enumerate().skip(i + 1) {
-                match arg {
-                    Token::Punct('(') => depth += 1,
-                    Token::Punct(')') => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    Token::Text(t) if t.eq_ignore_ascii_case("now") => {
-                        return Some(format!(
-                            "{word}('now') reads each replica's own clock; pass the time as a parameter instead"
-                        ));
-                    }
-                    Token::Param(p) => {
-                        if bound_text(p, param_positions[j], params)
-                            .is_some_and(|t| t.trim().eq_ignore_ascii_case("now"))
-                        {
-                            return Some(format!(
-                                "{word}() with the parameter 'now' reads each replica's own clock; pass the time itself instead"
-                            ));
-                        }
-                        argument_count += 1;
-                    }
-                    _ => argument_count += 1,
-                }
-            }
-            if argument_count == 0 {
-                return Some(format!(
-                    "{word}() without arguments reads each replica's own clock; pass the time as a parameter instead"
-                ));
+            if let Some(reason) =
+                clock_dependent_call(word, &tokens, i + 1, &param_positions, params)
+            {
+                return Some(reason);
             }
         }
     }
@@ -287,12 +320,22 @@ mod tests {
         assert!(check("INSERT INTO t VALUES (date())").is_some());
         assert!(check("INSERT INTO t VALUES (strftime('%s', 'NOW'))").is_some());
         assert!(check("UPDATE t SET at = CURRENT_TIMESTAMP").is_some());
+        assert!(check("INSERT INTO t VALUES (strftime('%Y-%m-%d %H:%M:%f'))").is_some());
+        assert!(
+            check("INSERT INTO t VALUES (datetime(1700000000, 'unixepoch', 'localtime'))")
+                .is_some()
+        );
+        assert!(check("INSERT INTO t VALUES (date('2024-01-01', 'utc'))").is_some());
     }
 
     #[test]
     fn deterministic_statements_pass() {
         assert!(check("INSERT INTO t VALUES ('now')").is_none());
         assert!(check("INSERT INTO t VALUES (datetime('2024-01-01'))").is_none());
+        assert!(check("INSERT INTO t VALUES (strftime('%s', '2024-01-01'))").is_none());
+        assert!(
+            check("INSERT INTO t VALUES (datetime(1700000000, 'unixepoch', '+1 day'))").is_none()
+        );
         assert!(check("INSERT INTO random VALUES (1)").is_none());
         assert!(check("INSERT INTO t VALUES ('random()') -- random()").is_none());
         assert!(check("SELECT \"random\"(1)").is_none());

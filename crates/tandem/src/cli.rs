@@ -69,7 +69,7 @@ pub struct Target {
         global = true
     )]
     pub addrs: Vec<String>,
-    /// API secret [default: read from ./tandem-data/secret-api when present]
+    /// API secret [default: read from $TANDEM_DATA_DIR/secret-api (./tandem-data) when present]
     #[arg(long, env = "TANDEM_SECRET_API", hide_env_values = true, global = true)]
     secret: Option<String>,
     /// Read consistency: linearizable, leader or stale
@@ -80,7 +80,9 @@ pub struct Target {
 impl Target {
     pub fn client(&self) -> Result<Client> {
         let secret = self.secret.clone().or_else(|| {
-            std::fs::read_to_string("tandem-data/secret-api")
+            let data_dir =
+                std::env::var("TANDEM_DATA_DIR").unwrap_or_else(|_| "tandem-data".into());
+            std::fs::read_to_string(std::path::Path::new(&data_dir).join("secret-api"))
                 .ok()
                 .map(|s| s.trim().to_string())
         });
@@ -562,7 +564,8 @@ async fn snapshot(command: SnapshotCommand) -> Result<()> {
             if !backup.is_file() {
                 bail!("backup file {} does not exist", backup.display());
             }
-            if data_dir.join("raft.redb").exists() || data_dir.join("state.db").exists() {
+            let node_data = ["raft.redb", "state.db", "snapshot"];
+            if node_data.iter().any(|name| data_dir.join(name).exists()) {
                 bail!(
                     "{} already holds a node's data; restore only into an empty folder (move the old one away first)",
                     data_dir.display()

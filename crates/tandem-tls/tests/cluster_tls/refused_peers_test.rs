@@ -4,7 +4,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    assert_refused, node, ping, serve, serve_with_handshake_timeout, OTHER_SECRET, SECRET,
+    assert_client_refused, assert_refused, node, ping, serve, serve_with_handshake_timeout,
+    OTHER_SECRET, SECRET,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +16,7 @@ async fn a_client_without_a_certificate_is_refused() {
         .tls_danger_accept_invalid_certs(true)
         .build()
         .expect("anonymous client");
-    assert_refused(ping(&anonymous, server.addr).await, "CertificateRequired");
+    assert_client_refused(ping(&anonymous, server.addr).await, "CertificateRequired");
 
     let member = node(2, SECRET).https_client().expect("https client");
     assert_eq!(
@@ -36,7 +37,7 @@ async fn a_client_of_another_secret_is_refused() {
         .tls_backend_preconfigured(stranger_config)
         .build()
         .expect("stranger client");
-    assert_refused(ping(&stranger, server.addr).await, "UnknownCA");
+    assert_client_refused(ping(&stranger, server.addr).await, "UnknownCA");
 
     let member = node(2, SECRET).https_client().expect("https client");
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use tandem_tls::{ClusterTls, DerivedCaSettings};
 
-use crate::support::{assert_refused, node, ping, serve};
+use crate::support::{assert_client_refused, assert_refused, node, ping, serve};
 
 const OLD: &str = "the-old-secret-raft-000000000001";
 const NEW: &str = "the-new-secret-raft-000000000002";
@@ -25,7 +25,7 @@ async fn a_node_of_the_previous_secret_is_accepted_while_it_is_trusted() {
     assert_eq!(ping(&client, moved.addr).await, Ok(reqwest::StatusCode::OK));
 
     let finished = serve(&node(1, NEW)).await;
-    assert_refused(ping(&client, finished.addr).await, "UnknownCA");
+    assert_client_refused(ping(&client, finished.addr).await, "UnknownCA");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,3 +104,21 @@ pub fn assert_refused(result: Result<reqwest::StatusCode, String>, reason: &str)
         Err(error) => assert!(error.contains(reason), "expected {reason} in: {error}"),
     }
 }
+
+/// Asserts that the server refused this client's certificate. In TLS 1.3 the server judges the
+/// client certificate after the client has finished its side of the handshake, so the client
+/// sees either the server's alert (`reason`) or, when its request raced the alert, a connection
+/// the server closed before answering. Either way no answer came back.
+pub fn assert_client_refused(result: Result<reqwest::StatusCode, String>, reason: &str) {
+    match result {
+        Ok(status) => panic!("expected a refusal ({reason}), got {status}"),
+        Err(error) => assert!(
+            error.contains(reason)
+                || error.contains("connection was not ready")
+                || error.contains("connection closed")
+                || error.contains("IncompleteMessage")
+                || error.contains("reset"),
+            "expected {reason} or a connection closed by the server in: {error}"
+        ),
+    }
+}
