@@ -198,15 +198,18 @@ impl StateDb {
         self.clock_ms.load(Ordering::SeqCst)
     }
 
-    fn read_meta_i64(&self, conn: &Connection, key: &str) -> Result<i64, StoreError> {
-        let value: Option<String> = conn
+    fn read_meta_text(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(conn
             .query_row(
                 "SELECT value FROM _tandem_meta WHERE key = ?1",
                 [key],
                 |r| r.get(0),
             )
-            .optional()?;
-        match value {
+            .optional()?)
+    }
+
+    fn read_meta_i64(&self, conn: &Connection, key: &str) -> Result<i64, StoreError> {
+        match Self::read_meta_text(conn, key)? {
             None => Ok(0),
             Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
                 what: "counter",
@@ -219,13 +222,7 @@ impl StateDb {
         conn: &Connection,
         key: &'static str,
     ) -> Result<Option<T>, StoreError> {
-        let value: Option<String> = conn
-            .query_row(
-                "SELECT value FROM _tandem_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let value = Self::read_meta_text(conn, key)?;
         value
             .map(|v| serde_json::from_str(&v))
             .transpose()

@@ -508,6 +508,28 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("POST {url}: body not read: {e}"))
     }
 
+    /// The keys node `i` holds under `prefix` (a linearizable listing of up to 10 000), or `None`
+    /// when it does not answer 200.
+    pub async fn keys_under(
+        &self,
+        i: usize,
+        prefix: &str,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let reply = self
+            .get(i, &format!("/v1/kv?prefix={prefix}&limit=10000"))
+            .await;
+        if !reply.status.is_success() {
+            return None;
+        }
+        Some(
+            reply.json()["keys"]
+                .as_array()?
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
     /// GET on node `i`, repeated while it answers 503 (no leader yet, catching up) or not at
     /// all; answers the first other reply. Panics at [`DEADLINE`].
     pub async fn get_when_serving(&self, i: usize, path: &str) -> HttpReply {

@@ -3,28 +3,12 @@
 //! no failed request and loses no acknowledged write. A rolling restart does the same for every
 //! node in turn.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use tandem_testkit::{wait_until, Cluster, SteadyWrites, WriteLog, DEADLINE};
+use tandem_testkit::{wait_for, wait_until, Cluster, SteadyWrites, WriteLog, DEADLINE};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
-}
-
-async fn keys_under(cluster: &Cluster, i: usize, prefix: &str) -> BTreeSet<String> {
-    let reply = cluster
-        .get_when_serving(i, &format!("/v1/kv?prefix={prefix}&limit=10000"))
-        .await
-        .expect_status(200);
-    reply.json()["keys"]
-        .as_array()
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|k| k.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn assert_all_acknowledged_present(cluster: &Cluster, log: &WriteLog, prefix: &str) {
@@ -35,7 +19,10 @@ async fn assert_all_acknowledged_present(cluster: &Cluster, log: &WriteLog, pref
     );
     assert!(!log.acknowledged.is_empty(), "the load made progress");
     for i in cluster.live_nodes() {
-        let present = keys_under(cluster, i, prefix).await;
+        let present = wait_for(DEADLINE, "a key listing", async || {
+            cluster.keys_under(i, prefix).await
+        })
+        .await;
         let missing: Vec<_> = log
             .acknowledged
             .iter()

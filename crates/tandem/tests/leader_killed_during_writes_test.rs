@@ -18,23 +18,6 @@ const WRITES: usize = 200;
 const KILL_AFTER_ACKS: usize = 60;
 const PREFIX: &str = "run-";
 
-/// Keys a node holds under [`PREFIX`], read at the default (linearizable) consistency.
-async fn keys_on(cluster: &Cluster, i: usize) -> Option<BTreeSet<String>> {
-    let reply = cluster
-        .get(i, &format!("/v1/kv?prefix={PREFIX}&limit=1000"))
-        .await;
-    if !reply.status.is_success() {
-        return None;
-    }
-    Some(
-        reply.json()["keys"]
-            .as_array()?
-            .iter()
-            .filter_map(|k| k.as_str().map(str::to_string))
-            .collect(),
-    )
-}
-
 struct Acknowledged {
     key: String,
     served_by: Option<String>,
@@ -114,7 +97,8 @@ async fn writes_resume_after_the_leader_is_killed_and_no_acknowledged_write_is_l
     assert_ne!(new_leader, old_leader, "a new leader took over");
     let expected: BTreeSet<String> = acknowledged.iter().map(|a| a.key.clone()).collect();
     for i in cluster.live_nodes() {
-        let held = keys_on(&cluster, i)
+        let held = cluster
+            .keys_under(i, PREFIX)
             .await
             .unwrap_or_else(|| panic!("node index {i} could not list its keys"));
         let missing: Vec<_> = expected.difference(&held).collect();
@@ -129,7 +113,8 @@ async fn writes_resume_after_the_leader_is_killed_and_no_acknowledged_write_is_l
         DEADLINE,
         "the restarted former leader to hold every acknowledged key",
         async || {
-            keys_on(&cluster, old_leader)
+            cluster
+                .keys_under(old_leader, PREFIX)
                 .await
                 .is_some_and(|held| expected.is_subset(&held))
         },

@@ -10,20 +10,6 @@ fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
 }
 
-async fn keys_on(cluster: &Cluster, i: usize) -> Option<BTreeSet<String>> {
-    let reply = cluster.get(i, "/v1/kv?prefix=rolling-&limit=1000").await;
-    if !reply.status.is_success() {
-        return None;
-    }
-    Some(
-        reply.json()["keys"]
-            .as_array()?
-            .iter()
-            .filter_map(|k| k.as_str().map(str::to_string))
-            .collect(),
-    )
-}
-
 async fn write(client: &tandem_client::Client, written: &mut BTreeSet<String>, key: String) {
     let reply = client
         .put_bytes(&format!("/v1/kv/{key}"), key.clone().into_bytes())
@@ -53,7 +39,8 @@ async fn a_rolling_restart_keeps_the_cluster_writable_and_loses_nothing() {
             DEADLINE,
             &format!("node index {i} to hold every key after its restart"),
             async || {
-                keys_on(&cluster, i)
+                cluster
+                    .keys_under(i, "rolling-")
                     .await
                     .is_some_and(|held| written.is_subset(&held))
             },
