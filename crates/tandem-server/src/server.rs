@@ -130,6 +130,17 @@ impl RunningServer {
                 path: data_dir.display().to_string(),
                 source,
             })?;
+        let this = settings.this_node().clone();
+        let raft_listener = bind("cluster traffic", &this.raft_addr).await?;
+        let api_listener = bind("the API", &this.api_addr).await?;
+
+        let log = LogStore::open(&data_dir.join("raft.redb"))?;
+        let fresh = log
+            .is_empty()
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let state = StateMachine::open(&data_dir)?;
+        // Made only once the ports and stores are ours, so a start that fails on them does not
+        // print a secret that a later start would not show again.
         let secret_api = secret(
             &settings.secret_api,
             &settings,
@@ -144,16 +155,6 @@ impl RunningServer {
             "cluster secret",
             "TANDEM_SECRET_RAFT",
         )?;
-
-        let this = settings.this_node().clone();
-        let raft_listener = bind("cluster traffic", &this.raft_addr).await?;
-        let api_listener = bind("the API", &this.api_addr).await?;
-
-        let log = LogStore::open(&data_dir.join("raft.redb"))?;
-        let fresh = log
-            .is_empty()
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        let state = StateMachine::open(&data_dir)?;
 
         let config = openraft::Config {
             cluster_name: "tandem".into(),
