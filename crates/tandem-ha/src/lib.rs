@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod raft;
+mod silent_leader;
 
 use std::fmt;
 

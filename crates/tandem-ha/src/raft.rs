@@ -6,28 +6,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_raft::openraft::{RaftMetrics, ServerState};
-use tandem_raft::wire::{self, SECRET_HEADER};
-use tandem_raft::{ClusterNode, NodeId, PeerContacts, Raft};
+use tandem_raft::{ClusterNode, LogStore, NodeId, PeerContacts, Raft};
 use tokio::sync::watch;
 
 use crate::{ActiveNode, ActiveView, HaBackend, HaError};
 
 /// How long a successor may take to catch up with the leader's log before a step-down.
 const CATCH_UP: Duration = Duration::from_secs(2);
-/// How long the new leader may take to be elected after a step-down.
+/// How long the new leader may take to be elected after a step-down (the lease lapses first).
 const HANDOVER: Duration = Duration::from_secs(3);
 
 pub struct RaftHa {
-    raft: Raft,
-    id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) id: NodeId,
     view: watch::Sender<ActiveView>,
     stepping_down: Arc<AtomicBool>,
-    http: reqwest::Client,
-    secret: Arc<str>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) secret: Arc<str>,
     /// `http` or `https`: how the cluster port is spoken to.
-    scheme: &'static str,
-    /// When this node last heard from each peer: a successor must be in touch.
-    contacts: PeerContacts,
+    pub(crate) scheme: &'static str,
+    /// When this node last heard from each peer: a successor must be in touch, and a silent
+    /// leader is noticed.
+    pub(crate) contacts: PeerContacts,
+    /// This node's log, to compare how up to date it is with the other standbys.
+    pub(crate) log: LogStore,
 }
 
 /// The view a node has of the active role, from its Raft metrics.
@@ -76,6 +78,7 @@ impl RaftHa {
         secret: Arc<str>,
         scheme: &'static str,
         contacts: PeerContacts,
+        log: LogStore,
     ) -> Arc<RaftHa> {
         let initial = view_from(&raft.metrics().borrow(), id, false);
         let (view, _) = watch::channel(initial);
@@ -88,7 +91,9 @@ impl RaftHa {
             secret,
             scheme,
             contacts,
+            log,
         });
+        tokio::spawn(ha.clone().watch_for_silent_leader());
         let follower = ha.clone();
         tokio::spawn(async move {
             let mut metrics = follower.raft.metrics();
@@ -123,7 +128,7 @@ impl RaftHa {
 
     /// The voter, other than this node and in touch with it, that has replicated the most of
     /// the log.
-    fn best_successor(&self) -> Option<(NodeId, ClusterNode, u64)> {
+    fn best_successor(&self) -> Option<(NodeId, u64)> {
         let metrics = self.raft.metrics().borrow().clone();
         let in_touch = Duration::from_millis(self.raft.config().election_timeout_max);
         let membership = metrics.membership_config.membership();
@@ -136,20 +141,20 @@ impl RaftHa {
                     .millis_since(*id)
                     .is_some_and(|ms| ms <= in_touch.as_millis() as u64)
             })
-            .filter_map(|id| {
+            .map(|id| {
                 let matched = replication
                     .get(&id)
                     .cloned()
                     .flatten()
                     .map(|l| l.index)
                     .unwrap_or(0);
-                Some((id, membership.get_node(&id)?.clone(), matched))
+                (id, matched)
             })
-            .max_by_key(|(_, _, matched)| *matched)
+            .max_by_key(|(_, matched)| *matched)
     }
 
     async fn hand_over(&self) -> Result<(), HaError> {
-        let (target, node, _) = self.best_successor().ok_or_else(|| {
+        let (target, _) = self.best_successor().ok_or_else(|| {
             HaError::NoSuccessor("no other voter is in touch with this node".into())
         })?;
         let last = self.raft.metrics().borrow().last_log_index;
@@ -168,23 +173,10 @@ impl RaftHa {
             .await
             .map_err(|e| HaError::NoSuccessor(format!("node {target} did not catch up: {e}")))?;
         // Followers refuse to vote while this leader's lease (the longest election timeout since
-        // they last heard from it) holds: go quiet, let it lapse, then have the successor run.
+        // they last heard from it) holds. Going quiet lets it lapse; then the most up-to-date
+        // standby — the one just waited for — calls the election (see silent_leader.rs).
         self.raft.runtime_config().heartbeat(false);
         self.raft.runtime_config().elect(false);
-        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
-        tokio::time::sleep(lease + Duration::from_millis(self.raft.config().heartbeat_interval))
-            .await;
-        let url = format!("{}://{}{}", self.scheme, node.raft_addr, wire::ELECT_PATH);
-        self.http
-            .post(url)
-            .header(SECRET_HEADER, &*self.secret)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| {
-                HaError::NoSuccessor(format!("node {target} did not start an election: {e}"))
-            })?;
         let id = self.id;
         self.raft
             .wait(Some(HANDOVER))

@@ -83,6 +83,11 @@ impl LogStore {
         }
     }
 
+    /// The id of the last entry in the log (or of the last purged one when the log is empty).
+    pub async fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.clone().get_log_state().await?.last_log_id)
+    }
+
     /// True when this node has never voted nor stored an entry: it has never been part of a
     /// cluster (or its data folder was wiped).
     pub fn is_empty(&self) -> Result<bool, StorageError> {

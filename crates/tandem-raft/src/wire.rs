@@ -8,13 +8,12 @@ use serde::Serialize;
 pub const APPEND_PATH: &str = "/raft/append";
 pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
-/// Asks a node to call an election now: the leader stepping down sends it to its successor.
-pub const ELECT_PATH: &str = "/raft/elect";
 /// A member asks the active node to record the addresses it advertises.
 pub const ADVERTISE_PATH: &str = "/cluster/advertise";
 /// A client request a standby hands to the active node.
 pub const FORWARD_PATH: &str = "/cluster/forward";
-/// Asked of every peer by a node starting with an empty log, to learn whether a cluster exists.
+/// Asked of every peer by a node starting with an empty log, to learn whether a cluster exists,
+/// and by standbys comparing their logs when the active node falls silent.
 pub const PROBE_PATH: &str = "/raft/probe";
 /// Header that carries the cluster secret on every node-to-node request.
 pub const SECRET_HEADER: &str = "x-tandem-raft-secret";
@@ -43,6 +42,8 @@ pub struct ProbeReply {
     pub node_id: crate::NodeId,
     /// True once the node has a membership: the cluster has been formed.
     pub initialized: bool,
+    /// The last entry in the node's log: how up to date it is.
+    pub last_log_id: Option<crate::LogId>,
 }
 
 /// Headers of a forwarded request: the original method and URI, and the standby that sent it.

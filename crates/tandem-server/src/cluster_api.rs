@@ -1,5 +1,5 @@
 //! The cluster port: Raft RPCs from peers, requests a standby forwards to the active node, and
-//! the small questions peers ask each other (has this node joined a cluster; start an election).
+//! the small questions peers ask each other (has this node joined a cluster, how long is its log).
 //! Every request must carry the cluster secret.
 
 use std::sync::Arc;
@@ -33,7 +33,6 @@ pub fn router(node: Arc<Node>, api: Router) -> Router {
         .route(wire::VOTE_PATH, post(vote))
         .route(wire::SNAPSHOT_PATH, post(snapshot))
         .route(wire::PROBE_PATH, post(probe))
-        .route(wire::ELECT_PATH, post(elect))
         .route(wire::ADVERTISE_PATH, post(advertise))
         .route(
             wire::FORWARD_PATH,
@@ -126,16 +125,6 @@ async fn advertise(
     Ok(Json(serde_json::json!({"recorded": true})))
 }
 
-/// The leader stepping down asks its successor to call an election.
-async fn elect(State(node): State<Arc<Node>>) -> Result<Json<serde_json::Value>, ApiError> {
-    node.raft
-        .trigger()
-        .elect()
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(Json(serde_json::json!({"electing": true})))
-}
-
 /// Serves a request a standby forwarded, through the same API stack a client request takes.
 /// It is marked as forwarded, so if this node is not active after all it redirects instead of
 /// forwarding again.
@@ -179,8 +168,14 @@ async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiErr
         .is_initialized()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let last_log_id = node
+        .log
+        .last_log_id()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(ProbeReply {
         node_id: node.id,
         initialized,
+        last_log_id,
     }))
 }

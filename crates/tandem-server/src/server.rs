@@ -201,6 +201,7 @@ impl RunningServer {
             secret_raft.clone().into(),
             cluster_scheme,
             contacts.clone(),
+            log.clone(),
         );
 
         let node = Arc::new(Node {

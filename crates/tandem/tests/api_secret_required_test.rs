@@ -146,7 +146,6 @@ async fn the_cluster_port_refuses_requests_without_the_cluster_secret() {
         "/raft/vote",
         "/raft/snapshot",
         "/raft/probe",
-        "/raft/elect",
         "/cluster/forward",
         "/cluster/advertise",
     ];
