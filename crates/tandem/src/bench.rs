@@ -31,6 +31,8 @@ pub enum Workload {
     Lock,
     /// Start a local 3-node cluster and stop its active node again and again under load
     Failover,
+    /// fsyncs per second and their latency in the data folder (no server needed)
+    Disk,
 }
 
 #[derive(Args)]
@@ -65,6 +67,8 @@ pub struct BenchArgs {
     json: bool,
     #[command(flatten)]
     failover: crate::bench_failover::FailoverArgs,
+    #[command(flatten)]
+    disk: crate::bench_disk::DiskArgs,
 }
 
 /// What a run measured.
@@ -238,8 +242,8 @@ impl Plan {
                 .await?;
                 return Ok(started.elapsed());
             }
-            Workload::Failover => {
-                return Err("the failover workload has no single operation".into())
+            Workload::Failover | Workload::Disk => {
+                return Err("this workload has no single operation against a server".into());
             }
             Workload::Lock => {
                 let name = segment(&format!("{}lock-{worker}", self.prefix));
@@ -383,8 +387,19 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     if args.ops == Some(0) {
         bail!("--ops must be at least 1");
     }
-    if args.workload == Workload::Failover {
-        return crate::bench_failover::failover(&args.failover, args.concurrency, args.json).await;
+    match args.workload {
+        Workload::Failover => {
+            return crate::bench_failover::failover(&args.failover, args.concurrency, args.json)
+                .await
+        }
+        Workload::Disk => {
+            let duration = args
+                .duration
+                .map(Duration::from)
+                .unwrap_or(Duration::from_secs(10));
+            return crate::bench_disk::disk(&args.disk, duration, args.ops, args.json);
+        }
+        _ => {}
     }
     let client = args.target.client()?;
     let prefix = args.prefix.clone().unwrap_or_else(|| {

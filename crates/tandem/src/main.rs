@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_disk;
 mod bench_failover;
 mod cli;
 

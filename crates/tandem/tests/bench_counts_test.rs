@@ -1,0 +1,85 @@
+//! `tandem bench` counts only acknowledged operations: a short kv-put run against a single node
+//! reports exactly as many operations as the server then holds keys under the run's prefix.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tandem_testkit::{run_to_exit, tandem_command, Cluster, API_SECRET};
+
+fn tandem() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tandem"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_put_reports_what_the_server_stored() {
+    let cluster = Cluster::start(tandem(), 1, &[]).await;
+    cluster.leader().await;
+    let mut bench = tandem_command(tandem());
+    bench
+        .env("TANDEM_SECRET_API", API_SECRET)
+        .args(["bench", "kv-put", "--addr", cluster.api_addr(0)])
+        .args([
+            "--concurrency",
+            "4",
+            "--ops",
+            "150",
+            "--prefix",
+            "counted/",
+            "--json",
+        ]);
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the bench prints one JSON object");
+    assert_eq!(
+        report["ops"], 150,
+        "every operation was acknowledged: {report}"
+    );
+    assert_eq!(report["errors"], 0);
+    for field in ["p50", "p90", "p99", "max"] {
+        assert!(
+            report["latency_ms"][field]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{field} in {report}"
+        );
+    }
+    assert!(report["ops_per_sec"].as_f64().is_some_and(|v| v > 0.0));
+    let stored = cluster
+        .keys_under(0, "counted/")
+        .await
+        .expect("the node lists its keys");
+    assert_eq!(
+        stored.len() as u64,
+        report["ops"].as_u64().unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_reports_fsyncs() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let mut bench = tandem_command(tandem());
+    bench
+        .args(["bench", "disk", "--ops", "50", "--json", "--data-dir"])
+        .arg(folder.path());
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["ops"], 50);
+    assert!(report["latency_ms"]["max"]
+        .as_f64()
+        .is_some_and(|v| v > 0.0));
+    assert_eq!(
+        std::fs::read_dir(folder.path()).expect("folder").count(),
+        0,
+        "the scratch file is removed"
+    );
+}
