@@ -152,7 +152,7 @@ impl Client {
     /// Sends a request to the cluster and answers the first reply that is not a redirect or a
     /// "no leader yet" 503. Error statuses are returned as replies, not errors. A POST whose
     /// outcome is unknown (a 503 `outcome_unknown`, or a connection lost after sending) is not
-    /// repeated: it is not idempotent. PUT, DELETE and GET are.
+    /// repeated: it is not idempotent. Unconditional PUT and DELETE, and GET, are.
     pub async fn send(
         &self,
         method: Method,
@@ -161,7 +161,7 @@ impl Client {
         content_type: &str,
     ) -> Result<Reply, ClientError> {
         let started = tokio::time::Instant::now();
-        let idempotent = method != Method::POST;
+        let idempotent = is_idempotent(&method, path_and_query);
         let mut last_problem = String::new();
         let mut attempt = 0usize;
         loop {
@@ -254,6 +254,18 @@ impl Client {
     }
 }
 
+/// May this request be sent again when its first attempt's outcome is unknown? GET, PUT and
+/// DELETE may, unless they are conditional (`if_revision`: a retry of an applied compare-and-set
+/// would fail and hide that it succeeded); POST may not.
+fn is_idempotent(method: &Method, path_and_query: &str) -> bool {
+    let conditional = path_and_query.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("if_revision="))
+    });
+    *method != Method::POST && !(conditional && *method != Method::GET)
+}
+
 /// Escapes one path segment (a key, namespace or lock name) for a URL.
 pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -276,6 +288,19 @@ mod tests {
     fn endpoints_become_base_urls() {
         assert_eq!(base_url("127.0.0.1:8200"), "http://127.0.0.1:8200");
         assert_eq!(base_url("http://a:1/"), "http://a:1");
+    }
+
+    #[test]
+    fn only_unconditional_puts_deletes_and_reads_are_repeated() {
+        assert!(is_idempotent(&Method::GET, "/v1/kv/a"));
+        assert!(is_idempotent(&Method::PUT, "/v1/kv/a?ttl=5s"));
+        assert!(is_idempotent(&Method::DELETE, "/v1/kv/a"));
+        assert!(!is_idempotent(&Method::POST, "/v1/sql/execute"));
+        assert!(!is_idempotent(&Method::PUT, "/v1/kv/a?if_revision=3"));
+        assert!(!is_idempotent(
+            &Method::DELETE,
+            "/v1/kv/a?ttl=1s&if_revision=3"
+        ));
     }
 
     #[test]
