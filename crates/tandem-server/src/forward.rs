@@ -128,7 +128,8 @@ pub async fn route_to_active(
 }
 
 /// Sends the request to the active node and relays its answer. If the active node cannot be
-/// reached the client is redirected; if leadership moves meanwhile the client is told to retry.
+/// reached the client is redirected; if it was reached but no answer came back, or leadership
+/// moved meanwhile, the client is told the outcome is unknown.
 async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match to_bytes(body, node.settings.max_body_bytes).await {
@@ -186,9 +187,17 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
     };
     let reply = match reply {
         Ok(reply) => reply,
-        Err(e) => {
-            tracing::debug!(active = active.id, error = %e, "cannot forward to the active node; redirecting the client");
+        // Never reached the active node: nothing happened, and the client may go there itself.
+        Err(e) if e.is_connect() => {
+            tracing::debug!(active = active.id, error = %e, "cannot reach the active node; redirecting the client");
             return redirect(&active, &parts.uri);
+        }
+        // Reached it, but no answer came back (it died or stalled): it may have been applied.
+        Err(e) => {
+            return ApiError::outcome_unknown(format!(
+                "the active node did not answer the forwarded request ({e}); it may or may not have been applied"
+            ))
+            .into_response();
         }
     };
     let status = reply.status();

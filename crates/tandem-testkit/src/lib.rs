@@ -23,6 +23,7 @@
 
 mod cluster;
 mod http;
+pub mod linearizability;
 mod load;
 mod process;
 mod wait;
