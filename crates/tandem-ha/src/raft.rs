@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_raft::openraft::{RaftMetrics, ServerState};
-use tandem_raft::{ClusterNode, LogStore, NodeId, PeerContacts, Raft};
+use tandem_raft::{ClusterClient, ClusterNode, LogStore, NodeId, PeerContacts, Raft};
 use tokio::sync::watch;
 
 use crate::{ActiveNode, ActiveView, HaBackend, HaError};
@@ -21,10 +21,8 @@ pub struct RaftHa {
     pub(crate) id: NodeId,
     view: watch::Sender<ActiveView>,
     stepping_down: Arc<AtomicBool>,
-    pub(crate) http: reqwest::Client,
-    pub(crate) secret: Arc<str>,
-    /// `http` or `https`: how the cluster port is spoken to.
-    pub(crate) scheme: &'static str,
+    /// Speaks to the other nodes' cluster ports.
+    pub(crate) cluster: ClusterClient,
     /// When this node last heard from each peer: a successor must be in touch, and a silent
     /// leader is noticed.
     pub(crate) contacts: PeerContacts,
@@ -74,9 +72,7 @@ impl RaftHa {
     pub fn start(
         raft: Raft,
         id: NodeId,
-        http: reqwest::Client,
-        secret: Arc<str>,
-        scheme: &'static str,
+        cluster: ClusterClient,
         contacts: PeerContacts,
         log: LogStore,
     ) -> Arc<RaftHa> {
@@ -87,9 +83,7 @@ impl RaftHa {
             id,
             view,
             stepping_down: Arc::new(AtomicBool::new(false)),
-            http,
-            secret,
-            scheme,
+            cluster,
             contacts,
             log,
         });

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use tandem_raft::openraft::ServerState;
-use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
 use tandem_raft::{LogId, NodeId};
 
 use crate::raft::RaftHa;
@@ -62,8 +61,12 @@ impl RaftHa {
                 continue;
             };
             let answers =
-                join_all(peers.iter().map(|(id, addr)| self.probe(*id, addr, tick))).await;
-            let others: Vec<(NodeId, Option<LogId>)> = answers.into_iter().flatten().collect();
+                join_all(peers.iter().map(|(_, addr)| self.cluster.probe(addr, tick))).await;
+            let others: Vec<(NodeId, Option<LogId>)> = peers
+                .iter()
+                .zip(answers)
+                .filter_map(|((id, _), answer)| Some((*id, answer?.last_log_id)))
+                .collect();
             if !runs_first(self.id, mine, &others) {
                 // A better successor exists; give it a lease's time before looking again.
                 tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
@@ -86,25 +89,6 @@ impl RaftHa {
                 )
                 .await;
         }
-    }
-
-    /// The last log id of peer `id`, or `None` if it does not answer within `timeout`.
-    async fn probe(
-        &self,
-        id: NodeId,
-        addr: &str,
-        timeout: Duration,
-    ) -> Option<(NodeId, Option<LogId>)> {
-        let reply = self
-            .http
-            .post(format!("{}://{}{}", self.scheme, addr, wire::PROBE_PATH))
-            .header(SECRET_HEADER, &*self.secret)
-            .timeout(timeout)
-            .send()
-            .await
-            .ok()?;
-        let probe: ProbeReply = reply.json().await.ok()?;
-        Some((id, probe.last_log_id))
     }
 }
 

@@ -5,6 +5,7 @@
 // openraft's StorageError is large, and its traits dictate that type.
 #![allow(clippy::result_large_err)]
 
+mod cluster_client;
 mod contacts;
 mod log_store;
 mod network;
@@ -15,6 +16,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster_client::ClusterClient;
 pub use contacts::PeerContacts;
 pub use log_store::{LogStore, LogStoreError};
 pub use network::HttpNetwork;

@@ -2,8 +2,6 @@
 //! not parse, time out or come back with an error status become openraft's RPC errors, so the
 //! Raft core backs off and retries instead of failing.
 
-use std::sync::Arc;
-
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -15,32 +13,19 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::wire::{self, SECRET_HEADER};
-use crate::{ClusterNode, NodeId, PeerContacts, TypeConfig};
+use crate::wire;
+use crate::{ClusterClient, ClusterNode, NodeId, PeerContacts, TypeConfig};
 
 /// Creates one [`PeerClient`] per peer; all share one HTTP connection pool.
 #[derive(Clone)]
 pub struct HttpNetwork {
-    http: reqwest::Client,
-    /// `https` when the client speaks mutual TLS, `http` otherwise.
-    scheme: &'static str,
-    secret: Arc<str>,
+    cluster: ClusterClient,
     contacts: PeerContacts,
 }
 
 impl HttpNetwork {
-    pub fn new(
-        http: reqwest::Client,
-        scheme: &'static str,
-        secret: Arc<str>,
-        contacts: PeerContacts,
-    ) -> Self {
-        HttpNetwork {
-            http,
-            scheme,
-            secret,
-            contacts,
-        }
+    pub fn new(cluster: ClusterClient, contacts: PeerContacts) -> Self {
+        HttpNetwork { cluster, contacts }
     }
 }
 
@@ -91,12 +76,10 @@ impl PeerClient {
     {
         let body = wire::encode_request(request)
             .map_err(|e| RPCError::Network(NetworkError::new(&PeerReplyError::from(e))))?;
-        let url = format!("{}://{}{}", self.network.scheme, self.node.raft_addr, path);
         let response = self
             .network
-            .http
-            .post(url)
-            .header(SECRET_HEADER, &*self.network.secret)
+            .cluster
+            .post(&self.node.raft_addr, path)
             .timeout(option.hard_ttl())
             .body(body)
             .send()

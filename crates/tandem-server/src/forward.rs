@@ -12,9 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tandem_ha::{ActiveNode, ActiveView};
-use tandem_raft::wire::{
-    self, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER, SECRET_HEADER,
-};
+use tandem_raft::wire::{self, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER};
 
 use crate::error::ApiError;
 use crate::node::Node;
@@ -146,14 +144,8 @@ async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response 
         .unwrap_or("/")
         .to_string();
     let mut outgoing = node
-        .http
-        .post(format!(
-            "{}://{}{}",
-            node.cluster_scheme,
-            active.cluster_addr,
-            wire::FORWARD_PATH
-        ))
-        .header(SECRET_HEADER, &node.secret_raft)
+        .cluster
+        .post(&active.cluster_addr, wire::FORWARD_PATH)
         .header(FORWARD_METHOD_HEADER, parts.method.as_str())
         .header(FORWARD_URI_HEADER, &uri)
         .header(FORWARDED_BY_HEADER, node.id.to_string())

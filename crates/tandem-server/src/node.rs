@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_ha::HaBackend;
 use tandem_raft::openraft::error::{ClientWriteError, RaftError};
-use tandem_raft::{LogStore, NodeId, PeerContacts, Proposal, Raft};
+use tandem_raft::{ClusterClient, LogStore, NodeId, PeerContacts, Proposal, Raft};
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::config::Settings;
@@ -42,10 +42,8 @@ pub struct Node {
     pub contacts: PeerContacts,
     /// Decides which node is active; every "am I active?" question goes here.
     pub ha: Arc<dyn HaBackend>,
-    /// Client for the cluster channel (Raft RPCs, forwarded requests).
-    pub http: reqwest::Client,
-    /// `http` or `https`, as the cluster channel is spoken.
-    pub cluster_scheme: &'static str,
+    /// Speaks to the other nodes' cluster ports (forwarded requests, probes).
+    pub cluster: ClusterClient,
     pub secret_api: String,
     pub secret_raft: String,
 }

@@ -10,8 +10,8 @@ use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::RaftHa;
 use tandem_raft::openraft::ChangeMembers;
 use tandem_raft::openraft::{self, SnapshotPolicy};
-use tandem_raft::wire::{self, ProbeReply, SECRET_HEADER};
-use tandem_raft::{ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
+use tandem_raft::wire;
+use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
 use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
 
@@ -170,7 +170,6 @@ impl RunningServer {
         .map_err(|e| StartError::RaftConfig(e.to_string()))?;
 
         let tls = cluster_tls(&settings, &secret_raft)?;
-        let cluster_scheme = "https";
         let http = tls
             .https_client_builder()
             .connect_timeout(Duration::from_secs(2))
@@ -178,13 +177,9 @@ impl RunningServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let cluster = ClusterClient::new(http, "https", secret_raft.clone().into());
         let contacts = PeerContacts::default();
-        let network = HttpNetwork::new(
-            http.clone(),
-            cluster_scheme,
-            secret_raft.clone().into(),
-            contacts.clone(),
-        );
+        let network = HttpNetwork::new(cluster.clone(), contacts.clone());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -197,9 +192,7 @@ impl RunningServer {
         let ha = RaftHa::start(
             raft.clone(),
             settings.node_id,
-            http.clone(),
-            secret_raft.clone().into(),
-            cluster_scheme,
+            cluster.clone(),
             contacts.clone(),
             log.clone(),
         );
@@ -213,8 +206,7 @@ impl RunningServer {
             log,
             contacts,
             ha,
-            http,
-            cluster_scheme,
+            cluster,
             secret_api,
             secret_raft,
         });
@@ -341,20 +333,11 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     loop {
         let mut answered = 0;
         for peer in &peers {
-            let reply = node
-                .http
-                .post(format!(
-                    "{}://{}{}",
-                    node.cluster_scheme,
-                    peer.raft_addr,
-                    wire::PROBE_PATH
-                ))
-                .header(SECRET_HEADER, &node.secret_raft)
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await;
-            let Ok(reply) = reply else { continue };
-            let Ok(probe) = reply.json::<ProbeReply>().await else {
+            let Some(probe) = node
+                .cluster
+                .probe(&peer.raft_addr, Duration::from_millis(500))
+                .await
+            else {
                 continue;
             };
             answered += 1;
@@ -443,14 +426,8 @@ async fn advertise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
                 .map_err(|e| e.to_string())
         } else if let Some(active) = view.other_active() {
             let body = wire::encode_request(&(node.id, wanted.clone())).unwrap_or_default();
-            node.http
-                .post(format!(
-                    "{}://{}{}",
-                    node.cluster_scheme,
-                    active.cluster_addr,
-                    wire::ADVERTISE_PATH
-                ))
-                .header(SECRET_HEADER, &node.secret_raft)
+            node.cluster
+                .post(&active.cluster_addr, wire::ADVERTISE_PATH)
                 .timeout(Duration::from_secs(2))
                 .body(body)
                 .send()
