@@ -10,6 +10,8 @@ pub const VOTE_PATH: &str = "/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// A member asks the active node to record the addresses it advertises.
 pub const ADVERTISE_PATH: &str = "/cluster/advertise";
+/// A command a standby asks the active node to propose on its behalf (its signing keys).
+pub const PROPOSE_PATH: &str = "/cluster/propose";
 /// A client request a standby hands to the active node.
 pub const FORWARD_PATH: &str = "/cluster/forward";
 /// Asked of every peer by a node starting with an empty log, to learn whether a cluster exists,

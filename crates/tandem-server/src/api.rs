@@ -19,6 +19,7 @@ use crate::extract::{parse_ttl, Json, Query, RawBody};
 use crate::forward::route_to_active;
 use crate::health;
 use crate::node::{Consistency, Node};
+use crate::token_api;
 
 pub fn router(node: Arc<Node>) -> Router {
     let authenticated = Router::new()
@@ -40,6 +41,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/locks/{name}/acquire", post(lock_acquire))
         .route("/v1/locks/{name}/renew", post(lock_renew))
         .route("/v1/locks/{name}/release", post(lock_release))
+        .route("/v1/keys", get(token_api::list))
+        .route("/v1/keys/rotate", post(token_api::rotate_now))
+        .route("/v1/tokens", post(token_api::issue))
+        .route("/v1/tokens/verify", post(token_api::verify))
         .layer(middleware::from_fn_with_state(
             node.clone(),
             route_to_active,
@@ -53,6 +58,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/ready", get(health::ready))
         .route("/healthz", get(health::healthz))
         .route("/v1/sys/health", get(health::sys_health))
+        .route("/metrics", get(health::metrics))
+        // The public key set, at the paths verifiers look for it.
+        .route("/v1/keys/jwks", get(token_api::jwks))
+        .route("/.well-known/jwks.json", get(token_api::jwks))
+        .route("/api/pkeys", get(token_api::jwks))
         .merge(authenticated)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

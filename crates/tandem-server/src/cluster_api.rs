@@ -34,6 +34,7 @@ pub fn router(node: Arc<Node>, api: Router) -> Router {
         .route(wire::SNAPSHOT_PATH, post(snapshot))
         .route(wire::PROBE_PATH, post(probe))
         .route(wire::ADVERTISE_PATH, post(advertise))
+        .route(wire::PROPOSE_PATH, post(propose))
         .route(
             wire::FORWARD_PATH,
             post(move |headers: HeaderMap, body: Bytes| {
@@ -123,6 +124,18 @@ async fn advertise(
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot record the addresses: {e}")))?;
     Ok(Json(serde_json::json!({"recorded": true})))
+}
+
+/// Proposes a command a standby made itself (publishing or retiring its signing keys).
+async fn propose(
+    State(node): State<Arc<Node>>,
+    body: Bytes,
+) -> Result<Json<tandem_store::Applied>, ApiError> {
+    let command: tandem_store::Command = decode(&body)?;
+    if !node.is_active() {
+        return Err(ApiError::unavailable("this node is not the active node"));
+    }
+    Ok(Json(node.propose_applied(command).await?))
 }
 
 /// Serves a request a standby forwarded, through the same API stack a client request takes.

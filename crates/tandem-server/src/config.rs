@@ -8,6 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::time::Duration;
+
+use tandem_keys::SigningAlgorithm;
 use tandem_raft::NodeId;
 
 /// A line of the node list: `id addr_raft addr_api`.
@@ -115,6 +118,88 @@ impl<'de> serde::Deserialize<'de> for NodeList {
     }
 }
 
+/// A length of time, written as humans do: `90s`, `5m`, `24h`, `1h 30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl Span {
+    pub const fn secs(secs: u64) -> Span {
+        Span(Duration::from_secs(secs))
+    }
+
+    pub fn as_millis(self) -> u64 {
+        self.0.as_millis().min(u64::MAX as u128) as u64
+    }
+}
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(Span)
+            .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 24h: {e}"))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// JWKS URLs of key peers outside the cluster, separated by whitespace, commas or lines (a TOML
+/// file may also give an array).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PeerList(pub Vec<String>);
+
+impl FromStr for PeerList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let urls: Vec<String> = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        for url in &urls {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+                _ => {
+                    return Err(format!(
+                        "key peer {url:?} is not an http:// or https:// URL of a JWKS document"
+                    ))
+                }
+            }
+        }
+        Ok(PeerList(urls))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeerList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Text(String),
+            List(Vec<String>),
+        }
+        let text = match Given::deserialize(d)? {
+            Given::Text(text) => text,
+            Given::List(urls) => urls.join(" "),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Output format of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +290,24 @@ settings! {
     request_timeout_ms: u64 = 5_000, shown "5000", env "TANDEM_REQUEST_TIMEOUT_MS";
     /// Largest request body the API accepts, in bytes
     max_body_bytes: usize = 8 * 1024 * 1024, shown "8388608", env "TANDEM_MAX_BODY_BYTES";
+    /// This server's name in its signing key ids (`{instance_id}-{unique}`): letters, digits, `.`, `_` and `-`
+    instance_id: String = String::new(), shown "tandem-{node_id}", env "TANDEM_INSTANCE_ID";
+    /// Signature algorithm of this server's token signing keys: es256 or eddsa
+    key_algorithm: SigningAlgorithm = SigningAlgorithm::Es256, shown "es256", env "TANDEM_KEY_ALGORITHM";
+    /// How long a signing key signs before the server rotates to a new one; must be more than twice token_duration
+    key_duration: Span = Span::secs(24 * 3600), shown "24h", env "TANDEM_KEY_DURATION";
+    /// Longest life of a token, and the life of one whose request names no ttl; a retired key stays published this long
+    token_duration: Span = Span::secs(3600), shown "1h", env "TANDEM_TOKEN_DURATION";
+    /// The `iss` claim of every token this cluster issues
+    token_issuer: String = "tandem".into(), shown "tandem", env "TANDEM_TOKEN_ISSUER";
+    /// Secret (16+ characters) that encrypts the private key files in data_dir/keys
+    key_encryption_secret: String = String::new(), shown "unset: key files are plain, mode 0600", env "TANDEM_KEY_ENCRYPTION_SECRET";
+    /// JWKS URLs of peers outside the cluster whose keys join this cluster's key set (separated by spaces, commas or lines)
+    key_peers: PeerList = PeerList::default(), shown "none", env "TANDEM_KEY_PEERS";
+    /// How often each key peer's JWKS is fetched again
+    key_peers_refresh: Span = Span::secs(30), shown "30s", env "TANDEM_KEY_PEERS_REFRESH";
+    /// How long one fetch from a key peer may take before it counts as failed
+    key_peers_timeout: Span = Span::secs(2), shown "2s", env "TANDEM_KEY_PEERS_TIMEOUT";
     /// Log filter, as RUST_LOG spells it (`info`, `tandem=debug,openraft=warn`)
     log_level: String = "info,openraft=warn".into(), shown "info,openraft=warn", env "TANDEM_LOG_LEVEL";
     /// Log format: text or json
@@ -239,6 +342,7 @@ impl Settings {
             &mut settings.secret_api,
             &mut settings.secret_raft,
             &mut settings.secret_raft_previous,
+            &mut settings.key_encryption_secret,
         ] {
             *secret = secret.trim().to_string();
         }
@@ -348,7 +452,46 @@ impl Settings {
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
         }
+        self.validate_keys()
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        tandem_keys::check_instance_id(&self.instance_id()).map_err(ConfigError)?;
+        if self.token_duration.0 < Duration::from_secs(1) {
+            return Err(ConfigError(format!(
+                "token_duration ({}) must be at least 1s",
+                self.token_duration
+            )));
+        }
+        if self.key_duration.0 <= self.token_duration.0 * 2 {
+            return Err(ConfigError(format!(
+                "key_duration ({}) must be more than twice token_duration ({}), so a key outlives the tokens it signed by a margin",
+                self.key_duration, self.token_duration
+            )));
+        }
+        if !self.key_encryption_secret.is_empty()
+            && self.key_encryption_secret.chars().count() < MIN_SECRET_LEN
+        {
+            return Err(ConfigError(format!(
+                "--key-encryption-secret (TANDEM_KEY_ENCRYPTION_SECRET) is shorter than {MIN_SECRET_LEN} characters"
+            )));
+        }
+        if self.key_peers_refresh.0 < Duration::from_secs(1) || self.key_peers_timeout.0.is_zero() {
+            return Err(ConfigError(format!(
+                "key_peers_refresh ({}) must be at least 1s and key_peers_timeout ({}) above 0",
+                self.key_peers_refresh, self.key_peers_timeout
+            )));
+        }
         Ok(())
+    }
+
+    /// The name in this server's key ids: `instance_id`, or `tandem-{node_id}` when unset.
+    pub fn instance_id(&self) -> String {
+        if self.instance_id.is_empty() {
+            format!("tandem-{}", self.node_id)
+        } else {
+            self.instance_id.clone()
+        }
     }
 
     /// The addresses this node asks clients and peers to use.
@@ -510,6 +653,32 @@ mod tests {
         s.resolve_node_id(&|| Some("tandem-2".into())).unwrap();
         assert_eq!(s.node_id, 3);
         assert!(s.resolve_node_id(&|| Some("tandem".into())).is_err());
+    }
+
+    #[test]
+    fn key_settings_are_checked() {
+        let mut a = args(THREE, 2);
+        assert_eq!(Settings::load(&a).unwrap().instance_id(), "tandem-2");
+        a.key_duration = Some("2h".parse().unwrap());
+        let err = Settings::load(&a).unwrap_err();
+        assert!(
+            err.0.contains("more than twice token_duration"),
+            "{}",
+            err.0
+        );
+        a.key_duration = None;
+        a.instance_id = Some("bad/id".into());
+        assert!(Settings::load(&a).unwrap_err().0.contains("instance_id"));
+        assert!("http://a:1/jwks ftp://b".parse::<PeerList>().is_err());
+        assert_eq!(
+            "http://a:1/x, https://b/y"
+                .parse::<PeerList>()
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+        assert!("5 fortnights".parse::<Span>().is_err());
     }
 
     #[test]

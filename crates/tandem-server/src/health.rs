@@ -184,7 +184,39 @@ pub async fn ready(State(node): State<Arc<Node>>) -> Response {
 }
 
 pub async fn healthz(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    axum::Json(cluster_report(&node))
+    let mut report = cluster_report(&node);
+    report["signing_kid"] = json!(node.keys.signer().map(|k| k.kid().to_string()));
+    report["key_peers"] = json!(node.keys.peer_statuses());
+    axum::Json(report)
+}
+
+static METRICS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    std::sync::OnceLock::new();
+
+/// Installs the process-wide metrics recorder (once; a second server in the same process
+/// shares it).
+pub fn install_metrics() {
+    METRICS.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| tracing::warn!(error = %e, "metrics are not recorded"))
+            .ok()
+    });
+}
+
+/// Prometheus text format.
+pub async fn metrics() -> Response {
+    match METRICS.get().and_then(|handle| handle.as_ref()) {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::unavailable("metrics are not recorded in this process").into_response(),
+    }
 }
 
 /// Status codes per standing, overridable per request as load balancers need.

@@ -9,8 +9,10 @@ mod error;
 mod extract;
 mod forward;
 mod health;
+mod keys;
 mod node;
 mod server;
+mod token_api;
 
 pub use config::{ConfigError, ServerArgs, Settings};
 pub use node::Node;

@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_ha::HaBackend;
 use tandem_raft::openraft::error::{ClientWriteError, RaftError};
-use tandem_raft::{ClusterClient, LogStore, NodeId, PeerContacts, Proposal, Raft};
+use tandem_raft::{wire, ClusterClient, LogStore, NodeId, PeerContacts, Proposal, Raft};
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::keys::KeyRing;
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -46,6 +47,8 @@ pub struct Node {
     pub cluster: ClusterClient,
     pub secret_api: String,
     pub secret_raft: String,
+    /// This server's token signing keys and the key peers' sets.
+    pub keys: KeyRing,
 }
 
 impl Node {
@@ -60,6 +63,50 @@ impl Node {
     /// Validates a command, stamps it with this leader's clock, and waits until a quorum has
     /// made it durable and this node has applied it.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
+        Ok(self.propose_applied(command).await??)
+    }
+
+    /// Proposes here when this node is active, otherwise asks the active node over the
+    /// cluster channel to propose it; for commands a server makes itself, not for clients'
+    /// requests (those are forwarded whole).
+    pub async fn propose_on_active(&self, command: Command) -> Result<Outcome, ApiError> {
+        let view = self.ha.view();
+        if view.is_self {
+            return self.propose(command).await;
+        }
+        let active = view
+            .other_active()
+            .ok_or_else(|| ApiError::unavailable("no active node is known yet"))?;
+        let body = wire::encode_request(&command).map_err(ApiError::internal)?;
+        let unreachable = |e: reqwest::Error| {
+            ApiError::unavailable(format!("cannot reach the active node {}: {e}", active.id))
+        };
+        let reply = self
+            .cluster
+            .post(&active.cluster_addr, wire::PROPOSE_PATH)
+            .timeout(self.request_timeout())
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = reply.status();
+        let bytes = reply.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(ApiError::unavailable(format!(
+                "the active node {} did not propose the command ({status}): {}",
+                active.id,
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        let applied: Applied = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::internal(format!("unreadable answer of the active node: {e}"))
+        })?;
+        Ok(applied?)
+    }
+
+    /// Like [`Node::propose`], with a refusal by the state machine as an answer rather than an
+    /// error, so it can travel to the node that asked for it.
+    pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
         command.validate()?;
         let proposal = Proposal {
             stamped_at_ms: now_ms(),
@@ -71,11 +118,8 @@ impl Node {
             Err(_) => Err(ApiError::outcome_unknown(
                 "the write was not committed in time (no quorum?); it may still be applied later",
             )),
-            Ok(Ok(response)) => {
-                let applied: Applied = serde_json::from_value(response.data)
-                    .map_err(|e| ApiError::internal(format!("unreadable apply result: {e}")))?;
-                Ok(applied?)
-            }
+            Ok(Ok(response)) => serde_json::from_value(response.data)
+                .map_err(|e| ApiError::internal(format!("unreadable apply result: {e}"))),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                 // Leadership moved while the write was queued; it was not applied here.
                 Err(ApiError::unavailable(match forward.leader_id {

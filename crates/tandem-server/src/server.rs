@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{load_or_generate_secret, Settings};
+use crate::keys::{peer_refresh_loop, rotation_loop, KeyRing};
 use crate::node::{now_ms, Node};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub enum StartError {
     RaftConfig(String),
     #[error("Raft failed to start: {0}")]
     Raft(String),
+    #[error("signing keys: {0}")]
+    Keys(#[from] tandem_keys::KeyError),
 }
 
 /// A server that is running; dropping it does not stop it, [`RunningServer::shutdown`] does.
@@ -139,6 +142,8 @@ impl RunningServer {
             .is_empty()
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let state = StateMachine::open(&data_dir)?;
+        let keys = KeyRing::open(&settings)?;
+        crate::health::install_metrics();
         // Made only once the ports and stores are ours, so a start that fails on them does not
         // print a secret that a later start would not show again.
         let secret_api = secret(
@@ -209,6 +214,7 @@ impl RunningServer {
             cluster,
             secret_api,
             secret_raft,
+            keys,
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -256,6 +262,11 @@ impl RunningServer {
             tasks.push(tokio::spawn(form_cluster(node.clone(), stopped.clone())));
         }
         tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(rotation_loop(node.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(peer_refresh_loop(
+            node.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
         let certificate_rotation = tls.spawn_rotation();
         Ok(RunningServer {

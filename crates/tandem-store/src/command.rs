@@ -98,12 +98,25 @@ pub enum Command {
         token: u64,
     },
     /// Proposed by the leader when entries are due to expire: removes every key, cache entry and
-    /// lease whose time has passed by the command's stamp.
+    /// lease whose time has passed by the command's stamp, and every retired signing key whose
+    /// last token has expired.
     Expire,
+    /// A server publishes the public half of a new signing key (a JWK as JSON). Key ids are never
+    /// reused: publishing one that was ever published is refused.
+    KeyPublish {
+        kid: String,
+        node_id: u64,
+        jwk: String,
+    },
+    /// A key stops signing; it stays in the key set for `keep_for_ms` more (the longest token
+    /// it may have signed), then leaves it.
+    KeyRetire { kid: String, keep_for_ms: u64 },
 }
 
 /// Longest key, namespace, lock or holder name accepted.
 pub const MAX_NAME_LEN: usize = 1024;
+/// Largest published public key accepted, in bytes of JSON.
+pub const MAX_JWK_LEN: usize = 16 * 1024;
 /// Longest TTL or lease accepted: ten years.
 pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
@@ -230,6 +243,30 @@ impl Command {
                 name("holder", holder)
             }
             Command::Expire => Ok(()),
+            Command::KeyPublish { kid, jwk, .. } => {
+                name("key id", kid)?;
+                if jwk.len() > MAX_JWK_LEN {
+                    return Err(Rejection::invalid(format!(
+                        "the public key is {} bytes long; the limit is {MAX_JWK_LEN}",
+                        jwk.len()
+                    )));
+                }
+                let parsed: serde_json::Value = serde_json::from_str(jwk)
+                    .map_err(|e| Rejection::invalid(format!("the public key is not JSON: {e}")))?;
+                if parsed.get("kid").and_then(|k| k.as_str()) != Some(kid.as_str()) {
+                    return Err(Rejection::invalid(format!(
+                        "the public key's \"kid\" must be {kid:?}"
+                    )));
+                }
+                Ok(())
+            }
+            Command::KeyRetire { kid, keep_for_ms } => {
+                name("key id", kid)?;
+                if *keep_for_ms > MAX_TTL_MS {
+                    return Err(Rejection::invalid("a retired key is kept at most 10 years"));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -311,6 +348,10 @@ pub enum Outcome {
     Released,
     Expired {
         removed: u64,
+    },
+    KeyPublished,
+    KeyRetired {
+        remove_at_ms: i64,
     },
     /// Raft's own entries (blank, membership) answer nothing.
     Nothing,

@@ -46,6 +46,11 @@ CREATE INDEX IF NOT EXISTS _tandem_cache_expiry ON _tandem_cache(expires_at) WHE
 CREATE TABLE IF NOT EXISTS _tandem_locks (
     name TEXT PRIMARY KEY, holder TEXT, token INTEGER NOT NULL, expires_at INTEGER
 ) WITHOUT ROWID;
+-- Rows stay after a key leaves the key set (removed = 1), so a key id can never be published twice.
+CREATE TABLE IF NOT EXISTS _tandem_keys (
+    kid TEXT PRIMARY KEY, node_id INTEGER NOT NULL, jwk TEXT NOT NULL, published_at INTEGER NOT NULL,
+    retired_at INTEGER, remove_at INTEGER, removed INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 ";
 
 const META_APPLIED: &str = "last_applied";
@@ -72,6 +77,19 @@ pub struct LockState {
     pub holder: Option<String>,
     pub token: u64,
     pub expires_at_ms: Option<i64>,
+}
+
+/// A signing key as the replicated state holds it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub node_id: u64,
+    /// The public key, a JWK as JSON.
+    pub jwk: String,
+    pub published_at_ms: i64,
+    pub retired_at_ms: Option<i64>,
+    /// When a retired key leaves the key set.
+    pub remove_at_ms: Option<i64>,
 }
 
 /// Rows of a read-only query.
@@ -512,7 +530,51 @@ impl StateDb {
                         "UPDATE _tandem_locks SET holder = NULL, expires_at = NULL WHERE expires_at <= ?1",
                     )?
                     .execute([now])? as u64;
+                removed += conn
+                    .prepare_cached(
+                        "UPDATE _tandem_keys SET removed = 1 WHERE removed = 0 AND remove_at <= ?1",
+                    )?
+                    .execute([now])? as u64;
                 Ok(Outcome::Expired { removed })
+            }
+            Command::KeyPublish { kid, node_id, jwk } => {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM _tandem_keys WHERE kid = ?1")?
+                    .exists([kid])?;
+                if exists {
+                    return Err(Rejection::conflict(format!(
+                        "key id {kid:?} was published before; key ids are never reused"
+                    ))
+                    .into());
+                }
+                conn.prepare_cached(
+                    "INSERT INTO _tandem_keys (kid, node_id, jwk, published_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![kid, *node_id as i64, jwk, now])?;
+                *revision += 1;
+                Ok(Outcome::KeyPublished)
+            }
+            Command::KeyRetire { kid, keep_for_ms } => {
+                let row: Option<Option<i64>> = conn
+                    .prepare_cached("SELECT remove_at FROM _tandem_keys WHERE kid = ?1")?
+                    .query_row([kid], |r| r.get(0))
+                    .optional()?;
+                match row {
+                    None => {
+                        Err(Rejection::not_found(format!("no key {kid:?} was published")).into())
+                    }
+                    // Retiring twice keeps the first retirement.
+                    Some(Some(remove_at_ms)) => Ok(Outcome::KeyRetired { remove_at_ms }),
+                    Some(None) => {
+                        let remove_at_ms = now.saturating_add(*keep_for_ms as i64);
+                        conn.prepare_cached(
+                            "UPDATE _tandem_keys SET retired_at = ?2, remove_at = ?3 WHERE kid = ?1",
+                        )?
+                        .execute(params![kid, now, remove_at_ms])?;
+                        *revision += 1;
+                        Ok(Outcome::KeyRetired { remove_at_ms })
+                    }
+                }
             }
         }
     }
@@ -770,7 +832,35 @@ impl StateDb {
         .map_err(read_store_error)
     }
 
-    /// The earliest time at which a key, cache entry or lease expires.
+    /// Signing keys in the key set (published, and not yet removed after retirement), oldest
+    /// first.
+    pub fn keys_published(&self) -> Result<Vec<PublishedKey>, StoreError> {
+        self.with_reader(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT kid, node_id, jwk, published_at, retired_at, remove_at FROM _tandem_keys
+                     WHERE removed = 0 ORDER BY published_at, kid",
+                )
+                .map_err(StoreError::from)?;
+            let keys = stmt
+                .query_map([], |r| {
+                    Ok(PublishedKey {
+                        kid: r.get(0)?,
+                        node_id: r.get::<_, i64>(1)? as u64,
+                        jwk: r.get(2)?,
+                        published_at_ms: r.get(3)?,
+                        retired_at_ms: r.get(4)?,
+                        remove_at_ms: r.get(5)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(StoreError::from)?;
+            Ok(keys)
+        })
+        .map_err(read_store_error)
+    }
+
+    /// The earliest time at which a key, cache entry, lease or retired signing key expires.
     pub fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
         self.with_reader(|conn, _| {
             let at: Option<i64> = conn
@@ -778,7 +868,8 @@ impl StateDb {
                     "SELECT min(at) FROM (
                         SELECT min(expires_at) AS at FROM _tandem_kv WHERE expires_at IS NOT NULL
                         UNION ALL SELECT min(expires_at) FROM _tandem_cache WHERE expires_at IS NOT NULL
-                        UNION ALL SELECT min(expires_at) FROM _tandem_locks WHERE expires_at IS NOT NULL)",
+                        UNION ALL SELECT min(expires_at) FROM _tandem_locks WHERE expires_at IS NOT NULL
+                        UNION ALL SELECT min(remove_at) FROM _tandem_keys WHERE removed = 0 AND remove_at IS NOT NULL)",
                     [],
                     |r| r.get(0),
                 )

@@ -11,6 +11,6 @@ pub mod sql;
 mod state_machine;
 
 pub use command::{Applied, Command, Fence, Outcome, Params, Rejection, RejectionKind, Statement};
-pub use db::{KvEntry, LockState, QueryRows, ReadError, StateDb, StoreError};
+pub use db::{KvEntry, LockState, PublishedKey, QueryRows, ReadError, StateDb, StoreError};
 pub use sql::SqlValue;
 pub use state_machine::StateMachine;

@@ -23,13 +23,16 @@
 
 mod cluster;
 mod http;
+pub mod jose;
 pub mod linearizability;
 mod load;
 mod process;
+mod tokens;
 mod wait;
 
 pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
+pub use tokens::IssuedToken;
 pub use wait::{wait_for, wait_until, DEADLINE};

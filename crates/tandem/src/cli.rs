@@ -48,6 +48,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Signing keys and tokens: list, rotate, the public key set, issue and verify
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Measure throughput and latency of a workload against a cluster, or failover times
     Bench(crate::bench::BenchArgs),
     /// Snapshots, backups and restore
@@ -199,6 +206,27 @@ enum LockCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Every published key with its server and dates, and this server's signing key
+    List,
+    /// The public key set (JWKS) as verifiers fetch it
+    Jwks,
+    /// Make, publish and sign with a new key on the server addressed; the old one is retired
+    Rotate,
+    /// Issue a token signed by the server addressed; prints it
+    Issue {
+        /// Claims as a JSON object, e.g. '{"sub":"ann"}'
+        #[arg(long, default_value = "{}")]
+        claims: String,
+        /// Lifetime, at most the server's token_duration [default: token_duration]
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Verify a token; prints its claims, or why it was refused
+    Verify { token: String },
+}
+
+#[derive(Subcommand)]
 enum SnapshotCommand {
     /// Build a Raft snapshot on the node now
     Create(Target),
@@ -230,6 +258,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Kv { command, target } => kv(command, &target).await,
         Command::Cache { command, target } => cache(command, &target).await,
         Command::Lock { command, target } => lock(command, &target).await,
+        Command::Keys { command, target } => keys(command, &target).await,
         Command::Snapshot { command } => snapshot(command).await,
         Command::Bench(args) => crate::bench::bench(args).await,
     };
@@ -521,6 +550,33 @@ async fn lock(command: LockCommand, target: &Target) -> Result<()> {
     let reply = client
         .post_json(&format!("/v1/locks/{}/{action}", segment(&name)), &body)
         .await?;
+    print_json(&ok_json(reply)?);
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
+    let client = target.client()?;
+    let reply = match command {
+        KeysCommand::List => client.get("/v1/keys").await?,
+        KeysCommand::Jwks => client.get("/.well-known/jwks.json").await?,
+        KeysCommand::Rotate => client.post_json("/v1/keys/rotate", &json!({})).await?,
+        KeysCommand::Issue { claims, ttl } => {
+            let claims: Value = serde_json::from_str(&claims)
+                .map_err(|e| anyhow::anyhow!("--claims is not a JSON object: {e}"))?;
+            let mut body = json!({ "claims": claims });
+            if let Some(ttl) = ttl {
+                body["ttl"] = json!(ttl);
+            }
+            let issued = ok_json(client.post_json("/v1/tokens", &body).await?)?;
+            println!("{}", issued["token"].as_str().unwrap_or_default());
+            return Ok(());
+        }
+        KeysCommand::Verify { token } => {
+            client
+                .post_json("/v1/tokens/verify", &json!({ "token": token }))
+                .await?
+        }
+    };
     print_json(&ok_json(reply)?);
     Ok(())
 }

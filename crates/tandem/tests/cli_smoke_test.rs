@@ -108,6 +108,37 @@ async fn the_cli_writes_reads_and_reports_status() {
         "{status}"
     );
 
+    // Tokens: issue on one server, verify, rotate, and see both keys in the key set.
+    tandem_testkit::wait_for(tandem_testkit::DEADLINE, "a signing key", async || {
+        cluster.signing_kid(0).await
+    })
+    .await;
+    let token = cli
+        .ok(&[
+            "keys",
+            "issue",
+            "--claims",
+            r#"{"sub":"cli"}"#,
+            "--ttl",
+            "5m",
+        ])
+        .await;
+    let verified = parse(
+        "keys verify",
+        &cli.ok(&["keys", "verify", token.trim()]).await,
+    );
+    assert_eq!(verified["claims"]["sub"], "cli", "{verified}");
+    let rotated = parse("keys rotate", &cli.ok(&["keys", "rotate"]).await);
+    let jwks = parse("keys jwks", &cli.ok(&["keys", "jwks"]).await);
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k["kid"] == rotated["kid"])),
+        "{jwks}"
+    );
+    let listed = parse("keys list", &cli.ok(&["keys", "list"]).await);
+    assert_eq!(listed["signing_kid"], rotated["kid"], "{listed}");
+
     // Without the secret the CLI is refused.
     let mut command = tandem_command(tandem());
     command

@@ -1,0 +1,360 @@
+//! This server's token signing keys at work: the key it signs with, the rotation that makes,
+//! publishes and retires keys through the replicated state, and the key sets of peers outside
+//! the cluster, fetched on a timer so serving the merged set never waits on a peer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tandem_keys::{
+    departed_keys, new_key_id, parse_jwks, plan_rotation, public_jwk_from_json, Jwk, JwkSet,
+    KeyEncryption, KeyError, KeyVault, OwnKey, Publish, SigningKey,
+};
+use tandem_store::{Command, PublishedKey};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::node::{now_ms, Node};
+
+/// How often a server checks whether its key is due for rotation, and whether departed
+/// servers' keys need retiring; more often while it has no key to sign with.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+const FIRST_KEY_CHECK: Duration = Duration::from_millis(100);
+
+/// What is known of one key peer: its keys from the last fetch that worked, and how fetches go.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PeerStatus {
+    pub url: String,
+    #[serde(skip)]
+    pub keys: Vec<Jwk>,
+    pub key_count: usize,
+    /// Unix time in milliseconds of the last fetch that worked.
+    pub last_success_ms: Option<i64>,
+    pub last_attempt_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+pub struct KeyRing {
+    vault: KeyVault,
+    /// Private keys on disk, by key id.
+    held: Mutex<BTreeMap<String, Arc<SigningKey>>>,
+    signer: ArcSwapOption<SigningKey>,
+    /// One rotation at a time: the periodic check and `POST /v1/keys/rotate`.
+    rotation: tokio::sync::Mutex<()>,
+    peers: RwLock<BTreeMap<String, PeerStatus>>,
+}
+
+impl KeyRing {
+    /// Opens `data_dir/keys` and reads every private key in it.
+    pub fn open(settings: &Settings) -> Result<KeyRing, KeyError> {
+        let encryption = match settings.key_encryption_secret.as_str() {
+            "" => None,
+            secret => Some(KeyEncryption::from_secret(secret)?),
+        };
+        let vault = KeyVault::open(&settings.data_dir.join("keys"), encryption)?;
+        let held = vault
+            .load_all()?
+            .into_iter()
+            .map(|k| (k.kid().to_string(), Arc::new(k)))
+            .collect();
+        let peers = settings
+            .key_peers
+            .0
+            .iter()
+            .map(|url| {
+                let status = PeerStatus {
+                    url: url.clone(),
+                    ..Default::default()
+                };
+                (url.clone(), status)
+            })
+            .collect();
+        Ok(KeyRing {
+            vault,
+            held: Mutex::new(held),
+            signer: ArcSwapOption::empty(),
+            rotation: tokio::sync::Mutex::new(()),
+            peers: RwLock::new(peers),
+        })
+    }
+
+    /// The key this server signs with, once it has one published.
+    pub fn signer(&self) -> Option<Arc<SigningKey>> {
+        self.signer.load_full()
+    }
+
+    fn held_ids(&self) -> BTreeSet<String> {
+        lock(&self.held).keys().cloned().collect()
+    }
+
+    fn held_key(&self, kid: &str) -> Option<Arc<SigningKey>> {
+        lock(&self.held).get(kid).cloned()
+    }
+
+    pub fn peer_statuses(&self) -> Vec<PeerStatus> {
+        read(&self.peers).values().cloned().collect()
+    }
+
+    fn peer_keys(&self) -> Vec<Jwk> {
+        read(&self.peers)
+            .values()
+            .flat_map(|p| p.keys.iter().cloned())
+            .collect()
+    }
+
+    fn forget(&self, kid: &str) {
+        match self.vault.remove(kid) {
+            Ok(()) => {
+                lock(&self.held).remove(kid);
+            }
+            Err(e) => tracing::warn!(kid, error = %e, "cannot delete a retired private key"),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The cluster's published keys (as this node's state has them) and the peers' keys, merged.
+pub fn merged_key_set(node: &Node) -> Result<JwkSet, ApiError> {
+    let cluster = node
+        .db
+        .keys_published()?
+        .iter()
+        .filter_map(|k| public_jwk_from_json(&k.jwk).ok())
+        .collect();
+    Ok(tandem_keys::merge_jwks(cluster, node.keys.peer_keys()))
+}
+
+fn own_keys(node: &Node, published: &[PublishedKey]) -> Vec<OwnKey> {
+    published
+        .iter()
+        .filter(|k| k.node_id == node.id)
+        .map(|k| OwnKey {
+            kid: k.kid.clone(),
+            published_at_ms: k.published_at_ms,
+            retired: k.retired_at_ms.is_some(),
+        })
+        .collect()
+}
+
+/// Brings this server's keys in line with its rotation plan: retires what must stop signing,
+/// publishes a new key when one is due (or `rotate_now`), waits until the new key is in this
+/// node's state, and only then signs with it. Answers the key id it signs with.
+pub async fn rotate(node: &Node, rotate_now: bool) -> Result<Option<String>, ApiError> {
+    let _one_at_a_time = node.keys.rotation.lock().await;
+    let key_duration_ms = node.settings.key_duration.as_millis() as i64;
+    let keep_for_ms = node.settings.token_duration.as_millis();
+    let mut rotate_now = rotate_now;
+    // At most: publish one key, then switch to it and retire the old one.
+    for _ in 0..3 {
+        let published = node.db.keys_published()?;
+        let plan = plan_rotation(
+            now_ms(),
+            &own_keys(node, &published),
+            &node.keys.held_ids(),
+            key_duration_ms,
+            rotate_now,
+        );
+        node.keys.signer.store(
+            plan.signing
+                .as_deref()
+                .and_then(|kid| node.keys.held_key(kid)),
+        );
+        for kid in plan.retire {
+            node.propose_on_active(Command::KeyRetire {
+                kid: kid.clone(),
+                keep_for_ms,
+            })
+            .await?;
+            tracing::info!(kid, "signing key retired");
+        }
+        for kid in plan.forget {
+            node.keys.forget(&kid);
+        }
+        let key = match plan.publish {
+            Publish::Nothing => return Ok(plan.signing),
+            Publish::Pending(kid) => match node.keys.held_key(&kid) {
+                Some(key) => key,
+                None => return Ok(plan.signing),
+            },
+            Publish::New => {
+                let kid = new_key_id(&node.settings.instance_id());
+                let key = SigningKey::generate(node.settings.key_algorithm, kid)
+                    .map_err(ApiError::internal)?;
+                // On disk before it is published: a published key's private half is never lost
+                // to a crash.
+                node.keys.vault.save(&key).map_err(ApiError::internal)?;
+                let key = Arc::new(key);
+                lock(&node.keys.held).insert(key.kid().to_string(), key.clone());
+                key
+            }
+        };
+        publish(node, &key).await?;
+        rotate_now = false;
+    }
+    Ok(node.keys.signer().map(|k| k.kid().to_string()))
+}
+
+async fn publish(node: &Node, key: &SigningKey) -> Result<(), ApiError> {
+    let jwk = serde_json::to_string(key.public_jwk()).map_err(ApiError::internal)?;
+    let published = node
+        .propose_on_active(Command::KeyPublish {
+            kid: key.kid().to_string(),
+            node_id: node.id,
+            jwk,
+        })
+        .await;
+    match published {
+        Ok(_) => {}
+        // Published before and since removed (a restart after a long stop): never reused.
+        Err(e) if e.code == "conflict" => {
+            node.keys.forget(key.kid());
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
+    let deadline = tokio::time::Instant::now() + node.request_timeout();
+    loop {
+        if node.db.keys_published()?.iter().any(|k| k.kid == key.kid()) {
+            tracing::info!(kid = key.kid(), algorithm = %key.algorithm(), "signing key published");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::unavailable(
+                "the new key was published but has not reached this node yet; retry",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// On the active node: retires the keys of servers that are no longer members.
+async fn retire_departed(node: &Node) -> Result<(), ApiError> {
+    let members: BTreeSet<u64> = node
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect();
+    let published = node.db.keys_published()?;
+    let keys = published
+        .into_iter()
+        .map(|k| (k.kid, k.node_id, k.retired_at_ms.is_some()));
+    for kid in departed_keys(keys, &members) {
+        node.propose(Command::KeyRetire {
+            kid: kid.clone(),
+            keep_for_ms: node.settings.token_duration.as_millis(),
+        })
+        .await?;
+        tracing::info!(kid, "retired the key of a server that left the cluster");
+    }
+    Ok(())
+}
+
+/// Keeps this server's keys rotated, and on the active node retires departed servers' keys.
+pub async fn rotation_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let mut last_error = String::new();
+    loop {
+        let mut outcome = rotate(&node, false).await.map(|_| ());
+        if outcome.is_ok() && node.is_active() {
+            outcome = retire_departed(&node).await;
+        }
+        match outcome {
+            Ok(()) => last_error.clear(),
+            // Expected while the cluster forms or elects; said once, not every second.
+            Err(e) if e.message != last_error => {
+                tracing::info!(error = %e.message, "signing keys not up to date yet; retrying");
+                last_error = e.message;
+            }
+            Err(_) => {}
+        }
+        let pause = if node.keys.signer().is_some() {
+            ROTATION_CHECK
+        } else {
+            FIRST_KEY_CHECK
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Fetches every key peer's JWKS at once, each with its own timeout, every `key_peers_refresh`.
+/// A peer that fails keeps the keys of its last good fetch.
+pub async fn peer_refresh_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let urls = node.settings.key_peers.0.clone();
+    if urls.is_empty() {
+        return;
+    }
+    let client = match reqwest::Client::builder()
+        .timeout(node.settings.key_peers_timeout.0)
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client for key peers");
+            return;
+        }
+    };
+    let mut every = tokio::time::interval(node.settings.key_peers_refresh.0);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let fetches = urls.iter().map(|url| fetch_peer(&client, url));
+        let results = futures::future::join_all(fetches).await;
+        let now = now_ms();
+        let mut peers = node
+            .keys
+            .peers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (url, result) in urls.iter().zip(results) {
+            let status = peers.entry(url.clone()).or_default();
+            status.last_attempt_ms = Some(now);
+            let peer_label = [("peer", url.clone())];
+            match result {
+                Ok(keys) => {
+                    status.key_count = keys.len();
+                    status.keys = keys;
+                    status.last_success_ms = Some(now);
+                    status.last_error = None;
+                    metrics::gauge!(
+                        "tandem_key_peer_last_success_timestamp_seconds",
+                        &peer_label
+                    )
+                    .set(now as f64 / 1000.0);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %url, error = %e, "key peer fetch failed; keeping its last good keys");
+                    status.last_error = Some(e);
+                    metrics::counter!("tandem_key_peer_fetch_failures_total", &peer_label)
+                        .increment(1);
+                }
+            }
+        }
+    }
+}
+
+async fn fetch_peer(client: &reqwest::Client, url: &str) -> Result<Vec<Jwk>, String> {
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    parse_jwks(&body)
+}

@@ -1,0 +1,155 @@
+//! Tokens and the key set over HTTP: the public JWKS (three paths, no secret), issuing and
+//! verifying tokens, listing keys and rotating this server's key. All are served by the node
+//! that receives them: each server signs with its own key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tandem_keys::{issue_token, verify_token, Claims, Jwk, VerifyError};
+
+use crate::error::ApiError;
+use crate::extract::{parse_ttl, Json};
+use crate::keys::{merged_key_set, rotate};
+use crate::node::{now_ms, Node};
+
+/// Verifiers may cache the key set this long; a key is published before it signs, and standard
+/// JWT libraries fetch the set again when a token names a key they have not seen.
+const JWKS_CACHE_CONTROL: &str = "public, max-age=60";
+
+pub async fn jwks(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let set = merged_key_set(&node)?;
+    let mut response = axum::Json(set).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(JWKS_CACHE_CONTROL),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    #[serde(default)]
+    claims: Claims,
+    ttl: Option<String>,
+}
+
+pub async fn issue(
+    State(node): State<Arc<Node>>,
+    Json(request): Json<IssueRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let longest = node.settings.token_duration;
+    let ttl_ms = match &request.ttl {
+        Some(text) => parse_ttl(text)?,
+        None => longest.as_millis(),
+    };
+    if ttl_ms < 1000 || ttl_ms > longest.as_millis() {
+        return Err(ApiError::bad_request(format!(
+            "ttl {} must be between 1s and token_duration ({longest})",
+            request.ttl.as_deref().unwrap_or_default()
+        )));
+    }
+    let key = node.keys.signer().ok_or_else(|| {
+        ApiError::unavailable(
+            "this server has no published signing key yet (the cluster may still be forming); retry shortly",
+        )
+    })?;
+    let now_secs = (now_ms() / 1000) as u64;
+    let ttl_secs = ttl_ms / 1000;
+    let token = issue_token(
+        &key,
+        &node.settings.token_issuer,
+        request.claims,
+        now_secs,
+        ttl_secs,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    metrics::counter!("tandem_tokens_issued_total").increment(1);
+    Ok(axum::Json(json!({
+        "token": token,
+        "kid": key.kid(),
+        "expires_at": now_secs + ttl_secs,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    token: String,
+}
+
+pub async fn verify(
+    State(node): State<Arc<Node>>,
+    Json(request): Json<VerifyRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let keys = key_set_knowing(&node, &request.token).await?;
+    let find = |kid: &str| -> Option<Jwk> { keys.find(kid).cloned() };
+    let verified = verify_token(&request.token, find);
+    let result = match &verified {
+        Ok(_) => "valid",
+        Err(e) => e.code(),
+    };
+    metrics::counter!("tandem_tokens_verified_total", "result" => result).increment(1);
+    match verified {
+        Ok(claims) => Ok(axum::Json(json!({ "claims": claims }))),
+        Err(e) => Err(rejected(e)),
+    }
+}
+
+fn rejected(e: VerifyError) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+}
+
+/// The key set, once it holds the key the token names or a short wait is over: a key is
+/// published (committed) before it signs, but this node may apply it a heartbeat later than
+/// the server that signed with it.
+async fn key_set_knowing(node: &Node, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
+    let kid = tandem_keys::token_key_id(token);
+    let wait = Duration::from_millis(2 * node.settings.heartbeat_ms + 50);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let keys = merged_key_set(node)?;
+        let known = kid.as_deref().is_none_or(|kid| keys.find(kid).is_some());
+        if known || tokio::time::Instant::now() >= deadline {
+            return Ok(keys);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every key in the set with its owner and dates, this server's signing key, and the peers.
+pub async fn list(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
+    let keys = node.db.keys_published()?;
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "kid": k.kid,
+                "node_id": k.node_id,
+                "published_at_ms": k.published_at_ms,
+                "retired_at_ms": k.retired_at_ms,
+                "remove_at_ms": k.remove_at_ms,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "node_id": node.id,
+        "signing_kid": node.keys.signer().map(|k| k.kid().to_string()),
+        "keys": keys,
+        "peers": node.keys.peer_statuses(),
+    })))
+}
+
+/// Makes, publishes and starts signing with a new key on this server now; the previous key is
+/// retired and stays in the key set until the last token it signed has expired.
+pub async fn rotate_now(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
+    let previous = node.keys.signer().map(|k| k.kid().to_string());
+    let kid = rotate(&node, true).await?;
+    metrics::counter!("tandem_signing_key_rotations_total").increment(1);
+    Ok(axum::Json(json!({ "kid": kid, "previous_kid": previous })))
+}
