@@ -9,8 +9,9 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tandem_client::{segment, Client, Method, Reply};
+use tandem_client::{segment, Method};
 
+use crate::bench_target::{acknowledged, KvStore, ReadConsistency, System};
 use crate::cli::Target;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,6 +42,9 @@ pub struct BenchArgs {
     workload: Workload,
     #[command(flatten)]
     target: Target,
+    /// The system to measure; for etcd, --addr names its client endpoints (host:2379)
+    #[arg(long = "target", value_enum, default_value = "tandem")]
+    system: System,
     /// Requests in flight at once
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -80,21 +84,10 @@ struct Measured {
     last_error: Option<String>,
 }
 
-fn check(reply: Reply) -> Result<(), String> {
-    if reply.status.is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "HTTP {}: {}",
-            reply.status,
-            String::from_utf8_lossy(&reply.body)
-        ))
-    }
-}
-
 struct Plan {
     args: BenchArgs,
-    client: Client,
+    store: KvStore,
+    read: ReadConsistency,
     prefix: String,
     value: Vec<u8>,
 }
@@ -108,22 +101,16 @@ impl Plan {
         content_type: &str,
     ) -> Result<(), String> {
         let reply = self
-            .client
+            .store
+            .tandem()?
             .send(method, path, body, content_type)
             .await
             .map_err(|e| e.to_string())?;
-        check(reply)
+        acknowledged(reply).map(|_| ())
     }
 
     async fn put_kv(&self, key: &str) -> Result<(), String> {
-        let path = format!("/v1/kv/{}", segment(key));
-        self.send(
-            Method::PUT,
-            &path,
-            Some(self.value.clone()),
-            "application/octet-stream",
-        )
-        .await
+        self.store.put(key, &self.value).await.map(|_| ())
     }
 
     fn cache_path(&self, n: u64) -> String {
@@ -189,13 +176,7 @@ impl Plan {
             Workload::KvPut => self.put_kv(&format!("{}{n}", self.prefix)).await?,
             Workload::KvGet => {
                 let key = format!("{}{}", self.prefix, n % self.args.keys.max(1));
-                self.send(
-                    Method::GET,
-                    &format!("/v1/kv/{}?{read}", segment(&key)),
-                    None,
-                    "",
-                )
-                .await?
+                self.store.get(&key, self.read).await?
             }
             Workload::SqlInsert | Workload::SqlInsertBatch => {
                 let count = if self.args.workload == Workload::SqlInsert {
@@ -252,7 +233,8 @@ impl Plan {
                     .to_string()
                     .into_bytes();
                 let reply = self
-                    .client
+                    .store
+                    .tandem()?
                     .send(
                         Method::POST,
                         &format!("/v1/locks/{name}/acquire"),
@@ -376,6 +358,9 @@ async fn run_workers(plan: Arc<Plan>) -> Measured {
     }
 }
 
+/// How long an etcd put keeps retrying: Tandem's client's default deadline.
+const ETCD_DEADLINE: Duration = Duration::from_secs(15);
+
 fn millis(micros: u64) -> f64 {
     (micros as f64 / 1000.0 * 100.0).round() / 100.0
 }
@@ -387,10 +372,25 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     if args.ops == Some(0) {
         bail!("--ops must be at least 1");
     }
+    let etcd_runs = matches!(
+        args.workload,
+        Workload::KvPut | Workload::KvGet | Workload::Failover
+    );
+    if args.system == System::Etcd && !etcd_runs {
+        bail!(
+            "--target etcd runs kv-put, kv-get and failover; the other workloads are Tandem's own"
+        );
+    }
+    let read = ReadConsistency::parse(&args.target.consistency)?;
     match args.workload {
         Workload::Failover => {
-            return crate::bench_failover::failover(&args.failover, args.concurrency, args.json)
-                .await
+            return crate::bench_failover::failover(
+                &args.failover,
+                args.system,
+                args.concurrency,
+                args.json,
+            )
+            .await
         }
         Workload::Disk => {
             let duration = args
@@ -401,7 +401,10 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         }
         _ => {}
     }
-    let client = args.target.client()?;
+    let store = match args.system {
+        System::Tandem => KvStore::Tandem(Arc::new(args.target.client()?)),
+        System::Etcd => KvStore::etcd(&args.target.addrs, ETCD_DEADLINE).await?,
+    };
     let prefix = args.prefix.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -412,7 +415,8 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     let value = vec![b'x'; args.value_size];
     let plan = Arc::new(Plan {
         args,
-        client,
+        store,
+        read,
         prefix,
         value,
     });
@@ -422,6 +426,8 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     let h = &measured.latency;
     let report = json!({
         "workload": plan.args.workload.to_possible_value().map(|v| v.get_name().to_string()),
+        "target": plan.args.system.to_possible_value().map(|v| v.get_name().to_string()),
+        "consistency": plan.args.target.consistency,
         "endpoints": plan.args.target.addrs,
         "concurrency": plan.args.concurrency,
         "prefix": plan.prefix,

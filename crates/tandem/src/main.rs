@@ -4,6 +4,7 @@
 mod bench;
 mod bench_disk;
 mod bench_failover;
+mod bench_target;
 mod cli;
 
 use std::process::ExitCode;
