@@ -7,31 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10s}"
-cargo build --release -p tandem >/dev/null
-TANDEM="$PWD/target/release/tandem"
-WORK="$(mktemp -d)"
-trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NODES=""
-declare -a API
-for i in 1 2 3; do
-    r=$(port); a=$(port); API[$i]="127.0.0.1:$a"
-    NODES+="$i 127.0.0.1:$r 127.0.0.1:$a"$'\n'
-done
-export TANDEM_SECRET_API=bench-api-secret-0000000
-for i in 1 2 3; do
-    "$TANDEM" server --node-id "$i" --nodes "$NODES" --data-dir "$WORK/n$i" \
-        --secret-raft bench-raft-secret-000000 --secret-api "$TANDEM_SECRET_API" \
-        --log-level warn >"$WORK/n$i.log" 2>&1 &
-done
-for _ in $(seq 100); do
-    LEADER=$(curl -sf -H "Authorization: Bearer $TANDEM_SECRET_API" "http://${API[1]}/v1/sys/leader" \
-        | python3 -c 'import sys,json; print(json.load(sys.stdin)["leader_api_addr"] or "")' 2>/dev/null || true)
-    [ -n "$LEADER" ] && break
-    sleep 0.1
-done
-[ -n "$LEADER" ] || { echo "no leader"; exit 1; }
+. benches/lib/three-nodes.sh
 for i in 1 2 3; do [ "${API[$i]}" != "$LEADER" ] && STANDBY="${API[$i]}" && break; done
 echo "active $LEADER, standby $STANDBY, $(nproc) cores, $(date -u +%F)"
 printf '%-24s %s\n' "target" "result"

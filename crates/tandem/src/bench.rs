@@ -30,6 +30,13 @@ pub enum Workload {
     CacheTake,
     /// Acquire and release a lock per operation
     Lock,
+    /// Issue a token (POST /v1/tokens) per operation
+    TokenIssue,
+    /// Verify one of `--keys` tokens issued before the run per operation
+    TokenVerify,
+    /// Rotate a server's signing key and wait until every --addr serves the new key in its
+    /// JWKS; the latency is that whole time
+    KeyRotation,
     /// Start a local 3-node cluster and stop its active node again and again under load
     Failover,
     /// fsyncs per second and their latency in the data folder (no server needed)
@@ -90,6 +97,10 @@ struct Plan {
     read: ReadConsistency,
     prefix: String,
     value: Vec<u8>,
+    /// Tokens issued before a token-verify run.
+    tokens: std::sync::OnceLock<Vec<String>>,
+    /// Plain HTTP to one node at a time (key-rotation polls every node's key set).
+    http: reqwest::Client,
 }
 
 impl Plan {
@@ -107,6 +118,80 @@ impl Plan {
             .await
             .map_err(|e| e.to_string())?;
         acknowledged(reply).map(|_| ())
+    }
+
+    /// Sends `body` as JSON and answers the 2xx answer's JSON.
+    async fn post_json(&self, path: &str, body: Value) -> Result<Value, String> {
+        let reply = self
+            .store
+            .tandem()?
+            .send(
+                Method::POST,
+                path,
+                Some(body.to_string().into_bytes()),
+                "application/json",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        acknowledged(reply)?.json().map_err(|e| e.to_string())
+    }
+
+    async fn issue_token(&self, n: u64) -> Result<String, String> {
+        let issued = self
+            .post_json(
+                "/v1/tokens",
+                json!({"claims": {"sub": format!("{}{n}", self.prefix)}, "ttl": "10m"}),
+            )
+            .await?;
+        issued["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "the answer holds no token".to_string())
+    }
+
+    /// Rotates the key of the server `worker` picks and waits until every address serves it.
+    async fn rotate_and_wait(&self, worker: usize) -> Result<(), String> {
+        let addrs = &self.args.target.addrs;
+        let rotated_on = &addrs[worker % addrs.len()];
+        let rotated = self
+            .http
+            .post(format!("http://{rotated_on}/v1/keys/rotate"))
+            .bearer_auth(self.args.target.secret_or_default().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !rotated.status().is_success() {
+            return Err(format!("rotate on {rotated_on}: HTTP {}", rotated.status()));
+        }
+        let kid = rotated.json::<Value>().await.map_err(|e| e.to_string())?["kid"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or("rotate answered no kid")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for addr in addrs {
+            loop {
+                let set: Value = self
+                    .http
+                    .get(format!("http://{addr}/.well-known/jwks.json"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let seen = set["keys"]
+                    .as_array()
+                    .is_some_and(|keys| keys.iter().any(|k| k["kid"] == kid.as_str()));
+                if seen {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("{addr} did not serve key {kid} within 30s"));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        Ok(())
     }
 
     async fn put_kv(&self, key: &str) -> Result<(), String> {
@@ -151,6 +236,13 @@ impl Plan {
                     .await
                     .map_err(anyhow::Error::msg)?;
                 }
+            }
+            Workload::TokenVerify => {
+                let mut tokens = Vec::new();
+                for n in 0..self.args.keys.clamp(1, 1000) {
+                    tokens.push(self.issue_token(n).await.map_err(anyhow::Error::msg)?);
+                }
+                let _ = self.tokens.set(tokens);
             }
             Workload::SqlInsert | Workload::SqlInsertBatch => {
                 let body = json!({"sql": "CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, k TEXT, v TEXT)"});
@@ -226,6 +318,18 @@ impl Plan {
             Workload::Failover | Workload::Disk => {
                 return Err("this workload has no single operation against a server".into());
             }
+            Workload::TokenIssue => {
+                self.issue_token(n).await?;
+            }
+            Workload::TokenVerify => {
+                let tokens = self.tokens.get().map(Vec::as_slice).unwrap_or_default();
+                let token = tokens
+                    .get((n as usize) % tokens.len().max(1))
+                    .ok_or("no tokens were issued before the run")?;
+                self.post_json("/v1/tokens/verify", json!({ "token": token }))
+                    .await?;
+            }
+            Workload::KeyRotation => self.rotate_and_wait(worker).await?,
             Workload::Lock => {
                 let name = segment(&format!("{}lock-{worker}", self.prefix));
                 let holder = format!("bench-{worker}");
@@ -418,6 +522,8 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         store,
         read,
         prefix,
+        tokens: std::sync::OnceLock::new(),
+        http: reqwest::Client::new(),
         value,
     });
     plan.prepare().await?;

@@ -86,14 +86,18 @@ pub struct Target {
 
 impl Target {
     pub fn client(&self) -> Result<Client> {
-        let secret = self.secret.clone().or_else(|| {
+        Ok(Client::new(&self.addrs, self.secret_or_default())?)
+    }
+
+    /// `--secret`, or the one a local single node saved in its data folder.
+    pub fn secret_or_default(&self) -> Option<String> {
+        self.secret.clone().or_else(|| {
             let data_dir =
                 std::env::var("TANDEM_DATA_DIR").unwrap_or_else(|_| "tandem-data".into());
             std::fs::read_to_string(std::path::Path::new(&data_dir).join("secret-api"))
                 .ok()
                 .map(|s| s.trim().to_string())
-        });
-        Ok(Client::new(&self.addrs, secret)?)
+        })
     }
 
     fn read_query(&self) -> String {
