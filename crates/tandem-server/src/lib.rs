@@ -10,6 +10,7 @@ mod extract;
 mod forward;
 mod health;
 mod node;
+mod proposals;
 mod server;
 
 pub use config::{ConfigError, ServerArgs, Settings};

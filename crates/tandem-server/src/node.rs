@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_ha::HaBackend;
-use tandem_raft::openraft::error::{ClientWriteError, RaftError};
-use tandem_raft::{ClusterClient, LogStore, NodeId, PeerContacts, Proposal, Raft};
-use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
+use tandem_raft::{ClusterClient, LogStore, NodeId, PeerContacts, Raft};
+use tandem_store::{Command, Outcome, StateDb, StateMachine};
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::proposals::ProposalQueue;
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -46,6 +46,8 @@ pub struct Node {
     pub cluster: ClusterClient,
     pub secret_api: String,
     pub secret_raft: String,
+    /// Commands on their way into the Raft log, several to an entry when they arrive together.
+    pub(crate) proposals: ProposalQueue,
 }
 
 impl Node {
@@ -57,38 +59,11 @@ impl Node {
         self.ha.view().is_self
     }
 
-    /// Validates a command, stamps it with this leader's clock, and waits until a quorum has
-    /// made it durable and this node has applied it.
+    /// Validates a command and waits until a quorum has made it durable and this node has
+    /// applied it. Commands proposed at the same time may share one Raft entry.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
         command.validate()?;
-        let proposal = Proposal {
-            stamped_at_ms: now_ms(),
-            command: command.encode(),
-        };
-        let written =
-            tokio::time::timeout(self.request_timeout(), self.raft.client_write(proposal)).await;
-        match written {
-            Err(_) => Err(ApiError::outcome_unknown(
-                "the write was not committed in time (no quorum?); it may still be applied later",
-            )),
-            Ok(Ok(response)) => {
-                let applied: Applied = serde_json::from_value(response.data)
-                    .map_err(|e| ApiError::internal(format!("unreadable apply result: {e}")))?;
-                Ok(applied?)
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                // Leadership moved while the write was queued; it was not applied here.
-                Err(ApiError::unavailable(match forward.leader_id {
-                    Some(id) => format!(
-                        "leadership moved to node {id} before the write was proposed; retry"
-                    ),
-                    None => "leadership is changing; retry shortly".to_string(),
-                }))
-            }
-            Ok(Err(e)) => Err(ApiError::unavailable(format!(
-                "the write could not be proposed: {e}"
-            ))),
-        }
+        Ok(self.proposals.propose(command).await??)
     }
 
     /// Waits until this node may serve a read at `consistency`. Only the active node serves

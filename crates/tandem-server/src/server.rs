@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::{load_or_generate_secret, Settings};
 use crate::node::{now_ms, Node};
+use crate::proposals::ProposalQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -197,6 +198,10 @@ impl RunningServer {
             log.clone(),
         );
 
+        let proposals = ProposalQueue::start(
+            raft.clone(),
+            Duration::from_millis(settings.request_timeout_ms),
+        );
         let node = Arc::new(Node {
             id: settings.node_id,
             db: state.db(),
@@ -209,6 +214,7 @@ impl RunningServer {
             cluster,
             secret_api,
             secret_raft,
+            proposals,
         });
 
         let (stop, stopped) = watch::channel(false);

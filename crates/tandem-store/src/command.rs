@@ -100,6 +100,10 @@ pub enum Command {
     /// Proposed by the leader when entries are due to expire: removes every key, cache entry and
     /// lease whose time has passed by the command's stamp.
     Expire,
+    /// Commands that reached the leader together, proposed as one Raft entry (group commit).
+    /// Each is applied in turn, in its own savepoint, and answers on its own, exactly as if it
+    /// had been an entry of its own.
+    Batch(Vec<Command>),
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -230,7 +234,21 @@ impl Command {
                 name("holder", holder)
             }
             Command::Expire => Ok(()),
+            Command::Batch(commands) => {
+                if commands.is_empty() {
+                    return Err(Rejection::invalid("an empty batch"));
+                }
+                commands.iter().try_for_each(|command| match command {
+                    Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch")),
+                    command => command.validate(),
+                })
+            }
         }
+    }
+
+    /// How many bytes [`Command::encode`] makes of it.
+    pub fn encoded_len(&self) -> u64 {
+        bincode::serialized_size(self).unwrap_or(u64::MAX)
     }
 }
 
