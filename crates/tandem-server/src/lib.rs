@@ -11,6 +11,7 @@ mod forward;
 mod health;
 mod node;
 mod proposals;
+mod read_index;
 mod server;
 
 pub use config::{ConfigError, ServerArgs, Settings};

@@ -11,6 +11,7 @@ use tandem_store::{Command, Outcome, StateDb, StateMachine};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::proposals::ProposalQueue;
+use crate::read_index::ReadIndex;
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -48,6 +49,8 @@ pub struct Node {
     pub secret_raft: String,
     /// Commands on their way into the Raft log, several to an entry when they arrive together.
     pub(crate) proposals: ProposalQueue,
+    /// Leadership confirmations that concurrent linearizable reads share.
+    pub(crate) read_index: ReadIndex,
 }
 
 impl Node {
@@ -75,20 +78,7 @@ impl Node {
                 "this node lost the active role while serving the read; retry",
             )),
             Consistency::Leader => Ok(()),
-            Consistency::Linearizable => {
-                let confirmed =
-                    tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
-                        .await;
-                match confirmed {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(ApiError::unavailable(format!(
-                        "cannot confirm leadership for a linearizable read: {e}"
-                    ))),
-                    Err(_) => Err(ApiError::unavailable(
-                        "could not confirm leadership in time for a linearizable read",
-                    )),
-                }
-            }
+            Consistency::Linearizable => self.read_index.confirm().await,
         }
     }
 
