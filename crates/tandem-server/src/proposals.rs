@@ -30,6 +30,7 @@ struct Queued {
 /// Where [`crate::node::Node::propose`] hands its commands.
 pub struct ProposalQueue {
     queue: mpsc::UnboundedSender<Queued>,
+    timeout: Duration,
 }
 
 impl ProposalQueue {
@@ -37,19 +38,24 @@ impl ProposalQueue {
     pub fn start(raft: Raft, timeout: Duration) -> ProposalQueue {
         let (queue, queued) = mpsc::unbounded_channel();
         tokio::spawn(propose_queued(raft, timeout, queued));
-        ProposalQueue { queue }
+        ProposalQueue { queue, timeout }
     }
 
     /// Proposes a validated `command` and waits until a quorum has made it durable and this
-    /// node has applied it.
+    /// node has applied it, for at most the request timeout in all, queueing included.
     pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Queued { command, answer })
             .map_err(|_| ApiError::unavailable("this node is shutting down"))?;
-        answered.await.map_err(|_| {
-            ApiError::outcome_unknown("this node stopped before the write was answered")
-        })?
+        match tokio::time::timeout(self.timeout, answered).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(_)) => Err(ApiError::outcome_unknown(
+                "this node stopped before the write was answered",
+            )),
+            // Still queued or in flight: it may be applied later.
+            Err(_) => Err(not_committed_in_time()),
+        }
     }
 }
 
@@ -135,6 +141,12 @@ async fn propose_entry(raft: &Raft, timeout: Duration, mut batch: Vec<Queued>) {
     }
 }
 
+fn not_committed_in_time() -> ApiError {
+    ApiError::outcome_unknown(
+        "the write was not committed in time (no quorum?); it may still be applied later",
+    )
+}
+
 /// Stamps `command` with this leader's clock, proposes it as one entry and answers what the
 /// state machine returned for it.
 async fn write(
@@ -147,9 +159,7 @@ async fn write(
         command: command.encode(),
     };
     match tokio::time::timeout(timeout, raft.client_write(proposal)).await {
-        Err(_) => Err(ApiError::outcome_unknown(
-            "the write was not committed in time (no quorum?); it may still be applied later",
-        )),
+        Err(_) => Err(not_committed_in_time()),
         Ok(Ok(response)) => Ok(response.data),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
             // Leadership moved while the write was queued; it was not applied here.
