@@ -28,7 +28,7 @@ fi
 
 if [ -z "${TANDEM:-}" ]; then
     echo "== building tandem (release)"
-    cargo build --release -p tandem >/dev/null
+    cargo build --release -q -p tandem
     TANDEM="$PWD/target/release/tandem"
 fi
 

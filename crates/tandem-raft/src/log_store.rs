@@ -1,18 +1,21 @@
-//! The Raft log and vote, kept in redb. Every append, vote and truncation is one transaction
-//! committed with `Durability::Immediate` (fsync) before openraft is told it is done, so an
-//! acknowledged write survives a crash of the process or the machine.
+//! The Raft log and vote, kept in redb. Appends return at once; one writer thread takes every
+//! write that is waiting — appends, votes, truncations — into one transaction committed with
+//! `Durability::Immediate` (one fsync: group commit), and only then tells openraft the entries
+//! are flushed, so an acknowledged write survives a crash of the process or the machine.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError, Vote,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use crate::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -36,12 +39,144 @@ pub enum LogStoreError {
         #[source]
         source: redb::Error,
     },
+    #[error("cannot start the writer of the Raft log at {path}: {source}")]
+    Writer {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// The durable Raft log. Clones share one database.
+/// Entries appended but not yet on disk, by index: readers see them before the writer has
+/// flushed them, as openraft requires of `append`.
+type Unflushed = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// At most this many writes go into one transaction, to bound its size.
+const MAX_WRITES_PER_COMMIT: usize = 4096;
+
+/// A write the writer thread carries out, in the order it was asked for.
+enum LogWrite {
+    Append {
+        entries: Vec<(LogId, Vec<u8>)>,
+        flushed: LogFlushed<TypeConfig>,
+    },
+    Meta {
+        key: &'static str,
+        bytes: Vec<u8>,
+        /// False for hints whose loss is harmless: they ride along with the next fsync.
+        durable: bool,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// Removes the entries from this index on.
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Removes the entries up to and including this one, and remembers it as the last purged.
+    Purge {
+        upto: u64,
+        last_purged: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+impl LogWrite {
+    fn durable(&self) -> bool {
+        !matches!(self, LogWrite::Meta { durable: false, .. })
+    }
+}
+
+/// The writer thread: waits for a write, takes every other one already waiting, commits them in
+/// one transaction and then reports each one's outcome. Ends when every [`LogStore`] is dropped.
+fn run_writer(db: Arc<Database>, unflushed: Unflushed, writes: mpsc::Receiver<LogWrite>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_WRITES_PER_COMMIT {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &batch).map_err(|e| e.to_string());
+        if result.is_ok() {
+            let mut unflushed = lock(&unflushed);
+            for write in &batch {
+                if let LogWrite::Append { entries, .. } = write {
+                    for (log_id, _) in entries {
+                        // A truncation may have replaced the entry at this index since.
+                        if unflushed.get(&log_id.index).map(|e| e.log_id) == Some(*log_id) {
+                            unflushed.remove(&log_id.index);
+                        }
+                    }
+                }
+            }
+        }
+        for write in batch {
+            match write {
+                LogWrite::Append { flushed, .. } => {
+                    flushed.log_io_completed(result.clone().map_err(std::io::Error::other))
+                }
+                LogWrite::Meta { done, .. } => {
+                    if let Some(done) = done {
+                        let _ = done.send(result.clone());
+                    }
+                }
+                LogWrite::Truncate { done, .. } | LogWrite::Purge { done, .. } => {
+                    let _ = done.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[LogWrite]) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    let durability = if batch.iter().any(LogWrite::durable) {
+        Durability::Immediate
+    } else {
+        Durability::None
+    };
+    txn.set_durability(durability)?;
+    {
+        let mut logs = txn.open_table(LOGS)?;
+        let mut meta = txn.open_table(META)?;
+        for write in batch {
+            match write {
+                LogWrite::Append { entries, .. } => {
+                    for (log_id, bytes) in entries {
+                        logs.insert(log_id.index, bytes.as_slice())?;
+                    }
+                }
+                LogWrite::Meta { key, bytes, .. } => {
+                    meta.insert(*key, bytes.as_slice())?;
+                }
+                LogWrite::Truncate { from, .. } => {
+                    logs.retain_in(*from.., |_, _| false)?;
+                }
+                LogWrite::Purge {
+                    upto, last_purged, ..
+                } => {
+                    meta.insert(PURGED_KEY, last_purged.as_slice())?;
+                    logs.retain_in(..=*upto, |_, _| false)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn lock(unflushed: &Unflushed) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
+    // The map holds no invariant a panicking holder could break half-way.
+    unflushed.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The durable Raft log. Clones share one database and one writer thread.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    unflushed: Unflushed,
+    writer: mpsc::Sender<LogWrite>,
     /// The last committed index this node knows of, for status reports; `u64::MAX` means none.
     committed_index: Arc<AtomicU64>,
 }
@@ -63,8 +198,23 @@ impl LogStore {
             path: path.display().to_string(),
             source,
         })?;
+        let db = Arc::new(db);
+        let unflushed = Unflushed::default();
+        let (writer, writes) = mpsc::channel();
+        {
+            let (db, unflushed) = (db.clone(), unflushed.clone());
+            std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || run_writer(db, unflushed, writes))
+                .map_err(|source| LogStoreError::Writer {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
         let store = LogStore {
-            db: Arc::new(db),
+            db,
+            unflushed,
+            writer,
             committed_index: Arc::new(AtomicU64::new(u64::MAX)),
         };
         if let Ok(Some(committed)) = store.read_meta::<LogId>(COMMITTED_KEY) {
@@ -93,10 +243,11 @@ impl LogStore {
     pub fn is_empty(&self) -> Result<bool, StorageError> {
         let vote: Option<Vote<NodeId>> = self.read_meta(VOTE_KEY)?;
         let purged: Option<LogId> = self.read_meta(PURGED_KEY)?;
+        let unflushed = lock(&self.unflushed).is_empty();
         let txn = self.db.begin_read().map_err(read_err)?;
         let logs = txn.open_table(LOGS).map_err(read_err)?;
         let no_logs = logs.first().map_err(read_err)?.is_none();
-        Ok(vote.is_none() && purged.is_none() && no_logs)
+        Ok(vote.is_none() && purged.is_none() && unflushed && no_logs)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -113,52 +264,41 @@ impl LogStore {
         }
     }
 
-    /// Runs one durable write transaction on a blocking thread.
-    /// With `Durability::Immediate` the commit returns after fsync; `None` is for hints whose
-    /// loss is harmless.
-    async fn write<F>(
-        &self,
-        subject: ErrorSubject<NodeId>,
-        durability: Durability,
-        f: F,
-    ) -> Result<(), StorageError>
-    where
-        F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
-    {
-        let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
-            f(&txn)?;
-            txn.commit()?;
-            Ok(())
+    /// Hands `write` to the writer thread.
+    fn queue(&self, subject: &ErrorSubject<NodeId>, write: LogWrite) -> Result<(), StorageError> {
+        self.writer.send(write).map_err(|_| {
+            StorageIOError::new(
+                subject.clone(),
+                ErrorVerb::Write,
+                AnyError::error("the Raft log writer has stopped"),
+            )
+            .into()
         })
-        .await;
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&e)).into())
-            }
-            Err(join) => {
-                Err(StorageIOError::new(subject, ErrorVerb::Write, AnyError::new(&join)).into())
-            }
-        }
     }
 
-    async fn write_meta<T: serde::Serialize>(
+    /// Hands `write` to the writer thread and waits until it is on disk.
+    async fn write_and_wait(
         &self,
         subject: ErrorSubject<NodeId>,
-        key: &'static str,
-        value: &T,
+        write: impl FnOnce(oneshot::Sender<Result<(), String>>) -> LogWrite,
     ) -> Result<(), StorageError> {
-        let bytes = crate::wire::encode_request(value).map_err(|e| {
-            StorageIOError::new(subject.clone(), ErrorVerb::Write, AnyError::new(&e))
-        })?;
-        self.write(subject, Durability::Immediate, move |txn| {
-            txn.open_table(META)?.insert(key, bytes.as_slice())?;
-            Ok(())
+        let (done, result) = oneshot::channel();
+        self.queue(&subject, write(done))?;
+        let outcome = match result.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err("the Raft log writer has stopped".into()),
+        };
+        outcome
+            .map_err(|e| StorageIOError::new(subject, ErrorVerb::Write, AnyError::error(e)).into())
+    }
+
+    fn encode<T: serde::Serialize>(
+        subject: &ErrorSubject<NodeId>,
+        value: &T,
+    ) -> Result<Vec<u8>, StorageError> {
+        crate::wire::encode_request(value).map_err(|e| {
+            StorageIOError::new(subject.clone(), ErrorVerb::Write, AnyError::new(&e)).into()
         })
-        .await
     }
 }
 
@@ -181,14 +321,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => Bound::Excluded(i),
             Bound::Unbounded => Bound::Unbounded,
         };
+        // Unflushed entries first: the writer removes them only once they are in the database,
+        // so each entry is found in one place or the other.
+        let unflushed: Vec<Entry> = lock(&self.unflushed)
+            .range((start, end))
+            .map(|(_, entry)| entry.clone())
+            .collect();
         let txn = self.db.begin_read().map_err(read_err)?;
         let logs = txn.open_table(LOGS).map_err(read_err)?;
-        let mut entries = Vec::new();
+        let mut entries = BTreeMap::new();
         for item in logs.range::<u64>((start, end)).map_err(read_err)? {
-            let (_, bytes) = item.map_err(read_err)?;
-            entries.push(crate::wire::decode_request(bytes.value()).map_err(read_err)?);
+            let (index, bytes) = item.map_err(read_err)?;
+            let entry: Entry = crate::wire::decode_request(bytes.value()).map_err(read_err)?;
+            entries.insert(index.value(), entry);
         }
-        Ok(entries)
+        entries.extend(unflushed.into_iter().map(|e| (e.log_id.index, e)));
+        Ok(entries.into_values().collect())
     }
 }
 
@@ -197,19 +345,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(PURGED_KEY)?;
-        let last = {
-            let txn = self.db.begin_read().map_err(read_err)?;
-            let logs = txn.open_table(LOGS).map_err(read_err)?;
-            let last_bytes = logs
-                .last()
-                .map_err(read_err)?
-                .map(|(_, bytes)| bytes.value().to_vec());
-            match last_bytes {
-                Some(bytes) => {
-                    let entry: Entry = crate::wire::decode_request(&bytes).map_err(read_err)?;
-                    Some(entry.log_id)
+        // The unflushed entries, when there are any, are the log's tail.
+        let last_unflushed = lock(&self.unflushed)
+            .last_key_value()
+            .map(|(_, e)| e.log_id);
+        let last = match last_unflushed {
+            Some(log_id) => Some(log_id),
+            None => {
+                let txn = self.db.begin_read().map_err(read_err)?;
+                let logs = txn.open_table(LOGS).map_err(read_err)?;
+                let last_bytes = logs
+                    .last()
+                    .map_err(read_err)?
+                    .map(|(_, bytes)| bytes.value().to_vec());
+                match last_bytes {
+                    Some(bytes) => {
+                        let entry: Entry = crate::wire::decode_request(&bytes).map_err(read_err)?;
+                        Some(entry.log_id)
+                    }
+                    None => None,
                 }
-                None => None,
             }
         };
         Ok(LogState {
@@ -223,7 +378,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.write_meta(ErrorSubject::Vote, VOTE_KEY, vote).await
+        let bytes = Self::encode(&ErrorSubject::Vote, vote)?;
+        self.write_and_wait(ErrorSubject::Vote, |done| LogWrite::Meta {
+            key: VOTE_KEY,
+            bytes,
+            durable: true,
+            done: Some(done),
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -235,15 +397,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         self.committed_index.store(log_id.index, Ordering::Relaxed);
-        // Not fsynced on its own: it is a hint that lets a restart apply committed entries
-        // sooner; losing it costs nothing but a round of replication.
-        let bytes = crate::wire::encode_request(&log_id).map_err(read_err)?;
-        self.write(ErrorSubject::Store, Durability::None, move |txn| {
-            let mut txn_meta = txn.open_table(META)?;
-            txn_meta.insert(COMMITTED_KEY, bytes.as_slice())?;
-            Ok(())
-        })
-        .await
+        // Not waited for nor fsynced on its own: it is a hint that lets a restart apply
+        // committed entries sooner; losing it costs nothing but a round of replication.
+        let bytes = Self::encode(&ErrorSubject::Store, &log_id)?;
+        self.queue(
+            &ErrorSubject::Store,
+            LogWrite::Meta {
+                key: COMMITTED_KEY,
+                bytes,
+                durable: false,
+                done: None,
+            },
+        )
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -259,47 +424,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut encoded = Vec::new();
-        for entry in entries {
-            let bytes = crate::wire::encode_request(&entry).map_err(|e| {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let bytes = crate::wire::encode_request(entry).map_err(|e| {
                 StorageIOError::<NodeId>::write_log_entry(entry.log_id, AnyError::new(&e))
             })?;
-            encoded.push((entry.log_id.index, bytes));
+            encoded.push((entry.log_id, bytes));
         }
-        // One fsynced transaction for the whole batch: group commit.
-        let result = self
-            .write(ErrorSubject::Logs, Durability::Immediate, move |txn| {
-                let mut logs = txn.open_table(LOGS)?;
-                for (index, bytes) in &encoded {
-                    logs.insert(*index, bytes.as_slice())?;
-                }
-                Ok(())
-            })
-            .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
+        lock(&self.unflushed).extend(entries.into_iter().map(|e| (e.log_id.index, e)));
+        // Returns before the fsync; the writer calls back once these entries are on disk,
+        // together with every other write that queued up meanwhile.
+        self.queue(
+            &ErrorSubject::Logs,
+            LogWrite::Append {
+                entries: encoded,
+                flushed: callback,
+            },
+        )
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write(ErrorSubject::Logs, Durability::Immediate, move |txn| {
-            let mut logs = txn.open_table(LOGS)?;
-            logs.retain_in(log_id.index.., |_, _| false)?;
-            Ok(())
+        drop(lock(&self.unflushed).split_off(&log_id.index));
+        self.write_and_wait(ErrorSubject::Logs, |done| LogWrite::Truncate {
+            from: log_id.index,
+            done,
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let purged = crate::wire::encode_request(&log_id).map_err(read_err)?;
-        self.write(ErrorSubject::Logs, Durability::Immediate, move |txn| {
-            txn.open_table(META)?
-                .insert(PURGED_KEY, purged.as_slice())?;
-            let mut logs = txn.open_table(LOGS)?;
-            logs.retain_in(..=log_id.index, |_, _| false)?;
-            Ok(())
+        let last_purged = Self::encode(&ErrorSubject::Logs, &log_id)?;
+        lock(&self.unflushed).retain(|index, _| *index > log_id.index);
+        self.write_and_wait(ErrorSubject::Logs, |done| LogWrite::Purge {
+            upto: log_id.index,
+            last_purged,
+            done,
         })
         .await
     }

@@ -7,7 +7,7 @@ use tandem_store::{Rejection, RejectionKind};
 /// The error code of a 503 after which a request may or may not have been applied.
 pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,

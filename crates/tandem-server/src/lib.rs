@@ -11,6 +11,8 @@ mod forward;
 mod health;
 mod keys;
 mod node;
+mod proposals;
+mod read_index;
 mod server;
 mod token_api;
 

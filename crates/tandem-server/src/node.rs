@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_ha::HaBackend;
-use tandem_raft::openraft::error::{ClientWriteError, RaftError};
-use tandem_raft::{wire, ClusterClient, LogStore, NodeId, PeerContacts, Proposal, Raft};
+use tandem_raft::{wire, ClusterClient, LogStore, NodeId, PeerContacts, Raft};
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::keys::KeyRing;
+use crate::proposals::ProposalQueue;
+use crate::read_index::ReadIndex;
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -49,6 +50,10 @@ pub struct Node {
     pub secret_raft: String,
     /// This server's token signing keys and the key peers' sets.
     pub keys: KeyRing,
+    /// Commands on their way into the Raft log, several to an entry when they arrive together.
+    pub(crate) proposals: ProposalQueue,
+    /// Leadership confirmations that concurrent linearizable reads share.
+    pub(crate) read_index: ReadIndex,
 }
 
 impl Node {
@@ -60,8 +65,8 @@ impl Node {
         self.ha.view().is_self
     }
 
-    /// Validates a command, stamps it with this leader's clock, and waits until a quorum has
-    /// made it durable and this node has applied it.
+    /// Validates a command and waits until a quorum has made it durable and this node has
+    /// applied it. Commands proposed at the same time may share one Raft entry.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
         Ok(self.propose_applied(command).await??)
     }
@@ -108,31 +113,7 @@ impl Node {
     /// error, so it can travel to the node that asked for it.
     pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
         command.validate()?;
-        let proposal = Proposal {
-            stamped_at_ms: now_ms(),
-            command: command.encode(),
-        };
-        let written =
-            tokio::time::timeout(self.request_timeout(), self.raft.client_write(proposal)).await;
-        match written {
-            Err(_) => Err(ApiError::outcome_unknown(
-                "the write was not committed in time (no quorum?); it may still be applied later",
-            )),
-            Ok(Ok(response)) => serde_json::from_value(response.data)
-                .map_err(|e| ApiError::internal(format!("unreadable apply result: {e}"))),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                // Leadership moved while the write was queued; it was not applied here.
-                Err(ApiError::unavailable(match forward.leader_id {
-                    Some(id) => format!(
-                        "leadership moved to node {id} before the write was proposed; retry"
-                    ),
-                    None => "leadership is changing; retry shortly".to_string(),
-                }))
-            }
-            Ok(Err(e)) => Err(ApiError::unavailable(format!(
-                "the write could not be proposed: {e}"
-            ))),
-        }
+        self.proposals.propose(command).await
     }
 
     /// Waits until this node may serve a read at `consistency`. Only the active node serves
@@ -144,20 +125,7 @@ impl Node {
                 "this node lost the active role while serving the read; retry",
             )),
             Consistency::Leader => Ok(()),
-            Consistency::Linearizable => {
-                let confirmed =
-                    tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
-                        .await;
-                match confirmed {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(ApiError::unavailable(format!(
-                        "cannot confirm leadership for a linearizable read: {e}"
-                    ))),
-                    Err(_) => Err(ApiError::unavailable(
-                        "could not confirm leadership in time for a linearizable read",
-                    )),
-                }
-            }
+            Consistency::Linearizable => self.read_index.confirm().await,
         }
     }
 

@@ -21,6 +21,8 @@ use tokio::sync::watch;
 use crate::config::{load_or_generate_secret, Settings};
 use crate::keys::{peer_refresh_loop, rotation_loop, KeyRing};
 use crate::node::{now_ms, Node};
+use crate::proposals::ProposalQueue;
+use crate::read_index::ReadIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -202,6 +204,9 @@ impl RunningServer {
             log.clone(),
         );
 
+        let request_timeout = Duration::from_millis(settings.request_timeout_ms);
+        let proposals = ProposalQueue::start(raft.clone(), request_timeout);
+        let read_index = ReadIndex::new(raft.clone(), request_timeout);
         let node = Arc::new(Node {
             id: settings.node_id,
             db: state.db(),
@@ -215,6 +220,8 @@ impl RunningServer {
             secret_api,
             secret_raft,
             keys,
+            proposals,
+            read_index,
         });
 
         let (stop, stopped) = watch::channel(false);

@@ -111,6 +111,10 @@ pub enum Command {
     /// A key stops signing; it stays in the key set for `keep_for_ms` more (the longest token
     /// it may have signed), then leaves it.
     KeyRetire { kid: String, keep_for_ms: u64 },
+    /// Commands that reached the leader together, proposed as one Raft entry (group commit).
+    /// Each is applied in turn, in its own savepoint, and answers on its own, exactly as if it
+    /// had been an entry of its own.
+    Batch(Vec<Command>),
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -267,7 +271,21 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Batch(commands) => {
+                if commands.is_empty() {
+                    return Err(Rejection::invalid("an empty batch"));
+                }
+                commands.iter().try_for_each(|command| match command {
+                    Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch")),
+                    command => command.validate(),
+                })
+            }
         }
+    }
+
+    /// How many bytes [`Command::encode`] makes of it.
+    pub fn encoded_len(&self) -> u64 {
+        bincode::serialized_size(self).unwrap_or(u64::MAX)
     }
 }
 

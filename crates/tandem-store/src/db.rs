@@ -292,21 +292,26 @@ impl StateDb {
                     clock = clock.max(proposal.stamped_at_ms);
                     match Command::decode(&proposal.command) {
                         Err(e) => Err(Rejection::invalid(e)),
-                        Ok(command) => {
-                            let sp = tx.savepoint()?;
-                            let before = revision;
-                            match self.apply_command(&sp, &command, clock, &mut revision) {
-                                Ok(outcome) => {
-                                    sp.commit()?;
-                                    Ok(outcome)
-                                }
-                                Err(ApplyError::Rejected(rejection)) => {
-                                    revision = before;
-                                    drop(sp);
-                                    Err(rejection)
-                                }
-                                Err(ApplyError::Store(e)) => return Err(e),
+                        // One answer per command of the batch, in order.
+                        Ok(Command::Batch(commands)) if !commands.is_empty() => {
+                            let mut batch_answers = Vec::with_capacity(commands.len());
+                            for command in &commands {
+                                let applied = self.apply_in_savepoint(
+                                    &mut tx,
+                                    command,
+                                    clock,
+                                    &mut revision,
+                                )?;
+                                batch_answers.push(
+                                    serde_json::to_value(&applied)
+                                        .unwrap_or(serde_json::Value::Null),
+                                );
                             }
+                            answers.push(serde_json::Value::Array(batch_answers));
+                            continue;
+                        }
+                        Ok(command) => {
+                            self.apply_in_savepoint(&mut tx, &command, clock, &mut revision)?
                         }
                     }
                 }
@@ -332,6 +337,30 @@ impl StateDb {
         tx.commit()?;
         self.clock_ms.store(clock, Ordering::SeqCst);
         Ok(answers)
+    }
+
+    /// Applies one command in a savepoint of `tx`: a rejected command leaves no trace.
+    fn apply_in_savepoint(
+        &self,
+        tx: &mut rusqlite::Transaction<'_>,
+        command: &Command,
+        clock: i64,
+        revision: &mut u64,
+    ) -> Result<Applied, StoreError> {
+        let sp = tx.savepoint()?;
+        let before = *revision;
+        match self.apply_command(&sp, command, clock, revision) {
+            Ok(outcome) => {
+                sp.commit()?;
+                Ok(Ok(outcome))
+            }
+            Err(ApplyError::Rejected(rejection)) => {
+                *revision = before;
+                drop(sp);
+                Ok(Err(rejection))
+            }
+            Err(ApplyError::Store(e)) => Err(e),
+        }
     }
 
     fn check_fence(conn: &Connection, fence: &Option<Fence>, now: i64) -> Result<(), ApplyError> {
@@ -518,6 +547,8 @@ impl StateDb {
                 Self::set_lock(conn, name, None, *token, None)?;
                 Ok(Outcome::Released)
             }
+            // Only the top level of an entry may be a batch; `apply` unpacks it.
+            Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
             Command::Expire => {
                 let mut removed = conn
                     .prepare_cached("DELETE FROM _tandem_kv WHERE expires_at <= ?1")?

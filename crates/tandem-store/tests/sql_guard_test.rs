@@ -1,19 +1,10 @@
 //! User SQL cannot step outside the replicated database or change the connection it runs on,
 //! and a refusal says what was refused.
 
-use tandem_raft::openraft::{CommittedLeaderId, EntryPayload, LogId};
-use tandem_raft::{Entry, Proposal};
-use tandem_store::{Applied, Command, Params, SqlValue, StateDb, Statement};
+mod entries;
 
-fn entry(index: u64, command: &Command) -> Entry {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal {
-            stamped_at_ms: 1_700_000_000_000,
-            command: command.encode(),
-        }),
-    }
-}
+use entries::entry;
+use tandem_store::{Applied, Command, Params, SqlValue, StateDb, Statement};
 
 fn statement(sql: &str, params: Vec<SqlValue>) -> Statement {
     Statement {
