@@ -27,8 +27,13 @@ if ! command -v etcd >/dev/null 2>&1; then
 fi
 
 if [ -z "${TANDEM:-}" ]; then
-    echo "== building tandem (release)"
-    cargo build --release -q -p tandem
+    if ! command -v protoc >/dev/null 2>&1; then
+        # The etcd target's client compiles etcd's protobuf definitions.
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+    fi
+    echo "== building tandem (release, with the etcd target)"
+    cargo build --release -q -p tandem --features etcd
     TANDEM="$PWD/target/release/tandem"
 fi
 

@@ -485,6 +485,9 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
             "--target etcd runs kv-put, kv-get and failover; the other workloads are Tandem's own"
         );
     }
+    if args.system == System::Etcd {
+        crate::bench_target::etcd_available()?;
+    }
     let read = ReadConsistency::parse(&args.target.consistency)?;
     match args.workload {
         Workload::Failover => {

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 use tandem_client::Client;
 
-use crate::bench_target::{etcd_client, Acknowledger, KvStore, System};
+use crate::bench_target::{member_statuses, Acknowledger, KvStore, System};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StopSignal {
@@ -265,32 +265,15 @@ impl LocalCluster {
         }
     }
 
-    /// etcd's status of every member that answers: (index, status).
-    async fn etcd_statuses(&self) -> Vec<(usize, etcd_client::StatusResponse)> {
-        let mut statuses = Vec::new();
-        for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let status = tokio::time::timeout(PROBE, async {
-                etcd_client(std::slice::from_ref(endpoint))
-                    .await?
-                    .status()
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-            .await;
-            if let Ok(Ok(status)) = status {
-                statuses.push((i, status));
-            }
-        }
-        statuses
-    }
-
     async fn etcd_leader(&self) -> Option<(usize, Acknowledger)> {
-        let statuses = self.etcd_statuses().await;
-        statuses.iter().find_map(|(i, status)| {
-            let own_id = status.header()?.member_id();
-            (own_id != 0 && status.leader() == own_id)
-                .then(|| (*i, Acknowledger::Term(status.raft_term())))
-        })
+        member_statuses(&self.endpoints, PROBE)
+            .await
+            .into_iter()
+            .find_map(|(i, status)| {
+                status
+                    .is_leader
+                    .then_some((i, Acknowledger::Term(status.term)))
+            })
     }
 
     /// How far each answering node has committed and applied its log: (index, committed, applied).
@@ -312,17 +295,10 @@ impl LocalCluster {
                 }
                 progress
             }
-            System::Etcd => self
-                .etcd_statuses()
+            System::Etcd => member_statuses(&self.endpoints, PROBE)
                 .await
                 .into_iter()
-                .map(|(i, status)| {
-                    (
-                        i,
-                        Some(status.raft_index()),
-                        Some(status.raft_applied_index()),
-                    )
-                })
+                .map(|(i, status)| (i, Some(status.committed_index), Some(status.applied_index)))
                 .collect(),
         })
     }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+
+pub use crate::bench_etcd::{available as etcd_available, member_statuses, EtcdKv};
 use clap::ValueEnum;
 use tandem_client::{segment, Client, Method, Reply};
 
@@ -69,38 +71,24 @@ impl ReadConsistency {
     }
 }
 
-/// A pause between attempts while etcd has no leader or an endpoint is down; the same as
-/// Tandem's client, which retries on its own.
-const ETCD_RETRY_PAUSE: Duration = Duration::from_millis(50);
-
 /// The thing a bench worker calls.
 #[derive(Clone)]
 pub enum KvStore {
     Tandem(Arc<Client>),
-    Etcd {
-        /// Boxed: the client is large, and cheap to clone per call.
-        kv: Box<etcd_client::KvClient>,
-        /// How long a put keeps retrying, like Tandem's client: etcd's client does not retry on
-        /// another endpoint when one is down or has no leader.
-        deadline: Duration,
-    },
+    Etcd(EtcdKv),
 }
 
 impl KvStore {
     /// A client of the etcd members at `endpoints` (`host:port`), plaintext.
     pub async fn etcd(endpoints: &[String], deadline: Duration) -> Result<KvStore> {
-        let client = etcd_client(endpoints).await?;
-        Ok(KvStore::Etcd {
-            kv: Box::new(client.kv_client()),
-            deadline,
-        })
+        Ok(KvStore::Etcd(EtcdKv::connect(endpoints, deadline).await?))
     }
 
     /// Tandem's client, for the workloads that only Tandem has.
     pub fn tandem(&self) -> Result<&Client, String> {
         match self {
             KvStore::Tandem(client) => Ok(client),
-            KvStore::Etcd { .. } => Err("this workload runs against Tandem only".into()),
+            KvStore::Etcd(_) => Err("this workload runs against Tandem only".into()),
         }
     }
 
@@ -126,22 +114,7 @@ impl KvStore {
                     .unwrap_or_default();
                 Ok(Acknowledger::Node(node))
             }
-            KvStore::Etcd { kv, deadline } => {
-                let started = tokio::time::Instant::now();
-                loop {
-                    // A put of the same key and value may be repeated: it changes nothing more.
-                    match kv.as_ref().clone().put(key, value, None).await {
-                        Ok(reply) => {
-                            let term = reply.header().map(|h| h.raft_term()).unwrap_or_default();
-                            return Ok(Acknowledger::Term(term));
-                        }
-                        Err(e) if started.elapsed() >= *deadline => {
-                            return Err(format!("gave up after {deadline:?}: {e}"))
-                        }
-                        Err(_) => tokio::time::sleep(ETCD_RETRY_PAUSE).await,
-                    }
-                }
-            }
+            KvStore::Etcd(etcd) => etcd.put(key, value).await,
         }
     }
 
@@ -153,27 +126,7 @@ impl KvStore {
                 let reply = client.get(&path).await.map_err(|e| e.to_string())?;
                 acknowledged(reply).map(|_| ())
             }
-            KvStore::Etcd { kv, .. } => {
-                let options = match read {
-                    ReadConsistency::Linearizable => None,
-                    ReadConsistency::Stale => {
-                        Some(etcd_client::GetOptions::new().with_serializable())
-                    }
-                    ReadConsistency::Leader => {
-                        return Err("etcd reads are linearizable or stale (serializable)".into())
-                    }
-                };
-                let reply = kv
-                    .as_ref()
-                    .clone()
-                    .get(key, options)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if reply.kvs().is_empty() {
-                    return Err(format!("key {key:?} is missing"));
-                }
-                Ok(())
-            }
+            KvStore::Etcd(etcd) => etcd.get(key, read).await,
         }
     }
 }
@@ -189,26 +142,6 @@ pub fn acknowledged(reply: Reply) -> Result<Reply, String> {
             String::from_utf8_lossy(&reply.body)
         ))
     }
-}
-
-/// An etcd client over plaintext gRPC to `endpoints` (`host:port` or `http://host:port`).
-pub async fn etcd_client(endpoints: &[String]) -> Result<etcd_client::Client> {
-    let urls: Vec<String> = endpoints
-        .iter()
-        .map(|e| {
-            if e.contains("://") {
-                e.clone()
-            } else {
-                format!("http://{e}")
-            }
-        })
-        .collect();
-    let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(5));
-    etcd_client::Client::connect(&urls, Some(options))
-        .await
-        .with_context(|| format!("cannot reach etcd at {}", urls.join(", ")))
 }
 
 #[cfg(test)]

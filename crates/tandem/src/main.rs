@@ -3,6 +3,11 @@
 
 mod bench;
 mod bench_disk;
+#[cfg(feature = "etcd")]
+mod bench_etcd;
+#[cfg(not(feature = "etcd"))]
+#[path = "bench_etcd_absent.rs"]
+mod bench_etcd;
 mod bench_failover;
 mod bench_target;
 mod cli;
