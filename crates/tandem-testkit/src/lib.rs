@@ -22,14 +22,19 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+pub mod faults;
+pub mod history;
 mod http;
 pub mod linearizability;
 mod load;
+mod netns;
 mod process;
 mod wait;
+pub mod workloads;
 
 pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
+pub use netns::ClusterNetwork;
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use wait::{wait_for, wait_until, DEADLINE};
