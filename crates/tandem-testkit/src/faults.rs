@@ -36,10 +36,13 @@ pub enum FaultKind {
     /// A share of the packets between any two nodes is dropped (TCP then retransmits: traffic
     /// is delayed by hundreds of milliseconds, and some connections fail).
     LossyLinks,
+    /// Traffic between nodes squeezed through a link of a few hundred kbit/s: it queues, and
+    /// arrives late.
+    SlowLinks,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillLeader,
         FaultKind::KillStandby,
         FaultKind::PauseLeader,
@@ -47,6 +50,7 @@ impl FaultKind {
         FaultKind::IsolateLeader,
         FaultKind::OneWayFromLeader,
         FaultKind::LossyLinks,
+        FaultKind::SlowLinks,
     ];
 }
 
@@ -60,6 +64,7 @@ impl fmt::Display for FaultKind {
             FaultKind::IsolateLeader => "isolate active node",
             FaultKind::OneWayFromLeader => "one-way partition from active node",
             FaultKind::LossyLinks => "packet loss between nodes",
+            FaultKind::SlowLinks => "slow links between nodes",
         })
     }
 }
@@ -70,8 +75,9 @@ pub struct ScheduledFault {
     pub kind: FaultKind,
     pub hold: Duration,
     pub calm: Duration,
-    /// For [`FaultKind::LossyLinks`], the share of packets dropped; otherwise 0.
-    pub loss_percent: u32,
+    /// For [`FaultKind::LossyLinks`] the share of packets dropped in %, for
+    /// [`FaultKind::SlowLinks`] the links' rate in kbit/s; otherwise 0.
+    pub intensity: u32,
     /// Picks the standby or the minority's members when the fault happens.
     pub pick: u64,
 }
@@ -121,10 +127,10 @@ impl FaultSchedule {
                 kind,
                 hold: Duration::from_millis(rng.random_range(800..2500)),
                 calm: Duration::from_millis(rng.random_range(300..1500)),
-                loss_percent: if kind == FaultKind::LossyLinks {
-                    rng.random_range(10..40)
-                } else {
-                    0
+                intensity: match kind {
+                    FaultKind::LossyLinks => rng.random_range(10..40),
+                    FaultKind::SlowLinks => rng.random_range(64..512),
+                    _ => 0,
                 },
                 pick: rng.random(),
             };
@@ -168,10 +174,10 @@ impl fmt::Display for FaultSchedule {
             self.faults.len()
         )?;
         for (n, fault) in self.faults.iter().enumerate() {
-            let loss = if fault.kind == FaultKind::LossyLinks {
-                format!(" ({} %)", fault.loss_percent)
-            } else {
-                String::new()
+            let loss = match fault.kind {
+                FaultKind::LossyLinks => format!(" ({} %)", fault.intensity),
+                FaultKind::SlowLinks => format!(" ({} kbit/s)", fault.intensity),
+                _ => String::new(),
             };
             writeln!(
                 f,
@@ -233,8 +239,12 @@ impl Cluster {
                     format!("node {leader} -> {others:?} dropped")
                 }
                 FaultKind::LossyLinks => {
-                    self.network().lose_packets(fault.loss_percent);
-                    format!("{} % of node-to-node packets dropped", fault.loss_percent)
+                    self.network().lose_packets(fault.intensity);
+                    format!("{} % of node-to-node packets dropped", fault.intensity)
+                }
+                FaultKind::SlowLinks => {
+                    self.network().slow_links(fault.intensity);
+                    format!("node-to-node traffic at {} kbit/s", fault.intensity)
                 }
             };
             eprintln!(

@@ -22,6 +22,9 @@ const SUBNET_BASE: usize = 160;
 const FIRST_NODE_HOST: usize = 10;
 /// The nftables table that holds one node's faults; deleting its rules heals the node.
 const FAULT_TABLE: &str = "tandem_faults";
+/// The htb class that slow traffic is sent through; everything else goes through `1:1`, which
+/// does not limit it. (The kernel here has no netem to add a fixed delay.)
+const SLOW_CLASS: &str = "1:2";
 
 /// Spreads the clusters of one test process over the subnets.
 static CLUSTERS_STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -200,6 +203,16 @@ impl ClusterNetwork {
                     "table inet {FAULT_TABLE} {{\n  chain output {{\n    type filter hook output priority 0;\n  }}\n}}\n"
                 ),
             );
+            let tc = |args: &str| {
+                let mut all = vec!["netns", "exec", &namespace, "tc"];
+                all.extend(args.split(' '));
+                run("ip", &all, None);
+            };
+            tc("qdisc add dev eth0 root handle 1: htb default 1");
+            tc("class add dev eth0 parent 1: classid 1:1 htb rate 10gbit");
+            tc(&format!(
+                "class add dev eth0 parent 1: classid {SLOW_CLASS} htb rate 10gbit"
+            ));
         }
         network
     }
@@ -271,6 +284,41 @@ impl ClusterNetwork {
                     from,
                     &format!(
                         "add rule inet {FAULT_TABLE} output ip daddr {} numgen random mod 100 < {percent} drop\n",
+                        self.node_ip(to)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Sends the traffic between nodes through a link of `kbit` kbit/s, where it queues.
+    pub fn slow_links(&self, kbit: u32) {
+        for from in 0..self.namespaces.len() {
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.namespaces[from],
+                    "tc",
+                    "class",
+                    "change",
+                    "dev",
+                    "eth0",
+                    "classid",
+                    SLOW_CLASS,
+                    "htb",
+                    "rate",
+                    &format!("{kbit}kbit"),
+                ],
+                None,
+            );
+            for to in (0..self.namespaces.len()).filter(|&to| to != from) {
+                // htb sends a packet whose priority names one of its classes through that class.
+                self.nft(
+                    from,
+                    &format!(
+                        "add rule inet {FAULT_TABLE} output ip daddr {} meta priority set {SLOW_CLASS}\n",
                         self.node_ip(to)
                     ),
                 );
