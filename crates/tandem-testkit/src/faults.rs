@@ -33,6 +33,9 @@ pub enum FaultKind {
     IsolateLeader,
     /// The active node's packets to every other node are dropped; theirs still reach it.
     OneWayFromLeader,
+    /// Every other node's packets to the active node are dropped; its heartbeats still reach
+    /// them, but no answer comes back.
+    OneWayToLeader,
     /// A share of the packets between any two nodes is dropped (TCP then retransmits: traffic
     /// is delayed by hundreds of milliseconds, and some connections fail).
     LossyLinks,
@@ -42,13 +45,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillLeader,
         FaultKind::KillStandby,
         FaultKind::PauseLeader,
         FaultKind::PartitionMajorityMinority,
         FaultKind::IsolateLeader,
         FaultKind::OneWayFromLeader,
+        FaultKind::OneWayToLeader,
         FaultKind::LossyLinks,
         FaultKind::SlowLinks,
     ];
@@ -63,6 +67,7 @@ impl fmt::Display for FaultKind {
             FaultKind::PartitionMajorityMinority => "partition majority/minority",
             FaultKind::IsolateLeader => "isolate active node",
             FaultKind::OneWayFromLeader => "one-way partition from active node",
+            FaultKind::OneWayToLeader => "one-way partition to active node",
             FaultKind::LossyLinks => "packet loss between nodes",
             FaultKind::SlowLinks => "slow links between nodes",
         })
@@ -237,6 +242,12 @@ impl Cluster {
                         self.network().block(leader, to);
                     }
                     format!("node {leader} -> {others:?} dropped")
+                }
+                FaultKind::OneWayToLeader => {
+                    for &from in &others {
+                        self.network().block(from, leader);
+                    }
+                    format!("{others:?} -> node {leader} dropped")
                 }
                 FaultKind::LossyLinks => {
                     self.network().lose_packets(fault.intensity);

@@ -1,6 +1,10 @@
 //! The integration-test harness: starts real `tandem` server processes on 127.0.0.1 with free
 //! ports, one temporary data folder each, and gives tests per-node faults (kill -9, SIGTERM,
-//! SIGSTOP / SIGCONT, wipe), leader discovery, HTTP helpers and deadline-bound waits.
+//! SIGSTOP / SIGCONT, wipe), leader discovery, HTTP helpers and deadline-bound waits. For the
+//! fault suite it also runs clusters with each node in a network namespace of its own
+//! ([`ClusterNetwork`]: partitions, one-way partitions, packet loss, slow links), seeded fault
+//! schedules ([`faults`]), clients that record their histories ([`history`]), and the workloads
+//! with their checkers ([`workloads`], [`linearizability`]).
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
 //! panics, the last lines of every node's log are printed so a failing run shows why; a server

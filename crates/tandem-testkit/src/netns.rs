@@ -13,6 +13,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 /// Prefix of every namespace and bridge the harness creates.
 const PREFIX: &str = "tdm";
 /// Subnets `10.{SUBNET_BASE + k / 256}.{k % 256}.0/24` for k below this.
@@ -91,6 +94,11 @@ fn remove_stale() {
         let name = line.split_whitespace().next().unwrap_or_default();
         if let Some(pid) = owner_pid(name) {
             if !process_alive(pid) {
+                // Servers that outlived their test would keep the namespace alive.
+                let servers = try_run("ip", &["netns", "pids", name], None).unwrap_or_default();
+                for server in servers.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
+                }
                 let _ = try_run("ip", &["netns", "del", name], None);
             }
         }
