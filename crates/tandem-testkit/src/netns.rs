@@ -151,11 +151,16 @@ impl ClusterNetwork {
             .map(|n| (first_choice + n) % SUBNETS)
             .find_map(|k| {
                 let bridge = format!("{PREFIX}b{k}");
-                try_run("ip", &["link", "add", &bridge, "type", "bridge"], None)
-                    .ok()
-                    .map(|_| (k, bridge))
+                match try_run("ip", &["link", "add", &bridge, "type", "bridge"], None) {
+                    Ok(_) => Some((k, bridge)),
+                    // Another test's cluster holds this subnet.
+                    Err(message) if message.contains("File exists") => None,
+                    Err(message) => panic!(
+                        "cannot create a bridge for a test cluster (the fault suite runs as root, with ip and nft installed): {message}"
+                    ),
+                }
             })
-            .expect("a free subnet for a test cluster (are we root?)");
+            .expect("a free subnet for a test cluster");
         run(
             "ip",
             &[
