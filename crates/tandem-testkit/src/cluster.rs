@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::http::{self, HttpReply};
+use crate::netns::ClusterNetwork;
 use crate::process::{free_ports, ServerProcess};
 use crate::wait::{wait_for, DEADLINE};
 
@@ -47,6 +48,8 @@ pub struct Cluster {
     http: reqwest::Client,
     /// Speaks to cluster ports with a certificate of this cluster's CA.
     cluster_http: reqwest::Client,
+    /// Set when every node runs in a network namespace of its own; dropped after the nodes.
+    network: Option<ClusterNetwork>,
 }
 
 /// Why a start attempt failed.
@@ -63,42 +66,76 @@ impl Cluster {
     pub async fn start(binary: &Path, nodes: usize, extra_args: &[&str]) -> Cluster {
         assert!(nodes > 0, "a cluster needs at least one node");
         for attempt in 1..=START_ATTEMPTS {
-            let mut cluster = Cluster::spawn_all(binary, nodes, extra_args);
-            let mut failure = None;
-            for i in 0..nodes {
-                if let Err(e) = cluster.wait_listening(i).await {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            match failure {
-                None => return cluster,
-                Some(StartFailure::PortTaken) if attempt < START_ATTEMPTS => {
+            let ports = free_ports(nodes * 2);
+            let addrs = (0..nodes)
+                .map(|i| {
+                    (
+                        format!("127.0.0.1:{}", ports[2 * i]),
+                        format!("127.0.0.1:{}", ports[2 * i + 1]),
+                    )
+                })
+                .collect();
+            let cluster = Cluster::spawn_all(binary, addrs, None, extra_args);
+            match cluster.all_listening().await {
+                Ok(cluster) => return cluster,
+                Err(StartFailure::PortTaken) if attempt < START_ATTEMPTS => {
                     eprintln!("tandem-testkit: a port was taken during start {attempt}; retrying with new ports");
                 }
-                Some(StartFailure::PortTaken) => {
+                Err(StartFailure::PortTaken) => {
                     panic!("ports were taken on every one of {START_ATTEMPTS} start attempts")
                 }
-                Some(StartFailure::Other(message)) => panic!("{message}"),
+                Err(StartFailure::Other(message)) => panic!("{message}"),
             }
         }
         unreachable!("the loop returns or panics")
     }
 
-    fn spawn_all(binary: &Path, count: usize, extra_args: &[&str]) -> Cluster {
+    /// Like [`Cluster::start`], but every node runs in a network namespace of its own with an
+    /// address of its own (see [`ClusterNetwork`]), so that [`Cluster::network`] can cut or
+    /// thin out the traffic between particular nodes. Needs root, `ip` and `nft`.
+    pub async fn start_in_namespaces(binary: &Path, nodes: usize, extra_args: &[&str]) -> Cluster {
+        assert!(nodes > 0, "a cluster needs at least one node");
+        let network = ClusterNetwork::create(nodes);
+        let addrs = (0..nodes)
+            .map(|i| {
+                let ip = network.node_ip(i);
+                (format!("{ip}:8100"), format!("{ip}:8200"))
+            })
+            .collect();
+        let cluster = Cluster::spawn_all(binary, addrs, Some(network), extra_args);
+        match cluster.all_listening().await {
+            Ok(cluster) => cluster,
+            // Each node has an address of its own: nothing else can hold its ports.
+            Err(StartFailure::PortTaken) => panic!("a node could not bind its own address"),
+            Err(StartFailure::Other(message)) => panic!("{message}"),
+        }
+    }
+
+    /// The network faults of a cluster started with [`Cluster::start_in_namespaces`].
+    pub fn network(&self) -> &ClusterNetwork {
+        self.network
+            .as_ref()
+            .expect("network faults need a cluster started with Cluster::start_in_namespaces")
+    }
+
+    async fn all_listening(mut self) -> Result<Cluster, StartFailure> {
+        for i in 0..self.len() {
+            self.wait_listening(i).await?;
+        }
+        Ok(self)
+    }
+
+    /// Starts one node per `(raft_addr, api_addr)`, in its namespace when there is a network.
+    fn spawn_all(
+        binary: &Path,
+        addrs: Vec<(String, String)>,
+        network: Option<ClusterNetwork>,
+        extra_args: &[&str],
+    ) -> Cluster {
         let logs = tempfile::Builder::new()
             .prefix("tandem-test-logs-")
             .tempdir()
             .expect("create a temporary folder for logs");
-        let ports = free_ports(count * 2);
-        let addrs: Vec<(String, String)> = (0..count)
-            .map(|i| {
-                (
-                    format!("127.0.0.1:{}", ports[2 * i]),
-                    format!("127.0.0.1:{}", ports[2 * i + 1]),
-                )
-            })
-            .collect();
         let node_list = addrs
             .iter()
             .enumerate()
@@ -135,6 +172,7 @@ impl Cluster {
                     logs.path().join(format!("node-{id}.log")),
                     logs.path().to_path_buf(),
                 );
+                process.set_namespace(network.as_ref().map(|n| n.namespace(i).to_string()));
                 process.spawn();
                 ClusterNode {
                     process,
@@ -149,6 +187,7 @@ impl Cluster {
             logs: Some(logs),
             http: http::http_client(),
             cluster_http: http::cluster_port_client(Some(RAFT_SECRET)),
+            network,
         }
     }
 

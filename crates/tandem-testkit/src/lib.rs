@@ -1,6 +1,10 @@
 //! The integration-test harness: starts real `tandem` server processes on 127.0.0.1 with free
 //! ports, one temporary data folder each, and gives tests per-node faults (kill -9, SIGTERM,
-//! SIGSTOP / SIGCONT, wipe), leader discovery, HTTP helpers and deadline-bound waits.
+//! SIGSTOP / SIGCONT, wipe), leader discovery, HTTP helpers and deadline-bound waits. For the
+//! fault suite it also runs clusters with each node in a network namespace of its own
+//! ([`ClusterNetwork`]: partitions, one-way partitions, packet loss, slow links), seeded fault
+//! schedules ([`faults`]), clients that record their histories ([`history`]), and the workloads
+//! with their checkers ([`workloads`], [`linearizability`]).
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
 //! panics, the last lines of every node's log are printed so a failing run shows why; a server
@@ -22,17 +26,22 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+pub mod faults;
+pub mod history;
 mod http;
 pub mod jose;
 pub mod linearizability;
 mod load;
+mod netns;
 mod process;
 mod tokens;
 mod wait;
+pub mod workloads;
 
 pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
+pub use netns::ClusterNetwork;
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use tokens::IssuedToken;
 pub use wait::{wait_for, wait_until, DEADLINE};

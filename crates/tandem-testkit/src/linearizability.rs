@@ -4,6 +4,10 @@
 //!
 //! An operation whose outcome is unknown (its request may or may not have been applied) has no
 //! return: it may take effect at any point after its call, or never be observed.
+//!
+//! Compare-and-set names the value it expects. Clients send it as `?if_revision=` with the
+//! revision they read that value at; as every write writes a value of its own, "the key is at
+//! that revision" and "the key holds that value" are the same condition.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,14 +15,21 @@ use std::collections::{BTreeMap, HashSet};
 pub enum RegisterOp {
     Read,
     Write(String),
+    /// Write `new` if the key holds `expected` (`None`: if the key is absent).
+    Cas {
+        expected: Option<String>,
+        new: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterOutput {
     /// What a read saw (`None`: the key was absent).
     Read(Option<String>),
-    /// A write was acknowledged.
+    /// A write, or a compare-and-set whose condition held, was acknowledged.
     Written,
+    /// A compare-and-set was refused: the key did not hold the expected value.
+    Refused,
     /// The request may or may not have been applied.
     Unknown,
 }
@@ -39,22 +50,57 @@ pub struct Operation {
 #[derive(Debug)]
 pub struct Anomaly {
     pub key: String,
+    /// The key's whole history.
     pub operations: Vec<Operation>,
+    /// A smallest part of it that is still not linearizable.
+    pub smallest: Vec<Operation>,
+}
+
+fn write_operations(f: &mut std::fmt::Formatter<'_>, ops: &[Operation]) -> std::fmt::Result {
+    for op in ops {
+        let ret = op.ret.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+        writeln!(
+            f,
+            "  client {} [{} .. {}] {:?} -> {:?}",
+            op.client, op.call, ret, op.op, op.output
+        )?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Anomaly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "history of key {:?} is not linearizable:", self.key)?;
-        for op in &self.operations {
-            let ret = op.ret.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
-            writeln!(
-                f,
-                "  client {} [{} .. {}] {:?} -> {:?}",
-                op.client, op.call, ret, op.op, op.output
-            )?;
-        }
-        Ok(())
+        writeln!(
+            f,
+            "history of key {:?} is not linearizable; the smallest part that shows it ({} of {} operations):",
+            self.key,
+            self.smallest.len(),
+            self.operations.len()
+        )?;
+        write_operations(f, &self.smallest)?;
+        writeln!(f, "the key's whole history:")?;
+        write_operations(f, &self.operations)
     }
+}
+
+/// The value an operation may leave in the register.
+fn written_value(op: &RegisterOp) -> Option<&str> {
+    match op {
+        RegisterOp::Read => None,
+        RegisterOp::Write(value) | RegisterOp::Cas { new: value, .. } => Some(value),
+    }
+}
+
+/// True when another operation in `ops` saw the value that `ops[i]` writes: shrinking must then
+/// keep it, or the smallest history would only show a value that nobody wrote.
+fn observed(ops: &[Operation], i: usize) -> bool {
+    let Some(value) = written_value(&ops[i].op) else {
+        return false;
+    };
+    ops.iter().any(|other| {
+        matches!(&other.output, RegisterOutput::Read(Some(seen)) if seen == value)
+            || matches!(&other.op, RegisterOp::Cas { expected: Some(e), .. } if e == value)
+    })
 }
 
 /// Checks every key's history; answers the first key whose history is not linearizable.
@@ -67,9 +113,12 @@ pub fn check_registers(history: &[Operation]) -> Result<(), Anomaly> {
         if !linearizable(&ops) {
             let mut operations = ops;
             operations.sort_by_key(|op| op.call);
+            let smallest =
+                crate::history::shrink(operations.clone(), |ops| !linearizable(ops), observed);
             return Err(Anomaly {
                 key: key.to_string(),
                 operations,
+                smallest,
             });
         }
     }
@@ -86,6 +135,19 @@ fn step(
         (RegisterOp::Read, RegisterOutput::Read(seen)) => (seen == state).then(|| state.clone()),
         (RegisterOp::Read, _) => Some(state.clone()),
         (RegisterOp::Write(value), _) => Some(Some(value.clone())),
+        (RegisterOp::Cas { expected, new }, RegisterOutput::Written) => {
+            (state == expected).then(|| Some(new.clone()))
+        }
+        (RegisterOp::Cas { expected, .. }, RegisterOutput::Refused) => {
+            (state != expected).then(|| state.clone())
+        }
+        // Unknown: it took effect if its condition held when it ran, and did nothing otherwise
+        // (never running at all is the same as running after everything else).
+        (RegisterOp::Cas { expected, new }, _) => Some(if state == expected {
+            Some(new.clone())
+        } else {
+            state.clone()
+        }),
     }
 }
 
@@ -294,6 +356,86 @@ mod tests {
         assert!(check_registers(&seen_late).is_ok());
         let never_seen = vec![unknown, read(1, None, 1, 2), read(1, None, 50, 51)];
         assert!(check_registers(&never_seen).is_ok());
+    }
+
+    fn cas(
+        client: usize,
+        expected: Option<&str>,
+        new: &str,
+        output: RegisterOutput,
+        call: u64,
+        ret: Option<u64>,
+    ) -> Operation {
+        op(
+            client,
+            RegisterOp::Cas {
+                expected: expected.map(str::to_string),
+                new: new.into(),
+            },
+            output,
+            call,
+            ret,
+        )
+    }
+
+    #[test]
+    fn compare_and_set_succeeds_only_on_the_expected_value() {
+        let ok = vec![
+            write(0, "a", 0, 1),
+            cas(1, Some("a"), "b", RegisterOutput::Written, 2, Some(3)),
+            read(0, Some("b"), 4, 5),
+        ];
+        assert!(check_registers(&ok).is_ok());
+        let wrong = vec![
+            write(0, "a", 0, 1),
+            cas(1, Some("z"), "b", RegisterOutput::Written, 2, Some(3)),
+        ];
+        assert!(check_registers(&wrong).is_err());
+    }
+
+    #[test]
+    fn a_refused_compare_and_set_needs_another_value_and_changes_nothing() {
+        let refused_wrongly = vec![
+            write(0, "a", 0, 1),
+            cas(1, Some("a"), "b", RegisterOutput::Refused, 2, Some(3)),
+        ];
+        assert!(check_registers(&refused_wrongly).is_err());
+        let refused_then_applied = vec![
+            write(0, "a", 0, 1),
+            cas(1, Some("z"), "b", RegisterOutput::Refused, 2, Some(3)),
+            read(0, Some("b"), 4, 5),
+        ];
+        assert!(check_registers(&refused_then_applied).is_err());
+    }
+
+    #[test]
+    fn an_unknown_compare_and_set_may_apply_or_not() {
+        let unknown = cas(1, None, "b", RegisterOutput::Unknown, 0, None);
+        assert!(check_registers(&[unknown.clone(), read(0, Some("b"), 5, 6)]).is_ok());
+        assert!(check_registers(&[unknown.clone(), read(0, None, 5, 6)]).is_ok());
+        // ... but only while its condition holds.
+        let too_late = vec![unknown, write(0, "a", 1, 2), read(0, Some("b"), 5, 6)];
+        assert!(check_registers(&too_late).is_err());
+    }
+
+    #[test]
+    fn the_smallest_history_keeps_the_write_a_stale_read_saw() {
+        let mut h = vec![write(0, "a", 0, 1), write(0, "b", 2, 3)];
+        for n in 0..20 {
+            h.push(read(2, Some("b"), 10 + 2 * n, 11 + 2 * n));
+        }
+        h.push(read(1, Some("a"), 100, 101));
+        let anomaly = check_registers(&h).unwrap_err();
+        assert_eq!(anomaly.operations.len(), 23);
+        assert_eq!(
+            anomaly.smallest,
+            vec![
+                write(0, "a", 0, 1),
+                write(0, "b", 2, 3),
+                read(1, Some("a"), 100, 101)
+            ]
+        );
+        assert!(anomaly.to_string().contains("3 of 23 operations"));
     }
 
     #[test]

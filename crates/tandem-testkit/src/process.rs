@@ -67,6 +67,9 @@ pub struct ServerProcess {
     log_path: PathBuf,
     work_dir: PathBuf,
     stdout_path: Option<PathBuf>,
+    /// The network namespace to run in (through `ip netns exec`, which execs the binary, so
+    /// the child's pid is the server's and signals reach it).
+    namespace: Option<String>,
     child: Option<Child>,
     paused: bool,
     starts: u32,
@@ -89,6 +92,7 @@ impl ServerProcess {
             log_path,
             work_dir,
             stdout_path: None,
+            namespace: None,
             child: None,
             paused: false,
             starts: 0,
@@ -107,6 +111,11 @@ impl ServerProcess {
     /// a test can read exactly what that start printed. `None` goes back to the log.
     pub fn set_stdout(&mut self, path: Option<PathBuf>) {
         self.stdout_path = path;
+    }
+
+    /// From the next start on, run inside this network namespace.
+    pub fn set_namespace(&mut self, namespace: Option<String>) {
+        self.namespace = namespace;
     }
 
     /// Starts the process with its arguments; its output is appended to the log.
@@ -131,7 +140,14 @@ impl ServerProcess {
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display())),
             None => log.try_clone().expect("duplicate the log file handle"),
         };
-        let mut command = Command::new(&self.binary);
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         for key in inherited_settings() {
             command.env_remove(key);
         }

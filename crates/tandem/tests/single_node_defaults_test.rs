@@ -48,8 +48,11 @@ async fn generated_secrets_are_saved_printed_once_and_reused() {
     server.spawn();
 
     let secret_file = data.join("secret-api");
-    wait_until(DEADLINE, "the node to save its API secret", async || {
-        std::fs::read_to_string(&secret_file).is_ok_and(|s| !s.trim().is_empty())
+    // The node saves the API secret first and the cluster secret right after it.
+    wait_until(DEADLINE, "the node to save both secrets", async || {
+        ["secret-api", "secret-raft"].iter().all(|name| {
+            std::fs::read_to_string(data.join(name)).is_ok_and(|s| !s.trim().is_empty())
+        })
     })
     .await;
     let secret = std::fs::read_to_string(&secret_file)

@@ -1,0 +1,315 @@
+//! Seeded fault schedules for a cluster started with [`Cluster::start_in_namespaces`]: which
+//! fault comes when and for how long is drawn from a seed that is printed before the run, so a
+//! failing run can be replayed with `TANDEM_FAULT_SEED=<seed>`. Which node a fault hits (the
+//! active node, a standby) is decided when it happens and printed then.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::wait::{wait_until, DEADLINE};
+
+/// How long a fault test runs when `TANDEM_FAULT_DURATION` is not set: every fault kind once,
+/// then more drawn at random until this much time has passed.
+pub const SHORT_PROFILE: Duration = Duration::from_secs(25);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// kill -9 of the active node, restarted after the hold.
+    KillLeader,
+    /// kill -9 of a standby, restarted after the hold.
+    KillStandby,
+    /// SIGSTOP of the active node; SIGCONT after the hold, when another node has taken over.
+    PauseLeader,
+    /// A random minority of the nodes (the active node or not) against the rest.
+    PartitionMajorityMinority,
+    /// The active node cut off from every other node.
+    IsolateLeader,
+    /// The active node's packets to every other node are dropped; theirs still reach it.
+    OneWayFromLeader,
+    /// Every other node's packets to the active node are dropped; its heartbeats still reach
+    /// them, but no answer comes back.
+    OneWayToLeader,
+    /// A share of the packets between any two nodes is dropped (TCP then retransmits: traffic
+    /// is delayed by hundreds of milliseconds, and some connections fail).
+    LossyLinks,
+    /// Traffic between nodes squeezed through a link of a few hundred kbit/s: it queues, and
+    /// arrives late.
+    SlowLinks,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::KillLeader,
+        FaultKind::KillStandby,
+        FaultKind::PauseLeader,
+        FaultKind::PartitionMajorityMinority,
+        FaultKind::IsolateLeader,
+        FaultKind::OneWayFromLeader,
+        FaultKind::OneWayToLeader,
+        FaultKind::LossyLinks,
+        FaultKind::SlowLinks,
+    ];
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::KillLeader => "kill -9 active node",
+            FaultKind::KillStandby => "kill -9 standby",
+            FaultKind::PauseLeader => "SIGSTOP active node",
+            FaultKind::PartitionMajorityMinority => "partition majority/minority",
+            FaultKind::IsolateLeader => "isolate active node",
+            FaultKind::OneWayFromLeader => "one-way partition from active node",
+            FaultKind::OneWayToLeader => "one-way partition to active node",
+            FaultKind::LossyLinks => "packet loss between nodes",
+            FaultKind::SlowLinks => "slow links between nodes",
+        })
+    }
+}
+
+/// One fault: what, how long it lasts, and how long the cluster runs fault-free afterwards.
+#[derive(Clone, Debug)]
+pub struct ScheduledFault {
+    pub kind: FaultKind,
+    pub hold: Duration,
+    pub calm: Duration,
+    /// For [`FaultKind::LossyLinks`] the share of packets dropped in %, for
+    /// [`FaultKind::SlowLinks`] the links' rate in kbit/s; otherwise 0.
+    pub intensity: u32,
+    /// Picks the standby or the minority's members when the fault happens.
+    pub pick: u64,
+}
+
+/// Faults in order, drawn from `seed`: every kind once (in a seeded order), then kinds at
+/// random until the holds and calms add up to `duration`.
+#[derive(Clone, Debug)]
+pub struct FaultSchedule {
+    pub seed: u64,
+    pub duration: Duration,
+    pub faults: Vec<ScheduledFault>,
+}
+
+/// How many faults of each kind were injected.
+pub type FaultCounts = BTreeMap<FaultKind, usize>;
+
+fn parse_duration(text: &str) -> Duration {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("TANDEM_FAULT_DURATION={text:?}: expected e.g. 90s, 30m or 2h"));
+    match unit {
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => panic!("TANDEM_FAULT_DURATION={text:?}: the unit must be s, m or h"),
+    }
+}
+
+impl FaultSchedule {
+    pub fn new(seed: u64, duration: Duration) -> FaultSchedule {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut kinds = FaultKind::ALL.to_vec();
+        kinds.shuffle(&mut rng);
+        let mut faults = Vec::new();
+        let mut planned = Duration::ZERO;
+        let mut next = kinds.into_iter();
+        while faults.len() < FaultKind::ALL.len() || planned < duration {
+            let kind = next
+                .next()
+                .unwrap_or_else(|| FaultKind::ALL[rng.random_range(0..FaultKind::ALL.len())]);
+            let fault = ScheduledFault {
+                kind,
+                hold: Duration::from_millis(rng.random_range(800..2500)),
+                calm: Duration::from_millis(rng.random_range(300..1500)),
+                intensity: match kind {
+                    FaultKind::LossyLinks => rng.random_range(10..40),
+                    FaultKind::SlowLinks => rng.random_range(64..512),
+                    _ => 0,
+                },
+                pick: rng.random(),
+            };
+            planned += fault.hold + fault.calm;
+            faults.push(fault);
+        }
+        FaultSchedule {
+            seed,
+            duration,
+            faults,
+        }
+    }
+
+    /// The schedule for this run: `TANDEM_FAULT_SEED` (or a fresh seed) and
+    /// `TANDEM_FAULT_DURATION` (or [`SHORT_PROFILE`]). Printed, so a failure can be replayed.
+    pub fn from_env() -> FaultSchedule {
+        let seed = match std::env::var("TANDEM_FAULT_SEED") {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("TANDEM_FAULT_SEED={text:?} is not a number")),
+            Err(_) => rand::random(),
+        };
+        let duration = std::env::var("TANDEM_FAULT_DURATION")
+            .map(|text| parse_duration(&text))
+            .unwrap_or(SHORT_PROFILE);
+        let schedule = FaultSchedule::new(seed, duration);
+        eprintln!("{schedule}");
+        schedule
+    }
+}
+
+impl fmt::Display for FaultSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "fault schedule: seed {} (replay with TANDEM_FAULT_SEED={} TANDEM_FAULT_DURATION={}s), {} faults:",
+            self.seed,
+            self.seed,
+            self.duration.as_secs(),
+            self.faults.len()
+        )?;
+        for (n, fault) in self.faults.iter().enumerate() {
+            let loss = match fault.kind {
+                FaultKind::LossyLinks => format!(" ({} %)", fault.intensity),
+                FaultKind::SlowLinks => format!(" ({} kbit/s)", fault.intensity),
+                _ => String::new(),
+            };
+            writeln!(
+                f,
+                "  {n:>3}. {}{loss} for {:?}, then {:?} calm",
+                fault.kind, fault.hold, fault.calm
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// Injects every fault of `schedule` in turn and heals it; after each one, waits (with a
+    /// deadline) until a leader serves again, and calls `progress` so the caller can check that
+    /// its clients still get answers. Answers how many faults of each kind were injected.
+    pub async fn run_fault_schedule(
+        &mut self,
+        schedule: &FaultSchedule,
+        mut progress: impl AsyncFnMut(),
+    ) -> FaultCounts {
+        let started = Instant::now();
+        let mut counts = FaultCounts::new();
+        for (n, fault) in schedule.faults.iter().enumerate() {
+            let leader = self.leader().await;
+            let others: Vec<usize> = (0..self.len()).filter(|&i| i != leader).collect();
+            let standby = others[(fault.pick % others.len() as u64) as usize];
+            let at = started.elapsed();
+            let detail = match fault.kind {
+                FaultKind::KillLeader => {
+                    self.kill(leader);
+                    format!("node {leader}")
+                }
+                FaultKind::KillStandby => {
+                    self.kill(standby);
+                    format!("node {standby}")
+                }
+                FaultKind::PauseLeader => {
+                    self.pause(leader);
+                    format!("node {leader}")
+                }
+                FaultKind::PartitionMajorityMinority => {
+                    let mut shuffled: Vec<usize> = (0..self.len()).collect();
+                    shuffled.shuffle(&mut StdRng::seed_from_u64(fault.pick));
+                    let minority = shuffled[..(self.len() - 1) / 2].to_vec();
+                    let majority: Vec<usize> =
+                        (0..self.len()).filter(|i| !minority.contains(i)).collect();
+                    self.network()
+                        .partition(&[minority.clone(), majority.clone()]);
+                    format!("{minority:?} | {majority:?}")
+                }
+                FaultKind::IsolateLeader => {
+                    self.network().partition(&[vec![leader], others.clone()]);
+                    format!("node {leader} alone")
+                }
+                FaultKind::OneWayFromLeader => {
+                    for &to in &others {
+                        self.network().block(leader, to);
+                    }
+                    format!("node {leader} -> {others:?} dropped")
+                }
+                FaultKind::OneWayToLeader => {
+                    for &from in &others {
+                        self.network().block(from, leader);
+                    }
+                    format!("{others:?} -> node {leader} dropped")
+                }
+                FaultKind::LossyLinks => {
+                    self.network().lose_packets(fault.intensity);
+                    format!("{} % of node-to-node packets dropped", fault.intensity)
+                }
+                FaultKind::SlowLinks => {
+                    self.network().slow_links(fault.intensity);
+                    format!("node-to-node traffic at {} kbit/s", fault.intensity)
+                }
+            };
+            eprintln!(
+                "fault {n} at {:.1}s: {} ({detail}) for {:?}",
+                at.as_secs_f64(),
+                fault.kind,
+                fault.hold
+            );
+            *counts.entry(fault.kind).or_default() += 1;
+            tokio::time::sleep(fault.hold).await;
+            match fault.kind {
+                FaultKind::KillLeader => self.start_node(leader).await,
+                FaultKind::KillStandby => self.start_node(standby).await,
+                FaultKind::PauseLeader => self.resume(leader),
+                _ => self.network().heal(),
+            }
+            self.leader().await;
+            progress().await;
+            tokio::time::sleep(fault.calm).await;
+        }
+        // Every node answers again before the final checks.
+        wait_until(DEADLINE, "every node serves after the faults", async || {
+            self.current_leader().await.is_some() && self.live_nodes().len() == self.len()
+        })
+        .await;
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_schedule_and_every_kind_appears() {
+        let a = FaultSchedule::new(42, Duration::from_secs(20));
+        let b = FaultSchedule::new(42, Duration::from_secs(20));
+        assert_eq!(a.to_string(), b.to_string());
+        for kind in FaultKind::ALL {
+            assert!(a.faults.iter().any(|f| f.kind == kind), "{kind} missing");
+        }
+        let planned: Duration = a.faults.iter().map(|f| f.hold + f.calm).sum();
+        assert!(planned >= Duration::from_secs(20));
+        assert_ne!(
+            a.to_string(),
+            FaultSchedule::new(43, a.duration).to_string()
+        );
+    }
+
+    #[test]
+    fn durations_read_as_the_long_profile_spells_them() {
+        assert_eq!(parse_duration("30m"), Duration::from_secs(1800));
+        assert_eq!(parse_duration("90s"), Duration::from_secs(90));
+        assert_eq!(parse_duration("45"), Duration::from_secs(45));
+        assert_eq!(parse_duration("2h"), Duration::from_secs(7200));
+    }
+}

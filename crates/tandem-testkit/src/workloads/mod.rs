@@ -1,0 +1,7 @@
+//! Workloads for fault tests: each has a client loop for [`crate::history::run_under_faults`]
+//! that records its operations, and a checker for the recorded history.
+
+pub mod bank;
+pub mod cache_take;
+pub mod fencing;
+pub mod register;
