@@ -128,7 +128,7 @@ pub async fn route_to_active(
 /// Sends the request to the active node and relays its answer. If the active node cannot be
 /// reached the client is redirected; if it was reached but no answer came back, or leadership
 /// moved meanwhile, the client is told the outcome is unknown.
-async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response {
+pub(crate) async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match to_bytes(body, node.settings.max_body_bytes).await {
         Ok(body) => body,

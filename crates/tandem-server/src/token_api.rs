@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,8 +15,10 @@ use tandem_keys::{issue_token, verify_token, Claims, Jwk, VerifyError};
 
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, Json};
+use crate::forward::forward;
 use crate::keys::{merged_key_set, rotate};
 use crate::node::{now_ms, Node};
+use tandem_raft::wire::FORWARDED_BY_HEADER;
 
 /// Verifiers may cache the key set this long; a key is published before it signs, and standard
 /// JWT libraries fetch the set again when a token names a key they have not seen.
@@ -83,13 +86,48 @@ pub struct VerifyRequest {
     token: String,
 }
 
-pub async fn verify(
-    State(node): State<Arc<Node>>,
-    Json(request): Json<VerifyRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let keys = key_set_knowing(&node, &request.token).await?;
+pub async fn verify(State(node): State<Arc<Node>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, node.settings.max_body_bytes).await {
+        Ok(body) => body,
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the body: {e}")).into_response()
+        }
+    };
+    let token = match serde_json::from_slice::<VerifyRequest>(&body) {
+        Ok(request) => request.token,
+        Err(e) => return ApiError::bad_request(format!("bad JSON body: {e}")).into_response(),
+    };
+    let keys = match key_set_knowing(&node, &token).await {
+        Ok(keys) => keys,
+        Err(e) => return e.into_response(),
+    };
+    let unknown = tandem_keys::token_key_id(&token).filter(|kid| keys.find(kid).is_none());
+    if let Some(kid) = unknown {
+        // A standby may be behind (cut off, or on a slow link): it asks the active node, which
+        // has every published key, rather than call a key unknown that it may not have yet.
+        let view = node.ha.view();
+        let forwarded = parts.headers.contains_key(FORWARDED_BY_HEADER);
+        match view.other_active() {
+            Some(active) if !forwarded => {
+                let request = Request::from_parts(parts, Body::from(body));
+                return forward(&node, active.clone(), request).await;
+            }
+            None if !view.is_self => {
+                return ApiError::unavailable(format!(
+                    "key {kid:?} is not known here and no active node is known to ask; retry"
+                ))
+                .into_response()
+            }
+            _ => {}
+        }
+    }
+    verify_with(&keys, &token).into_response()
+}
+
+fn verify_with(keys: &tandem_keys::JwkSet, token: &str) -> Result<axum::Json<Value>, ApiError> {
     let find = |kid: &str| -> Option<Jwk> { keys.find(kid).cloned() };
-    let verified = verify_token(&request.token, find);
+    let verified = verify_token(token, find);
     let result = match &verified {
         Ok(_) => "valid",
         Err(e) => e.code(),
@@ -106,8 +144,8 @@ fn rejected(e: VerifyError) -> ApiError {
 }
 
 /// The key set, once it holds the key the token names or a short wait is over: a key is
-/// published (committed) before it signs, but this node may apply it a heartbeat later than
-/// the server that signed with it.
+/// published (committed) before it signs, but this node usually applies it a heartbeat later
+/// than the server that signed with it.
 async fn key_set_knowing(node: &Node, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
     let kid = tandem_keys::token_key_id(token);
     let wait = Duration::from_millis(2 * node.settings.heartbeat_ms + 50);

@@ -5,3 +5,4 @@ pub mod bank;
 pub mod cache_take;
 pub mod fencing;
 pub mod register;
+pub mod tokens;
