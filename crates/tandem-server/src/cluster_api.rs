@@ -73,12 +73,69 @@ async fn require_cluster_secret(
     next.run(request).await
 }
 
+/// A request to the cluster port, decoded as its handler decodes it.
+#[derive(Debug)]
+pub enum ClusterRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Advertise(NodeId, tandem_raft::ClusterNode),
+    Probe,
+    Forward(Request),
+}
+
+/// Decodes what a peer sent to `path` on the cluster port, with the checks its handler makes
+/// before it hands the request to Raft or to the API.
+pub fn decode_cluster_request(
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<ClusterRequest, ApiError> {
+    Ok(match path {
+        wire::APPEND_PATH => ClusterRequest::Append(decode_append(&body)?),
+        wire::VOTE_PATH => ClusterRequest::Vote(decode(&body)?),
+        wire::SNAPSHOT_PATH => ClusterRequest::Snapshot(decode(&body)?),
+        wire::ADVERTISE_PATH => {
+            let (id, addresses) = decode(&body)?;
+            ClusterRequest::Advertise(id, addresses)
+        }
+        wire::PROBE_PATH => ClusterRequest::Probe,
+        wire::FORWARD_PATH => ClusterRequest::Forward(forwarded_request(headers, body)?),
+        _ => return Err(ApiError::not_found("unknown cluster endpoint")),
+    })
+}
+
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     wire::decode_request(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Decodes an append and checks that its entries continue `prev_log_id` one index at a time and
+/// never go back to an earlier leader. openraft takes that for granted (it asserts it), so an
+/// append that breaks it would stop the Raft core instead of being refused.
+fn decode_append(body: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, ApiError> {
+    let request: AppendEntriesRequest<TypeConfig> = decode(body)?;
+    let mut previous = request.prev_log_id;
+    for entry in &request.entries {
+        let expected_index = match previous {
+            None => Some(0),
+            Some(log_id) => log_id.index.checked_add(1),
+        };
+        let follows = Some(entry.log_id.index) == expected_index
+            && previous.is_none_or(|p| p.leader_id <= entry.log_id.leader_id);
+        if !follows {
+            return Err(ApiError::bad_request(format!(
+                "malformed cluster message: append entry {} does not follow {}",
+                entry.log_id,
+                previous.map_or("the start of the log".to_string(), |p| p.to_string())
+            )));
+        }
+        previous = Some(entry.log_id);
+    }
+    Ok(request)
+}
+
 async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    let request = decode_append(&body)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
         node.contacts.record(leader);
     }
@@ -129,6 +186,17 @@ async fn advertise(
 /// It is marked as forwarded, so if this node is not active after all it redirects instead of
 /// forwarding again.
 async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+    match forwarded_request(&headers, body) {
+        Ok(request) => match api.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The client request a standby forwarded, rebuilt from the forwarding headers and the body.
+fn forwarded_request(headers: &HeaderMap, body: Bytes) -> Result<Request, ApiError> {
     let method = headers
         .get(FORWARD_METHOD_HEADER)
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
@@ -137,8 +205,9 @@ async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Respon
         .and_then(|u| u.to_str().ok())
         .and_then(|u| u.parse::<Uri>().ok());
     let (Some(method), Some(uri)) = (method, uri) else {
-        return ApiError::bad_request("a forwarded request needs its method and URI headers")
-            .into_response();
+        return Err(ApiError::bad_request(
+            "a forwarded request needs its method and URI headers",
+        ));
     };
     let mut request = Request::builder().method(method).uri(uri);
     for name in [
@@ -151,15 +220,9 @@ async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Respon
             request = request.header(name, value);
         }
     }
-    match request.body(Body::from(body)) {
-        Ok(request) => match api.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
-        Err(e) => {
-            ApiError::bad_request(format!("malformed forwarded request: {e}")).into_response()
-        }
-    }
+    request
+        .body(Body::from(body))
+        .map_err(|e| ApiError::bad_request(format!("malformed forwarded request: {e}")))
 }
 
 async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiError> {
