@@ -99,7 +99,8 @@ fn cluster_request_inputs_decode_or_are_refused() {
 #[test]
 fn sql_statement_inputs_run_or_are_refused() {
     let target = harness::SqlTarget::new();
-    replay("sql_statement", &[], |data| {
+    let findings = [("endless-recursive-query", "steps of work")];
+    replay("sql_statement", &findings, |data| {
         target.run(data).map(|outcome| match outcome {
             harness::SqlOutcome::Refused(rejection) => Err(rejection.message),
             // A read of a write is refused by design; only the replicated write must succeed.

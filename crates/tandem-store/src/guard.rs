@@ -18,11 +18,12 @@ pub struct SqlGuard {
     checks_left: Arc<ProgressChecks>,
 }
 
-/// The most SQLite virtual-machine steps one user statement may take (about a second of work). A
-/// count of steps rather than a time, so that every replica stops a runaway write (a recursive
-/// query without an end) at the same step and rejects it alike; SQLite is bundled, so every
-/// replica of one release counts the same steps.
-pub const STATEMENT_STEP_LIMIT: u64 = 100_000_000;
+/// The most SQLite virtual-machine steps one user statement may take: about a tenth of a second
+/// of work on one core, since a write holds up every write after it. A count of steps rather than
+/// a time, so that every replica stops a runaway write (a recursive query without an end) at the
+/// same step and rejects it alike; SQLite is bundled, so every replica of one release counts the
+/// same steps.
+pub const STATEMENT_STEP_LIMIT: u64 = 10_000_000;
 /// SQLite calls the progress handler once per this many steps.
 const STEPS_PER_CHECK: i32 = 1_000;
 
