@@ -147,9 +147,3 @@ impl SqlTarget {
         Some(SqlOutcome::Ran { write, read })
     }
 }
-
-impl Default for SqlTarget {
-    fn default() -> Self {
-        SqlTarget::new()
-    }
-}
