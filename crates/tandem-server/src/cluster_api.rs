@@ -2,7 +2,7 @@
 //! the small questions peers ask each other (has this node joined a cluster, how long is its log).
 //! Every request must carry the cluster secret.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -149,10 +149,50 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, Ap
 
 async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
     let request: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+    node.snapshot_receipt.check(&request)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
         node.contacts.record(leader);
     }
-    Ok(Json(node.raft.install_snapshot(request).await).into_response())
+    let (id, end) = SnapshotReceipt::end_of(&request);
+    let answer = node.raft.install_snapshot(request).await;
+    if answer.is_ok() {
+        node.snapshot_receipt.record(id, end);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// How much of the snapshot it is receiving this node has been sent. openraft writes each chunk
+/// at its offset in an in-memory buffer, growing the buffer to reach it, so a chunk may not start
+/// past the end of what has arrived: a huge offset would make the node allocate that much.
+#[derive(Default)]
+pub struct SnapshotReceipt(Mutex<Option<(String, u64)>>);
+
+impl SnapshotReceipt {
+    fn check(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), ApiError> {
+        let received = match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((id, received)) if *id == request.meta.snapshot_id => *received,
+            // openraft answers a chunk of another snapshot that does not start at 0 with a
+            // mismatch, which tells the leader to start over; a 400 would have it retry forever.
+            _ => return Ok(()),
+        };
+        if request.offset > received {
+            return Err(ApiError::bad_request(format!(
+                "snapshot {} chunk starts at byte {}, but only {received} bytes of it have arrived",
+                request.meta.snapshot_id, request.offset
+            )));
+        }
+        Ok(())
+    }
+
+    /// The snapshot a chunk belongs to, and where the chunk ends.
+    fn end_of(request: &InstallSnapshotRequest<TypeConfig>) -> (String, u64) {
+        let end = request.offset.saturating_add(request.data.len() as u64);
+        (request.meta.snapshot_id.clone(), end)
+    }
+
+    fn record(&self, snapshot_id: String, end: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((snapshot_id, end));
+    }
 }
 
 /// A member publishes the addresses it wants clients and peers to use; the active node records
@@ -241,4 +281,45 @@ async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiErr
         initialized,
         last_log_id,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_raft::openraft::{SnapshotMeta, Vote};
+
+    fn chunk(snapshot_id: &str, offset: u64, len: usize) -> InstallSnapshotRequest<TypeConfig> {
+        InstallSnapshotRequest {
+            vote: Vote::new_committed(1, 1),
+            meta: SnapshotMeta {
+                snapshot_id: snapshot_id.into(),
+                ..Default::default()
+            },
+            offset,
+            data: vec![0; len],
+            done: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_chunk_may_not_start_past_what_has_arrived() {
+        let receipt = SnapshotReceipt::default();
+        assert!(receipt.check(&chunk("a", 0, 8)).is_ok());
+        let (id, end) = SnapshotReceipt::end_of(&chunk("a", 0, 8));
+        receipt.record(id, end);
+        assert!(receipt.check(&chunk("a", 8, 8)).is_ok(), "the next chunk");
+        assert!(
+            receipt.check(&chunk("a", 0, 8)).is_ok(),
+            "a chunk sent again"
+        );
+        assert!(receipt.check(&chunk("a", 9, 8)).is_err(), "a gap");
+        assert!(
+            receipt.check(&chunk("a", 1 << 40, 8)).is_err(),
+            "a huge offset"
+        );
+        assert!(
+            receipt.check(&chunk("b", 8, 8)).is_ok(),
+            "openraft itself refuses a new snapshot that does not start at 0"
+        );
+    }
 }

@@ -205,6 +205,7 @@ impl RunningServer {
             raft,
             log,
             contacts,
+            snapshot_receipt: Default::default(),
             ha,
             cluster,
             secret_api,
