@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 
 use crate::error::{secrets_match, ApiError};
-use crate::extract::{parse_ttl, Json, Query, RawBody};
+use crate::extract::{json_body, parse_ttl, query_params, Json, Query, RawBody};
 use crate::forward::route_to_active;
 use crate::health;
 use crate::node::{Consistency, Node};
@@ -69,6 +69,93 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::max(node.settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(node.clone(), served_by))
         .with_state(node)
+}
+
+/// The endpoints whose input the server parses: path names, query string, JSON body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiEndpoint {
+    SqlExecute,
+    SqlQuery,
+    KvGet,
+    KvPut,
+    KvDelete,
+    KvList,
+    CacheGet,
+    CachePut,
+    CacheDelete,
+    CacheTake,
+    LockGet,
+    LockAcquire,
+    LockRenew,
+    LockRelease,
+    Backup,
+}
+
+impl ApiEndpoint {
+    pub const ALL: [ApiEndpoint; 15] = [
+        ApiEndpoint::SqlExecute,
+        ApiEndpoint::SqlQuery,
+        ApiEndpoint::KvGet,
+        ApiEndpoint::KvPut,
+        ApiEndpoint::KvDelete,
+        ApiEndpoint::KvList,
+        ApiEndpoint::CacheGet,
+        ApiEndpoint::CachePut,
+        ApiEndpoint::CacheDelete,
+        ApiEndpoint::CacheTake,
+        ApiEndpoint::LockGet,
+        ApiEndpoint::LockAcquire,
+        ApiEndpoint::LockRenew,
+        ApiEndpoint::LockRelease,
+        ApiEndpoint::Backup,
+    ];
+}
+
+/// Parses and checks a request to `endpoint` as its handler does before it reaches Raft or the
+/// database: `name` and `second_name` are the path's names after percent-decoding (the key, or
+/// the cache namespace and key, or the lock name), `uri` carries the query string. Answers the
+/// validated command a write proposes, or `None` for a read that would be served.
+pub fn parse_api_request(
+    endpoint: ApiEndpoint,
+    name: &str,
+    second_name: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Option<Command>, ApiError> {
+    let (name, second_name) = (name.to_string(), second_name.to_string());
+    let command = match endpoint {
+        ApiEndpoint::SqlExecute => sql_execute_command(&query_params(uri)?, json_body(body)?)?,
+        ApiEndpoint::SqlQuery => {
+            query_params::<ReadParams>(uri)?;
+            json_body::<QueryBody>(body)?.statement()?;
+            return Ok(None);
+        }
+        ApiEndpoint::KvGet | ApiEndpoint::CacheGet | ApiEndpoint::LockGet | ApiEndpoint::Backup => {
+            query_params::<ReadParams>(uri)?;
+            return Ok(None);
+        }
+        ApiEndpoint::KvList => {
+            query_params::<ListParams>(uri)?.limit()?;
+            return Ok(None);
+        }
+        ApiEndpoint::KvPut => query_params::<WriteParams>(uri)?.kv_put(name, body.to_vec())?,
+        ApiEndpoint::KvDelete => query_params::<WriteParams>(uri)?.kv_delete(name)?,
+        ApiEndpoint::CachePut => {
+            query_params::<WriteParams>(uri)?.cache_put(name, second_name, body.to_vec())?
+        }
+        ApiEndpoint::CacheDelete => {
+            query_params::<WriteParams>(uri)?.cache_delete(name, second_name)?
+        }
+        ApiEndpoint::CacheTake => Command::CacheTake {
+            namespace: name,
+            key: second_name,
+        },
+        ApiEndpoint::LockAcquire => json_body::<LeaseBody>(body)?.acquire(name)?,
+        ApiEndpoint::LockRenew => json_body::<LeaseBody>(body)?.renew(name)?,
+        ApiEndpoint::LockRelease => json_body::<LeaseBody>(body)?.release(name)?,
+    };
+    command.validate()?;
+    Ok(Some(command))
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {
@@ -287,13 +374,58 @@ impl WriteParams {
     fn ttl_ms(&self) -> Result<Option<u64>, ApiError> {
         self.ttl.as_deref().map(parse_ttl).transpose()
     }
+
+    fn kv_put(&self, key: String, value: Vec<u8>) -> Result<Command, ApiError> {
+        Ok(Command::KvPut {
+            key,
+            value,
+            ttl_ms: self.ttl_ms()?,
+            if_revision: self.if_revision,
+            fence: self.fence()?,
+        })
+    }
+
+    fn kv_delete(&self, key: String) -> Result<Command, ApiError> {
+        if self.ttl.is_some() {
+            return Err(ApiError::bad_request("ttl has no meaning on DELETE"));
+        }
+        Ok(Command::KvDelete {
+            key,
+            if_revision: self.if_revision,
+            fence: self.fence()?,
+        })
+    }
+
+    fn cache_put(
+        &self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<Command, ApiError> {
+        if self.if_revision.is_some() {
+            return Err(ApiError::bad_request(
+                "if_revision applies to the key/value store, not the cache",
+            ));
+        }
+        Ok(Command::CachePut {
+            namespace,
+            key,
+            value,
+            ttl_ms: self.ttl_ms()?,
+            fence: self.fence()?,
+        })
+    }
+
+    fn cache_delete(&self, namespace: String, key: String) -> Result<Command, ApiError> {
+        Ok(Command::CacheDelete {
+            namespace,
+            key,
+            fence: self.fence()?,
+        })
+    }
 }
 
-async fn sql_execute(
-    State(node): State<Arc<Node>>,
-    Query(w): Query<WriteParams>,
-    Json(body): Json<ExecuteBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+fn sql_execute_command(w: &WriteParams, body: ExecuteBody) -> Result<Command, ApiError> {
     let mut statements = body
         .statements
         .into_iter()
@@ -305,13 +437,18 @@ async fn sql_execute(
             params: to_params(body.params)?,
         });
     }
-    match node
-        .propose(Command::Sql {
-            statements,
-            fence: w.fence()?,
-        })
-        .await?
-    {
+    Ok(Command::Sql {
+        statements,
+        fence: w.fence()?,
+    })
+}
+
+async fn sql_execute(
+    State(node): State<Arc<Node>>,
+    Query(w): Query<WriteParams>,
+    Json(body): Json<ExecuteBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    match node.propose(sql_execute_command(&w, body)?).await? {
         Outcome::Sql { results } => Ok(axum::Json(json!({"results": results}))),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
@@ -324,15 +461,21 @@ struct QueryBody {
     params: Option<Value>,
 }
 
+impl QueryBody {
+    fn statement(self) -> Result<Statement, ApiError> {
+        Ok(Statement {
+            sql: self.sql,
+            params: to_params(self.params)?,
+        })
+    }
+}
+
 async fn sql_query(
     State(node): State<Arc<Node>>,
     Query(p): Query<ReadParams>,
     Json(body): Json<QueryBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let statement = Statement {
-        sql: body.sql,
-        params: to_params(body.params)?,
-    };
+    let statement = body.statement()?;
     node.read_barrier(p.consistency).await?;
     let rows = node.read(move |db| Ok(db.query(&statement)?)).await?;
     let rows_json: Vec<Vec<Value>> = rows
@@ -383,14 +526,7 @@ async fn kv_put(
     Query(w): Query<WriteParams>,
     RawBody(value): RawBody,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let command = Command::KvPut {
-        key,
-        value: value.to_vec(),
-        ttl_ms: w.ttl_ms()?,
-        if_revision: w.if_revision,
-        fence: w.fence()?,
-    };
-    match node.propose(command).await? {
+    match node.propose(w.kv_put(key, value.to_vec())?).await? {
         Outcome::KvWritten { revision } => Ok(axum::Json(json!({"revision": revision}))),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
@@ -401,15 +537,7 @@ async fn kv_delete(
     Path(key): Path<String>,
     Query(w): Query<WriteParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if w.ttl.is_some() {
-        return Err(ApiError::bad_request("ttl has no meaning on DELETE"));
-    }
-    let command = Command::KvDelete {
-        key,
-        if_revision: w.if_revision,
-        fence: w.fence()?,
-    };
-    deleted(node.propose(command).await?)
+    deleted(node.propose(w.kv_delete(key)?).await?)
 }
 
 fn deleted(outcome: Outcome) -> Result<axum::Json<Value>, ApiError> {
@@ -432,16 +560,23 @@ struct ListParams {
 
 const LIST_LIMIT_MAX: u32 = 10_000;
 
+impl ListParams {
+    fn limit(&self) -> Result<u32, ApiError> {
+        let limit = self.limit.unwrap_or(1000);
+        if limit == 0 || limit > LIST_LIMIT_MAX {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {LIST_LIMIT_MAX}"
+            )));
+        }
+        Ok(limit)
+    }
+}
+
 async fn kv_list(
     State(node): State<Arc<Node>>,
     Query(p): Query<ListParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limit = p.limit.unwrap_or(1000);
-    if limit == 0 || limit > LIST_LIMIT_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {LIST_LIMIT_MAX}"
-        )));
-    }
+    let limit = p.limit()?;
     node.read_barrier(p.consistency).await?;
     let (prefix, after) = (p.prefix, p.after);
     let keys = node
@@ -474,19 +609,8 @@ async fn cache_put(
     Query(w): Query<WriteParams>,
     RawBody(value): RawBody,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if w.if_revision.is_some() {
-        return Err(ApiError::bad_request(
-            "if_revision applies to the key/value store, not the cache",
-        ));
-    }
-    let command = Command::CachePut {
-        namespace,
-        key,
-        value: value.to_vec(),
-        ttl_ms: w.ttl_ms()?,
-        fence: w.fence()?,
-    };
-    node.propose(command).await?;
+    node.propose(w.cache_put(namespace, key, value.to_vec())?)
+        .await?;
     Ok(axum::Json(json!({"stored": true})))
 }
 
@@ -495,12 +619,7 @@ async fn cache_delete(
     Path((namespace, key)): Path<(String, String)>,
     Query(w): Query<WriteParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let command = Command::CacheDelete {
-        namespace,
-        key,
-        fence: w.fence()?,
-    };
-    deleted(node.propose(command).await?)
+    deleted(node.propose(w.cache_delete(namespace, key)?).await?)
 }
 
 async fn cache_take(
@@ -543,6 +662,31 @@ impl LeaseBody {
             ApiError::bad_request("token is required: the fencing token acquire returned")
         })
     }
+
+    fn acquire(self, name: String) -> Result<Command, ApiError> {
+        Ok(Command::LockAcquire {
+            name,
+            ttl_ms: self.ttl_ms()?,
+            holder: self.holder,
+        })
+    }
+
+    fn renew(self, name: String) -> Result<Command, ApiError> {
+        Ok(Command::LockRenew {
+            name,
+            token: self.token()?,
+            ttl_ms: self.ttl_ms()?,
+            holder: self.holder,
+        })
+    }
+
+    fn release(self, name: String) -> Result<Command, ApiError> {
+        Ok(Command::LockRelease {
+            name,
+            token: self.token()?,
+            holder: self.holder,
+        })
+    }
 }
 
 fn lease(outcome: Outcome) -> Result<axum::Json<Value>, ApiError> {
@@ -563,15 +707,7 @@ async fn lock_acquire(
     Path(name): Path<String>,
     Json(body): Json<LeaseBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let ttl_ms = body.ttl_ms()?;
-    lease(
-        node.propose(Command::LockAcquire {
-            name,
-            holder: body.holder,
-            ttl_ms,
-        })
-        .await?,
-    )
+    lease(node.propose(body.acquire(name)?).await?)
 }
 
 async fn lock_renew(
@@ -579,16 +715,7 @@ async fn lock_renew(
     Path(name): Path<String>,
     Json(body): Json<LeaseBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let (token, ttl_ms) = (body.token()?, body.ttl_ms()?);
-    lease(
-        node.propose(Command::LockRenew {
-            name,
-            holder: body.holder,
-            token,
-            ttl_ms,
-        })
-        .await?,
-    )
+    lease(node.propose(body.renew(name)?).await?)
 }
 
 async fn lock_release(
@@ -596,15 +723,7 @@ async fn lock_release(
     Path(name): Path<String>,
     Json(body): Json<LeaseBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let token = body.token()?;
-    lease(
-        node.propose(Command::LockRelease {
-            name,
-            holder: body.holder,
-            token,
-        })
-        .await?,
-    )
+    lease(node.propose(body.release(name)?).await?)
 }
 
 async fn lock_get(

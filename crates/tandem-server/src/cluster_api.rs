@@ -2,7 +2,7 @@
 //! the small questions peers ask each other (has this node joined a cluster, how long is its log).
 //! Every request must carry the cluster secret.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -74,12 +74,69 @@ async fn require_cluster_secret(
     next.run(request).await
 }
 
+/// A request to the cluster port, decoded as its handler decodes it.
+#[derive(Debug)]
+pub enum ClusterRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Advertise(NodeId, tandem_raft::ClusterNode),
+    Probe,
+    Forward(Request),
+}
+
+/// Decodes what a peer sent to `path` on the cluster port, with the checks its handler makes
+/// before it hands the request to Raft or to the API.
+pub fn decode_cluster_request(
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<ClusterRequest, ApiError> {
+    Ok(match path {
+        wire::APPEND_PATH => ClusterRequest::Append(decode_append(&body)?),
+        wire::VOTE_PATH => ClusterRequest::Vote(decode(&body)?),
+        wire::SNAPSHOT_PATH => ClusterRequest::Snapshot(decode(&body)?),
+        wire::ADVERTISE_PATH => {
+            let (id, addresses) = decode(&body)?;
+            ClusterRequest::Advertise(id, addresses)
+        }
+        wire::PROBE_PATH => ClusterRequest::Probe,
+        wire::FORWARD_PATH => ClusterRequest::Forward(forwarded_request(headers, body)?),
+        _ => return Err(ApiError::not_found("unknown cluster endpoint")),
+    })
+}
+
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     wire::decode_request(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Decodes an append and checks that its entries continue `prev_log_id` one index at a time and
+/// never go back to an earlier leader. openraft takes that for granted (it asserts it), so an
+/// append that breaks it would stop the Raft core instead of being refused.
+fn decode_append(body: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, ApiError> {
+    let request: AppendEntriesRequest<TypeConfig> = decode(body)?;
+    let mut previous = request.prev_log_id;
+    for entry in &request.entries {
+        let expected_index = match previous {
+            None => Some(0),
+            Some(log_id) => log_id.index.checked_add(1),
+        };
+        let follows = Some(entry.log_id.index) == expected_index
+            && previous.is_none_or(|p| p.leader_id <= entry.log_id.leader_id);
+        if !follows {
+            return Err(ApiError::bad_request(format!(
+                "malformed cluster message: append entry {} does not follow {}",
+                entry.log_id,
+                previous.map_or("the start of the log".to_string(), |p| p.to_string())
+            )));
+        }
+        previous = Some(entry.log_id);
+    }
+    Ok(request)
+}
+
 async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    let request = decode_append(&body)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
         node.contacts.record(leader);
     }
@@ -93,10 +150,50 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, Ap
 
 async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
     let request: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+    node.snapshot_receipt.check(&request)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
         node.contacts.record(leader);
     }
-    Ok(Json(node.raft.install_snapshot(request).await).into_response())
+    let (id, end) = SnapshotReceipt::end_of(&request);
+    let answer = node.raft.install_snapshot(request).await;
+    if answer.is_ok() {
+        node.snapshot_receipt.record(id, end);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// How much of the snapshot it is receiving this node has been sent. openraft writes each chunk
+/// at its offset in an in-memory buffer, growing the buffer to reach it, so a chunk may not start
+/// past the end of what has arrived: a huge offset would make the node allocate that much.
+#[derive(Default)]
+pub struct SnapshotReceipt(Mutex<Option<(String, u64)>>);
+
+impl SnapshotReceipt {
+    fn check(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), ApiError> {
+        let received = match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((id, received)) if *id == request.meta.snapshot_id => *received,
+            // openraft answers a chunk of another snapshot that does not start at 0 with a
+            // mismatch, which tells the leader to start over; a 400 would have it retry forever.
+            _ => return Ok(()),
+        };
+        if request.offset > received {
+            return Err(ApiError::bad_request(format!(
+                "snapshot {} chunk starts at byte {}, but only {received} bytes of it have arrived",
+                request.meta.snapshot_id, request.offset
+            )));
+        }
+        Ok(())
+    }
+
+    /// The snapshot a chunk belongs to, and where the chunk ends.
+    fn end_of(request: &InstallSnapshotRequest<TypeConfig>) -> (String, u64) {
+        let end = request.offset.saturating_add(request.data.len() as u64);
+        (request.meta.snapshot_id.clone(), end)
+    }
+
+    fn record(&self, snapshot_id: String, end: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((snapshot_id, end));
+    }
 }
 
 /// A member publishes the addresses it wants clients and peers to use; the active node records
@@ -142,6 +239,17 @@ async fn propose(
 /// It is marked as forwarded, so if this node is not active after all it redirects instead of
 /// forwarding again.
 async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Response {
+    match forwarded_request(&headers, body) {
+        Ok(request) => match api.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The client request a standby forwarded, rebuilt from the forwarding headers and the body.
+fn forwarded_request(headers: &HeaderMap, body: Bytes) -> Result<Request, ApiError> {
     let method = headers
         .get(FORWARD_METHOD_HEADER)
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
@@ -150,8 +258,9 @@ async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Respon
         .and_then(|u| u.to_str().ok())
         .and_then(|u| u.parse::<Uri>().ok());
     let (Some(method), Some(uri)) = (method, uri) else {
-        return ApiError::bad_request("a forwarded request needs its method and URI headers")
-            .into_response();
+        return Err(ApiError::bad_request(
+            "a forwarded request needs its method and URI headers",
+        ));
     };
     let mut request = Request::builder().method(method).uri(uri);
     for name in [
@@ -164,15 +273,9 @@ async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Respon
             request = request.header(name, value);
         }
     }
-    match request.body(Body::from(body)) {
-        Ok(request) => match api.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
-        Err(e) => {
-            ApiError::bad_request(format!("malformed forwarded request: {e}")).into_response()
-        }
-    }
+    request
+        .body(Body::from(body))
+        .map_err(|e| ApiError::bad_request(format!("malformed forwarded request: {e}")))
 }
 
 async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiError> {
@@ -191,4 +294,45 @@ async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiErr
         initialized,
         last_log_id,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_raft::openraft::{SnapshotMeta, Vote};
+
+    fn chunk(snapshot_id: &str, offset: u64, len: usize) -> InstallSnapshotRequest<TypeConfig> {
+        InstallSnapshotRequest {
+            vote: Vote::new_committed(1, 1),
+            meta: SnapshotMeta {
+                snapshot_id: snapshot_id.into(),
+                ..Default::default()
+            },
+            offset,
+            data: vec![0; len],
+            done: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_chunk_may_not_start_past_what_has_arrived() {
+        let receipt = SnapshotReceipt::default();
+        assert!(receipt.check(&chunk("a", 0, 8)).is_ok());
+        let (id, end) = SnapshotReceipt::end_of(&chunk("a", 0, 8));
+        receipt.record(id, end);
+        assert!(receipt.check(&chunk("a", 8, 8)).is_ok(), "the next chunk");
+        assert!(
+            receipt.check(&chunk("a", 0, 8)).is_ok(),
+            "a chunk sent again"
+        );
+        assert!(receipt.check(&chunk("a", 9, 8)).is_err(), "a gap");
+        assert!(
+            receipt.check(&chunk("a", 1 << 40, 8)).is_err(),
+            "a huge offset"
+        );
+        assert!(
+            receipt.check(&chunk("b", 8, 8)).is_ok(),
+            "openraft itself refuses a new snapshot that does not start at 0"
+        );
+    }
 }

@@ -336,6 +336,25 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
+        Settings::settle(args, file, &hostname)
+    }
+
+    /// The settings a config file's text gives over the defaults, checked as [`Settings::load`]
+    /// checks them; `hostname` stands in for the machine's name (`node_id_from = "k8s"`). Apart
+    /// from `load` so that the parser can be driven without a file, as the fuzz target does.
+    pub fn from_config_text(
+        text: &str,
+        hostname: &dyn Fn() -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| ConfigError(format!("config file: {e}")))?;
+        Settings::settle(&ServerArgs::default(), file, hostname)
+    }
+
+    fn settle(
+        args: &ServerArgs,
+        file: FileSettings,
+        hostname: &dyn Fn() -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let mut settings = Settings::merge(args, file);
         // Secrets read from files and environments often end in a newline.
         for secret in [
@@ -346,7 +365,7 @@ impl Settings {
         ] {
             *secret = secret.trim().to_string();
         }
-        settings.resolve_node_id(&hostname)?;
+        settings.resolve_node_id(hostname)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -372,7 +391,11 @@ impl Settings {
                             "TANDEM_NODE_ID_FROM=k8s needs a StatefulSet hostname ending in -<ordinal> (like tandem-0), got {host:?}"
                         ))
                     })?;
-                self.node_id = ordinal + 1;
+                self.node_id = ordinal.checked_add(1).ok_or_else(|| {
+                    ConfigError(format!(
+                        "TANDEM_NODE_ID_FROM=k8s: the ordinal of hostname {host:?} is too large for a node id"
+                    ))
+                })?;
                 Ok(())
             }
             other => Err(ConfigError(format!(

@@ -1,9 +1,10 @@
 //! Extractors that turn malformed input into the API's JSON errors instead of plain text.
 
 use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -14,12 +15,16 @@ pub struct Query<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e| ApiError::bad_request(format!("bad query parameters: {}", e.body_text())))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        query_params(&parts.uri).map(Query)
     }
+}
+
+/// The query string of `uri` as `T`, exactly as the [`Query`] extractor reads it.
+pub fn query_params<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("bad query parameters: {}", e.body_text())))
 }
 
 /// A JSON body; malformed JSON is a 400 that says where it broke.
@@ -32,8 +37,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|j| Json(j.0))
-            .map_err(|e| body_error("bad JSON body", e.status(), e.body_text()))
+            .map_err(json_error)
     }
+}
+
+/// A JSON body as `T`, decoded as the [`Json`] extractor decodes it once the content type and
+/// the size have been checked.
+pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    axum::Json::<T>::from_bytes(body)
+        .map(|j| j.0)
+        .map_err(json_error)
+}
+
+fn json_error(e: JsonRejection) -> ApiError {
+    body_error("bad JSON body", e.status(), e.body_text())
 }
 
 /// A raw request body (a key/value or cache value); one over the size limit is a JSON 413.

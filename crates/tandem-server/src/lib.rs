@@ -16,7 +16,10 @@ mod read_index;
 mod server;
 mod token_api;
 
+pub use api::{parse_api_request, ApiEndpoint};
+pub use cluster_api::{decode_cluster_request, ClusterRequest};
 pub use config::{ConfigError, ServerArgs, Settings};
+pub use error::ApiError;
 pub use node::Node;
 pub use server::{RunningServer, StartError};
 

@@ -42,6 +42,7 @@ pub struct Node {
     pub db: Arc<StateDb>,
     pub log: LogStore,
     pub contacts: PeerContacts,
+    pub snapshot_receipt: crate::cluster_api::SnapshotReceipt,
     /// Decides which node is active; every "am I active?" question goes here.
     pub ha: Arc<dyn HaBackend>,
     /// Speaks to the other nodes' cluster ports (forwarded requests, probes).

@@ -215,6 +215,7 @@ impl RunningServer {
             raft,
             log,
             contacts,
+            snapshot_receipt: Default::default(),
             ha,
             cluster,
             secret_api,

@@ -2,6 +2,7 @@
 //! and the state machine's bookkeeping) in one database file, so a command changes several
 //! atomically and the last-applied log id is written in the same transaction as the rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use tandem_raft::{Entry, LogId, StoredMembership};
 use crate::command::{
     Applied, Command, Fence, Outcome, Params, Rejection, Statement, StatementResult,
 };
-use crate::guard::{Mode, SqlGuard};
+use crate::guard::{Mode, SqlGuard, STATEMENT_STEP_LIMIT};
 use crate::sql::{self, SqlValue};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,9 @@ pub enum ReadError {
     Store(#[from] StoreError),
 }
 
+/// The largest answer a query may build, so that one read cannot exhaust the node's memory.
+pub const MAX_QUERY_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct StateDb {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -153,7 +157,36 @@ fn is_local_failure(e: &rusqlite::Error) -> bool {
 
 enum ApplyError {
     Rejected(Rejection),
+    /// A user statement ran out of steps; SQLite has rolled back the whole transaction.
+    Stopped(Rejection),
     Store(StoreError),
+}
+
+impl From<ApplyError> for ReadError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Rejected(r) | ApplyError::Stopped(r) => ReadError::Rejected(r),
+            ApplyError::Store(s) => ReadError::Store(s),
+        }
+    }
+}
+
+/// Where a command sits: its entry's log index, and its place in that entry (0 unless the entry
+/// is a batch of commands).
+type CommandAt = (u64, usize);
+
+/// How applying a batch of entries ended.
+enum Batch {
+    Applied(Vec<serde_json::Value>),
+    /// This command was stopped, which undid the batch's transaction.
+    Stopped(CommandAt, Rejection),
+}
+
+/// How applying one command ended.
+enum Step {
+    Done(Applied),
+    /// It ran out of steps; SQLite has rolled back the whole transaction.
+    Stopped(Rejection),
 }
 
 impl From<rusqlite::Error> for ApplyError {
@@ -274,6 +307,27 @@ impl StateDb {
     /// savepoint so that a rejected one leaves no trace. Answers one result per entry.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut conn = lock(&self.writer);
+        let mut stopped = HashMap::new();
+        loop {
+            match self.apply_batch(&mut conn, entries, &stopped)? {
+                Batch::Applied(answers) => return Ok(answers),
+                // SQLite rolled back the whole transaction when it stopped the statement: apply
+                // the batch again from the start, with that command rejected without running.
+                Batch::Stopped(step, rejection) => {
+                    stopped.insert(step, rejection);
+                }
+            }
+        }
+    }
+
+    /// Applies `entries` in one transaction, answering the commands in `stopped` with their
+    /// rejection instead of running them.
+    fn apply_batch(
+        &self,
+        conn: &mut Connection,
+        entries: &[Entry],
+        stopped: &HashMap<CommandAt, Rejection>,
+    ) -> Result<Batch, StoreError> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = self.clock_ms();
         let mut revision = self.read_meta_i64(&tx, META_REVISION)? as u64;
@@ -290,18 +344,27 @@ impl StateDb {
                 }
                 EntryPayload::Normal(proposal) => {
                     clock = clock.max(proposal.stamped_at_ms);
+                    let index = entry.log_id.index;
                     match Command::decode(&proposal.command) {
                         Err(e) => Err(Rejection::invalid(e)),
                         // One answer per command of the batch, in order.
                         Ok(Command::Batch(commands)) if !commands.is_empty() => {
                             let mut batch_answers = Vec::with_capacity(commands.len());
-                            for command in &commands {
-                                let applied = self.apply_in_savepoint(
+                            for (position, command) in commands.iter().enumerate() {
+                                let step = (index, position);
+                                let applied = match self.apply_step(
                                     &mut tx,
                                     command,
+                                    step,
+                                    stopped,
                                     clock,
                                     &mut revision,
-                                )?;
+                                )? {
+                                    Step::Done(applied) => applied,
+                                    Step::Stopped(rejection) => {
+                                        return Ok(Batch::Stopped(step, rejection))
+                                    }
+                                };
                                 batch_answers.push(
                                     serde_json::to_value(&applied)
                                         .unwrap_or(serde_json::Value::Null),
@@ -311,7 +374,20 @@ impl StateDb {
                             continue;
                         }
                         Ok(command) => {
-                            self.apply_in_savepoint(&mut tx, &command, clock, &mut revision)?
+                            let step = (index, 0);
+                            match self.apply_step(
+                                &mut tx,
+                                &command,
+                                step,
+                                stopped,
+                                clock,
+                                &mut revision,
+                            )? {
+                                Step::Done(applied) => applied,
+                                Step::Stopped(rejection) => {
+                                    return Ok(Batch::Stopped(step, rejection))
+                                }
+                            }
                         }
                     }
                 }
@@ -336,29 +412,37 @@ impl StateDb {
         Self::write_meta(&tx, META_CLOCK, &clock.to_string())?;
         tx.commit()?;
         self.clock_ms.store(clock, Ordering::SeqCst);
-        Ok(answers)
+        Ok(Batch::Applied(answers))
     }
 
-    /// Applies one command in a savepoint of `tx`: a rejected command leaves no trace.
-    fn apply_in_savepoint(
+    /// Applies one command in a savepoint of `tx`: a rejected command leaves no trace. A
+    /// command that an earlier attempt found runs out of steps is answered with that rejection
+    /// without running.
+    fn apply_step(
         &self,
         tx: &mut rusqlite::Transaction<'_>,
         command: &Command,
+        step: CommandAt,
+        stopped: &HashMap<CommandAt, Rejection>,
         clock: i64,
         revision: &mut u64,
-    ) -> Result<Applied, StoreError> {
+    ) -> Result<Step, StoreError> {
+        if let Some(rejection) = stopped.get(&step) {
+            return Ok(Step::Done(Err(rejection.clone())));
+        }
         let sp = tx.savepoint()?;
         let before = *revision;
         match self.apply_command(&sp, command, clock, revision) {
             Ok(outcome) => {
                 sp.commit()?;
-                Ok(Ok(outcome))
+                Ok(Step::Done(Ok(outcome)))
             }
             Err(ApplyError::Rejected(rejection)) => {
                 *revision = before;
                 drop(sp);
-                Ok(Err(rejection))
+                Ok(Step::Done(Err(rejection)))
             }
+            Err(ApplyError::Stopped(rejection)) => Ok(Step::Stopped(rejection)),
             Err(ApplyError::Store(e)) => Err(e),
         }
     }
@@ -412,13 +496,15 @@ impl StateDb {
                 Self::check_fence(conn, fence, now)?;
                 let mut results = Vec::with_capacity(statements.len());
                 for (i, statement) in statements.iter().enumerate() {
+                    let numbered = |r: Rejection| Rejection {
+                        kind: r.kind,
+                        message: format!("statement {}: {}", i + 1, r.message),
+                    };
                     let result =
                         self.execute_user_statement(conn, statement)
                             .map_err(|e| match e {
-                                ApplyError::Rejected(r) => ApplyError::Rejected(Rejection {
-                                    kind: r.kind,
-                                    message: format!("statement {}: {}", i + 1, r.message),
-                                }),
+                                ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
+                                ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
                                 other => other,
                             })?;
                     results.push(result);
@@ -717,6 +803,7 @@ impl StateDb {
         self.write_guard.set(None);
         let mut stmt = prepared.map_err(|e| self.user_error(&self.write_guard, e))?;
         bind(&mut stmt, &statement.params)?;
+        let _limit = self.write_guard.limit_steps();
         // `changes()` keeps the count of the last INSERT/UPDATE/DELETE even across DDL, so
         // count this statement's own changes from the running total.
         let changes_before = conn.total_changes();
@@ -740,6 +827,12 @@ impl StateDb {
     fn user_error(&self, guard: &SqlGuard, e: rusqlite::Error) -> ApplyError {
         if is_local_failure(&e) {
             return ApplyError::Store(StoreError::Sqlite(e));
+        }
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            return ApplyError::Stopped(Rejection::invalid(format!(
+                "the statement took more than {STATEMENT_STEP_LIMIT} steps of work and was stopped; \
+                 bound it (a recursive query needs a condition that ends it)"
+            )));
         }
         let message = match guard.take_denial() {
             Some(reason) => reason,
@@ -776,10 +869,7 @@ impl StateDb {
             guard.set(Some(Mode::Read));
             let prepared = conn.prepare(&statement.sql);
             guard.set(None);
-            let reject = |e: rusqlite::Error| match self.user_error(guard, e) {
-                ApplyError::Rejected(r) => ReadError::Rejected(r),
-                ApplyError::Store(s) => ReadError::Store(s),
-            };
+            let reject = |e: rusqlite::Error| ReadError::from(self.user_error(guard, e));
             let mut stmt = prepared.map_err(reject)?;
             if !stmt.readonly() {
                 return Err(Rejection::invalid(
@@ -787,17 +877,25 @@ impl StateDb {
                 )
                 .into());
             }
-            bind(&mut stmt, &statement.params).map_err(|e| match e {
-                ApplyError::Rejected(r) => ReadError::Rejected(r),
-                ApplyError::Store(s) => ReadError::Store(s),
-            })?;
+            bind(&mut stmt, &statement.params).map_err(ReadError::from)?;
             let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+            let _limit = guard.limit_steps();
             let mut rows = stmt.raw_query();
             let mut out = Vec::new();
+            let mut result_bytes = 0;
             while let Some(row) = rows.next().map_err(reject)? {
                 let mut values = Vec::with_capacity(columns.len());
                 for i in 0..columns.len() {
-                    values.push(SqlValue::from(row.get_ref(i).map_err(reject)?));
+                    let value = SqlValue::from(row.get_ref(i).map_err(reject)?);
+                    result_bytes += value.size_in_memory();
+                    values.push(value);
+                }
+                if result_bytes > MAX_QUERY_RESULT_BYTES {
+                    return Err(Rejection::invalid(format!(
+                        "the result is larger than {} MiB; select fewer rows or columns (LIMIT, WHERE)",
+                        MAX_QUERY_RESULT_BYTES >> 20
+                    ))
+                    .into());
                 }
                 out.push(values);
             }

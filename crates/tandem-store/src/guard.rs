@@ -1,6 +1,7 @@
-//! What user SQL may touch. Tandem keeps its own tables in the same database as the user's so
-//! that one transaction can span both; this authorizer keeps user statements away from them and
-//! from anything that would break the transaction the state machine wraps around each command.
+//! What user SQL may touch, and how much work it may do. Tandem keeps its own tables in the same
+//! database as the user's so that one transaction can span both; this authorizer keeps user
+//! statements away from them and from anything that would break the transaction the state
+//! machine wraps around each command.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +15,48 @@ pub const INTERNAL_PREFIX: &str = "_tandem";
 #[derive(Clone, Default)]
 pub struct SqlGuard {
     state: Arc<Mutex<GuardState>>,
+    checks_left: Arc<ProgressChecks>,
+}
+
+/// The most SQLite virtual-machine steps one user statement may take: about a tenth of a second
+/// of work on one core, since a write holds up every write after it. A count of steps rather than
+/// a time, so that every replica stops a runaway write (a recursive query without an end) at the
+/// same step and rejects it alike; SQLite is bundled, so every replica of one release counts the
+/// same steps.
+pub const STATEMENT_STEP_LIMIT: u64 = 10_000_000;
+/// SQLite calls the progress handler once per this many steps.
+const STEPS_PER_CHECK: i32 = 1_000;
+
+/// The progress checks the running user statement has left; `None` while none runs, so that
+/// Tandem's own statements are never stopped.
+#[derive(Default)]
+struct ProgressChecks(Mutex<Option<u64>>);
+
+impl ProgressChecks {
+    /// Counts one check, and answers whether the statement must stop.
+    fn spend(&self) -> bool {
+        match &mut *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => false,
+            Some(0) => true,
+            Some(left) => {
+                *left -= 1;
+                false
+            }
+        }
+    }
+
+    fn set(&self, checks: Option<u64>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = checks;
+    }
+}
+
+/// While it lives, the user statement on its connection runs under [`STATEMENT_STEP_LIMIT`].
+pub struct StepLimit<'a>(&'a ProgressChecks);
+
+impl Drop for StepLimit<'_> {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
 }
 
 #[derive(Default)]
@@ -79,7 +122,18 @@ impl SqlGuard {
 
     pub fn install(&self, conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
         let guard = self.clone();
-        conn.authorizer(Some(move |ctx: AuthContext<'_>| guard.decide(&ctx)))
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| guard.decide(&ctx)))?;
+        let checks_left = self.checks_left.clone();
+        // Answering true interrupts the statement.
+        conn.progress_handler(STEPS_PER_CHECK, Some(move || checks_left.spend()))
+    }
+
+    /// Limits the work of the user statement about to run, until the answer is dropped. A
+    /// statement stopped by the limit fails with [`rusqlite::ErrorCode::OperationInterrupted`].
+    pub fn limit_steps(&self) -> StepLimit<'_> {
+        self.checks_left
+            .set(Some(STATEMENT_STEP_LIMIT / STEPS_PER_CHECK as u64));
+        StepLimit(&self.checks_left)
     }
 
     fn decide(&self, ctx: &AuthContext<'_>) -> Authorization {

@@ -50,6 +50,16 @@ impl SqlValue {
         })
     }
 
+    /// Roughly what the value takes in memory, to bound the size of an answer.
+    pub fn size_in_memory(&self) -> usize {
+        std::mem::size_of::<SqlValue>()
+            + match self {
+                SqlValue::Text(s) => s.len(),
+                SqlValue::Blob(b) => b.len(),
+                SqlValue::Null | SqlValue::Integer(_) | SqlValue::Real(_) => 0,
+            }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
         match self {

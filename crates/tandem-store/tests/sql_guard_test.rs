@@ -1,10 +1,11 @@
-//! User SQL cannot step outside the replicated database or change the connection it runs on,
-//! and a refusal says what was refused.
+//! User SQL cannot step outside the replicated database, change the connection it runs on, or
+//! run without bound, and a refusal says what was refused.
 
 mod entries;
 
 use entries::entry;
-use tandem_store::{Applied, Command, Params, SqlValue, StateDb, Statement};
+use tandem_raft::Entry;
+use tandem_store::{Applied, Command, Params, ReadError, SqlValue, StateDb, Statement};
 
 fn statement(sql: &str, params: Vec<SqlValue>) -> Statement {
     Statement {
@@ -83,4 +84,75 @@ fn queries_cannot_change_their_pooled_connection() {
             .unwrap();
         assert_eq!(rows.rows, vec![vec![SqlValue::Integer(1)]]);
     }
+}
+
+/// Counts without end: only the step limit stops it.
+const ENDLESS: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) ";
+
+fn sql_entry(index: u64, sql: &str) -> Entry {
+    entry(
+        index,
+        &Command::Sql {
+            statements: vec![statement(sql, vec![])],
+            fence: None,
+        },
+    )
+}
+
+#[test]
+fn an_endless_write_is_stopped_and_the_rest_of_its_batch_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+    execute(&db, 1, "CREATE TABLE t (a INTEGER)", vec![]).expect("created");
+    let batch = [
+        sql_entry(2, "INSERT INTO t VALUES (1)"),
+        sql_entry(3, &format!("INSERT INTO t {ENDLESS} SELECT x FROM c")),
+        sql_entry(4, "INSERT INTO t VALUES (2)"),
+    ];
+    let answers: Vec<Applied> = db
+        .apply(&batch)
+        .expect("the batch applies")
+        .into_iter()
+        .map(|answer| serde_json::from_value(answer).expect("an apply result"))
+        .collect();
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    let stopped = answers[1]
+        .as_ref()
+        .expect_err("the endless insert is rejected");
+    assert!(stopped.message.contains("steps"), "{}", stopped.message);
+    let rows = db
+        .query(&statement("SELECT a FROM t ORDER BY a", vec![]))
+        .unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![SqlValue::Integer(1)], vec![SqlValue::Integer(2)]],
+        "the commands around the stopped one applied, and it left nothing behind"
+    );
+}
+
+#[test]
+fn an_endless_or_huge_query_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let endless = db
+        .query(&statement(
+            &format!("{ENDLESS} SELECT max(x) FROM c"),
+            vec![],
+        ))
+        .expect_err("an endless query is stopped");
+    assert!(
+        matches!(&endless, ReadError::Rejected(r) if r.message.contains("steps")),
+        "{endless}"
+    );
+    let huge = db
+        .query(&statement(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) \
+             SELECT zeroblob(1000) FROM c",
+            vec![],
+        ))
+        .expect_err("a 100 MB answer is refused");
+    assert!(
+        matches!(&huge, ReadError::Rejected(r) if r.message.contains("MiB")),
+        "{huge}"
+    );
 }
