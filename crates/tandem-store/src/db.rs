@@ -344,15 +344,21 @@ impl StateDb {
                 }
                 EntryPayload::Normal(proposal) => {
                     clock = clock.max(proposal.stamped_at_ms);
-                    let index = entry.log_id.index;
-                    match Command::decode(&proposal.command) {
-                        Err(e) => Err(Rejection::invalid(e)),
-                        // One answer per command of the batch, in order.
+                    // A batch answers one result per command, in order; any other entry one.
+                    let (commands, batched) = match Command::decode(&proposal.command) {
+                        Err(e) => (Err(Rejection::invalid(e)), false),
                         Ok(Command::Batch(commands)) if !commands.is_empty() => {
-                            let mut batch_answers = Vec::with_capacity(commands.len());
+                            (Ok(commands), true)
+                        }
+                        Ok(command) => (Ok(vec![command]), false),
+                    };
+                    match commands {
+                        Err(rejection) => Err(rejection),
+                        Ok(commands) => {
+                            let mut results = Vec::with_capacity(commands.len());
                             for (position, command) in commands.iter().enumerate() {
-                                let step = (index, position);
-                                let applied = match self.apply_step(
+                                let step = (entry.log_id.index, position);
+                                match self.apply_step(
                                     &mut tx,
                                     command,
                                     step,
@@ -360,34 +366,20 @@ impl StateDb {
                                     clock,
                                     &mut revision,
                                 )? {
-                                    Step::Done(applied) => applied,
+                                    Step::Done(applied) => results.push(applied),
                                     Step::Stopped(rejection) => {
                                         return Ok(Batch::Stopped(step, rejection))
                                     }
-                                };
-                                batch_answers.push(
-                                    serde_json::to_value(&applied)
-                                        .unwrap_or(serde_json::Value::Null),
-                                );
-                            }
-                            answers.push(serde_json::Value::Array(batch_answers));
-                            continue;
-                        }
-                        Ok(command) => {
-                            let step = (index, 0);
-                            match self.apply_step(
-                                &mut tx,
-                                &command,
-                                step,
-                                stopped,
-                                clock,
-                                &mut revision,
-                            )? {
-                                Step::Done(applied) => applied,
-                                Step::Stopped(rejection) => {
-                                    return Ok(Batch::Stopped(step, rejection))
                                 }
                             }
+                            if batched {
+                                let values = results.iter().map(|applied| {
+                                    serde_json::to_value(applied).unwrap_or(serde_json::Value::Null)
+                                });
+                                answers.push(serde_json::Value::Array(values.collect()));
+                                continue;
+                            }
+                            results.pop().unwrap_or(Ok(Outcome::Nothing))
                         }
                     }
                 }

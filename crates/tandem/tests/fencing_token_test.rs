@@ -14,11 +14,21 @@ const LOCK: &str = "fence-lock";
 const KEY: &str = "/v1/kv/fenced-value";
 
 async fn lock_call(client: &tandem_client::Client, action: &str, body: Value) -> HttpReply {
-    let reply = client
-        .post_json(&format!("/v1/locks/{LOCK}/{action}"), &body)
-        .await
-        .expect("the cluster answered");
-    HttpReply::from_client(format!("{action} {LOCK} {body}"), reply)
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let reply = client
+            .post_json(&format!("/v1/locks/{LOCK}/{action}"), &body)
+            .await
+            .expect("the cluster answered");
+        let reply = HttpReply::from_client(format!("{action} {LOCK} {body}"), reply);
+        // Leadership may move while a young cluster settles on a loaded machine. Asking again
+        // is safe for an acquire: the same holder keeps its token.
+        let unknown = reply.status == 503 && reply.json()["error"]["code"] == "outcome_unknown";
+        if !(unknown && action == "acquire") || attempts == 10 {
+            return reply;
+        }
+    }
 }
 
 fn token(reply: HttpReply) -> u64 {
