@@ -1,19 +1,15 @@
 //! The replicated key set: a key id is published once, ever; a retired key stays until its
 //! last token has expired, then an `Expire` at or after that time removes it on every replica.
 
-use tandem_raft::openraft::{CommittedLeaderId, EntryPayload, LogId};
-use tandem_raft::{Entry, Proposal};
+mod entries;
+
+use entries::entry_at;
 use tandem_store::{Applied, Command, Outcome, RejectionKind, StateDb};
 
 fn apply(db: &StateDb, index: u64, at_ms: i64, command: Command) -> Applied {
-    let entry = Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal {
-            stamped_at_ms: at_ms,
-            command: command.encode(),
-        }),
-    };
-    let answers = db.apply(&[entry]).expect("apply");
+    let answers = db
+        .apply(&[entry_at(index, at_ms, &command)])
+        .expect("apply");
     serde_json::from_value(answers[0].clone()).expect("an apply result")
 }
 

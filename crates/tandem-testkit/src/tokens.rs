@@ -34,11 +34,12 @@ impl Cluster {
 
     /// The key ids in node `i`'s public key set.
     pub async fn jwks_kids(&self, i: usize) -> Vec<String> {
-        let set = self
-            .get(i, "/.well-known/jwks.json")
-            .await
-            .expect_status(200)
-            .json();
+        self.jwks_kids_at(i, "/.well-known/jwks.json").await
+    }
+
+    /// The key ids in the key set node `i` serves at `path`.
+    pub async fn jwks_kids_at(&self, i: usize, path: &str) -> Vec<String> {
+        let set = self.get(i, path).await.expect_status(200).json();
         set["keys"]
             .as_array()
             .map(|keys| {

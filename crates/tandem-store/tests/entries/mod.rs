@@ -5,11 +5,18 @@ use tandem_raft::{Entry, Proposal};
 use tandem_store::Command;
 
 /// `command` as the committed entry at `index`, stamped at a fixed time.
+#[allow(dead_code)] // Not every test file that includes this module uses both.
 pub fn entry(index: u64, command: &Command) -> Entry {
+    entry_at(index, 1_700_000_000_000, command)
+}
+
+/// `command` as the committed entry at `index`, stamped by the leader at `at_ms`.
+#[allow(dead_code)]
+pub fn entry_at(index: u64, at_ms: i64, command: &Command) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(Proposal {
-            stamped_at_ms: 1_700_000_000_000,
+            stamped_at_ms: at_ms,
             command: command.encode(),
         }),
     }
