@@ -14,7 +14,8 @@ use tandem_raft::openraft::{CommittedLeaderId, EntryPayload, LogId};
 use tandem_raft::{Entry, Proposal};
 use tandem_server::config::NodeList;
 use tandem_server::{
-    decode_cluster_request, parse_api_request, ApiEndpoint, ApiError, ClusterRequest, Settings,
+    decode_cluster_request, parse_api_request, ApiEndpoint, ApiError, ClusterRequest, DataRequest,
+    Settings,
 };
 use tandem_store::{Applied, Command, Params, QueryRows, ReadError, StateDb, Statement};
 
@@ -49,8 +50,9 @@ pub fn config_file(data: &[u8]) -> Option<Result<Settings, tandem_server::Config
 }
 
 /// A client API request: line 1 names the endpoint (`KvPut`, as [`ApiEndpoint`] spells it),
-/// lines 2 and 3 are the path's names, line 4 the query string; the rest is the body.
-pub fn api_request(data: &[u8]) -> Option<Result<Option<Command>, ApiError>> {
+/// lines 2 and 3 are the path's names, line 4 the query string; the rest is the body. The
+/// parser is the one the endpoint's handler calls.
+pub fn api_request(data: &[u8]) -> Option<Result<DataRequest, ApiError>> {
     let (lines, body) = split_lines(data, 4)?;
     let endpoint = *ApiEndpoint::ALL
         .iter()

@@ -1,17 +1,26 @@
-//! Who is active. The server asks one [`HaBackend`] — never Raft, a database or a lock service
-//! directly — which node is active, with which fencing token, and tells it to step down. The
-//! built-in backend is the Raft cluster itself ([`RaftHa`]); external ones (PostgreSQL, etcd)
-//! implement the same trait with a lease-backed lock.
+//! Who is active, and how replicated state is written and read. The server asks one
+//! [`HaBackend`] — never Raft, a database or a lock service directly — which node is active,
+//! with which fencing token, and tells it to step down; and it writes and reads through one
+//! [`Replicator`]. The built-in backends are the Raft cluster itself ([`RaftHa`],
+//! [`RaftReplicator`]); external ones (PostgreSQL, etcd) implement the same traits.
 #![forbid(unsafe_code)]
 
+mod clock;
+mod proposals;
 mod raft;
+mod raft_replicator;
+mod read_index;
+mod replicator;
 mod silent_leader;
 
 use std::fmt;
 
 use tokio::sync::watch;
 
+pub use clock::now_ms;
 pub use raft::RaftHa;
+pub use raft_replicator::RaftReplicator;
+pub use replicator::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};
 
 /// The node that holds the active role, and where to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +82,8 @@ pub trait HaBackend: Send + Sync + 'static {
         self.watch().borrow().clone()
     }
 
-    /// Runs for the active role and answers the fencing token once this node holds it.
+    /// Runs for the active role and answers the fencing token once this node holds it; the
+    /// server calls it again whenever it has lost the role.
     async fn acquire(&self) -> Result<u64, HaError>;
 
     /// Hands the active role to a standby that is up to date, and answers once another node

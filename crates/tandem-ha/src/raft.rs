@@ -41,7 +41,7 @@ pub fn view_from(
         Some(ActiveNode {
             id: leader,
             api_addr: node.api_addr.clone(),
-            cluster_addr: node.raft_addr.clone(),
+            cluster_addr: node.cluster_addr.clone(),
         })
     });
     if metrics.running_state.is_err() {
@@ -206,23 +206,15 @@ impl HaBackend for RaftHa {
         self.view.subscribe()
     }
 
+    /// Raft itself runs every voter for leadership (elections, and the silent-leader watch
+    /// that calls one at once), so acquiring is waiting until this node has won one.
     async fn acquire(&self) -> Result<u64, HaError> {
-        self.raft
-            .trigger()
-            .elect()
+        let mut view = self.watch();
+        let held = view
+            .wait_for(|v| v.is_self)
             .await
-            .map_err(|e| HaError::Stopped(e.to_string()))?;
-        let id = self.id;
-        let metrics = self
-            .raft
-            .wait(Some(HANDOVER))
-            .metrics(
-                |m| m.current_leader == Some(id) && m.state == ServerState::Leader,
-                "elected",
-            )
-            .await
-            .map_err(|e| HaError::Timeout(e.to_string()))?;
-        Ok(metrics.current_term)
+            .map_err(|_| HaError::Stopped("the Raft metrics ended".into()))?;
+        Ok(held.fencing_token)
     }
 
     async fn step_down(&self) -> Result<(), HaError> {

@@ -55,7 +55,7 @@ impl RaftHa {
             let peers: Vec<_> = membership
                 .voter_ids()
                 .filter(|id| *id != self.id && *id != leader)
-                .filter_map(|id| Some((id, membership.get_node(&id)?.raft_addr.clone())))
+                .filter_map(|id| Some((id, membership.get_node(&id)?.cluster_addr.clone())))
                 .collect();
             let Ok(mine) = self.log.last_log_id().await else {
                 continue;

@@ -45,16 +45,19 @@ impl fmt::Debug for Proposal {
     }
 }
 
-/// A member of the cluster: where its peers reach it and where clients reach it.
+/// A member of the cluster: where its peers reach it (its cluster port) and where clients reach
+/// it (its API).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNode {
-    pub raft_addr: String,
+    /// Stored under its first name, so memberships already in logs and snapshots still read.
+    #[serde(rename = "raft_addr")]
+    pub cluster_addr: String,
     pub api_addr: String,
 }
 
 impl fmt::Display for ClusterNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "raft={} api={}", self.raft_addr, self.api_addr)
+        write!(f, "cluster={} api={}", self.cluster_addr, self.api_addr)
     }
 }
 

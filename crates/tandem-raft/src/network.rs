@@ -79,7 +79,7 @@ impl PeerClient {
         let response = self
             .network
             .cluster
-            .post(&self.node.raft_addr, path)
+            .post(&self.node.cluster_addr, path)
             .timeout(option.hard_ttl())
             .body(body)
             .send()

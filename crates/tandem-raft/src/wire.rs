@@ -18,7 +18,10 @@ pub const FORWARD_PATH: &str = "/cluster/forward";
 /// and by standbys comparing their logs when the active node falls silent.
 pub const PROBE_PATH: &str = "/raft/probe";
 /// Header that carries the cluster secret on every node-to-node request.
-pub const SECRET_HEADER: &str = "x-tandem-raft-secret";
+pub const SECRET_HEADER: &str = "x-tandem-cluster-secret";
+/// The header's earlier name, still accepted so that nodes of the previous release can take part
+/// in a rolling upgrade.
+pub const SECRET_HEADER_BEFORE: &str = "x-tandem-raft-secret";
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed cluster message: {0}")]

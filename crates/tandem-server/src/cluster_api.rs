@@ -12,22 +12,44 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use tandem_ha::HaBackend;
 use tandem_raft::openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use tandem_raft::openraft::ChangeMembers;
 use tandem_raft::wire::{
-    self, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER, SECRET_HEADER,
+    self, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER,
+    SECRET_HEADER, SECRET_HEADER_BEFORE,
 };
-use tandem_raft::{NodeId, TypeConfig};
+use tandem_raft::{LogStore, NodeId, PeerContacts, Raft, TypeConfig};
 use tower::ServiceExt;
 
+use crate::active_channel::{record_advertised, Advertised, FORWARDED_REQUEST_HEADERS};
 use crate::error::{secrets_match, ApiError};
-use crate::node::Node;
+use crate::replicated::Replicated;
 
 /// Snapshot chunks and append batches are larger than client requests.
 const CLUSTER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// What the cluster port's handlers work with: this node's Raft (its RPCs arrive here), and the
+/// replicated state for what standbys ask the active node to do.
+#[derive(Clone)]
+pub struct ClusterPort {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub log: LogStore,
+    pub contacts: PeerContacts,
+    pub ha: Arc<dyn HaBackend>,
+    pub data: Replicated,
+    /// The cluster secret, and the previous one while every node moves to a new one.
+    pub secrets: Arc<ClusterSecrets>,
+    pub snapshot_receipt: Arc<SnapshotReceipt>,
+}
+
+pub struct ClusterSecrets {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
 /// `api` is the client API: forwarded requests are served by it as if a client had sent them.
-pub fn router(node: Arc<Node>, api: Router) -> Router {
+pub fn router(port: ClusterPort, api: Router) -> Router {
     Router::new()
         .route(wire::APPEND_PATH, post(append))
         .route(wire::VOTE_PATH, post(vote))
@@ -43,31 +65,34 @@ pub fn router(node: Arc<Node>, api: Router) -> Router {
         )
         .fallback(|| async { ApiError::not_found("unknown cluster endpoint") })
         .layer(middleware::from_fn_with_state(
-            node.clone(),
+            port.secrets.clone(),
             require_cluster_secret,
         ))
         .layer(DefaultBodyLimit::max(CLUSTER_BODY_LIMIT))
-        .with_state(node)
+        .with_state(port)
 }
 
 async fn require_cluster_secret(
-    State(node): State<Arc<Node>>,
+    State(secrets): State<Arc<ClusterSecrets>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let given = request
-        .headers()
+    let headers = request.headers();
+    let given = headers
         .get(SECRET_HEADER)
+        .or_else(|| headers.get(SECRET_HEADER_BEFORE))
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let previous = &node.settings.secret_raft_previous;
-    let accepted = secrets_match(given, node.secret_raft.as_bytes())
-        || (!previous.is_empty() && secrets_match(given, previous.as_bytes()));
+    let accepted = secrets_match(given, secrets.current.as_bytes())
+        || secrets
+            .previous
+            .as_ref()
+            .is_some_and(|previous| secrets_match(given, previous.as_bytes()));
     if !accepted {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong cluster secret: every node needs the same secret_raft",
+            "missing or wrong cluster secret: every node needs the same cluster secret (secret_cluster)",
         )
         .into_response();
     }
@@ -80,7 +105,7 @@ pub enum ClusterRequest {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    Advertise(NodeId, tandem_raft::ClusterNode),
+    Advertise(Advertised),
     Probe,
     Forward(Request),
 }
@@ -96,10 +121,7 @@ pub fn decode_cluster_request(
         wire::APPEND_PATH => ClusterRequest::Append(decode_append(&body)?),
         wire::VOTE_PATH => ClusterRequest::Vote(decode(&body)?),
         wire::SNAPSHOT_PATH => ClusterRequest::Snapshot(decode(&body)?),
-        wire::ADVERTISE_PATH => {
-            let (id, addresses) = decode(&body)?;
-            ClusterRequest::Advertise(id, addresses)
-        }
+        wire::ADVERTISE_PATH => ClusterRequest::Advertise(decode(&body)?),
         wire::PROBE_PATH => ClusterRequest::Probe,
         wire::FORWARD_PATH => ClusterRequest::Forward(forwarded_request(headers, body)?),
         _ => return Err(ApiError::not_found("unknown cluster endpoint")),
@@ -135,29 +157,29 @@ fn decode_append(body: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, ApiErr
     Ok(request)
 }
 
-async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
+async fn append(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
     let request = decode_append(&body)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
-        node.contacts.record(leader);
+        port.contacts.record(leader);
     }
-    Ok(Json(node.raft.append_entries(request).await).into_response())
+    Ok(Json(port.raft.append_entries(request).await).into_response())
 }
 
-async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
+async fn vote(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
     let request: VoteRequest<NodeId> = decode(&body)?;
-    Ok(Json(node.raft.vote(request).await).into_response())
+    Ok(Json(port.raft.vote(request).await).into_response())
 }
 
-async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
+async fn snapshot(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
     let request: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
-    node.snapshot_receipt.check(&request)?;
+    port.snapshot_receipt.check(&request)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
-        node.contacts.record(leader);
+        port.contacts.record(leader);
     }
     let (id, end) = SnapshotReceipt::end_of(&request);
-    let answer = node.raft.install_snapshot(request).await;
+    let answer = port.raft.install_snapshot(request).await;
     if answer.is_ok() {
-        node.snapshot_receipt.record(id, end);
+        port.snapshot_receipt.record(id, end);
     }
     Ok(Json(answer).into_response())
 }
@@ -199,40 +221,27 @@ impl SnapshotReceipt {
 /// A member publishes the addresses it wants clients and peers to use; the active node records
 /// them in the membership.
 async fn advertise(
-    State(node): State<Arc<Node>>,
+    State(port): State<ClusterPort>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (id, addresses): (NodeId, tandem_raft::ClusterNode) = decode(&body)?;
-    let known = node
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&id)
-        .is_some();
-    if !known {
-        return Err(ApiError::bad_request(format!(
-            "node {id} is not a member of this cluster"
-        )));
+    let addresses: Advertised = decode(&body)?;
+    if !port.ha.view().is_self {
+        return Err(ApiError::unavailable("this node is not the active node"));
     }
-    node.raft
-        .change_membership(ChangeMembers::SetNodes([(id, addresses)].into()), false)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("cannot record the addresses: {e}")))?;
+    record_advertised(&port.data, addresses).await?;
     Ok(Json(serde_json::json!({"recorded": true})))
 }
 
 /// Proposes a command a standby made itself (publishing or retiring its signing keys).
 async fn propose(
-    State(node): State<Arc<Node>>,
+    State(port): State<ClusterPort>,
     body: Bytes,
 ) -> Result<Json<tandem_store::Applied>, ApiError> {
     let command: tandem_store::Command = decode(&body)?;
-    if !node.is_active() {
+    if !port.ha.view().is_self {
         return Err(ApiError::unavailable("this node is not the active node"));
     }
-    Ok(Json(node.propose_applied(command).await?))
+    Ok(Json(port.data.propose_applied(command).await?))
 }
 
 /// Serves a request a standby forwarded, through the same API stack a client request takes.
@@ -263,12 +272,10 @@ fn forwarded_request(headers: &HeaderMap, body: Bytes) -> Result<Request, ApiErr
         ));
     };
     let mut request = Request::builder().method(method).uri(uri);
-    for name in [
-        "authorization",
-        "content-type",
-        "accept",
-        FORWARDED_BY_HEADER,
-    ] {
+    for name in FORWARDED_REQUEST_HEADERS
+        .into_iter()
+        .chain([FORWARDED_BY_HEADER])
+    {
         if let Some(value) = headers.get(name) {
             request = request.header(name, value);
         }
@@ -278,19 +285,19 @@ fn forwarded_request(headers: &HeaderMap, body: Bytes) -> Result<Request, ApiErr
         .map_err(|e| ApiError::bad_request(format!("malformed forwarded request: {e}")))
 }
 
-async fn probe(State(node): State<Arc<Node>>) -> Result<Json<ProbeReply>, ApiError> {
-    let initialized = node
+async fn probe(State(port): State<ClusterPort>) -> Result<Json<ProbeReply>, ApiError> {
+    let initialized = port
         .raft
         .is_initialized()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let last_log_id = node
+    let last_log_id = port
         .log
         .last_log_id()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(ProbeReply {
-        node_id: node.id,
+        node_id: port.node_id,
         initialized,
         last_log_id,
     }))

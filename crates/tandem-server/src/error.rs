@@ -67,11 +67,11 @@ impl ApiError {
         )
     }
 
-    pub fn redirect(location: String, leader: u64) -> Self {
+    pub fn redirect(location: String, active: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TEMPORARY_REDIRECT,
-            "not_leader",
-            format!("this node is a follower; node {leader} is the leader at {location}"),
+            "not_active",
+            format!("this node is a standby; node {active} is the active node at {location}"),
         );
         e.location = Some(location);
         e

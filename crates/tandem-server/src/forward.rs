@@ -1,44 +1,59 @@
-//! Any server answers any request. A request that needs the active node is served here when this
-//! node is active; on a standby it is forwarded to the active node over the cluster channel, or
-//! redirected there (307) when the client asks for that or forwarding fails, or refused with 503
-//! when no active node is known. This layer is the only place that makes that choice.
+//! Any server answers any request. Each route declares where it must be served when it is
+//! registered ([`Needs`]); this layer, in front of the handlers, serves a request here when it
+//! can, and otherwise forwards it to the active node through the [`ActiveChannel`], or redirects
+//! the client there (307) when the client asks for that or the active node cannot be reached, or
+//! refuses with 503 when no active node is known.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use axum::middleware::Next;
+use axum::http::Uri;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use tandem_ha::{ActiveNode, ActiveView};
-use tandem_raft::wire::{self, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER};
+use tandem_raft::wire::FORWARDED_BY_HEADER;
 
+use crate::active_channel::{redirect, ActiveChannel};
 use crate::error::ApiError;
-use crate::node::Node;
+use crate::state::ApiState;
 
 /// The client header that asks for a redirect instead of forwarding.
 pub const NO_FORWARDING_HEADER: &str = "x-tandem-no-request-forwarding";
-/// Response header naming the standby that forwarded the request.
-pub const FORWARDED_VIA_HEADER: &str = "tandem-forwarded-via";
-pub const STEP_DOWN_PATH: &str = "/v1/sys/step-down";
-/// Headers a forwarded request carries to the active node.
-const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["authorization", "content-type", "accept"];
-/// Hop-by-hop headers that are not relayed back.
-const HOP_HEADERS: [&str; 4] = [
-    "connection",
-    "transfer-encoding",
-    "content-length",
-    "keep-alive",
-];
 
 /// Where a request must be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
     /// Any node can serve it from its own state.
     AnyNode,
-    /// Only the active node can: writes, linearizable and leader reads, step-down.
+    /// Only the active node can: writes and step-down.
     ActiveNode,
+    /// A read: the active node serves it, unless the client asks for `consistency=stale`.
+    ActiveUnlessStale,
+}
+
+impl Needs {
+    /// Where this request must be served.
+    pub fn of(self, uri: &Uri) -> Needs {
+        let stale = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=stale"));
+        match self {
+            Needs::ActiveUnlessStale if stale => Needs::AnyNode,
+            Needs::ActiveUnlessStale => Needs::ActiveNode,
+            other => other,
+        }
+    }
+
+    /// `route` behind this layer, declaring what it needs.
+    pub fn serve(self, route: MethodRouter<ApiState>, state: &ApiState) -> MethodRouter<ApiState> {
+        if self == Needs::AnyNode {
+            return route;
+        }
+        let guard = RouteGuard {
+            needs: self,
+            channel: state.active.clone(),
+        };
+        route.route_layer(middleware::from_fn_with_state(guard, route_to_active))
+    }
 }
 
 /// What this node does with a request.
@@ -48,30 +63,6 @@ pub enum Route {
     Forward(ActiveNode),
     Redirect(ActiveNode),
     Unavailable,
-}
-
-/// Which requests need the active node: every data request except a stale read, the backup
-/// (consistent by default) and step-down.
-pub fn needs(method: &Method, uri: &Uri) -> Needs {
-    let path = uri.path();
-    let stale = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=stale"));
-    let data = [
-        "/v1/sql/",
-        "/v1/kv",
-        "/v1/cache/",
-        "/v1/locks/",
-        "/v1/backup",
-    ]
-    .iter()
-    .any(|prefix| path.starts_with(prefix));
-    let is_read = *method == Method::GET || *method == Method::HEAD || path == "/v1/sql/query";
-    if path == STEP_DOWN_PATH || (data && !(is_read && stale)) {
-        Needs::ActiveNode
-    } else {
-        Needs::AnyNode
-    }
 }
 
 /// The decision, from what is known: where the request must go, this node's view of the active
@@ -93,11 +84,6 @@ pub fn route(
     }
 }
 
-fn redirect(active: &ActiveNode, uri: &Uri) -> Response {
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    ApiError::redirect(format!("http://{}{}", active.api_addr, path), active.id).into_response()
-}
-
 fn no_active() -> Response {
     ApiError::unavailable(
         "no active node is known right now (an election may be under way); retry shortly",
@@ -105,15 +91,21 @@ fn no_active() -> Response {
     .into_response()
 }
 
-pub async fn route_to_active(
-    State(node): State<Arc<Node>>,
+#[derive(Clone)]
+struct RouteGuard {
+    needs: Needs,
+    channel: ActiveChannel,
+}
+
+async fn route_to_active(
+    State(guard): State<RouteGuard>,
     request: Request,
     next: Next,
 ) -> Response {
     let headers = request.headers();
     let decision = route(
-        needs(request.method(), request.uri()),
-        &node.ha.view(),
+        guard.needs.of(request.uri()),
+        &guard.channel.view(),
         headers.contains_key(FORWARDED_BY_HEADER),
         headers.contains_key(NO_FORWARDING_HEADER),
     );
@@ -121,94 +113,7 @@ pub async fn route_to_active(
         Route::Local => next.run(request).await,
         Route::Unavailable => no_active(),
         Route::Redirect(active) => redirect(&active, request.uri()),
-        Route::Forward(active) => forward(&node, active, request).await,
-    }
-}
-
-/// Sends the request to the active node and relays its answer. If the active node cannot be
-/// reached the client is redirected; if it was reached but no answer came back, or leadership
-/// moved meanwhile, the client is told the outcome is unknown.
-pub(crate) async fn forward(node: &Node, active: ActiveNode, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match to_bytes(body, node.settings.max_body_bytes).await {
-        Ok(body) => body,
-        Err(e) => {
-            return ApiError::bad_request(format!("cannot read the request body: {e}"))
-                .into_response()
-        }
-    };
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let mut outgoing = node
-        .cluster
-        .post(&active.cluster_addr, wire::FORWARD_PATH)
-        .header(FORWARD_METHOD_HEADER, parts.method.as_str())
-        .header(FORWARD_URI_HEADER, &uri)
-        .header(FORWARDED_BY_HEADER, node.id.to_string())
-        .timeout(node.request_timeout() + Duration::from_secs(1))
-        .body(body);
-    for name in FORWARDED_REQUEST_HEADERS {
-        if let Some(value) = parts.headers.get(name) {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    let mut view = node.ha.watch();
-    // A step-down moves leadership by design: its answer is awaited, not abandoned.
-    let abandon_on_move = parts.uri.path() != STEP_DOWN_PATH;
-    let leadership_moved = async {
-        if abandon_on_move {
-            let _ = view
-                .wait_for(|v| v.active.as_ref().map(|a| a.id) != Some(active.id))
-                .await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let reply = tokio::select! {
-        reply = outgoing.send() => reply,
-        _ = leadership_moved => {
-            return ApiError::outcome_unknown(
-                "the active node changed while the request was forwarded; it may or may not have been applied",
-            )
-            .into_response();
-        }
-    };
-    let reply = match reply {
-        Ok(reply) => reply,
-        // Never reached the active node: nothing happened, and the client may go there itself.
-        Err(e) if e.is_connect() => {
-            tracing::debug!(active = active.id, error = %e, "cannot reach the active node; redirecting the client");
-            return redirect(&active, &parts.uri);
-        }
-        // Reached it, but no answer came back (it died or stalled): it may have been applied.
-        Err(e) => {
-            return ApiError::outcome_unknown(format!(
-                "the active node did not answer the forwarded request ({e}); it may or may not have been applied"
-            ))
-            .into_response();
-        }
-    };
-    let status = reply.status();
-    let mut headers = HeaderMap::new();
-    for (name, value) in reply.headers() {
-        if !HOP_HEADERS.contains(&name.as_str()) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    headers.insert(
-        HeaderName::from_static(FORWARDED_VIA_HEADER),
-        HeaderValue::from(node.id),
-    );
-    match reply.bytes().await {
-        Ok(bytes) => (status, headers, Body::from(bytes)).into_response(),
-        Err(e) => ApiError::outcome_unknown(format!(
-            "the active node's answer was cut off ({e}); the request may or may not have been applied"
-        ))
-        .into_response(),
+        Route::Forward(active) => guard.channel.forward(active, request).await,
     }
 }
 
@@ -234,28 +139,21 @@ mod tests {
     }
 
     #[test]
-    fn classification() {
+    fn a_read_needs_the_active_node_unless_it_asks_for_stale() {
         let uri = |s: &str| s.parse::<Uri>().unwrap();
-        assert_eq!(needs(&Method::PUT, &uri("/v1/kv/a")), Needs::ActiveNode);
-        assert_eq!(needs(&Method::GET, &uri("/v1/kv/a")), Needs::ActiveNode);
+        let read = Needs::ActiveUnlessStale;
+        assert_eq!(read.of(&uri("/v1/kv/a")), Needs::ActiveNode);
+        assert_eq!(read.of(&uri("/v1/kv/a?consistency=stale")), Needs::AnyNode);
         assert_eq!(
-            needs(&Method::GET, &uri("/v1/kv/a?consistency=stale")),
-            Needs::AnyNode
-        );
-        assert_eq!(
-            needs(&Method::POST, &uri("/v1/sql/query?consistency=stale")),
-            Needs::AnyNode
-        );
-        assert_eq!(
-            needs(&Method::POST, &uri("/v1/sql/execute?consistency=stale")),
+            read.of(&uri("/v1/kv/a?consistency=linearizable")),
             Needs::ActiveNode
         );
-        assert_eq!(needs(&Method::GET, &uri("/v1/cluster")), Needs::AnyNode);
         assert_eq!(
-            needs(&Method::POST, &uri("/v1/sys/step-down")),
-            Needs::ActiveNode
+            Needs::ActiveNode.of(&uri("/v1/kv/a?consistency=stale")),
+            Needs::ActiveNode,
+            "a write is never served by a standby"
         );
-        assert_eq!(needs(&Method::GET, &uri("/health")), Needs::AnyNode);
+        assert_eq!(Needs::AnyNode.of(&uri("/health")), Needs::AnyNode);
     }
 
     #[test]

@@ -9,12 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_ha::ActiveView;
-use tandem_raft::openraft::ServerState;
+use tandem_ha::{ActiveView, HaBackend};
+use tandem_raft::NodeId;
 
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::node::Node;
+use crate::keys::Keys;
+use crate::replicated::Replicated;
 
 /// This node's part in the cluster, as a load balancer needs to know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,88 +89,94 @@ impl HealthCodes {
     }
 }
 
-fn node_standing(node: &Node) -> Standing {
-    let view = node.ha.view();
-    let quorum_ack = node.raft.metrics().borrow().millis_since_quorum_ack;
-    let contact = view
-        .other_active()
-        .and_then(|a| node.contacts.millis_since(a.id));
-    // Heartbeats arrive every heartbeat_ms: five missed in a row means the active node is out of
-    // reach. A leader's quorum confirmation is as fresh as its lease.
-    let settings = &node.settings;
-    standing(
-        &view,
-        quorum_ack,
-        contact,
-        settings.heartbeat_ms * 5,
-        settings.election_timeout_max_ms,
-    )
+/// What this node's health is judged from: who is active, how the replication group stands, and
+/// how fresh contact must be.
+#[derive(Clone)]
+pub struct NodeHealth {
+    pub node_id: NodeId,
+    pub ha: Arc<dyn HaBackend>,
+    pub data: Replicated,
+    /// A standby that has not heard from the active node for this long is cut off (five missed
+    /// heartbeats).
+    pub contact_stale_after_ms: u64,
+    /// An active node whose quorum has not confirmed it for this long (its lease) is unavailable.
+    pub quorum_stale_after_ms: u64,
 }
 
-fn role_name(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
+impl NodeHealth {
+    fn standing(&self) -> Standing {
+        let view = self.ha.view();
+        let status = self.data.status();
+        let contact = view.other_active().and_then(|a| {
+            status
+                .members
+                .iter()
+                .find(|m| m.id == a.id)
+                .and_then(|m| m.last_contact_ms)
+        });
+        standing(
+            &view,
+            status.millis_since_quorum_ack,
+            contact,
+            self.contact_stale_after_ms,
+            self.quorum_stale_after_ms,
+        )
+    }
+
+    /// The cluster as this node sees it: shared by `/v1/cluster` and `/healthz`. Fields named
+    /// for the replication protocol (`leader_id`, `is_leader`, `raft_addr`) are kept beside
+    /// the active/standby ones for clients written against them.
+    pub fn cluster_report(&self) -> Value {
+        let status = self.data.status();
+        let view = self.ha.view();
+        let active_id = view.active.as_ref().map(|a| a.id);
+        let members: Vec<Value> = status
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "cluster_addr": m.cluster_addr,
+                    "raft_addr": m.cluster_addr,
+                    "api_addr": m.api_addr,
+                    "voter": m.voter,
+                    "is_self": m.id == self.node_id,
+                    "is_active": active_id == Some(m.id),
+                    "is_leader": m.leads,
+                    "matched_index": m.matched_index,
+                    "last_contact_ms": m.last_contact_ms,
+                })
+            })
+            .collect();
+        json!({
+            "node_id": self.node_id,
+            "role": status.role,
+            "standing": self.standing().name(),
+            "ha_backend": self.ha.name(),
+            "ha_available": self.ha.ha_available(),
+            "active_node": view.active.as_ref().map(|a| json!({"id": a.id, "api_addr": a.api_addr})),
+            "fencing_token": view.fencing_token,
+            "term": status.term,
+            "leader_id": status.leader_id,
+            "commit_index": status.commit_index,
+            "applied_index": status.applied_index,
+            "last_log_index": status.last_log_index,
+            "snapshot_index": status.snapshot_index,
+            "purged_index": status.purged_index,
+            "millis_since_quorum_ack": status.millis_since_quorum_ack,
+            "members": members,
+        })
     }
 }
 
-/// The cluster as this node sees it: shared by `/v1/cluster` and `/healthz`.
-pub fn cluster_report(node: &Node) -> Value {
-    let m = node.raft.metrics().borrow().clone();
-    let view = node.ha.view();
-    let membership = m.membership_config.membership();
-    let voters: std::collections::BTreeSet<_> = membership.voter_ids().collect();
-    let members: Vec<Value> = membership
-        .nodes()
-        .map(|(id, n)| {
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned())
-                .flatten()
-                .map(|log_id| log_id.index);
-            json!({
-                "id": id,
-                "raft_addr": n.raft_addr,
-                "api_addr": n.api_addr,
-                "voter": voters.contains(id),
-                "is_self": *id == node.id,
-                "is_leader": m.current_leader == Some(*id),
-                "matched_index": matched,
-                "last_contact_ms": if *id == node.id { Some(0) } else { node.contacts.millis_since(*id) },
-            })
-        })
-        .collect();
-    json!({
-        "node_id": node.id,
-        "role": role_name(m.state),
-        "standing": node_standing(node).name(),
-        "ha_backend": node.ha.name(),
-        "ha_available": node.ha.ha_available(),
-        "active_node": view.active.as_ref().map(|a| json!({"id": a.id, "api_addr": a.api_addr})),
-        "term": m.current_term,
-        "leader_id": m.current_leader,
-        "commit_index": node.log.committed_index(),
-        "applied_index": m.last_applied.map(|l| l.index),
-        "last_log_index": m.last_log_index,
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "millis_since_quorum_ack": m.millis_since_quorum_ack,
-        "members": members,
-    })
-}
-
 /// The process is alive.
-pub async fn alive(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    axum::Json(json!({"status": "alive", "node_id": node.id}))
+pub async fn alive(State(health): State<NodeHealth>) -> axum::Json<Value> {
+    axum::Json(json!({"status": "alive", "node_id": health.node_id}))
 }
 
 /// The node can serve linearizable requests now (itself or through the active node).
-pub async fn ready(State(node): State<Arc<Node>>) -> Response {
-    let standing = node_standing(&node);
+pub async fn ready(State(health): State<NodeHealth>) -> Response {
+    let standing = health.standing();
     let ready = matches!(standing, Standing::Active | Standing::Standby);
     let status = if ready {
         StatusCode::OK
@@ -178,15 +185,18 @@ pub async fn ready(State(node): State<Arc<Node>>) -> Response {
     };
     (
         status,
-        axum::Json(json!({"ready": ready, "standing": standing.name(), "node_id": node.id})),
+        axum::Json(json!({"ready": ready, "standing": standing.name(), "node_id": health.node_id})),
     )
         .into_response()
 }
 
-pub async fn healthz(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    let mut report = cluster_report(&node);
-    report["signing_kid"] = json!(node.keys.signer().map(|k| k.kid().to_string()));
-    report["key_peers"] = json!(node.keys.peer_statuses());
+pub async fn healthz(
+    State(health): State<NodeHealth>,
+    State(keys): State<Keys>,
+) -> axum::Json<Value> {
+    let mut report = health.cluster_report();
+    report["signing_kid"] = json!(keys.ring.signer().map(|k| k.kid().to_string()));
+    report["key_peers"] = json!(keys.ring.peer_statuses());
     axum::Json(report)
 }
 
@@ -221,15 +231,15 @@ pub async fn metrics() -> Response {
 
 /// Status codes per standing, overridable per request as load balancers need.
 pub async fn sys_health(
-    State(node): State<Arc<Node>>,
+    State(health): State<NodeHealth>,
     Query(codes): Query<HealthCodes>,
 ) -> Result<Response, ApiError> {
-    let standing = node_standing(&node);
+    let standing = health.standing();
     let status = codes.status(standing)?;
-    let view = node.ha.view();
+    let view = health.ha.view();
     let body = json!({
         "standing": standing.name(),
-        "node_id": node.id,
+        "node_id": health.node_id,
         "active_node": view.active.as_ref().map(|a| a.id),
         "term": view.fencing_token,
     });

@@ -7,16 +7,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use tandem_ha::now_ms;
 use tandem_keys::{
     departed_keys, new_key_id, parse_jwks, plan_rotation, public_jwk_from_json, Jwk, JwkSet,
     KeyEncryption, KeyError, KeyVault, OwnKey, Publish, SigningKey,
 };
+use tandem_raft::NodeId;
 use tandem_store::{Command, PublishedKey};
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::active_channel::ActiveChannel;
 use crate::error::ApiError;
-use crate::node::{now_ms, Node};
+use crate::replicated::Replicated;
 
 /// How often a server checks whether its key is due for rotation, and whether departed
 /// servers' keys need retiring; more often while it has no key to sign with.
@@ -36,6 +38,36 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
 }
 
+/// How this server's keys live and how tokens are issued, from its settings.
+#[derive(Clone, Debug)]
+pub struct KeyPolicy {
+    pub instance_id: String,
+    pub algorithm: tandem_keys::SigningAlgorithm,
+    pub key_duration: Duration,
+    /// The longest life of a token; a retired key stays published this long.
+    pub token_duration: Duration,
+    pub token_issuer: String,
+    pub key_peers: Vec<String>,
+    pub key_peers_refresh: Duration,
+    pub key_peers_timeout: Duration,
+    /// How long a key published by another server may take to reach this one (a couple of
+    /// heartbeats), before a token it signed is judged by the key set as it stands.
+    pub key_arrival: Duration,
+    /// How long a write may take.
+    pub request_timeout: Duration,
+}
+
+/// This server's keys at work: the key ring, the replicated key set it publishes into, and the
+/// active node it asks to publish.
+#[derive(Clone)]
+pub struct Keys {
+    pub node_id: NodeId,
+    pub ring: Arc<KeyRing>,
+    pub policy: Arc<KeyPolicy>,
+    pub data: Replicated,
+    pub active: ActiveChannel,
+}
+
 pub struct KeyRing {
     vault: KeyVault,
     /// Private keys on disk, by key id.
@@ -47,21 +79,23 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Opens `data_dir/keys` and reads every private key in it.
-    pub fn open(settings: &Settings) -> Result<KeyRing, KeyError> {
-        let encryption = match settings.key_encryption_secret.as_str() {
-            "" => None,
-            secret => Some(KeyEncryption::from_secret(secret)?),
-        };
-        let vault = KeyVault::open(&settings.data_dir.join("keys"), encryption)?;
+    /// Opens `data_dir/keys` and reads every private key in it, decrypting with
+    /// `encryption_secret` when one is set.
+    pub fn open(
+        data_dir: &std::path::Path,
+        encryption_secret: Option<&str>,
+        key_peers: &[String],
+    ) -> Result<KeyRing, KeyError> {
+        let encryption = encryption_secret
+            .map(KeyEncryption::from_secret)
+            .transpose()?;
+        let vault = KeyVault::open(&data_dir.join("keys"), encryption)?;
         let held = vault
             .load_all()?
             .into_iter()
             .map(|k| (k.kid().to_string(), Arc::new(k)))
             .collect();
-        let peers = settings
-            .key_peers
-            .0
+        let peers = key_peers
             .iter()
             .map(|url| {
                 let status = PeerStatus {
@@ -123,20 +157,21 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 /// The cluster's published keys (as this node's state has them) and the peers' keys, merged.
-pub fn merged_key_set(node: &Node) -> Result<JwkSet, ApiError> {
-    let cluster = node
-        .db
+pub fn merged_key_set(keys: &Keys) -> Result<JwkSet, ApiError> {
+    let cluster = keys
+        .data
+        .db()
         .keys_published()?
         .iter()
         .filter_map(|k| public_jwk_from_json(&k.jwk).ok())
         .collect();
-    Ok(tandem_keys::merge_jwks(cluster, node.keys.peer_keys()))
+    Ok(tandem_keys::merge_jwks(cluster, keys.ring.peer_keys()))
 }
 
-fn own_keys(node: &Node, published: &[PublishedKey]) -> Vec<OwnKey> {
+fn own_keys(node_id: NodeId, published: &[PublishedKey]) -> Vec<OwnKey> {
     published
         .iter()
-        .filter(|k| k.node_id == node.id)
+        .filter(|k| k.node_id == node_id)
         .map(|k| OwnKey {
             kid: k.kid.clone(),
             published_at_ms: k.published_at_ms,
@@ -148,67 +183,67 @@ fn own_keys(node: &Node, published: &[PublishedKey]) -> Vec<OwnKey> {
 /// Brings this server's keys in line with its rotation plan: retires what must stop signing,
 /// publishes a new key when one is due (or `rotate_now`), waits until the new key is in this
 /// node's state, and only then signs with it. Answers the key id it signs with.
-pub async fn rotate(node: &Node, rotate_now: bool) -> Result<Option<String>, ApiError> {
-    let _one_at_a_time = node.keys.rotation.lock().await;
-    let key_duration_ms = node.settings.key_duration.as_millis() as i64;
-    let keep_for_ms = node.settings.token_duration.as_millis();
+pub async fn rotate(keys: &Keys, rotate_now: bool) -> Result<Option<String>, ApiError> {
+    let ring = &keys.ring;
+    let _one_at_a_time = ring.rotation.lock().await;
+    let key_duration_ms = keys.policy.key_duration.as_millis() as i64;
+    let keep_for_ms = keys.policy.token_duration.as_millis() as u64;
     let mut rotate_now = rotate_now;
     // At most: publish one key, then switch to it and retire the old one.
     for _ in 0..3 {
-        let published = node.db.keys_published()?;
+        let published = keys.data.db().keys_published()?;
         let plan = plan_rotation(
             now_ms(),
-            &own_keys(node, &published),
-            &node.keys.held_ids(),
+            &own_keys(keys.node_id, &published),
+            &ring.held_ids(),
             key_duration_ms,
             rotate_now,
         );
-        node.keys.signer.store(
-            plan.signing
-                .as_deref()
-                .and_then(|kid| node.keys.held_key(kid)),
-        );
+        ring.signer
+            .store(plan.signing.as_deref().and_then(|kid| ring.held_key(kid)));
         for kid in plan.retire {
-            node.propose_on_active(Command::KeyRetire {
-                kid: kid.clone(),
-                keep_for_ms,
-            })
-            .await?;
+            keys.active
+                .propose(Command::KeyRetire {
+                    kid: kid.clone(),
+                    keep_for_ms,
+                })
+                .await?;
             tracing::info!(kid, "signing key retired");
         }
         for kid in plan.forget {
-            node.keys.forget(&kid);
+            ring.forget(&kid);
         }
         let key = match plan.publish {
             Publish::Nothing => return Ok(plan.signing),
-            Publish::Pending(kid) => match node.keys.held_key(&kid) {
+            Publish::Pending(kid) => match ring.held_key(&kid) {
                 Some(key) => key,
                 None => return Ok(plan.signing),
             },
             Publish::New => {
-                let kid = new_key_id(&node.settings.instance_id());
-                let key = SigningKey::generate(node.settings.key_algorithm, kid)
-                    .map_err(ApiError::internal)?;
+                let kid = new_key_id(&keys.policy.instance_id);
+                let key =
+                    SigningKey::generate(keys.policy.algorithm, kid).map_err(ApiError::internal)?;
                 // On disk before it is published: a published key's private half is never lost
                 // to a crash.
-                node.keys.vault.save(&key).map_err(ApiError::internal)?;
+                ring.vault.save(&key).map_err(ApiError::internal)?;
                 let key = Arc::new(key);
-                lock(&node.keys.held).insert(key.kid().to_string(), key.clone());
+                lock(&ring.held).insert(key.kid().to_string(), key.clone());
                 key
             }
         };
-        publish(node, &key).await?;
+        publish(keys, &key).await?;
         rotate_now = false;
     }
-    Ok(node.keys.signer().map(|k| k.kid().to_string()))
+    Ok(ring.signer().map(|k| k.kid().to_string()))
 }
 
-async fn publish(node: &Node, key: &SigningKey) -> Result<(), ApiError> {
+async fn publish(keys: &Keys, key: &SigningKey) -> Result<(), ApiError> {
     let jwk = serde_json::to_string(key.public_jwk()).map_err(ApiError::internal)?;
-    let published = node
-        .propose_on_active(Command::KeyPublish {
+    let published = keys
+        .active
+        .propose(Command::KeyPublish {
             kid: key.kid().to_string(),
-            node_id: node.id,
+            node_id: keys.node_id,
             jwk,
         })
         .await;
@@ -216,14 +251,20 @@ async fn publish(node: &Node, key: &SigningKey) -> Result<(), ApiError> {
         Ok(_) => {}
         // Published before and since removed (a restart after a long stop): never reused.
         Err(e) if e.code == "conflict" => {
-            node.keys.forget(key.kid());
+            keys.ring.forget(key.kid());
             return Err(e);
         }
         Err(e) => return Err(e),
     }
-    let deadline = tokio::time::Instant::now() + node.request_timeout();
+    let deadline = tokio::time::Instant::now() + keys.policy.request_timeout;
     loop {
-        if node.db.keys_published()?.iter().any(|k| k.kid == key.kid()) {
+        if keys
+            .data
+            .db()
+            .keys_published()?
+            .iter()
+            .any(|k| k.kid == key.kid())
+        {
             tracing::info!(kid = key.kid(), algorithm = %key.algorithm(), "signing key published");
             return Ok(());
         }
@@ -237,39 +278,29 @@ async fn publish(node: &Node, key: &SigningKey) -> Result<(), ApiError> {
 }
 
 /// On the active node: retires the keys of servers that are no longer members.
-async fn retire_departed(node: &Node) -> Result<(), ApiError> {
-    let members: BTreeSet<u64> = node
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, _)| *id)
-        .collect();
-    let published = node.db.keys_published()?;
-    let keys = published
+pub async fn retire_departed(keys: &Keys) -> Result<(), ApiError> {
+    let members: BTreeSet<u64> = keys.data.status().member_ids();
+    let published = keys.data.db().keys_published()?;
+    let published = published
         .into_iter()
         .map(|k| (k.kid, k.node_id, k.retired_at_ms.is_some()));
-    for kid in departed_keys(keys, &members) {
-        node.propose(Command::KeyRetire {
-            kid: kid.clone(),
-            keep_for_ms: node.settings.token_duration.as_millis(),
-        })
-        .await?;
+    for kid in departed_keys(published, &members) {
+        keys.data
+            .propose(Command::KeyRetire {
+                kid: kid.clone(),
+                keep_for_ms: keys.policy.token_duration.as_millis() as u64,
+            })
+            .await?;
         tracing::info!(kid, "retired the key of a server that left the cluster");
     }
     Ok(())
 }
 
-/// Keeps this server's keys rotated, and on the active node retires departed servers' keys.
-pub async fn rotation_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+/// Keeps this server's keys rotated.
+pub async fn rotation_loop(keys: Keys, mut stopped: watch::Receiver<bool>) {
     let mut last_error = String::new();
     loop {
-        let mut outcome = rotate(&node, false).await.map(|_| ());
-        if outcome.is_ok() && node.is_active() {
-            outcome = retire_departed(&node).await;
-        }
+        let outcome = rotate(&keys, false).await.map(|_| ());
         match outcome {
             Ok(()) => last_error.clear(),
             // Expected while the cluster forms or elects; said once, not every second.
@@ -279,7 +310,7 @@ pub async fn rotation_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) 
             }
             Err(_) => {}
         }
-        let pause = if node.keys.signer().is_some() {
+        let pause = if keys.ring.signer().is_some() {
             ROTATION_CHECK
         } else {
             FIRST_KEY_CHECK
@@ -293,13 +324,13 @@ pub async fn rotation_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) 
 
 /// Fetches every key peer's JWKS at once, each with its own timeout, every `key_peers_refresh`.
 /// A peer that fails keeps the keys of its last good fetch.
-pub async fn peer_refresh_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
-    let urls = node.settings.key_peers.0.clone();
+pub async fn peer_refresh_loop(keys: Keys, mut stopped: watch::Receiver<bool>) {
+    let urls = keys.policy.key_peers.clone();
     if urls.is_empty() {
         return;
     }
     let client = match reqwest::Client::builder()
-        .timeout(node.settings.key_peers_timeout.0)
+        .timeout(keys.policy.key_peers_timeout)
         .build()
     {
         Ok(client) => client,
@@ -308,7 +339,7 @@ pub async fn peer_refresh_loop(node: Arc<Node>, mut stopped: watch::Receiver<boo
             return;
         }
     };
-    let mut every = tokio::time::interval(node.settings.key_peers_refresh.0);
+    let mut every = tokio::time::interval(keys.policy.key_peers_refresh);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -318,8 +349,8 @@ pub async fn peer_refresh_loop(node: Arc<Node>, mut stopped: watch::Receiver<boo
         let fetches = urls.iter().map(|url| fetch_peer(&client, url));
         let results = futures::future::join_all(fetches).await;
         let now = now_ms();
-        let mut peers = node
-            .keys
+        let mut peers = keys
+            .ring
             .peers
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -1,26 +1,28 @@
-//! The Tandem server: settings, the client API, the cluster port, and the node that ties them
-//! to Raft and the state machine.
+//! The Tandem server: settings, the client API, the cluster port, and the start-up that ties
+//! them to the HA and replication backends.
 #![forbid(unsafe_code)]
 
+mod active_channel;
 mod api;
 mod cluster_api;
 pub mod config;
+mod data_api;
 mod error;
 mod extract;
 mod forward;
 mod health;
 mod keys;
-mod node;
-mod proposals;
-mod read_index;
+mod replicated;
 mod server;
+mod state;
 mod token_api;
 
-pub use api::{parse_api_request, ApiEndpoint};
+pub use active_channel::Advertised;
 pub use cluster_api::{decode_cluster_request, ClusterRequest};
 pub use config::{ConfigError, ServerArgs, Settings};
+pub use data_api::{parse_api_request, ApiEndpoint, DataRequest, Read};
 pub use error::ApiError;
-pub use node::Node;
+pub use replicated::Consistency;
 pub use server::{RunningServer, StartError};
 
 /// Seeds an empty data folder from a backup file; see docs/operations.md.

@@ -1,5 +1,6 @@
-//! Starting and stopping a server node: open the stores, bind both ports, start Raft, form the
-//! cluster on first start, and run the leader's expiry loop until a shutdown signal.
+//! Starting and stopping a server node: open the stores, bind both ports, start Raft and the
+//! backends behind the HA and replication traits, form the cluster on first start, and run the
+//! active node's duties while this node holds the role, until a shutdown signal.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,22 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::os::unix::fs::DirBuilderExt;
-use tandem_ha::RaftHa;
-use tandem_raft::openraft::ChangeMembers;
+use tandem_ha::{now_ms, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
-use tandem_raft::wire;
-use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
+use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
 use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::active_channel::{ActiveChannel, Advertised};
+use crate::cluster_api::{ClusterPort, ClusterSecrets};
 use crate::config::{load_or_generate_secret, Settings};
-use crate::keys::{peer_refresh_loop, rotation_loop, KeyRing};
-use crate::node::{now_ms, Node};
-use crate::proposals::ProposalQueue;
-use crate::read_index::ReadIndex;
+use crate::health::NodeHealth;
+use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
+use crate::replicated::Replicated;
+use crate::state::{ApiSecret, ApiState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -53,9 +54,16 @@ pub enum StartError {
     Keys(#[from] tandem_keys::KeyError),
 }
 
+/// How often the active node looks for keys, cache entries and leases that are due.
+const EXPIRY_CHECK: Duration = Duration::from_millis(100);
+/// How often the active node looks for signing keys of servers that left the cluster.
+const DEPARTED_KEYS_CHECK: Duration = Duration::from_secs(1);
+
 /// A server that is running; dropping it does not stop it, [`RunningServer::shutdown`] does.
 pub struct RunningServer {
-    pub node: Arc<Node>,
+    node_id: NodeId,
+    raft: Raft,
+    ha: Arc<dyn HaBackend>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Renews the cluster certificate; stopped, not awaited, at shutdown.
@@ -136,15 +144,17 @@ impl RunningServer {
                 source,
             })?;
         let this = settings.this_node().clone();
-        let raft_listener = bind("cluster traffic", &this.raft_addr).await?;
+        let cluster_listener = bind("the cluster port", &this.raft_addr).await?;
         let api_listener = bind("the API", &this.api_addr).await?;
 
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let fresh = log
             .is_empty()
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let state = StateMachine::open(&data_dir)?;
-        let keys = KeyRing::open(&settings)?;
+        let machine = StateMachine::open(&data_dir)?;
+        let key_encryption =
+            Some(settings.key_encryption_secret.as_str()).filter(|s| !s.is_empty());
+        let key_ring = KeyRing::open(&data_dir, key_encryption, &settings.key_peers.0)?;
         crate::health::install_metrics();
         // Made only once the ports and stores are ours, so a start that fails on them does not
         // print a secret that a later start would not show again.
@@ -155,7 +165,7 @@ impl RunningServer {
             "API secret",
             "TANDEM_SECRET_API",
         )?;
-        let secret_raft = secret(
+        let secret_cluster = secret(
             &settings.secret_raft,
             &settings,
             "secret-raft",
@@ -176,7 +186,7 @@ impl RunningServer {
         .validate()
         .map_err(|e| StartError::RaftConfig(e.to_string()))?;
 
-        let tls = cluster_tls(&settings, &secret_raft)?;
+        let tls = cluster_tls(&settings, &secret_cluster)?;
         let http = tls
             .https_client_builder()
             .connect_timeout(Duration::from_secs(2))
@@ -184,56 +194,89 @@ impl RunningServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let cluster = ClusterClient::new(http, "https", secret_raft.clone().into());
+        let cluster = ClusterClient::new(http, "https", secret_cluster.clone().into());
         let contacts = PeerContacts::default();
         let network = HttpNetwork::new(cluster.clone(), contacts.clone());
+        let node_id = settings.node_id;
         let raft = Raft::new(
-            settings.node_id,
+            node_id,
             Arc::new(config),
             network,
             log.clone(),
-            state.clone(),
+            machine.clone(),
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let ha = RaftHa::start(
+        let ha: Arc<dyn HaBackend> = RaftHa::start(
             raft.clone(),
-            settings.node_id,
+            node_id,
             cluster.clone(),
             contacts.clone(),
             log.clone(),
         );
-
         let request_timeout = Duration::from_millis(settings.request_timeout_ms);
-        let proposals = ProposalQueue::start(raft.clone(), request_timeout);
-        let read_index = ReadIndex::new(raft.clone(), request_timeout);
-        let node = Arc::new(Node {
-            id: settings.node_id,
-            db: state.db(),
-            state,
-            settings,
-            raft,
+        let replicator = Arc::new(RaftReplicator::start(
+            raft.clone(),
+            node_id,
+            log.clone(),
+            contacts.clone(),
+            request_timeout,
+        ));
+        let data = Replicated::new(replicator, ha.clone(), machine, data_dir.clone());
+        let active = ActiveChannel::new(
+            node_id,
+            ha.clone(),
+            cluster.clone(),
+            data.clone(),
+            request_timeout,
+            settings.max_body_bytes,
+        );
+        let keys = Keys {
+            node_id,
+            ring: Arc::new(key_ring),
+            policy: Arc::new(key_policy(&settings)),
+            data: data.clone(),
+            active: active.clone(),
+        };
+        let health = NodeHealth {
+            node_id,
+            ha: ha.clone(),
+            data: data.clone(),
+            // Heartbeats arrive every heartbeat_ms: five missed in a row means the active node
+            // is out of reach. A leader's quorum confirmation is as fresh as its lease.
+            contact_stale_after_ms: settings.heartbeat_ms * 5,
+            quorum_stale_after_ms: settings.election_timeout_max_ms,
+        };
+        let api_state = ApiState {
+            data: data.clone(),
+            active: active.clone(),
+            keys: keys.clone(),
+            health,
+            secret: ApiSecret(secret_api.into()),
+        };
+        let cluster_port = ClusterPort {
+            node_id,
+            raft: raft.clone(),
             log,
             contacts,
+            ha: ha.clone(),
+            data: data.clone(),
+            secrets: Arc::new(ClusterSecrets {
+                current: secret_cluster,
+                previous: Some(settings.secret_raft_previous.clone()).filter(|s| !s.is_empty()),
+            }),
             snapshot_receipt: Default::default(),
-            ha,
-            cluster,
-            secret_api,
-            secret_raft,
-            keys,
-            proposals,
-            read_index,
-        });
+        };
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let api_app = crate::api::router(node.clone());
-        let cluster_app = crate::cluster_api::router(node.clone(), api_app.clone());
+        let api_app = crate::api::router(api_state, settings.max_body_bytes);
+        let cluster_app = crate::cluster_api::router(cluster_port, api_app.clone());
         let stop_cluster = until_stopped(stopped.clone());
-        let listener = TlsListener::new(raft_listener, tls.acceptor());
+        let listener = TlsListener::new(cluster_listener, tls.acceptor());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, cluster_app)
                 .with_graceful_shutdown(stop_cluster)
@@ -251,34 +294,57 @@ impl RunningServer {
                 tracing::error!(error = %e, "API listener failed");
             }
         }));
+        let clustered = settings.nodes.0.len() > 1;
         tracing::info!(
-            node_id = node.id, api = %this.api_addr, raft = %this.raft_addr,
-            data_dir = %node.settings.data_dir.display(), nodes = node.settings.nodes.0.len(),
+            node_id, api = %this.api_addr, cluster = %this.raft_addr,
+            data_dir = %data_dir.display(), nodes = settings.nodes.0.len(),
             "tandem server started"
         );
         tracing::info!(
-            backend = node.ha.name(),
-            ha_available = node.settings.nodes.0.len() > 1,
+            backend = ha.name(),
+            ha_available = clustered,
             "HA backend in use{}",
-            if node.settings.nodes.0.len() > 1 {
+            if clustered {
                 ""
             } else {
                 " (a single node: no standby can take over)"
             }
         );
         if fresh {
-            tasks.push(tokio::spawn(form_cluster(node.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(form_cluster(
+                raft.clone(),
+                cluster.clone(),
+                settings.clone(),
+                stopped.clone(),
+            )));
         }
-        tasks.push(tokio::spawn(advertise(node.clone(), stopped.clone())));
-        tasks.push(tokio::spawn(rotation_loop(node.clone(), stopped.clone())));
-        tasks.push(tokio::spawn(peer_refresh_loop(
-            node.clone(),
+        let advertised = settings.advertised();
+        let advertised = Advertised {
+            node_id,
+            cluster_addr: advertised.raft_addr,
+            api_addr: advertised.api_addr,
+        };
+        tasks.push(tokio::spawn(advertise(
+            active.clone(),
+            data.clone(),
+            advertised,
             stopped.clone(),
         )));
-        tasks.push(tokio::spawn(expire_loop(node.clone(), stopped)));
+        tasks.push(tokio::spawn(rotation_loop(keys.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(peer_refresh_loop(
+            keys.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(hold_active_role(
+            ha.clone(),
+            keys,
+            stopped.clone(),
+        )));
         let certificate_rotation = tls.spawn_rotation();
         Ok(RunningServer {
-            node,
+            node_id,
+            raft,
+            ha,
             stop,
             tasks,
             certificate_rotation,
@@ -288,7 +354,7 @@ impl RunningServer {
     /// Resolves when Raft has stopped on its own (a storage failure, say), with the reason. The
     /// node can then serve nothing; the process should exit so a supervisor restarts it.
     pub async fn raft_failed(&self) -> String {
-        let mut metrics = self.node.raft.metrics();
+        let mut metrics = self.raft.metrics();
         loop {
             if let Err(fatal) = &metrics.borrow().running_state {
                 return fatal.to_string();
@@ -302,8 +368,8 @@ impl RunningServer {
     /// Hands the active role to a standby first (when this node holds it), then stops accepting
     /// requests, lets the ones in flight finish, and stops Raft.
     pub async fn shutdown(self) {
-        if self.node.ha.view().is_self && self.node.ha.ha_available() {
-            match self.node.ha.step_down().await {
+        if self.ha.view().is_self && self.ha.ha_available() {
+            match self.ha.step_down().await {
                 Ok(()) => tracing::info!("handed the active role over before stopping"),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not hand the active role over; stopping anyway")
@@ -315,10 +381,25 @@ impl RunningServer {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        if let Err(e) = self.node.raft.shutdown().await {
+        if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not stop cleanly");
         }
-        tracing::info!(node_id = self.node.id, "tandem server stopped");
+        tracing::info!(node_id = self.node_id, "tandem server stopped");
+    }
+}
+
+fn key_policy(settings: &Settings) -> KeyPolicy {
+    KeyPolicy {
+        instance_id: settings.instance_id(),
+        algorithm: settings.key_algorithm,
+        key_duration: settings.key_duration.0,
+        token_duration: settings.token_duration.0,
+        token_issuer: settings.token_issuer.clone(),
+        key_peers: settings.key_peers.0.clone(),
+        key_peers_refresh: settings.key_peers_refresh.0,
+        key_peers_timeout: settings.key_peers_timeout.0,
+        key_arrival: Duration::from_millis(2 * settings.heartbeat_ms + 50),
+        request_timeout: Duration::from_millis(settings.request_timeout_ms),
     }
 }
 
@@ -326,9 +407,13 @@ impl RunningServer {
 /// be contacted by its leader (this node is in its membership, so it is sent the log or a
 /// snapshot). Otherwise propose the configured membership; every fresh node proposes the same
 /// one, which Raft accepts as one.
-async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
-    let members: BTreeMap<u64, ClusterNode> = node
-        .settings
+async fn form_cluster(
+    raft: Raft,
+    cluster: ClusterClient,
+    settings: Settings,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let members: BTreeMap<u64, ClusterNode> = settings
         .nodes
         .0
         .iter()
@@ -336,7 +421,7 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             (
                 n.id,
                 ClusterNode {
-                    raft_addr: n.raft_addr.clone(),
+                    cluster_addr: n.raft_addr.clone(),
                     api_addr: n.api_addr.clone(),
                 },
             )
@@ -344,7 +429,7 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
         .collect();
     let peers: Vec<ClusterNode> = members
         .iter()
-        .filter(|(id, _)| **id != node.id)
+        .filter(|(id, _)| **id != settings.node_id)
         .map(|(_, n)| n.clone())
         .collect();
     // Give peers that start at about the same time a few seconds to answer.
@@ -352,9 +437,8 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     loop {
         let mut answered = 0;
         for peer in &peers {
-            let Some(probe) = node
-                .cluster
-                .probe(&peer.raft_addr, Duration::from_millis(500))
+            let Some(probe) = cluster
+                .probe(&peer.cluster_addr, Duration::from_millis(500))
                 .await
             else {
                 continue;
@@ -376,89 +460,100 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
     }
-    match node.raft.initialize(members).await {
-        Ok(()) => tracing::info!(node_id = node.id, "formed the cluster"),
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!(node_id = settings.node_id, "formed the cluster"),
         // Another node's proposal reached this one first: it is already a member.
         Err(e) => tracing::info!(reason = %e, "cluster already forming; not proposing membership"),
     }
 }
 
-/// On the leader: when a key, cache entry or lease is due, propose an `Expire` command so every
-/// replica removes it at the same point in the log.
-async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+/// Runs for the active role through the HA backend, and while this node holds it carries out
+/// the active node's duties; when the role is lost they stop, and the node runs for it again.
+async fn hold_active_role(ha: Arc<dyn HaBackend>, keys: Keys, mut stopped: watch::Receiver<bool>) {
     loop {
+        let fencing_token = tokio::select! {
+            acquired = ha.acquire() => match acquired {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::error!(error = %e, "the HA backend stopped; this node will not become active");
+                    return;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        tracing::info!(fencing_token, "this node holds the active role");
+        let mut view = ha.watch();
+        let lost = view.wait_for(|v| !v.is_self || v.fencing_token != fencing_token);
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = active_duties(&keys) => {}
+            _ = lost => tracing::info!(fencing_token, "this node no longer holds the active role"),
             _ = stopped.changed() => return,
         }
-        if !node.is_active() {
-            continue;
+    }
+}
+
+/// What only the active node does, for as long as it holds the role: propose an `Expire`
+/// command when a key, cache entry or lease is due (so every replica removes it at the same
+/// point in the log), and retire the signing keys of servers that left the cluster.
+async fn active_duties(keys: &Keys) {
+    let ticker = |period| {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    };
+    let mut expiry_check = ticker(EXPIRY_CHECK);
+    let mut departed_check = ticker(DEPARTED_KEYS_CHECK);
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = expiry_check.tick() => expire_due(&keys.data).await,
+            _ = departed_check.tick() => match retire_departed(keys).await {
+                Ok(()) => last_error.clear(),
+                // Said once, not every check.
+                Err(e) if e.message != last_error => {
+                    tracing::info!(error = %e.message, "departed servers' keys not retired yet; retrying");
+                    last_error = e.message;
+                }
+                Err(_) => {}
+            },
         }
-        let due = match node.db.next_expiry() {
-            Ok(Some(at)) => at <= now_ms(),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the next expiry");
-                false
-            }
-        };
-        if due {
-            if let Err(e) = node.propose(Command::Expire).await {
-                tracing::debug!(error = %e.message, "expiry not proposed");
-            }
+    }
+}
+
+async fn expire_due(data: &Replicated) {
+    let due = match data.db().next_expiry() {
+        Ok(Some(at)) => at <= now_ms(),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the next expiry");
+            false
+        }
+    };
+    if due {
+        if let Err(e) = data.propose(Command::Expire).await {
+            tracing::debug!(error = %e.message, "expiry not proposed");
         }
     }
 }
 
 /// Publishes this node's advertised addresses (`api_addr`, `cluster_addr`, or its node-list line
-/// when they are unset) into the cluster membership whenever the membership holds others, so
-/// redirects and peers use them and removing a setting takes its address back. The active node makes the change; a standby
-/// asks it to.
-async fn advertise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
-    let wanted = node.settings.advertised();
-    let wanted = ClusterNode {
-        raft_addr: wanted.raft_addr,
-        api_addr: wanted.api_addr,
-    };
+/// when they are unset) into the cluster membership, so redirects and peers use them and
+/// removing a setting takes its address back. The active node records them; this node asks it
+/// through the channel to the active node.
+async fn advertise(
+    active: ActiveChannel,
+    data: Replicated,
+    wanted: Advertised,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
-        let current = node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&node.id)
-            .cloned();
-        if current.as_ref() == Some(&wanted) {
-            tracing::info!(api = %wanted.api_addr, cluster = %wanted.raft_addr, "advertised addresses published");
+        let recorded = data.recorded_addresses(wanted.node_id);
+        if recorded == Some((wanted.cluster_addr.clone(), wanted.api_addr.clone())) {
+            tracing::info!(api = %wanted.api_addr, cluster = %wanted.cluster_addr, "advertised addresses published");
             return;
         }
-        let view = node.ha.view();
-        let outcome = if view.is_self {
-            node.raft
-                .change_membership(
-                    ChangeMembers::SetNodes([(node.id, wanted.clone())].into()),
-                    false,
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else if let Some(active) = view.other_active() {
-            let body = wire::encode_request(&(node.id, wanted.clone())).unwrap_or_default();
-            node.cluster
-                .post(&active.cluster_addr, wire::ADVERTISE_PATH)
-                .timeout(Duration::from_secs(2))
-                .body(body)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else {
-            Err("no active node yet".into())
-        };
-        if let Err(e) = outcome {
-            tracing::debug!(error = %e, "advertised addresses not published yet");
+        if let Err(e) = active.advertise(wanted.clone()).await {
+            tracing::debug!(error = %e.message, "advertised addresses not published yet");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

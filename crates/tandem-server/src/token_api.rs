@@ -1,31 +1,33 @@
 //! Tokens and the key set over HTTP: the public JWKS (three paths, no secret), issuing and
 //! verifying tokens, listing keys and rotating this server's key. All are served by the node
-//! that receives them: each server signs with its own key.
+//! that receives them: each server signs with its own key. A standby that does not know the key
+//! a token names asks the active node, through the one channel to it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_keys::{issue_token, verify_token, Claims, Jwk, VerifyError};
 
-use crate::error::ApiError;
-use crate::extract::{parse_ttl, Json};
-use crate::forward::forward;
-use crate::keys::{merged_key_set, rotate};
-use crate::node::{now_ms, Node};
+use tandem_ha::now_ms;
 use tandem_raft::wire::FORWARDED_BY_HEADER;
+
+use crate::active_channel::ActiveChannel;
+use crate::error::ApiError;
+use crate::extract::{parse_ttl, Json, RawBody};
+use crate::keys::{merged_key_set, rotate, Keys};
 
 /// Verifiers may cache the key set this long; a key is published before it signs, and standard
 /// JWT libraries fetch the set again when a token names a key they have not seen.
 const JWKS_CACHE_CONTROL: &str = "public, max-age=60";
 
-pub async fn jwks(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let set = merged_key_set(&node)?;
+pub async fn jwks(State(keys): State<Keys>) -> Result<Response, ApiError> {
+    let set = merged_key_set(&keys)?;
     let mut response = axum::Json(set).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -43,21 +45,23 @@ pub struct IssueRequest {
 }
 
 pub async fn issue(
-    State(node): State<Arc<Node>>,
+    State(keys): State<Keys>,
     Json(request): Json<IssueRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let longest = node.settings.token_duration;
+    let longest = keys.policy.token_duration;
+    let longest_ms = longest.as_millis() as u64;
     let ttl_ms = match &request.ttl {
         Some(text) => parse_ttl(text)?,
-        None => longest.as_millis(),
+        None => longest_ms,
     };
-    if ttl_ms < 1000 || ttl_ms > longest.as_millis() {
+    if ttl_ms < 1000 || ttl_ms > longest_ms {
         return Err(ApiError::bad_request(format!(
-            "ttl {} must be between 1s and token_duration ({longest})",
-            request.ttl.as_deref().unwrap_or_default()
+            "ttl {} must be between 1s and token_duration ({})",
+            request.ttl.as_deref().unwrap_or_default(),
+            humantime::format_duration(longest)
         )));
     }
-    let key = node.keys.signer().ok_or_else(|| {
+    let key = keys.ring.signer().ok_or_else(|| {
         ApiError::unavailable(
             "this server has no published signing key yet (the cluster may still be forming); retry shortly",
         )
@@ -66,7 +70,7 @@ pub async fn issue(
     let ttl_secs = ttl_ms / 1000;
     let token = issue_token(
         &key,
-        &node.settings.token_issuer,
+        &keys.policy.token_issuer,
         request.claims,
         now_secs,
         ttl_secs,
@@ -86,32 +90,30 @@ pub struct VerifyRequest {
     token: String,
 }
 
-pub async fn verify(State(node): State<Arc<Node>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, node.settings.max_body_bytes).await {
-        Ok(body) => body,
-        Err(e) => {
-            return ApiError::bad_request(format!("cannot read the body: {e}")).into_response()
-        }
-    };
+pub async fn verify(
+    State(keys): State<Keys>,
+    State(active): State<ActiveChannel>,
+    parts: Parts,
+    RawBody(body): RawBody,
+) -> Response {
     let token = match serde_json::from_slice::<VerifyRequest>(&body) {
         Ok(request) => request.token,
         Err(e) => return ApiError::bad_request(format!("bad JSON body: {e}")).into_response(),
     };
-    let keys = match key_set_knowing(&node, &token).await {
-        Ok(keys) => keys,
+    let key_set = match key_set_knowing(&keys, &token).await {
+        Ok(key_set) => key_set,
         Err(e) => return e.into_response(),
     };
-    let unknown = tandem_keys::token_key_id(&token).filter(|kid| keys.find(kid).is_none());
+    let unknown = tandem_keys::token_key_id(&token).filter(|kid| key_set.find(kid).is_none());
     if let Some(kid) = unknown {
         // A standby may be behind (cut off, or on a slow link): it asks the active node, which
         // has every published key, rather than call a key unknown that it may not have yet.
-        let view = node.ha.view();
+        let view = active.view();
         let forwarded = parts.headers.contains_key(FORWARDED_BY_HEADER);
         match view.other_active() {
-            Some(active) if !forwarded => {
+            Some(target) if !forwarded => {
                 let request = Request::from_parts(parts, Body::from(body));
-                return forward(&node, active.clone(), request).await;
+                return active.forward(target.clone(), request).await;
             }
             None if !view.is_self => {
                 return ApiError::unavailable(format!(
@@ -122,7 +124,7 @@ pub async fn verify(State(node): State<Arc<Node>>, request: Request) -> Response
             _ => {}
         }
     }
-    verify_with(&keys, &token).into_response()
+    verify_with(&key_set, &token).into_response()
 }
 
 fn verify_with(keys: &tandem_keys::JwkSet, token: &str) -> Result<axum::Json<Value>, ApiError> {
@@ -146,24 +148,23 @@ fn rejected(e: VerifyError) -> ApiError {
 /// The key set, once it holds the key the token names or a short wait is over: a key is
 /// published (committed) before it signs, but this node usually applies it a heartbeat later
 /// than the server that signed with it.
-async fn key_set_knowing(node: &Node, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
+async fn key_set_knowing(keys: &Keys, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
     let kid = tandem_keys::token_key_id(token);
-    let wait = Duration::from_millis(2 * node.settings.heartbeat_ms + 50);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = tokio::time::Instant::now() + keys.policy.key_arrival;
     loop {
-        let keys = merged_key_set(node)?;
-        let known = kid.as_deref().is_none_or(|kid| keys.find(kid).is_some());
+        let key_set = merged_key_set(keys)?;
+        let known = kid.as_deref().is_none_or(|kid| key_set.find(kid).is_some());
         if known || tokio::time::Instant::now() >= deadline {
-            return Ok(keys);
+            return Ok(key_set);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Every key in the set with its owner and dates, this server's signing key, and the peers.
-pub async fn list(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
-    let keys = node.db.keys_published()?;
-    let keys: Vec<Value> = keys
+pub async fn list(State(keys): State<Keys>) -> Result<axum::Json<Value>, ApiError> {
+    let published = keys.data.db().keys_published()?;
+    let published: Vec<Value> = published
         .iter()
         .map(|k| {
             json!({
@@ -176,18 +177,18 @@ pub async fn list(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, Ap
         })
         .collect();
     Ok(axum::Json(json!({
-        "node_id": node.id,
-        "signing_kid": node.keys.signer().map(|k| k.kid().to_string()),
-        "keys": keys,
-        "peers": node.keys.peer_statuses(),
+        "node_id": keys.node_id,
+        "signing_kid": keys.ring.signer().map(|k| k.kid().to_string()),
+        "keys": published,
+        "peers": keys.ring.peer_statuses(),
     })))
 }
 
 /// Makes, publishes and starts signing with a new key on this server now; the previous key is
 /// retired and stays in the key set until the last token it signed has expired.
-pub async fn rotate_now(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
-    let previous = node.keys.signer().map(|k| k.kid().to_string());
-    let kid = rotate(&node, true).await?;
+pub async fn rotate_now(State(keys): State<Keys>) -> Result<axum::Json<Value>, ApiError> {
+    let previous = keys.ring.signer().map(|k| k.kid().to_string());
+    let kid = rotate(&keys, true).await?;
     metrics::counter!("tandem_signing_key_rotations_total").increment(1);
     Ok(axum::Json(json!({ "kid": kid, "previous_kid": previous })))
 }

@@ -19,10 +19,10 @@ use crate::wait::{wait_for, DEADLINE};
 /// The API secret every test cluster uses (16+ characters, as the server requires).
 pub const API_SECRET: &str = "tandem-test-api-secret-7f3a";
 /// The cluster (node-to-node) secret every test cluster uses.
-pub const RAFT_SECRET: &str = "tandem-test-raft-secret-91c2";
+pub const CLUSTER_SECRET: &str = "tandem-test-raft-secret-91c2";
 
 /// The header that carries the cluster secret on the cluster port.
-pub const RAFT_SECRET_HEADER: &str = "x-tandem-raft-secret";
+pub const CLUSTER_SECRET_HEADER: &str = "x-tandem-cluster-secret";
 
 /// How often a start is retried with new ports when one was taken in between.
 const START_ATTEMPTS: usize = 5;
@@ -160,7 +160,7 @@ impl Cluster {
                     "--data-dir".into(),
                     data_dir.path().display().to_string(),
                     "--secret-raft".into(),
-                    RAFT_SECRET.into(),
+                    CLUSTER_SECRET.into(),
                     "--secret-api".into(),
                     API_SECRET.into(),
                 ];
@@ -186,7 +186,7 @@ impl Cluster {
             nodes,
             logs: Some(logs),
             http: http::http_client(),
-            cluster_http: http::cluster_port_client(Some(RAFT_SECRET)),
+            cluster_http: http::cluster_port_client(Some(CLUSTER_SECRET)),
             network,
         }
     }
@@ -536,7 +536,7 @@ impl Cluster {
         let url = format!("{}{path}", self.raft_url(i));
         let mut request = self.cluster_http.post(&url).body(body);
         if let Some(secret) = secret {
-            request = request.header(RAFT_SECRET_HEADER, secret);
+            request = request.header(CLUSTER_SECRET_HEADER, secret);
         }
         let response = request
             .send()

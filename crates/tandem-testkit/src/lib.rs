@@ -38,7 +38,7 @@ mod tokens;
 mod wait;
 pub mod workloads;
 
-pub use cluster::{Cluster, API_SECRET, RAFT_SECRET, RAFT_SECRET_HEADER};
+pub use cluster::{Cluster, API_SECRET, CLUSTER_SECRET, CLUSTER_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
 pub use netns::ClusterNetwork;

@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::json;
 use tandem_testkit::{
-    cluster_port_client, http_client, Cluster, HttpReply, API_SECRET, RAFT_SECRET,
+    cluster_port_client, http_client, Cluster, HttpReply, API_SECRET, CLUSTER_SECRET,
 };
 
 fn tandem() -> &'static Path {
@@ -27,7 +27,10 @@ fn wrong_credentials() -> Vec<(&'static str, Option<String>)> {
             "the secret with one character changed",
             Some(format!("Bearer {API_SECRET}x")),
         ),
-        ("the cluster secret", Some(format!("Bearer {RAFT_SECRET}"))),
+        (
+            "the cluster secret",
+            Some(format!("Bearer {CLUSTER_SECRET}")),
+        ),
         (
             "the secret without the Bearer scheme",
             Some(API_SECRET.to_string()),

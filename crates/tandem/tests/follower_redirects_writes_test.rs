@@ -73,7 +73,7 @@ async fn a_follower_redirects_writes_to_the_leader_without_applying_them() {
             );
             assert_eq!(
                 reply.expect_api_error(307).code,
-                "not_leader",
+                "not_active",
                 "{method} {path}"
             );
         }

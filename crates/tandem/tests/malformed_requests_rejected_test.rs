@@ -6,7 +6,7 @@ use std::path::Path;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use tandem_testkit::{Cluster, HttpReply, RAFT_SECRET};
+use tandem_testkit::{Cluster, HttpReply, CLUSTER_SECRET};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
@@ -115,7 +115,7 @@ async fn malformed_requests_get_json_errors_and_leave_no_trace() {
         // Fewer bytes than any Raft message: it cannot decode as one.
         for path in ["/raft/append", "/raft/vote", "/raft/snapshot"] {
             let reply = cluster
-                .post_cluster_port(i, path, Some(RAFT_SECRET), b"\xde\xad garbage".to_vec())
+                .post_cluster_port(i, path, Some(CLUSTER_SECRET), b"\xde\xad garbage".to_vec())
                 .await;
             assert!(
                 reply.status.is_client_error(),
@@ -126,7 +126,7 @@ async fn malformed_requests_get_json_errors_and_leave_no_trace() {
             reply.expect_api_error(reply.status.as_u16());
         }
         let unknown_cluster_path = cluster
-            .post_cluster_port(i, "/raft/nothing", Some(RAFT_SECRET), b"x".to_vec())
+            .post_cluster_port(i, "/raft/nothing", Some(CLUSTER_SECRET), b"x".to_vec())
             .await;
         unknown_cluster_path.expect_api_error(404);
     }

@@ -11,8 +11,8 @@ use tandem_raft::{Proposal, Raft};
 use tandem_store::{Applied, Command};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::error::ApiError;
-use crate::node::now_ms;
+use crate::clock::now_ms;
+use crate::ReplicateError;
 
 /// Entries proposed and not yet applied at once. While they are in flight, new commands queue
 /// and go out together in the next entry; a few in flight keep the log and the followers busy
@@ -24,10 +24,10 @@ const MAX_BYTES_PER_ENTRY: u64 = 1 << 20;
 
 struct Queued {
     command: Command,
-    answer: oneshot::Sender<Result<Applied, ApiError>>,
+    answer: oneshot::Sender<Result<Applied, ReplicateError>>,
 }
 
-/// Where [`crate::node::Node::propose`] hands its commands.
+/// Where [`crate::RaftReplicator`] hands the commands it is asked to propose.
 pub struct ProposalQueue {
     queue: mpsc::UnboundedSender<Queued>,
     timeout: Duration,
@@ -43,15 +43,15 @@ impl ProposalQueue {
 
     /// Proposes a validated `command` and waits until a quorum has made it durable and this
     /// node has applied it, for at most the request timeout in all, queueing included.
-    pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+    pub async fn propose(&self, command: Command) -> Result<Applied, ReplicateError> {
         let (answer, answered) = oneshot::channel();
         self.queue
             .send(Queued { command, answer })
-            .map_err(|_| ApiError::unavailable("this node is shutting down"))?;
+            .map_err(|_| ReplicateError::Unavailable("this node is shutting down".into()))?;
         match tokio::time::timeout(self.timeout, answered).await {
             Ok(Ok(applied)) => applied,
-            Ok(Err(_)) => Err(ApiError::outcome_unknown(
-                "this node stopped before the write was answered",
+            Ok(Err(_)) => Err(ReplicateError::OutcomeUnknown(
+                "this node stopped before the write was answered".into(),
             )),
             // Still queued or in flight: it may be applied later.
             Err(_) => Err(not_committed_in_time()),
@@ -114,7 +114,7 @@ async fn propose_entry(raft: &Raft, timeout: Duration, mut batch: Vec<Queued>) {
         }
         Ok(data) if batch.len() == 1 => {
             let applied = serde_json::from_value::<Applied>(data)
-                .map_err(|e| ApiError::internal(format!("unreadable apply result: {e}")));
+                .map_err(|e| ReplicateError::Internal(format!("unreadable apply result: {e}")));
             if let Some(queued) = batch.pop() {
                 let _ = queued.answer.send(applied);
             }
@@ -131,8 +131,8 @@ async fn propose_entry(raft: &Raft, timeout: Duration, mut batch: Vec<Queued>) {
                 }
                 None => {
                     for queued in batch {
-                        let _ = queued.answer.send(Err(ApiError::internal(
-                            "unreadable apply result for a batch of commands",
+                        let _ = queued.answer.send(Err(ReplicateError::Internal(
+                            "unreadable apply result for a batch of commands".into(),
                         )));
                     }
                 }
@@ -141,9 +141,9 @@ async fn propose_entry(raft: &Raft, timeout: Duration, mut batch: Vec<Queued>) {
     }
 }
 
-fn not_committed_in_time() -> ApiError {
-    ApiError::outcome_unknown(
-        "the write was not committed in time (no quorum?); it may still be applied later",
+fn not_committed_in_time() -> ReplicateError {
+    ReplicateError::OutcomeUnknown(
+        "the write was not committed in time (no quorum?); it may still be applied later".into(),
     )
 }
 
@@ -153,7 +153,7 @@ async fn write(
     raft: &Raft,
     timeout: Duration,
     command: Command,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value, ReplicateError> {
     let proposal = Proposal {
         stamped_at_ms: now_ms(),
         command: command.encode(),
@@ -163,14 +163,14 @@ async fn write(
         Ok(Ok(response)) => Ok(response.data),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
             // Leadership moved while the write was queued; it was not applied here.
-            Err(ApiError::unavailable(match forward.leader_id {
+            Err(ReplicateError::Unavailable(match forward.leader_id {
                 Some(id) => {
                     format!("leadership moved to node {id} before the write was proposed; retry")
                 }
                 None => "leadership is changing; retry shortly".to_string(),
             }))
         }
-        Ok(Err(e)) => Err(ApiError::unavailable(format!(
+        Ok(Err(e)) => Err(ReplicateError::Unavailable(format!(
             "the write could not be proposed: {e}"
         ))),
     }

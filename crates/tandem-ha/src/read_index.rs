@@ -9,7 +9,7 @@ use std::time::Duration;
 use tandem_raft::Raft;
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::ReplicateError;
 
 /// The outcome of the last finished round: its number, and the error if leadership was not
 /// confirmed.
@@ -23,7 +23,7 @@ struct Rounds {
     another_wanted: bool,
 }
 
-/// Where [`crate::node::Node::read_barrier`] waits for a linearizable read.
+/// Where [`crate::RaftReplicator`] waits for a linearizable read.
 #[derive(Clone)]
 pub struct ReadIndex {
     raft: Raft,
@@ -48,7 +48,7 @@ impl ReadIndex {
 
     /// Returns once this node has confirmed, after this call began, that it still leads, and
     /// has applied everything committed up to then.
-    pub async fn confirm(&self) -> Result<(), ApiError> {
+    pub async fn confirm(&self) -> Result<(), ReplicateError> {
         let mut finished = self.finished.subscribe();
         let wanted = {
             let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
@@ -69,12 +69,12 @@ impl ReadIndex {
         .await;
         match outcome {
             Ok(Ok(finished)) => finished.1.clone().map_err(|e| {
-                ApiError::unavailable(format!(
+                ReplicateError::Unavailable(format!(
                     "cannot confirm leadership for a linearizable read: {e}"
                 ))
             }),
-            Ok(Err(_)) | Err(_) => Err(ApiError::unavailable(
-                "could not confirm leadership in time for a linearizable read",
+            Ok(Err(_)) | Err(_) => Err(ReplicateError::Unavailable(
+                "could not confirm leadership in time for a linearizable read".into(),
             )),
         }
     }

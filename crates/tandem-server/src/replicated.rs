@@ -1,0 +1,143 @@
+//! The replicated state as the API handlers use it: propose a command, wait until a read may be
+//! served at the consistency asked for, run a read against this node's copy, take a backup.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tandem_ha::{HaBackend, ReplicateError, ReplicationStatus, Replicator};
+use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
+
+use crate::error::ApiError;
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began (confirmed with a quorum).
+    #[default]
+    Linearizable,
+    /// Served by the active node from its own state, without asking a quorum.
+    #[serde(alias = "leader")]
+    Active,
+    /// Served by whichever node receives it, from its own state: fast, possibly behind.
+    Stale,
+}
+
+impl From<ReplicateError> for ApiError {
+    fn from(e: ReplicateError) -> Self {
+        match e {
+            ReplicateError::Unavailable(message) => ApiError::unavailable(message),
+            ReplicateError::OutcomeUnknown(message) => ApiError::outcome_unknown(message),
+            ReplicateError::Refused(message) => ApiError::bad_request(message),
+            ReplicateError::Internal(message) => ApiError::internal(message),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Replicated {
+    replicator: Arc<dyn Replicator>,
+    /// Reads that need the active node are refused once this node has lost the role.
+    ha: Arc<dyn HaBackend>,
+    machine: StateMachine,
+    db: Arc<StateDb>,
+    /// Where a backup is written before it is sent.
+    data_dir: PathBuf,
+}
+
+impl Replicated {
+    pub fn new(
+        replicator: Arc<dyn Replicator>,
+        ha: Arc<dyn HaBackend>,
+        machine: StateMachine,
+        data_dir: PathBuf,
+    ) -> Replicated {
+        Replicated {
+            replicator,
+            ha,
+            db: machine.db(),
+            machine,
+            data_dir,
+        }
+    }
+
+    /// Validates a command and waits until it is durable and applied on this node; a refusal by
+    /// the state machine is an error.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
+        Ok(self.propose_applied(command).await??)
+    }
+
+    /// Like [`Replicated::propose`], with a refusal by the state machine as an answer rather
+    /// than an error, so it can travel to the node that asked for it.
+    pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
+        command.validate()?;
+        Ok(self.replicator.propose(command).await?)
+    }
+
+    /// Waits until this node may serve a read at `consistency`. Only the active node serves
+    /// linearizable and active reads; the forwarding layer sends them there.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ApiError> {
+        match consistency {
+            Consistency::Stale => Ok(()),
+            _ if !self.ha.view().is_self => Err(ApiError::unavailable(
+                "this node lost the active role while serving the read; retry",
+            )),
+            Consistency::Active => Ok(()),
+            Consistency::Linearizable => Ok(self.replicator.confirm_read().await?),
+        }
+    }
+
+    /// Runs a blocking read against this node's state database off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateDb) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// This node's state database, for short reads on the caller's thread.
+    pub fn db(&self) -> &StateDb {
+        &self.db
+    }
+
+    /// A consistent copy of the whole state database, and the log index it holds.
+    pub async fn backup(&self) -> Result<(Vec<u8>, u64), ApiError> {
+        let machine = self.machine.clone();
+        let path = self
+            .data_dir
+            .join(format!("backup-{}.db", tandem_ha::now_ms()));
+        let (bytes, applied) = tokio::task::spawn_blocking(move || {
+            let applied = machine.backup_to(&path);
+            let bytes = applied.as_ref().ok().map(|_| std::fs::read(&path));
+            let _ = std::fs::remove_file(&path);
+            (bytes, applied)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        let applied = applied?;
+        let bytes = bytes
+            .ok_or_else(|| ApiError::internal("backup file missing"))?
+            .map_err(ApiError::internal)?;
+        Ok((bytes, applied.map(|l| l.index).unwrap_or(0)))
+    }
+
+    pub async fn snapshot(&self) -> Result<Option<u64>, ApiError> {
+        Ok(self.replicator.snapshot().await?)
+    }
+
+    pub fn status(&self) -> ReplicationStatus {
+        self.replicator.status()
+    }
+
+    /// The addresses recorded for member `id`, as `(cluster_addr, api_addr)`.
+    pub fn recorded_addresses(&self, id: u64) -> Option<(String, String)> {
+        self.replicator.recorded_addresses(id)
+    }
+
+    pub(crate) fn replicator(&self) -> &dyn Replicator {
+        &*self.replicator
+    }
+}

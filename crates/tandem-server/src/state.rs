@@ -1,0 +1,25 @@
+//! What the client API's handlers are given. Each handler takes only the part it needs (axum's
+//! `FromRef`): the replicated state, the channel to the active node, the signing keys, this
+//! node's health, or the API secret.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::active_channel::ActiveChannel;
+use crate::health::NodeHealth;
+use crate::keys::Keys;
+use crate::replicated::Replicated;
+
+/// The secret clients send as `Authorization: Bearer <secret>`.
+#[derive(Clone)]
+pub struct ApiSecret(pub Arc<str>);
+
+#[derive(Clone, FromRef)]
+pub struct ApiState {
+    pub data: Replicated,
+    pub active: ActiveChannel,
+    pub keys: Keys,
+    pub health: NodeHealth,
+    pub secret: ApiSecret,
+}
