@@ -39,8 +39,8 @@ pub struct Replicated {
     replicator: Arc<dyn Replicator>,
     /// Reads that need the active node are refused once this node has lost the role.
     ha: Arc<dyn HaBackend>,
+    /// This node's copy of the state (its database is what reads and backups use).
     machine: StateMachine,
-    db: Arc<StateDb>,
     /// Where a backup is written before it is sent.
     data_dir: PathBuf,
 }
@@ -55,7 +55,6 @@ impl Replicated {
         Replicated {
             replicator,
             ha,
-            db: machine.db(),
             machine,
             data_dir,
         }
@@ -92,15 +91,15 @@ impl Replicated {
         &self,
         f: impl FnOnce(&StateDb) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let db = self.db.clone();
+        let db = self.machine.db();
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(ApiError::internal)?
     }
 
     /// This node's state database, for short reads on the caller's thread.
-    pub fn db(&self) -> &StateDb {
-        &self.db
+    pub fn db(&self) -> Arc<StateDb> {
+        self.machine.db()
     }
 
     /// A consistent copy of the whole state database, and the log index it holds.
