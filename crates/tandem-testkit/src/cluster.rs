@@ -66,7 +66,7 @@ impl Cluster {
     pub async fn start(binary: &Path, nodes: usize, extra_args: &[&str]) -> Cluster {
         assert!(nodes > 0, "a cluster needs at least one node");
         for attempt in 1..=START_ATTEMPTS {
-            let ports = free_ports(nodes * 2);
+            let ports = free_ports(nodes * 2).expect("free ports on 127.0.0.1");
             let addrs = (0..nodes)
                 .map(|i| {
                     (

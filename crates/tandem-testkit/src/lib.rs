@@ -44,4 +44,4 @@ pub use load::{SteadyWrites, WriteLog};
 pub use netns::ClusterNetwork;
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use tokens::IssuedToken;
-pub use wait::{wait_for, wait_until, DEADLINE};
+pub use wait::{poll_for, wait_for, wait_until, TimedOut, DEADLINE, POLL_INTERVAL};

@@ -17,13 +17,13 @@ const LOG_TAIL_LINES: usize = 60;
 
 /// `count` distinct free ports on 127.0.0.1: all are bound at once (so none repeats), read,
 /// and released. Another process may take one before the server binds it; callers retry.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
+pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
     listeners
         .iter()
-        .map(|l| l.local_addr().expect("local address").port())
+        .map(|l| Ok(l.local_addr()?.port()))
         .collect()
 }
 

@@ -56,7 +56,13 @@ enum Command {
         target: Target,
     },
     /// Measure throughput and latency of a workload against a cluster, or failover times
-    Bench(crate::bench::BenchArgs),
+    Bench {
+        // The server flags first: `tandem bench --help` lists them before the bench's own.
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        args: tandem_bench::BenchArgs,
+    },
     /// Snapshots, backups and restore
     Snapshot {
         #[command(subcommand)]
@@ -66,7 +72,7 @@ enum Command {
 
 /// Which servers to talk to, and how.
 #[derive(Args, Clone)]
-pub struct Target {
+struct Target {
     /// Server API address; repeat for several (tried in turn, the leader is followed)
     #[arg(
         long = "addr",
@@ -75,22 +81,22 @@ pub struct Target {
         default_value = "127.0.0.1:8200",
         global = true
     )]
-    pub addrs: Vec<String>,
+    addrs: Vec<String>,
     /// API secret [default: read from $TANDEM_DATA_DIR/secret-api (./tandem-data) when present]
     #[arg(long, env = "TANDEM_SECRET_API", hide_env_values = true, global = true)]
     secret: Option<String>,
     /// Read consistency: linearizable, leader or stale
     #[arg(long, default_value = "linearizable", global = true)]
-    pub consistency: String,
+    consistency: String,
 }
 
 impl Target {
-    pub fn client(&self) -> Result<Client> {
+    fn client(&self) -> Result<Client> {
         Ok(Client::new(&self.addrs, self.secret_or_default())?)
     }
 
     /// `--secret`, or the one a local single node saved in its data folder.
-    pub fn secret_or_default(&self) -> Option<String> {
+    fn secret_or_default(&self) -> Option<String> {
         self.secret.clone().or_else(|| {
             let data_dir =
                 std::env::var("TANDEM_DATA_DIR").unwrap_or_else(|_| "tandem-data".into());
@@ -98,6 +104,15 @@ impl Target {
                 .ok()
                 .map(|s| s.trim().to_string())
         })
+    }
+
+    /// The servers for `tandem bench`, with the secret resolved as [`Target::client`] does.
+    fn servers(&self) -> tandem_bench::Servers {
+        tandem_bench::Servers {
+            addrs: self.addrs.clone(),
+            secret: self.secret_or_default(),
+            consistency: self.consistency.clone(),
+        }
     }
 
     fn read_query(&self) -> String {
@@ -264,7 +279,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Lock { command, target } => lock(command, &target).await,
         Command::Keys { command, target } => keys(command, &target).await,
         Command::Snapshot { command } => snapshot(command).await,
-        Command::Bench(args) => crate::bench::bench(args).await,
+        Command::Bench { target, args } => tandem_bench::run(args, target.servers()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

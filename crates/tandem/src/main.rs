@@ -1,15 +1,6 @@
 //! `tandem`: the server, and a command line for its API.
 #![forbid(unsafe_code)]
 
-mod bench;
-mod bench_disk;
-#[cfg(feature = "etcd")]
-mod bench_etcd;
-#[cfg(not(feature = "etcd"))]
-#[path = "bench_etcd_absent.rs"]
-mod bench_etcd;
-mod bench_failover;
-mod bench_target;
 mod cli;
 
 use std::process::ExitCode;

@@ -15,7 +15,7 @@ const GOOD_SECRET: &str = "sixteen-chars-or-more";
 
 /// A three-node list on free ports.
 fn three_nodes() -> String {
-    let ports = free_ports(6);
+    let ports = free_ports(6).expect("free ports on 127.0.0.1");
     (0..3)
         .map(|i| {
             format!(
@@ -78,7 +78,7 @@ async fn a_node_id_missing_from_the_list_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_node_ids_are_refused() {
-    let ports = free_ports(4);
+    let ports = free_ports(4).expect("free ports on 127.0.0.1");
     let nodes = format!(
         "1 127.0.0.1:{} 127.0.0.1:{}\n1 127.0.0.1:{} 127.0.0.1:{}",
         ports[0], ports[1], ports[2], ports[3]
@@ -99,7 +99,7 @@ async fn duplicate_node_ids_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_node_line_is_refused() {
-    let ports = free_ports(3);
+    let ports = free_ports(3).expect("free ports on 127.0.0.1");
     // The second line lacks its API address.
     let nodes = format!(
         "1 127.0.0.1:{} 127.0.0.1:{}\n2 127.0.0.1:{}",
@@ -143,7 +143,7 @@ async fn an_unknown_key_in_the_config_file_is_refused() {
     let dir = TempDir::new().expect("temporary folder");
     let config = dir.path().join("tandem.toml");
     std::fs::write(&config, "heartbeat_ms = 50\nhearbeat_ms = 50\n").expect("write config");
-    let ports = free_ports(2);
+    let ports = free_ports(2).expect("free ports on 127.0.0.1");
     let nodes = format!("1 127.0.0.1:{} 127.0.0.1:{}", ports[0], ports[1]);
     let config_arg = config.display().to_string();
     let stderr = refused(&["--config", &config_arg, "--nodes", &nodes]).await;

@@ -27,7 +27,7 @@ async fn status_with(http: &reqwest::Client, url: &str, method: Method, bearer: 
 async fn generated_secrets_are_saved_printed_once_and_reused() {
     let dir = TempDir::new().expect("temporary folder");
     let data = dir.path().join("data");
-    let ports = free_ports(2);
+    let ports = free_ports(2).expect("free ports on 127.0.0.1");
     let api = format!("http://127.0.0.1:{}", ports[1]);
     let args = vec![
         "server".to_string(),

@@ -9,10 +9,9 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tandem_client::{segment, Method};
+use tandem_client::{segment, Client, Method};
 
-use crate::bench_target::{acknowledged, KvStore, ReadConsistency, System};
-use crate::cli::Target;
+use crate::target::{acknowledged, KvStore, ReadConsistency, System};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -43,12 +42,12 @@ pub enum Workload {
     Disk,
 }
 
+/// The flags of `tandem bench` but those that name the servers, which every command of the
+/// binary shares and which arrive as [`Servers`].
 #[derive(Args)]
 pub struct BenchArgs {
     #[arg(value_enum)]
     workload: Workload,
-    #[command(flatten)]
-    target: Target,
     /// The system to measure; for etcd, --addr names its client endpoints (host:2379)
     #[arg(long = "target", value_enum, default_value = "tandem")]
     system: System,
@@ -77,9 +76,19 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    failover: crate::bench_failover::FailoverArgs,
+    failover: crate::failover::FailoverArgs,
     #[command(flatten)]
-    disk: crate::bench_disk::DiskArgs,
+    disk: crate::disk::DiskArgs,
+}
+
+/// The servers a bench talks to, as `--addr`, `--secret` and `--consistency` name them: Tandem's
+/// API addresses, or etcd's client endpoints with `--target etcd`.
+pub struct Servers {
+    pub addrs: Vec<String>,
+    /// The API secret, if any.
+    pub secret: Option<String>,
+    /// Read consistency: linearizable, leader or stale.
+    pub consistency: String,
 }
 
 /// What a run measured.
@@ -93,6 +102,7 @@ struct Measured {
 
 struct Plan {
     args: BenchArgs,
+    servers: Servers,
     store: KvStore,
     read: ReadConsistency,
     prefix: String,
@@ -151,12 +161,12 @@ impl Plan {
 
     /// Rotates the key of the server `worker` picks and waits until every address serves it.
     async fn rotate_and_wait(&self, worker: usize) -> Result<(), String> {
-        let addrs = &self.args.target.addrs;
+        let addrs = &self.servers.addrs;
         let rotated_on = &addrs[worker % addrs.len()];
         let rotated = self
             .http
             .post(format!("http://{rotated_on}/v1/keys/rotate"))
-            .bearer_auth(self.args.target.secret_or_default().unwrap_or_default())
+            .bearer_auth(self.servers.secret.as_deref().unwrap_or_default())
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -198,6 +208,16 @@ impl Plan {
         self.store.put(key, &self.value).await.map(|_| ())
     }
 
+    async fn put_cache(&self, n: u64) -> Result<(), String> {
+        self.send(
+            Method::PUT,
+            &self.cache_path(n),
+            Some(self.value.clone()),
+            "application/octet-stream",
+        )
+        .await
+    }
+
     fn cache_path(&self, n: u64) -> String {
         format!(
             "/v1/cache/bench/{}",
@@ -227,14 +247,7 @@ impl Plan {
             }
             Workload::CacheGet => {
                 for n in 0..self.args.keys {
-                    self.send(
-                        Method::PUT,
-                        &self.cache_path(n),
-                        Some(self.value.clone()),
-                        "application/octet-stream",
-                    )
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                    self.put_cache(n).await.map_err(anyhow::Error::msg)?;
                 }
             }
             Workload::TokenVerify => {
@@ -262,7 +275,7 @@ impl Plan {
 
     /// One operation; answers the time it took (the timed part only).
     async fn operation(&self, worker: usize, n: u64) -> Result<Duration, String> {
-        let read = format!("consistency={}", segment(&self.args.target.consistency));
+        let read = format!("consistency={}", segment(&self.servers.consistency));
         let started = Instant::now();
         match self.args.workload {
             Workload::KvPut => self.put_kv(&format!("{}{n}", self.prefix)).await?,
@@ -284,27 +297,13 @@ impl Plan {
                 )
                 .await?
             }
-            Workload::CachePut => {
-                self.send(
-                    Method::PUT,
-                    &self.cache_path(n),
-                    Some(self.value.clone()),
-                    "application/octet-stream",
-                )
-                .await?
-            }
+            Workload::CachePut => self.put_cache(n).await?,
             Workload::CacheGet => {
                 let path = format!("{}?{read}", self.cache_path(n % self.args.keys.max(1)));
                 self.send(Method::GET, &path, None, "").await?
             }
             Workload::CacheTake => {
-                self.send(
-                    Method::PUT,
-                    &self.cache_path(n),
-                    Some(self.value.clone()),
-                    "application/octet-stream",
-                )
-                .await?;
+                self.put_cache(n).await?;
                 let started = Instant::now();
                 self.send(
                     Method::POST,
@@ -469,7 +468,8 @@ fn millis(micros: u64) -> f64 {
     (micros as f64 / 1000.0 * 100.0).round() / 100.0
 }
 
-pub async fn bench(args: BenchArgs) -> Result<()> {
+/// Runs the workload `args` names against `servers` and prints what it measured.
+pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -486,12 +486,12 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         );
     }
     if args.system == System::Etcd {
-        crate::bench_target::etcd_available()?;
+        crate::target::etcd_available()?;
     }
-    let read = ReadConsistency::parse(&args.target.consistency)?;
+    let read = ReadConsistency::parse(&servers.consistency)?;
     match args.workload {
         Workload::Failover => {
-            return crate::bench_failover::failover(
+            return crate::failover::failover(
                 &args.failover,
                 args.system,
                 args.concurrency,
@@ -504,13 +504,16 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 .duration
                 .map(Duration::from)
                 .unwrap_or(Duration::from_secs(10));
-            return crate::bench_disk::disk(&args.disk, duration, args.ops, args.json);
+            return crate::disk::disk(&args.disk, duration, args.ops, args.json);
         }
         _ => {}
     }
     let store = match args.system {
-        System::Tandem => KvStore::Tandem(Arc::new(args.target.client()?)),
-        System::Etcd => KvStore::etcd(&args.target.addrs, ETCD_DEADLINE).await?,
+        System::Tandem => KvStore::Tandem(Arc::new(Client::new(
+            &servers.addrs,
+            servers.secret.clone(),
+        )?)),
+        System::Etcd => KvStore::etcd(&servers.addrs, ETCD_DEADLINE).await?,
     };
     let prefix = args.prefix.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
@@ -522,6 +525,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     let value = vec![b'x'; args.value_size];
     let plan = Arc::new(Plan {
         args,
+        servers,
         store,
         read,
         prefix,
@@ -536,8 +540,8 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     let report = json!({
         "workload": plan.args.workload.to_possible_value().map(|v| v.get_name().to_string()),
         "target": plan.args.system.to_possible_value().map(|v| v.get_name().to_string()),
-        "consistency": plan.args.target.consistency,
-        "endpoints": plan.args.target.addrs,
+        "consistency": plan.servers.consistency,
+        "endpoints": plan.servers.addrs,
         "concurrency": plan.args.concurrency,
         "prefix": plan.prefix,
         "ops": measured.ops,

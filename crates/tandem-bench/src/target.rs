@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-pub use crate::bench_etcd::{available as etcd_available, member_statuses, EtcdKv};
+pub use crate::etcd::{available as etcd_available, member_statuses, EtcdKv};
 use clap::ValueEnum;
 use tandem_client::{segment, Client, Method, Reply};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::bench_target::{Acknowledger, ReadConsistency};
+use crate::target::{Acknowledger, ReadConsistency};
 
 pub fn available() -> Result<()> {
     bail!(

@@ -3,22 +3,22 @@
 //! again (SIGKILL or SIGTERM), and reports how long writes took to be acknowledged by a new
 //! leader, and how many failed meanwhile.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use tandem_client::Client;
+use tandem_testkit::{free_ports, poll_for, POLL_INTERVAL};
 
-use crate::bench_target::{member_statuses, Acknowledger, KvStore, System};
+use crate::target::{member_statuses, Acknowledger, KvStore, System};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StopSignal {
@@ -94,17 +94,6 @@ impl Drop for LocalCluster {
     }
 }
 
-fn free_ports(count: usize) -> Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free ports on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 impl LocalCluster {
     fn start(system: System, extra: &[String], keep_in: Option<&PathBuf>) -> Result<LocalCluster> {
         let program = match system {
@@ -124,7 +113,7 @@ impl LocalCluster {
             }
         };
         // Per node: a port for its peers, then one for clients.
-        let ports = free_ports(NODES * 2)?;
+        let ports = free_ports(NODES * 2).context("cannot find free ports on 127.0.0.1")?;
         let peer = |i: usize| format!("127.0.0.1:{}", ports[2 * i]);
         let endpoints: Vec<String> = (0..NODES)
             .map(|i| format!("127.0.0.1:{}", ports[2 * i + 1]))
@@ -235,9 +224,8 @@ impl LocalCluster {
     /// The leader's index in `endpoints` and how its acknowledgements look, once a majority
     /// has one.
     async fn leader(&self) -> Result<(usize, Acknowledger)> {
-        let started = Instant::now();
         let client = Client::new(&self.endpoints, Some(SECRET_API.into()))?.with_deadline(PROBE);
-        loop {
+        poll_for(DEADLINE, POLL_INTERVAL, async || {
             let found = match self.system {
                 System::Tandem => client
                     .get("/v1/sys/leader")
@@ -252,17 +240,15 @@ impl LocalCluster {
                     }),
                 System::Etcd => self.etcd_leader().await,
             };
-            if let Some(leader) = found.filter(|(index, _)| *index < NODES) {
-                return Ok(leader);
-            }
-            if started.elapsed() > DEADLINE {
-                bail!(
-                    "no leader after {DEADLINE:?}; logs in {}",
-                    self.dir.path().display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            found.filter(|(index, _)| *index < NODES)
+        })
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no leader after {DEADLINE:?}; logs in {}",
+                self.dir.path().display()
+            )
+        })
     }
 
     async fn etcd_leader(&self) -> Option<(usize, Acknowledger)> {
@@ -277,12 +263,12 @@ impl LocalCluster {
     }
 
     /// How far each answering node has committed and applied its log: (index, committed, applied).
-    async fn progress(&self) -> Result<Vec<(usize, Option<u64>, Option<u64>)>> {
-        Ok(match self.system {
+    /// `nodes` holds a client of each Tandem node alone.
+    async fn progress(&self, nodes: &[Client]) -> Vec<(usize, Option<u64>, Option<u64>)> {
+        match self.system {
             System::Tandem => {
                 let mut progress = Vec::new();
-                for i in 0..NODES {
-                    let node = Client::new(&self.endpoints[i..=i], None)?.with_deadline(PROBE);
+                for (i, node) in nodes.iter().enumerate() {
                     if let Some(health) =
                         node.get("/healthz").await.ok().and_then(|r| r.json().ok())
                     {
@@ -300,16 +286,22 @@ impl LocalCluster {
                 .into_iter()
                 .map(|(i, status)| (i, Some(status.committed_index), Some(status.applied_index)))
                 .collect(),
-        })
+        }
     }
 
     /// Waits until node `i` serves again and has caught up with the log the leader had
     /// committed when it came back, so every round starts from a healthy cluster.
     async fn caught_up(&self, i: usize) -> Result<()> {
-        let started = Instant::now();
+        let nodes = self
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                Ok(Client::new(std::slice::from_ref(endpoint), None)?.with_deadline(PROBE))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut target = None;
-        loop {
-            let progress = self.progress().await?;
+        poll_for(DEADLINE, POLL_INTERVAL, async || {
+            let progress = self.progress(&nodes).await;
             if target.is_none() {
                 // The highest commit index among the other nodes: the leader's.
                 target = progress
@@ -322,14 +314,10 @@ impl LocalCluster {
                 .iter()
                 .find(|(j, _, _)| *j == i)
                 .and_then(|(_, _, a)| *a);
-            if target.is_some() && applied >= target {
-                return Ok(());
-            }
-            if started.elapsed() > DEADLINE {
-                bail!("node {} did not catch up", i + 1);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (target.is_some() && applied >= target).then_some(())
+        })
+        .await
+        .map_err(|_| anyhow!("node {} did not catch up", i + 1))
     }
 }
 
@@ -395,21 +383,16 @@ pub async fn failover(
         let failed_before = failed.load(Ordering::Relaxed);
         let stopped_at = Instant::now();
         cluster.stop(index, args.signal)?;
-        let first = loop {
-            let found = acks
-                .lock()
+        // Polled often: the time comes from the acknowledgement, but the next round waits.
+        let first = poll_for(DEADLINE, Duration::from_millis(5), async || {
+            acks.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .find(|a| a.at > stopped_at && a.by.is_after(&leader))
-                .map(|a| a.at - stopped_at);
-            if let Some(d) = found {
-                break d;
-            }
-            if stopped_at.elapsed() > DEADLINE {
-                bail!("no write was acknowledged by a new leader within {DEADLINE:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+                .map(|a| a.at - stopped_at)
+        })
+        .await
+        .map_err(|_| anyhow!("no write was acknowledged by a new leader within {DEADLINE:?}"))?;
         took.record(first.as_micros() as u64)?;
         let failed_in_round = failed.load(Ordering::Relaxed) - failed_before;
         rounds.push(json!({"round": round, "stopped_node": stopped_node, "ms": first.as_secs_f64() * 1000.0, "failed_writes": failed_in_round}));
