@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::target::{Acknowledger, ReadConsistency};
+use crate::answers::{Acknowledger, ReadConsistency};
 
 /// A pause between attempts while etcd has no leader or an endpoint is down; the same as
 /// Tandem's client, which retries on its own.

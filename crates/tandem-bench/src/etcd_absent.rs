@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::target::{Acknowledger, ReadConsistency};
+use crate::answers::{Acknowledger, ReadConsistency};
 
 pub fn available() -> Result<()> {
     bail!(

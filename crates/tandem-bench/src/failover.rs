@@ -18,7 +18,8 @@ use serde_json::json;
 use tandem_client::Client;
 use tandem_testkit::{free_ports, poll_for, POLL_INTERVAL};
 
-use crate::target::{member_statuses, Acknowledger, KvStore, System};
+use crate::etcd::member_statuses;
+use crate::target::{Acknowledger, KvStore, System};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StopSignal {

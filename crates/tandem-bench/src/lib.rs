@@ -7,6 +7,7 @@
 //! the binary. Free ports and deadline-bound waits come from `tandem-testkit`.
 #![forbid(unsafe_code)]
 
+mod answers;
 mod disk;
 #[cfg(feature = "etcd")]
 mod etcd;

@@ -486,7 +486,7 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
         );
     }
     if args.system == System::Etcd {
-        crate::target::etcd_available()?;
+        crate::etcd::available()?;
     }
     let read = ReadConsistency::parse(&servers.consistency)?;
     match args.workload {

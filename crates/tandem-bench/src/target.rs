@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-pub use crate::etcd::{available as etcd_available, member_statuses, EtcdKv};
+pub use crate::answers::{Acknowledger, ReadConsistency};
+use crate::etcd::EtcdKv;
 use clap::ValueEnum;
 use tandem_client::{segment, Client, Method, Reply};
 
@@ -17,58 +18,6 @@ pub enum System {
     Tandem,
     /// etcd members, through the v3 gRPC API (plaintext; kv-put, kv-get and failover)
     Etcd,
-}
-
-/// Who acknowledged a write, as much as a failover measurement needs to tell an old leader's
-/// acknowledgement from a new one's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acknowledger {
-    /// Tandem names the active node that served the request (0 when the header was missing).
-    Node(u64),
-    /// etcd names the Raft term of the member that answered.
-    Term(u64),
-}
-
-impl Acknowledger {
-    /// True when a write acknowledged like this cannot have been served by the leader that
-    /// `stopped` describes.
-    pub fn is_after(&self, stopped: &Acknowledger) -> bool {
-        match (self, stopped) {
-            (Acknowledger::Node(node), Acknowledger::Node(old)) => *node != 0 && node != old,
-            (Acknowledger::Term(term), Acknowledger::Term(old)) => term > old,
-            _ => false,
-        }
-    }
-}
-
-/// How a read may be served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadConsistency {
-    /// Linearizable: Tandem's read index, etcd's default (`serializable=false`).
-    Linearizable,
-    /// Served by the node asked, from what it has applied: Tandem's `stale`, etcd's serializable.
-    Stale,
-    /// Served by Tandem's active node from its state, without a quorum round; etcd has no such level.
-    Leader,
-}
-
-impl ReadConsistency {
-    pub fn parse(name: &str) -> Result<ReadConsistency> {
-        Ok(match name {
-            "linearizable" => ReadConsistency::Linearizable,
-            "stale" => ReadConsistency::Stale,
-            "leader" => ReadConsistency::Leader,
-            other => bail!("--consistency {other:?}: use linearizable, leader or stale"),
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            ReadConsistency::Linearizable => "linearizable",
-            ReadConsistency::Stale => "stale",
-            ReadConsistency::Leader => "leader",
-        }
-    }
 }
 
 /// The thing a bench worker calls.
