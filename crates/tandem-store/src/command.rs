@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sql::{self, SqlValue};
+use crate::sql;
+// Kept at this path for callers that name it from here.
+pub use crate::sql::Params;
 
 /// A write may name a lock and the fencing token its writer holds; the write is refused when
 /// that token is no longer the lock's current one.
@@ -33,12 +35,6 @@ impl std::str::FromStr for Fence {
             token,
         })
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Params {
-    Positional(Vec<SqlValue>),
-    Named(Vec<(String, SqlValue)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,31 +7,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tandem_raft::openraft::EntryPayload;
 use tandem_raft::{Entry, LogId, StoredMembership};
 
 use crate::command::{
     Applied, Command, Fence, Outcome, Params, Rejection, Statement, StatementResult,
 };
+use crate::error::{ReadError, StoreError};
 use crate::guard::{Mode, SqlGuard, STATEMENT_STEP_LIMIT};
+use crate::rules::lease::LockState;
 use crate::sql::{self, SqlValue};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state database {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("state database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("state database holds an unreadable {what}: {detail}")]
-    Corrupt { what: &'static str, detail: String },
-    #[error("state database file: {0}")]
-    Io(#[from] std::io::Error),
-}
+mod apply;
+mod cache;
+mod keys;
+mod kv;
+mod locks;
+
+use apply::{ApplyError, Applying};
+pub use kv::KvEntry;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _tandem_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -64,22 +59,6 @@ const META_CLOCK: &str = "clock_ms";
 
 const READERS: usize = 4;
 
-/// A key/value entry as a read returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KvEntry {
-    pub value: Vec<u8>,
-    pub revision: u64,
-    pub expires_at_ms: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct LockState {
-    pub name: String,
-    pub holder: Option<String>,
-    pub token: u64,
-    pub expires_at_ms: Option<i64>,
-}
-
 /// A signing key as the replicated state holds it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PublishedKey {
@@ -98,15 +77,6 @@ pub struct PublishedKey {
 pub struct QueryRows {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<SqlValue>>,
-}
-
-/// Why a read failed: the request was wrong, or the store was.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// The largest answer a query may build, so that one read cannot exhaust the node's memory.
@@ -155,22 +125,6 @@ fn is_local_failure(e: &rusqlite::Error) -> bool {
     }
 }
 
-enum ApplyError {
-    Rejected(Rejection),
-    /// A user statement ran out of steps; SQLite has rolled back the whole transaction.
-    Stopped(Rejection),
-    Store(StoreError),
-}
-
-impl From<ApplyError> for ReadError {
-    fn from(e: ApplyError) -> Self {
-        match e {
-            ApplyError::Rejected(r) | ApplyError::Stopped(r) => ReadError::Rejected(r),
-            ApplyError::Store(s) => ReadError::Store(s),
-        }
-    }
-}
-
 /// Where a command sits: its entry's log index, and its place in that entry (0 unless the entry
 /// is a batch of commands).
 type CommandAt = (u64, usize);
@@ -187,26 +141,6 @@ enum Step {
     Done(Applied),
     /// It ran out of steps; SQLite has rolled back the whole transaction.
     Stopped(Rejection),
-}
-
-impl From<rusqlite::Error> for ApplyError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApplyError::Store(StoreError::Sqlite(e))
-    }
-}
-
-impl From<Rejection> for ApplyError {
-    fn from(r: Rejection) -> Self {
-        ApplyError::Rejected(r)
-    }
-}
-
-fn not_expired(expires_at: Option<i64>, now: i64) -> bool {
-    expires_at.is_none_or(|at| at > now)
-}
-
-fn expiry(now: i64, ttl_ms: Option<u64>) -> Option<i64> {
-    ttl_ms.map(|ttl| now.saturating_add(ttl as i64))
 }
 
 impl StateDb {
@@ -439,42 +373,7 @@ impl StateDb {
         }
     }
 
-    fn check_fence(conn: &Connection, fence: &Option<Fence>, now: i64) -> Result<(), ApplyError> {
-        let Some(fence) = fence else { return Ok(()) };
-        let current = Self::lock_row(conn, &fence.lock)?;
-        match current {
-            Some(lock) if lock.holder.is_some() && not_expired(lock.expires_at_ms, now) => {
-                if lock.token == fence.token {
-                    Ok(())
-                } else {
-                    Err(Rejection::fenced(format!(
-                        "fencing token {} for lock {:?} is no longer current (current token: {}); the lease was lost",
-                        fence.token, fence.lock, lock.token
-                    ))
-                    .into())
-                }
-            }
-            _ => Err(Rejection::fenced(format!(
-                "fencing token {} for lock {:?} is no longer current: the lock is not held",
-                fence.token, fence.lock
-            ))
-            .into()),
-        }
-    }
-
-    fn lock_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<LockState>> {
-        conn.prepare_cached("SELECT holder, token, expires_at FROM _tandem_locks WHERE name = ?1")?
-            .query_row([name], |r| {
-                Ok(LockState {
-                    name: name.to_string(),
-                    holder: r.get(0)?,
-                    token: r.get::<_, i64>(1)? as u64,
-                    expires_at_ms: r.get(2)?,
-                })
-            })
-            .optional()
-    }
-
+    /// Applies one command, in the area that holds what it changes.
     fn apply_command(
         &self,
         conn: &Connection,
@@ -483,303 +382,103 @@ impl StateDb {
         revision: &mut u64,
     ) -> Result<Outcome, ApplyError> {
         command.validate()?;
+        let applying = &mut Applying {
+            conn,
+            now,
+            revision,
+        };
         match command {
-            Command::Sql { statements, fence } => {
-                Self::check_fence(conn, fence, now)?;
-                let mut results = Vec::with_capacity(statements.len());
-                for (i, statement) in statements.iter().enumerate() {
-                    let numbered = |r: Rejection| Rejection {
-                        kind: r.kind,
-                        message: format!("statement {}: {}", i + 1, r.message),
-                    };
-                    let result =
-                        self.execute_user_statement(conn, statement)
-                            .map_err(|e| match e {
-                                ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
-                                ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
-                                other => other,
-                            })?;
-                    results.push(result);
-                }
-                *revision += 1;
-                Ok(Outcome::Sql { results })
-            }
+            Command::Sql { statements, fence } => self.apply_sql(applying, statements, fence),
             Command::KvPut {
                 key,
                 value,
                 ttl_ms,
                 if_revision,
                 fence,
-            } => {
-                Self::check_fence(conn, fence, now)?;
-                Self::check_revision(conn, key, *if_revision, now)?;
-                *revision += 1;
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO _tandem_kv (key, value, revision, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![key, value, *revision as i64, expiry(now, *ttl_ms)])?;
-                Ok(Outcome::KvWritten {
-                    revision: *revision,
-                })
-            }
+            } => kv::put(applying, key, value, *ttl_ms, *if_revision, fence),
             Command::KvDelete {
                 key,
                 if_revision,
                 fence,
-            } => {
-                Self::check_fence(conn, fence, now)?;
-                Self::check_revision(conn, key, *if_revision, now)?;
-                let existed = Self::kv_row(conn, key, now)?.is_some();
-                conn.prepare_cached("DELETE FROM _tandem_kv WHERE key = ?1")?
-                    .execute([key])?;
-                *revision += 1;
-                Ok(Outcome::Deleted { existed })
-            }
+            } => kv::delete(applying, key, *if_revision, fence),
             Command::CachePut {
                 namespace,
                 key,
                 value,
                 ttl_ms,
                 fence,
-            } => {
-                Self::check_fence(conn, fence, now)?;
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO _tandem_cache (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![namespace, key, value, expiry(now, *ttl_ms)])?;
-                *revision += 1;
-                Ok(Outcome::CacheWritten)
-            }
+            } => cache::put(applying, namespace, key, value, *ttl_ms, fence),
             Command::CacheDelete {
                 namespace,
                 key,
                 fence,
-            } => {
-                Self::check_fence(conn, fence, now)?;
-                let existed = Self::cache_row(conn, namespace, key, now)?.is_some();
-                conn.prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
-                    .execute([namespace, key])?;
-                *revision += 1;
-                Ok(Outcome::Deleted { existed })
-            }
-            Command::CacheTake { namespace, key } => {
-                let value = Self::cache_row(conn, namespace, key, now)?;
-                conn.prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
-                    .execute([namespace, key])?;
-                *revision += 1;
-                Ok(Outcome::Taken { value })
-            }
+            } => cache::delete(applying, namespace, key, fence),
+            Command::CacheTake { namespace, key } => Ok(Outcome::Taken {
+                value: cache::take(applying, namespace, key)?,
+            }),
             Command::LockAcquire {
                 name,
                 holder,
                 ttl_ms,
-            } => {
-                let current = Self::lock_row(conn, name)?;
-                let expires_at = now.saturating_add(*ttl_ms as i64);
-                if let Some(lock) = &current {
-                    if let Some(current_holder) = &lock.holder {
-                        if not_expired(lock.expires_at_ms, now) {
-                            if current_holder != holder {
-                                return Err(Rejection::conflict(format!(
-                                    "lock {name:?} is held by {current_holder:?} until {}",
-                                    lock.expires_at_ms.unwrap_or_default()
-                                ))
-                                .into());
-                            }
-                            // The holder asking again keeps its token and extends its lease.
-                            Self::set_lock(conn, name, Some(holder), lock.token, Some(expires_at))?;
-                            return Ok(Outcome::Lease {
-                                token: lock.token,
-                                expires_at_ms: expires_at,
-                            });
-                        }
-                    }
-                }
-                *revision += 1;
-                Self::set_lock(conn, name, Some(holder), *revision, Some(expires_at))?;
-                Ok(Outcome::Lease {
-                    token: *revision,
-                    expires_at_ms: expires_at,
-                })
-            }
+            } => locks::acquire(applying, name, holder, *ttl_ms),
             Command::LockRenew {
                 name,
                 holder,
                 token,
                 ttl_ms,
-            } => {
-                Self::check_holder(conn, name, holder, *token, now)?;
-                let expires_at = now.saturating_add(*ttl_ms as i64);
-                Self::set_lock(conn, name, Some(holder), *token, Some(expires_at))?;
-                Ok(Outcome::Lease {
-                    token: *token,
-                    expires_at_ms: expires_at,
-                })
-            }
+            } => locks::renew(applying, name, holder, *token, *ttl_ms),
             Command::LockRelease {
                 name,
                 holder,
                 token,
-            } => {
-                Self::check_holder(conn, name, holder, *token, now)?;
-                Self::set_lock(conn, name, None, *token, None)?;
-                Ok(Outcome::Released)
+            } => locks::release(applying, name, holder, *token),
+            Command::Expire => Ok(Outcome::Expired {
+                removed: Self::expire(conn, now)?,
+            }),
+            Command::KeyPublish { kid, node_id, jwk } => {
+                keys::publish(applying, kid, *node_id, jwk)
             }
+            Command::KeyRetire { kid, keep_for_ms } => keys::retire(applying, kid, *keep_for_ms),
             // Only the top level of an entry may be a batch; `apply` unpacks it.
             Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
-            Command::Expire => {
-                let mut removed = conn
-                    .prepare_cached("DELETE FROM _tandem_kv WHERE expires_at <= ?1")?
-                    .execute([now])? as u64;
-                removed += conn
-                    .prepare_cached("DELETE FROM _tandem_cache WHERE expires_at <= ?1")?
-                    .execute([now])? as u64;
-                removed += conn
-                    .prepare_cached(
-                        "UPDATE _tandem_locks SET holder = NULL, expires_at = NULL WHERE expires_at <= ?1",
-                    )?
-                    .execute([now])? as u64;
-                removed += conn
-                    .prepare_cached(
-                        "UPDATE _tandem_keys SET removed = 1 WHERE removed = 0 AND remove_at <= ?1",
-                    )?
-                    .execute([now])? as u64;
-                Ok(Outcome::Expired { removed })
-            }
-            Command::KeyPublish { kid, node_id, jwk } => {
-                let exists = conn
-                    .prepare_cached("SELECT 1 FROM _tandem_keys WHERE kid = ?1")?
-                    .exists([kid])?;
-                if exists {
-                    return Err(Rejection::conflict(format!(
-                        "key id {kid:?} was published before; key ids are never reused"
-                    ))
-                    .into());
-                }
-                conn.prepare_cached(
-                    "INSERT INTO _tandem_keys (kid, node_id, jwk, published_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![kid, *node_id as i64, jwk, now])?;
-                *revision += 1;
-                Ok(Outcome::KeyPublished)
-            }
-            Command::KeyRetire { kid, keep_for_ms } => {
-                let row: Option<Option<i64>> = conn
-                    .prepare_cached("SELECT remove_at FROM _tandem_keys WHERE kid = ?1")?
-                    .query_row([kid], |r| r.get(0))
-                    .optional()?;
-                match row {
-                    None => {
-                        Err(Rejection::not_found(format!("no key {kid:?} was published")).into())
-                    }
-                    // Retiring twice keeps the first retirement.
-                    Some(Some(remove_at_ms)) => Ok(Outcome::KeyRetired { remove_at_ms }),
-                    Some(None) => {
-                        let remove_at_ms = now.saturating_add(*keep_for_ms as i64);
-                        conn.prepare_cached(
-                            "UPDATE _tandem_keys SET retired_at = ?2, remove_at = ?3 WHERE kid = ?1",
-                        )?
-                        .execute(params![kid, now, remove_at_ms])?;
-                        *revision += 1;
-                        Ok(Outcome::KeyRetired { remove_at_ms })
-                    }
-                }
-            }
         }
     }
 
-    fn set_lock(
-        conn: &Connection,
-        name: &str,
-        holder: Option<&String>,
-        token: u64,
-        expires_at: Option<i64>,
-    ) -> rusqlite::Result<()> {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO _tandem_locks (name, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![name, holder, token as i64, expires_at])?;
-        Ok(())
-    }
-
-    fn check_holder(
-        conn: &Connection,
-        name: &str,
-        holder: &str,
-        token: u64,
-        now: i64,
-    ) -> Result<(), ApplyError> {
-        match Self::lock_row(conn, name)? {
-            Some(lock)
-                if lock.holder.as_deref() == Some(holder)
-                    && lock.token == token
-                    && not_expired(lock.expires_at_ms, now) =>
-            {
-                Ok(())
-            }
-            Some(lock) if lock.holder.is_some() && not_expired(lock.expires_at_ms, now) => {
-                Err(Rejection::conflict(format!(
-                    "lock {name:?} is held by {:?} with token {}, not by {holder:?} with token {token}",
-                    lock.holder.unwrap_or_default(),
-                    lock.token
-                ))
-                .into())
-            }
-            _ => Err(Rejection::conflict(format!(
-                "lock {name:?} is not held (its lease expired or it was released); acquire it again"
-            ))
-            .into()),
+    /// Runs the statements of one request in order; the savepoint around the command makes them
+    /// all apply or none.
+    fn apply_sql(
+        &self,
+        applying: &mut Applying<'_>,
+        statements: &[Statement],
+        fence: &Option<Fence>,
+    ) -> Result<Outcome, ApplyError> {
+        locks::check_fence(applying.conn, fence, applying.now)?;
+        let mut results = Vec::with_capacity(statements.len());
+        for (i, statement) in statements.iter().enumerate() {
+            let numbered = |r: Rejection| Rejection {
+                kind: r.kind,
+                message: format!("statement {}: {}", i + 1, r.message),
+            };
+            let result = self
+                .execute_user_statement(applying.conn, statement)
+                .map_err(|e| match e {
+                    ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
+                    ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
+                    other => other,
+                })?;
+            results.push(result);
         }
+        applying.count_write();
+        Ok(Outcome::Sql { results })
     }
 
-    fn check_revision(
-        conn: &Connection,
-        key: &str,
-        expected: Option<u64>,
-        now: i64,
-    ) -> Result<(), ApplyError> {
-        let Some(expected) = expected else {
-            return Ok(());
-        };
-        let actual = Self::kv_row(conn, key, now)?
-            .map(|e| e.revision)
-            .unwrap_or(0);
-        if actual != expected {
-            return Err(Rejection::conflict(format!(
-                "key {key:?} is at revision {actual}, not {expected}"
-            ))
-            .into());
-        }
-        Ok(())
-    }
-
-    fn kv_row(conn: &Connection, key: &str, now: i64) -> rusqlite::Result<Option<KvEntry>> {
-        let row = conn
-            .prepare_cached("SELECT value, revision, expires_at FROM _tandem_kv WHERE key = ?1")?
-            .query_row([key], |r| {
-                Ok(KvEntry {
-                    value: r.get(0)?,
-                    revision: r.get::<_, i64>(1)? as u64,
-                    expires_at_ms: r.get(2)?,
-                })
-            })
-            .optional()?;
-        Ok(row.filter(|e| not_expired(e.expires_at_ms, now)))
-    }
-
-    fn cache_row(
-        conn: &Connection,
-        namespace: &str,
-        key: &str,
-        now: i64,
-    ) -> rusqlite::Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2",
-            )?
-            .query_row([namespace, key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row.filter(|(_, at)| not_expired(*at, now)).map(|(v, _)| v))
+    /// Removes every key, cache entry and lease expired by `now`, and every retired signing key
+    /// whose last token has expired; answers how many.
+    fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+        Ok(kv::expire(conn, now)?
+            + cache::expire(conn, now)?
+            + locks::expire(conn, now)?
+            + keys::expire(conn, now)?)
     }
 
     fn execute_user_statement(
@@ -897,7 +596,7 @@ impl StateDb {
 
     pub fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
         let now = self.clock_ms();
-        self.with_reader(|conn, _| Ok(Self::kv_row(conn, key, now).map_err(StoreError::from)?))
+        self.with_reader(|conn, _| Ok(kv::row(conn, key, now).map_err(StoreError::from)?))
             .map_err(read_store_error)
     }
 
@@ -909,22 +608,8 @@ impl StateDb {
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
         let now = self.clock_ms();
-        let upper = format!("{prefix}\u{10FFFF}");
         self.with_reader(|conn, _| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT key FROM _tandem_kv WHERE key >= ?1 AND key < ?2 AND key > ?3
-                     AND (expires_at IS NULL OR expires_at > ?4) ORDER BY key LIMIT ?5",
-                )
-                .map_err(StoreError::from)?;
-            let keys = stmt
-                .query_map(
-                    params![prefix, upper, after.unwrap_or(""), now, limit],
-                    |r| r.get(0),
-                )
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-                .map_err(StoreError::from)?;
-            Ok(keys)
+            Ok(kv::list(conn, prefix, after, limit, now).map_err(StoreError::from)?)
         })
         .map_err(read_store_error)
     }
@@ -932,7 +617,7 @@ impl StateDb {
     pub fn cache_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock_ms();
         self.with_reader(|conn, _| {
-            Ok(Self::cache_row(conn, namespace, key, now).map_err(StoreError::from)?)
+            Ok(cache::row(conn, namespace, key, now).map_err(StoreError::from)?)
         })
         .map_err(read_store_error)
     }
@@ -941,14 +626,8 @@ impl StateDb {
     pub fn lock_get(&self, name: &str) -> Result<Option<LockState>, StoreError> {
         let now = self.clock_ms();
         self.with_reader(|conn, _| {
-            let row = Self::lock_row(conn, name).map_err(StoreError::from)?;
-            Ok(row.map(|mut lock| {
-                if !not_expired(lock.expires_at_ms, now) {
-                    lock.holder = None;
-                    lock.expires_at_ms = None;
-                }
-                lock
-            }))
+            let row = locks::row(conn, name).map_err(StoreError::from)?;
+            Ok(row.map(|lock| lock.seen_at(now)))
         })
         .map_err(read_store_error)
     }

@@ -1,16 +1,24 @@
 //! The replicated state machine: commands, queries, and the SQLite database that holds the
-//! user's SQL tables together with Tandem's key/value store, TTL cache and locks.
+//! user's SQL tables together with Tandem's key/value store, TTL cache and locks. The rules those
+//! obey (expiry, leases, fencing, compare-and-set) are plain code in [`rules`], for every backend.
+//!
+//! Modules depend only downwards: `state_machine` → `db` → `guard`, `error`, `rules` → `command`
+//! → `sql`.
 #![forbid(unsafe_code)]
 // openraft's StorageError is large, and its traits dictate that type.
 #![allow(clippy::result_large_err)]
 
 pub mod command;
 mod db;
+mod error;
 mod guard;
+pub mod rules;
 pub mod sql;
 mod state_machine;
 
 pub use command::{Applied, Command, Fence, Outcome, Params, Rejection, RejectionKind, Statement};
-pub use db::{KvEntry, LockState, PublishedKey, QueryRows, ReadError, StateDb, StoreError};
+pub use db::{KvEntry, PublishedKey, QueryRows, StateDb};
+pub use error::{ReadError, StoreError};
+pub use rules::lease::LockState;
 pub use sql::SqlValue;
 pub use state_machine::StateMachine;

@@ -5,8 +5,6 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::command::Params;
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SqlValue {
     Null,
@@ -100,6 +98,13 @@ impl From<rusqlite::types::ValueRef<'_>> for SqlValue {
             ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
         }
     }
+}
+
+/// The values bound to a statement's parameters, by position (`?`, `?1`) or by name (`:name`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Params {
+    Positional(Vec<SqlValue>),
+    Named(Vec<(String, SqlValue)>),
 }
 
 /// Functions whose every call gives a new answer.

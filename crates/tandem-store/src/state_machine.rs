@@ -15,7 +15,8 @@ use tandem_raft::{
 };
 use tokio::sync::Mutex;
 
-use crate::db::{StateDb, StoreError};
+use crate::db::StateDb;
+use crate::error::StoreError;
 
 const STATE_FILE: &str = "state.db";
 const SNAPSHOT_DIR: &str = "snapshot";
