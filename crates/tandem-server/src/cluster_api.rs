@@ -60,9 +60,11 @@ async fn require_cluster_secret(
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let previous = &node.settings.secret_raft_previous;
+    let previous = &node.settings.secret_cluster_previous;
     let accepted = secrets_match(given, node.secret_raft.as_bytes())
-        || (!previous.is_empty() && secrets_match(given, previous.as_bytes()));
+        || previous
+            .as_ref()
+            .is_some_and(|previous| secrets_match(given, previous.as_bytes()));
     if !accepted {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -101,8 +101,8 @@ fn node_standing(node: &Node) -> Standing {
         &view,
         quorum_ack,
         contact,
-        settings.heartbeat_ms * 5,
-        settings.election_timeout_max_ms,
+        settings.heartbeat.as_millis() * 5,
+        settings.election_timeout_max.as_millis(),
     )
 }
 

@@ -49,10 +49,11 @@ pub struct KeyRing {
 impl KeyRing {
     /// Opens `data_dir/keys` and reads every private key in it.
     pub fn open(settings: &Settings) -> Result<KeyRing, KeyError> {
-        let encryption = match settings.key_encryption_secret.as_str() {
-            "" => None,
-            secret => Some(KeyEncryption::from_secret(secret)?),
-        };
+        let encryption = settings
+            .key_encryption_secret
+            .as_deref()
+            .map(KeyEncryption::from_secret)
+            .transpose()?;
         let vault = KeyVault::open(&settings.data_dir.join("keys"), encryption)?;
         let held = vault
             .load_all()?

@@ -59,7 +59,7 @@ pub struct Node {
 
 impl Node {
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.request_timeout_ms)
+        self.settings.request_timeout.0
     }
 
     pub fn is_active(&self) -> bool {

@@ -13,7 +13,7 @@ use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::wire;
 use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
-use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
+use tandem_tls::{ClusterTls, DerivedCaSettings, TlsListener};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,18 +65,11 @@ pub struct RunningServer {
 /// The cluster channel's mutual TLS: certificates from the operator's files when given,
 /// otherwise from the CA every node derives from `secret_raft`.
 fn cluster_tls(settings: &Settings, secret_raft: &str) -> Result<ClusterTls, StartError> {
-    if !settings.cluster_ca_file.is_empty() {
-        let files = ClusterPemFiles::new(
-            &settings.cluster_ca_file,
-            &settings.cluster_cert_file,
-            &settings.cluster_key_file,
-        );
+    if let Some(files) = settings.cluster_pem_files() {
         return Ok(ClusterTls::from_pem_files(files)?);
     }
     let mut derived = DerivedCaSettings::new(settings.node_id, secret_raft);
-    if !settings.secret_raft_previous.is_empty() {
-        derived.also_trusted_secret = Some(settings.secret_raft_previous.clone());
-    }
+    derived.also_trusted_secret = settings.secret_cluster_previous.clone();
     Ok(ClusterTls::from_secret(derived)?)
 }
 
@@ -98,14 +91,14 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError>
 }
 
 fn secret(
-    settings_value: &str,
+    settings_value: Option<&str>,
     settings: &Settings,
     name: &str,
     label: &str,
     env: &str,
 ) -> Result<String, StartError> {
-    if !settings_value.is_empty() {
-        return Ok(settings_value.to_string());
+    if let Some(given) = settings_value {
+        return Ok(given.to_string());
     }
     let (secret, generated) =
         load_or_generate_secret(&settings.data_dir, name).map_err(|source| {
@@ -136,7 +129,7 @@ impl RunningServer {
                 source,
             })?;
         let this = settings.this_node().clone();
-        let raft_listener = bind("cluster traffic", &this.raft_addr).await?;
+        let raft_listener = bind("cluster traffic", &this.cluster_addr).await?;
         let api_listener = bind("the API", &this.api_addr).await?;
 
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
@@ -149,25 +142,25 @@ impl RunningServer {
         // Made only once the ports and stores are ours, so a start that fails on them does not
         // print a secret that a later start would not show again.
         let secret_api = secret(
-            &settings.secret_api,
+            settings.secret_api.as_deref(),
             &settings,
             "secret-api",
             "API secret",
             "TANDEM_SECRET_API",
         )?;
         let secret_raft = secret(
-            &settings.secret_raft,
+            settings.secret_cluster.as_deref(),
             &settings,
             "secret-raft",
             "cluster secret",
-            "TANDEM_SECRET_RAFT",
+            "TANDEM_SECRET_CLUSTER",
         )?;
 
         let config = openraft::Config {
             cluster_name: "tandem".into(),
-            heartbeat_interval: settings.heartbeat_ms,
-            election_timeout_min: settings.election_timeout_min_ms,
-            election_timeout_max: settings.election_timeout_max_ms,
+            heartbeat_interval: settings.heartbeat.as_millis(),
+            election_timeout_min: settings.election_timeout_min.as_millis(),
+            election_timeout_max: settings.election_timeout_max.as_millis(),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.snapshot_logs_to_keep,
             install_snapshot_timeout: 10_000,
@@ -204,7 +197,7 @@ impl RunningServer {
             log.clone(),
         );
 
-        let request_timeout = Duration::from_millis(settings.request_timeout_ms);
+        let request_timeout = settings.request_timeout.0;
         let proposals = ProposalQueue::start(raft.clone(), request_timeout);
         let read_index = ReadIndex::new(raft.clone(), request_timeout);
         let node = Arc::new(Node {
@@ -252,7 +245,7 @@ impl RunningServer {
             }
         }));
         tracing::info!(
-            node_id = node.id, api = %this.api_addr, raft = %this.raft_addr,
+            node_id = node.id, api = %this.api_addr, raft = %this.cluster_addr,
             data_dir = %node.settings.data_dir.display(), nodes = node.settings.nodes.0.len(),
             "tandem server started"
         );
@@ -336,7 +329,7 @@ async fn form_cluster(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             (
                 n.id,
                 ClusterNode {
-                    raft_addr: n.raft_addr.clone(),
+                    raft_addr: n.cluster_addr.clone(),
                     api_addr: n.api_addr.clone(),
                 },
             )
@@ -417,7 +410,7 @@ async fn expire_loop(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
 async fn advertise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     let wanted = node.settings.advertised();
     let wanted = ClusterNode {
-        raft_addr: wanted.raft_addr,
+        raft_addr: wanted.cluster_addr,
         api_addr: wanted.api_addr,
     };
     loop {

@@ -148,7 +148,7 @@ fn rejected(e: VerifyError) -> ApiError {
 /// than the server that signed with it.
 async fn key_set_knowing(node: &Node, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
     let kid = tandem_keys::token_key_id(token);
-    let wait = Duration::from_millis(2 * node.settings.heartbeat_ms + 50);
+    let wait = 2 * node.settings.heartbeat.0 + Duration::from_millis(50);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let keys = merged_key_set(node)?;
