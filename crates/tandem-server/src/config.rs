@@ -1,23 +1,27 @@
-//! Server settings. Each setting is declared once below — type, default, help line, env var —
-//! and from that one line come the command-line flag, the `TANDEM_*` variable and the TOML key
-//! (the flag's name with underscores). A flag or variable beats the file, the file beats the
-//! default.
+//! Server settings. Each setting is declared once below — type, default, help line, env var,
+//! key in the config file — and from that one declaration come the command-line flag, the
+//! `TANDEM_*` variable, the TOML key (in its section, such as `[cluster]`) and the top-level key
+//! that files written before the sections still use. A renamed setting keeps its old flag, env
+//! var and key as aliases. A flag or variable beats the file, the file beats the default.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-
 use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tandem_tls::ClusterPemFiles;
 
 use tandem_keys::SigningAlgorithm;
 use tandem_raft::NodeId;
 
-/// A line of the node list: `id addr_raft addr_api`.
+/// A line of the node list: `id addr_cluster addr_api`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeEntry {
     pub id: NodeId,
-    pub raft_addr: String,
+    /// `host:port` of the node's cluster port (node-to-node traffic).
+    pub cluster_addr: String,
     pub api_addr: String,
 }
 
@@ -70,9 +74,9 @@ impl FromStr for NodeList {
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [id, raft_addr, api_addr] = fields[..] else {
+            let [id, cluster_addr, api_addr] = fields[..] else {
                 return Err(format!(
-                    "node list line {line_no} {line:?} has {} field(s); each line is `id addr_raft addr_api`, e.g. `1 10.0.0.1:8100 10.0.0.1:8200`",
+                    "node list line {line_no} {line:?} has {} field(s); each line is `id addr_cluster addr_api`, e.g. `1 10.0.0.1:8100 10.0.0.1:8200`",
                     fields.len()
                 ));
             };
@@ -82,17 +86,17 @@ impl FromStr for NodeList {
             if !seen.insert(id) {
                 return Err(format!("node list line {line_no}: node id {id} appears twice; every node needs its own id"));
             }
-            check_addr(raft_addr, line_no, "raft address")?;
+            check_addr(cluster_addr, line_no, "cluster port address")?;
             check_addr(api_addr, line_no, "API address")?;
             nodes.push(NodeEntry {
                 id,
-                raft_addr: raft_addr.to_string(),
+                cluster_addr: cluster_addr.to_string(),
                 api_addr: api_addr.to_string(),
             });
         }
         if nodes.is_empty() {
             return Err(
-                "the node list is empty; give one line `id addr_raft addr_api` per node".into(),
+                "the node list is empty; give one line `id addr_cluster addr_api` per node".into(),
             );
         }
         Ok(NodeList(nodes))
@@ -105,7 +109,7 @@ impl fmt::Display for NodeList {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{} {} {}", n.id, n.raft_addr, n.api_addr)?;
+            write!(f, "{} {} {}", n.id, n.cluster_addr, n.api_addr)?;
         }
         Ok(())
     }
@@ -118,13 +122,17 @@ impl<'de> serde::Deserialize<'de> for NodeList {
     }
 }
 
-/// A length of time, written as humans do: `90s`, `5m`, `24h`, `1h 30m`.
+/// A length of time, written as humans do: `100ms`, `90s`, `5m`, `24h`, `1h 30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span(pub Duration);
 
 impl Span {
     pub const fn secs(secs: u64) -> Span {
         Span(Duration::from_secs(secs))
+    }
+
+    pub const fn millis(millis: u64) -> Span {
+        Span(Duration::from_millis(millis))
     }
 
     pub fn as_millis(self) -> u64 {
@@ -138,7 +146,7 @@ impl FromStr for Span {
     fn from_str(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s.trim())
             .map(Span)
-            .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 24h: {e}"))
+            .map_err(|e| format!("{s:?} is not a duration like 100ms, 30s, 5m or 24h: {e}"))
     }
 }
 
@@ -208,43 +216,229 @@ pub enum LogFormat {
     Json,
 }
 
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        <LogFormat as clap::ValueEnum>::from_str(text, false)
+    }
+}
+
+/// How a setting's value is read: from text (a flag or an environment variable) and from a
+/// value in the config file.
+pub trait ReadSetting<T> {
+    fn text(text: &str) -> Result<T, String>;
+    fn file(value: toml::Value) -> Result<T, String>;
+}
+
+/// Reads a value as its type spells it: `FromStr` for text, serde for the file.
+pub struct AsWritten;
+
+impl<T> ReadSetting<T> for AsWritten
+where
+    T: FromStr + DeserializeOwned,
+    T::Err: fmt::Display,
+{
+    fn text(text: &str) -> Result<T, String> {
+        text.parse().map_err(|e: T::Err| e.to_string())
+    }
+
+    fn file(value: toml::Value) -> Result<T, String> {
+        value
+            .try_into()
+            .map_err(|e| e.to_string().trim().to_string())
+    }
+}
+
+/// Reads a duration where a bare number means milliseconds, so that the settings once given in
+/// whole milliseconds (`heartbeat_ms = 100`) keep their meaning beside `heartbeat = "100ms"`.
+pub struct MillisIfBare;
+
+impl ReadSetting<Span> for MillisIfBare {
+    fn text(text: &str) -> Result<Span, String> {
+        match text.trim().parse::<u64>() {
+            Ok(millis) => Ok(Span::millis(millis)),
+            Err(_) => text
+                .parse()
+                .map_err(|e| format!("{e}; a bare number is milliseconds")),
+        }
+    }
+
+    fn file(value: toml::Value) -> Result<Span, String> {
+        match value {
+            toml::Value::Integer(millis) => u64::try_from(millis).map(Span::millis).map_err(|_| {
+                format!("{millis} is below 0; give milliseconds or a duration like 100ms")
+            }),
+            toml::Value::String(text) => Self::text(&text),
+            other => Err(format!(
+                "a duration like \"100ms\" or a number of milliseconds is expected, not a {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+/// The spelling a setting had before it was renamed; all three are still accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormerSpelling {
+    /// Its top-level key in a config file.
+    pub key: &'static str,
+    /// Its flag, without the leading `--`.
+    pub flag: &'static str,
+    pub env: &'static str,
+}
+
+/// One setting as declared: its spellings, its default as users are shown it, its help line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    /// The field of [`Settings`]; the flag is this name with dashes.
+    pub name: &'static str,
+    /// Its key in the config file: `section.key`, or a top-level key.
+    pub file_key: &'static str,
+    pub env: &'static str,
+    pub formerly: Option<FormerSpelling>,
+    pub default: &'static str,
+    pub help: String,
+}
+
+impl Setting {
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name.replace('_', "-"))
+    }
+
+    /// The top-level key that config files written before the sections give this setting.
+    pub fn flat_key(&self) -> &'static str {
+        self.formerly.map_or(self.name, |former| former.key)
+    }
+}
+
+/// The field type of a setting: its own type when it has a default, else an `Option`.
+macro_rules! setting_type {
+    ($ty:ty) => { Option<$ty> };
+    ($ty:ty, $default:expr) => { $ty };
+}
+
+/// A setting's value: the one given, else its default when it has one.
+macro_rules! given_or_default {
+    ($given:expr) => {
+        $given
+    };
+    ($given:expr, $default:expr) => {
+        $given.unwrap_or_else(|| $default)
+    };
+}
+
+/// How a setting is read: [`AsWritten`] unless its declaration names a reader.
+macro_rules! reader {
+    () => {
+        AsWritten
+    };
+    ($reader:ty) => {
+        $reader
+    };
+}
+
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, shown $shown:literal, env $env:literal; )*) => {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident : $ty:ty $(= $default:expr)?,
+            file $file_key:literal, shown $shown:literal, env $env:literal
+            $(, formerly $old_key:literal $old_flag:literal $old_env:literal)?
+            $(, read $reader:ty)?;
+    )*) => {
         /// `tandem server` flags. Every flag is also an environment variable and a key of the
         /// TOML file given with `--config`.
         #[derive(clap::Args, Debug, Default, Clone)]
         pub struct ServerArgs {
-            /// TOML file with settings; its keys are the flag names with underscores
+            /// TOML file with settings, in the tables [cluster], [api], [keys] and [log] (see docs/configuration.md)
             #[arg(long, env = "TANDEM_CONFIG")]
             pub config: Option<PathBuf>,
             $(
-                #[arg(long, env = $env, hide_env_values = true, help = concat!($($doc,)+ " [default: ", $shown, "]"))]
+                #[arg(
+                    long,
+                    env = $env,
+                    hide_env_values = true,
+                    $(visible_alias = $old_flag,)?
+                    $(value_parser = <$reader as ReadSetting<$ty>>::text,)?
+                    help = concat!($($doc,)+ " [default: ", $shown, "]" $(, " [also env: ", $old_env, "]")?)
+                )]
                 pub $name: Option<$ty>,
             )*
         }
 
-        #[derive(serde::Deserialize, Default)]
-        #[serde(deny_unknown_fields)]
+        /// What a config file gives.
+        #[derive(Default)]
         struct FileSettings {
             $( $name: Option<$ty>, )*
+        }
+
+        impl FileSettings {
+            fn parse(text: &str) -> Result<FileSettings, String> {
+                let mut keys = FileKeys::parse(text, &[$($file_key),*])?;
+                let file = FileSettings {
+                    $(
+                        $name: keys
+                            .take($file_key, [$($old_key,)? stringify!($name)][0])?
+                            .map(|(key, value)| {
+                                <reader!($($reader)?) as ReadSetting<$ty>>::file(value)
+                                    .map_err(|e| format!("{key}: {e}"))
+                            })
+                            .transpose()?,
+                    )*
+                };
+                keys.refuse_leftovers()?;
+                Ok(file)
+            }
         }
 
         /// Settings after flags, environment, file and defaults are merged.
         #[derive(Clone, Debug)]
         pub struct Settings {
-            $( $(#[doc = $doc])+ pub $name: $ty, )*
+            $( $(#[doc = $doc])+ pub $name: setting_type!($ty $(, $default)?), )*
         }
 
         impl Settings {
-            fn merge(args: &ServerArgs, file: FileSettings) -> Settings {
-                Settings {
-                    $( $name: args.$name.clone().or(file.$name).unwrap_or_else(|| $default), )*
-                }
+            /// Merges what flags and environment give (`args`, where the environment variables
+            /// of former spellings are read through `env`) with the file and the defaults.
+            fn merge(
+                args: ServerArgs,
+                file: FileSettings,
+                env: &dyn Fn(&str) -> Option<String>,
+            ) -> Result<Settings, ConfigError> {
+                Ok(Settings {
+                    $(
+                        $name: given_or_default!(
+                            given_or_former_env::<$ty, reader!($($reader)?)>(
+                                args.$name,
+                                $env,
+                                None $(.or(Some($old_env)))?,
+                                env,
+                            )?
+                            .or(file.$name)
+                            $(, $default)?
+                        ),
+                    )*
+                })
             }
 
-            /// Every setting as `(toml key, env var, default, help)`, for docs and tests.
-            pub fn catalogue() -> Vec<(&'static str, &'static str, &'static str, String)> {
-                vec![ $( (stringify!($name), $env, $shown, [$($doc),+].join(" ").trim().to_string()), )* ]
+            /// Every setting with its spellings, default and help, for docs and tests.
+            pub fn catalogue() -> Vec<Setting> {
+                vec![
+                    $(
+                        Setting {
+                            name: stringify!($name),
+                            file_key: $file_key,
+                            env: $env,
+                            formerly: None $(.or(Some(FormerSpelling {
+                                key: $old_key,
+                                flag: $old_flag,
+                                env: $old_env,
+                            })))?,
+                            default: $shown,
+                            help: [$($doc),+].join(" ").trim().to_string(),
+                        },
+                    )*
+                ]
             }
         }
     };
@@ -252,66 +446,193 @@ macro_rules! settings {
 
 settings! {
     /// This node's id; must be one of the ids in the node list
-    node_id: NodeId = 1, shown "1", env "TANDEM_NODE_ID";
+    node_id: NodeId = 1, file "cluster.node_id", shown "1", env "TANDEM_NODE_ID";
     /// Take the node id from elsewhere: `k8s` reads a StatefulSet hostname (`tandem-0` is node 1)
-    node_id_from: String = String::new(), shown "unset", env "TANDEM_NODE_ID_FROM";
-    /// The cluster, one node a line (or `;`-separated): `id addr_raft addr_api`
-    nodes: NodeList = NodeList(vec![NodeEntry { id: 1, raft_addr: "127.0.0.1:8100".into(), api_addr: "127.0.0.1:8200".into() }]),
-        shown "1 127.0.0.1:8100 127.0.0.1:8200", env "TANDEM_NODES";
+    node_id_from: String, file "cluster.node_id_from", shown "unset", env "TANDEM_NODE_ID_FROM";
+    /// The cluster, one node a line (or `;`-separated): `id addr_cluster addr_api`
+    nodes: NodeList = NodeList(vec![NodeEntry { id: 1, cluster_addr: "127.0.0.1:8100".into(), api_addr: "127.0.0.1:8200".into() }]),
+        file "cluster.nodes", shown "1 127.0.0.1:8100 127.0.0.1:8200", env "TANDEM_NODES";
     /// Address clients use to reach this node's API when it differs from the API address in its node-list line (NAT, a load balancer); redirects point here
-    api_addr: String = String::new(), shown "the API address of this node's line", env "TANDEM_API_ADDR";
-    /// Address peers use to reach this node's cluster port when it differs from the Raft address in its node-list line
-    cluster_addr: String = String::new(), shown "the Raft address of this node's line", env "TANDEM_CLUSTER_ADDR";
+    api_addr: String, file "cluster.api_addr", shown "the API address of this node's line", env "TANDEM_API_ADDR";
+    /// Address peers use to reach this node's cluster port when it differs from the cluster port address in its node-list line
+    cluster_addr: String, file "cluster.cluster_addr", shown "the cluster port address of this node's line", env "TANDEM_CLUSTER_ADDR";
     /// Folder for the Raft log, the state database, snapshots and generated secrets
-    data_dir: PathBuf = PathBuf::from("./tandem-data"), shown "./tandem-data", env "TANDEM_DATA_DIR";
-    /// Secret that authenticates node-to-node traffic (16+ characters, the same on every node); generated on a single node when unset
-    secret_raft: String = String::new(), shown "generated", env "TANDEM_SECRET_RAFT";
-    /// A second cluster secret also accepted while every node moves to a new secret_raft (see docs/operations.md)
-    secret_raft_previous: String = String::new(), shown "unset", env "TANDEM_SECRET_RAFT_PREVIOUS";
-    /// PEM file of the CA(s) that sign cluster certificates, to bring your own instead of the CA derived from secret_raft
-    cluster_ca_file: String = String::new(), shown "unset: CA derived from secret_raft", env "TANDEM_CLUSTER_CA_FILE";
+    data_dir: PathBuf = PathBuf::from("./tandem-data"), file "data_dir", shown "./tandem-data", env "TANDEM_DATA_DIR";
+    /// The cluster secret: authenticates traffic on the cluster port (16+ characters, the same on every node); generated on a single node when unset
+    secret_cluster: String, file "cluster.secret", shown "generated", env "TANDEM_SECRET_CLUSTER",
+        formerly "secret_raft" "secret-raft" "TANDEM_SECRET_RAFT";
+    /// A second cluster secret also accepted while every node moves to a new secret_cluster (see docs/operations.md)
+    secret_cluster_previous: String, file "cluster.secret_previous", shown "unset", env "TANDEM_SECRET_CLUSTER_PREVIOUS",
+        formerly "secret_raft_previous" "secret-raft-previous" "TANDEM_SECRET_RAFT_PREVIOUS";
+    /// PEM file of the CA(s) that sign cluster certificates, to bring your own instead of the CA derived from the cluster secret
+    cluster_ca_file: PathBuf, file "cluster.ca_file", shown "unset: CA derived from the cluster secret", env "TANDEM_CLUSTER_CA_FILE";
     /// PEM file of this node's cluster certificate chain (with cluster_ca_file and cluster_key_file)
-    cluster_cert_file: String = String::new(), shown "unset", env "TANDEM_CLUSTER_CERT_FILE";
+    cluster_cert_file: PathBuf, file "cluster.cert_file", shown "unset", env "TANDEM_CLUSTER_CERT_FILE";
     /// PEM file of this node's cluster private key (with cluster_ca_file and cluster_cert_file)
-    cluster_key_file: String = String::new(), shown "unset", env "TANDEM_CLUSTER_KEY_FILE";
-    /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
-    secret_api: String = String::new(), shown "generated", env "TANDEM_SECRET_API";
-    /// Interval between leader heartbeats, in milliseconds; also how long the leader waits for a follower to answer one append
-    heartbeat_ms: u64 = 100, shown "100", env "TANDEM_HEARTBEAT_MS";
-    /// Shortest election timeout, in milliseconds; a follower that has a leader also waits out the leader's lease (the longest election timeout) before it calls an election
-    election_timeout_min_ms: u64 = 200, shown "200", env "TANDEM_ELECTION_TIMEOUT_MIN_MS";
-    /// Longest such time (each follower picks at random in between), in milliseconds
-    election_timeout_max_ms: u64 = 400, shown "400", env "TANDEM_ELECTION_TIMEOUT_MAX_MS";
+    cluster_key_file: PathBuf, file "cluster.key_file", shown "unset", env "TANDEM_CLUSTER_KEY_FILE";
+    /// Interval between leader heartbeats (a bare number is milliseconds); also how long the leader waits for a follower to answer one append
+    heartbeat: Span = Span::millis(100), file "cluster.heartbeat", shown "100ms", env "TANDEM_HEARTBEAT",
+        formerly "heartbeat_ms" "heartbeat-ms" "TANDEM_HEARTBEAT_MS", read MillisIfBare;
+    /// Shortest election timeout (a bare number is milliseconds); a follower that has a leader also waits out the leader's lease (the longest election timeout) before it calls an election
+    election_timeout_min: Span = Span::millis(200), file "cluster.election_timeout_min", shown "200ms", env "TANDEM_ELECTION_TIMEOUT_MIN",
+        formerly "election_timeout_min_ms" "election-timeout-min-ms" "TANDEM_ELECTION_TIMEOUT_MIN_MS", read MillisIfBare;
+    /// Longest such time (each follower picks at random in between; a bare number is milliseconds)
+    election_timeout_max: Span = Span::millis(400), file "cluster.election_timeout_max", shown "400ms", env "TANDEM_ELECTION_TIMEOUT_MAX",
+        formerly "election_timeout_max_ms" "election-timeout-max-ms" "TANDEM_ELECTION_TIMEOUT_MAX_MS", read MillisIfBare;
     /// Build a snapshot after this many log entries since the last one
-    snapshot_every: u64 = 10_000, shown "10000", env "TANDEM_SNAPSHOT_EVERY";
+    snapshot_every: u64 = 10_000, file "cluster.snapshot_every", shown "10000", env "TANDEM_SNAPSHOT_EVERY";
     /// Log entries kept behind a snapshot (a follower further behind is sent the snapshot)
-    snapshot_logs_to_keep: u64 = 1_000, shown "1000", env "TANDEM_SNAPSHOT_LOGS_TO_KEEP";
-    /// How long a request waits for Raft (a write to commit, a read to be confirmed), in milliseconds
-    request_timeout_ms: u64 = 5_000, shown "5000", env "TANDEM_REQUEST_TIMEOUT_MS";
+    snapshot_logs_to_keep: u64 = 1_000, file "cluster.snapshot_logs_to_keep", shown "1000", env "TANDEM_SNAPSHOT_LOGS_TO_KEEP";
+    /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
+    secret_api: String, file "api.secret", shown "generated", env "TANDEM_SECRET_API";
+    /// How long a request waits for Raft (a write to commit, a read to be confirmed; a bare number is milliseconds)
+    request_timeout: Span = Span::secs(5), file "api.request_timeout", shown "5s", env "TANDEM_REQUEST_TIMEOUT",
+        formerly "request_timeout_ms" "request-timeout-ms" "TANDEM_REQUEST_TIMEOUT_MS", read MillisIfBare;
     /// Largest request body the API accepts, in bytes
-    max_body_bytes: usize = 8 * 1024 * 1024, shown "8388608", env "TANDEM_MAX_BODY_BYTES";
+    max_body_bytes: usize = 8 * 1024 * 1024, file "api.max_body_bytes", shown "8388608", env "TANDEM_MAX_BODY_BYTES";
     /// This server's name in its signing key ids (`{instance_id}-{unique}`): letters, digits, `.`, `_` and `-`
-    instance_id: String = String::new(), shown "tandem-{node_id}", env "TANDEM_INSTANCE_ID";
+    instance_id: String, file "keys.instance_id", shown "tandem-{node_id}", env "TANDEM_INSTANCE_ID";
     /// Signature algorithm of this server's token signing keys: es256 or eddsa
-    key_algorithm: SigningAlgorithm = SigningAlgorithm::Es256, shown "es256", env "TANDEM_KEY_ALGORITHM";
+    key_algorithm: SigningAlgorithm = SigningAlgorithm::Es256, file "keys.algorithm", shown "es256", env "TANDEM_KEY_ALGORITHM";
     /// How long a signing key signs before the server rotates to a new one; must be more than twice token_duration
-    key_duration: Span = Span::secs(24 * 3600), shown "24h", env "TANDEM_KEY_DURATION";
+    key_duration: Span = Span::secs(24 * 3600), file "keys.key_duration", shown "24h", env "TANDEM_KEY_DURATION";
     /// Longest life of a token, and the life of one whose request names no ttl; a retired key stays published this long
-    token_duration: Span = Span::secs(3600), shown "1h", env "TANDEM_TOKEN_DURATION";
+    token_duration: Span = Span::secs(3600), file "keys.token_duration", shown "1h", env "TANDEM_TOKEN_DURATION";
     /// The `iss` claim of every token this cluster issues
-    token_issuer: String = "tandem".into(), shown "tandem", env "TANDEM_TOKEN_ISSUER";
+    token_issuer: String = "tandem".into(), file "keys.token_issuer", shown "tandem", env "TANDEM_TOKEN_ISSUER";
     /// Secret (16+ characters) that encrypts the private key files in data_dir/keys
-    key_encryption_secret: String = String::new(), shown "unset: key files are plain, mode 0600", env "TANDEM_KEY_ENCRYPTION_SECRET";
+    key_encryption_secret: String, file "keys.encryption_secret", shown "unset: key files are plain, mode 0600", env "TANDEM_KEY_ENCRYPTION_SECRET";
     /// JWKS URLs of peers outside the cluster whose keys join this cluster's key set (separated by spaces, commas or lines)
-    key_peers: PeerList = PeerList::default(), shown "none", env "TANDEM_KEY_PEERS";
+    key_peers: PeerList = PeerList::default(), file "keys.peers", shown "none", env "TANDEM_KEY_PEERS";
     /// How often each key peer's JWKS is fetched again
-    key_peers_refresh: Span = Span::secs(30), shown "30s", env "TANDEM_KEY_PEERS_REFRESH";
+    key_peers_refresh: Span = Span::secs(30), file "keys.peers_refresh", shown "30s", env "TANDEM_KEY_PEERS_REFRESH";
     /// How long one fetch from a key peer may take before it counts as failed
-    key_peers_timeout: Span = Span::secs(2), shown "2s", env "TANDEM_KEY_PEERS_TIMEOUT";
+    key_peers_timeout: Span = Span::secs(2), file "keys.peers_timeout", shown "2s", env "TANDEM_KEY_PEERS_TIMEOUT";
     /// Log filter, as RUST_LOG spells it (`info`, `tandem=debug,openraft=warn`)
-    log_level: String = "info,openraft=warn".into(), shown "info,openraft=warn", env "TANDEM_LOG_LEVEL";
+    log_level: String = "info,openraft=warn".into(), file "log.level", shown "info,openraft=warn", env "TANDEM_LOG_LEVEL";
     /// Log format: text or json
-    log_format: LogFormat = LogFormat::Text, shown "text", env "TANDEM_LOG_FORMAT";
+    log_format: LogFormat = LogFormat::Text, file "log.format", shown "text", env "TANDEM_LOG_FORMAT";
+}
+
+/// A setting given as a flag or through its environment variable, else through the environment
+/// variable of its former spelling; both variables at once is an error.
+fn given_or_former_env<T, R: ReadSetting<T>>(
+    given: Option<T>,
+    env_name: &str,
+    former_env_name: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<T>, ConfigError> {
+    let set = |name: &str| env(name).filter(|value| !value.is_empty());
+    let Some((former_name, text)) = former_env_name.and_then(|name| Some((name, set(name)?)))
+    else {
+        return Ok(given);
+    };
+    if set(env_name).is_some() {
+        return Err(ConfigError(format!(
+            "{env_name} and {former_name} are both set; they are the same setting, so keep only {env_name}"
+        )));
+    }
+    match given {
+        Some(value) => Ok(Some(value)),
+        None => R::text(&text)
+            .map(Some)
+            .map_err(|e| ConfigError(format!("{former_name}: {e}"))),
+    }
+}
+
+/// The keys of a config file not read yet, so that what is left over is refused by name.
+struct FileKeys {
+    top: toml::Table,
+    sections: BTreeMap<&'static str, toml::Table>,
+    /// The settings that are keys of their own at the top of the file.
+    top_level_settings: Vec<&'static str>,
+}
+
+impl FileKeys {
+    /// Parses the file and sets apart the tables of the sections that `file_keys` name.
+    fn parse(text: &str, file_keys: &[&'static str]) -> Result<FileKeys, String> {
+        let mut top: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut sections = BTreeMap::new();
+        let top_level_settings = file_keys
+            .iter()
+            .copied()
+            .filter(|key| !key.contains('.'))
+            .collect();
+        for section in file_keys
+            .iter()
+            .filter_map(|key| Some(key.split_once('.')?.0))
+        {
+            if sections.contains_key(section) {
+                continue;
+            }
+            let table = match top.remove(section) {
+                None => toml::Table::new(),
+                Some(toml::Value::Table(table)) => table,
+                Some(other) => {
+                    return Err(format!(
+                        "`{section}` must be a table (`[{section}]`), not a {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            sections.insert(section, table);
+        }
+        Ok(FileKeys {
+            top,
+            sections,
+            top_level_settings,
+        })
+    }
+
+    /// Takes a setting's value, given at `file_key` or at the top-level `flat_key` of files
+    /// written before the sections, with the key it was found at. Both at once is an error.
+    fn take(
+        &mut self,
+        file_key: &'static str,
+        flat_key: &'static str,
+    ) -> Result<Option<(&'static str, toml::Value)>, String> {
+        let in_place = match file_key.split_once('.') {
+            Some((section, key)) => self
+                .sections
+                .get_mut(section)
+                .and_then(|table| table.remove(key)),
+            None => self.top.remove(file_key),
+        };
+        // For a top-level setting the flat key is its key, already taken above.
+        let flat = self.top.remove(flat_key);
+        match (in_place, flat) {
+            (Some(_), Some(_)) => Err(format!(
+                "`{flat_key}` and `{file_key}` are the same setting; give it once, as `{file_key}`"
+            )),
+            (Some(value), None) => Ok(Some((file_key, value))),
+            (None, Some(value)) => Ok(Some((flat_key, value))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Refuses the keys no setting took, naming each with its section.
+    fn refuse_leftovers(&self) -> Result<(), String> {
+        let unknown: Vec<String> = self
+            .top
+            .keys()
+            .map(|key| format!("`{key}`"))
+            .chain(self.sections.iter().flat_map(|(section, table)| {
+                table
+                    .keys()
+                    .map(move |key| format!("`{key}` in [{section}]"))
+            }))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let tables: Vec<String> = self.sections.keys().map(|s| format!("[{s}]")).collect();
+        Err(format!(
+            "unknown key {}; the file holds {} and the tables {} (or the top-level keys of older files), as docs/configuration.md lists them",
+            unknown.join(", unknown key "),
+            self.top_level_settings.join(", "),
+            tables.join(", ")
+        ))
+    }
 }
 
 /// A setting that makes start-up impossible; the process exits with code 2.
@@ -331,12 +652,17 @@ impl Settings {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError(format!("cannot read config file {}: {e}", path.display()))
                 })?;
-                toml::from_str(&text)
+                FileSettings::parse(&text)
                     .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?
             }
             None => FileSettings::default(),
         };
-        Settings::settle(args, file, &hostname)
+        Settings::settle(
+            args.clone(),
+            file,
+            &|name| std::env::var(name).ok(),
+            &hostname,
+        )
     }
 
     /// The settings a config file's text gives over the defaults, checked as [`Settings::load`]
@@ -346,37 +672,60 @@ impl Settings {
         text: &str,
         hostname: &dyn Fn() -> Option<String>,
     ) -> Result<Settings, ConfigError> {
-        let file = toml::from_str(text).map_err(|e| ConfigError(format!("config file: {e}")))?;
-        Settings::settle(&ServerArgs::default(), file, hostname)
+        let file =
+            FileSettings::parse(text).map_err(|e| ConfigError(format!("config file: {e}")))?;
+        Settings::settle(ServerArgs::default(), file, &|_| None, hostname)
     }
 
+    /// `env` reads an environment variable: the process's in [`Settings::load`], a stand-in in
+    /// tests.
     fn settle(
-        args: &ServerArgs,
+        args: ServerArgs,
         file: FileSettings,
+        env: &dyn Fn(&str) -> Option<String>,
         hostname: &dyn Fn() -> Option<String>,
     ) -> Result<Settings, ConfigError> {
-        let mut settings = Settings::merge(args, file);
-        // Secrets read from files and environments often end in a newline.
-        for secret in [
-            &mut settings.secret_api,
-            &mut settings.secret_raft,
-            &mut settings.secret_raft_previous,
-            &mut settings.key_encryption_secret,
-        ] {
-            *secret = secret.trim().to_string();
-        }
+        let mut settings = Settings::merge(args, file, env)?;
+        settings.unset_blanks();
         settings.resolve_node_id(hostname)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// An empty value counts as not given, as it always has (`TANDEM_SECRET_API=` in an
+    /// environment file); values read from files and environments often end in a newline.
+    fn unset_blanks(&mut self) {
+        for text in [
+            &mut self.secret_api,
+            &mut self.secret_cluster,
+            &mut self.secret_cluster_previous,
+            &mut self.key_encryption_secret,
+            &mut self.node_id_from,
+            &mut self.api_addr,
+            &mut self.cluster_addr,
+            &mut self.instance_id,
+        ] {
+            *text = text
+                .take()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty());
+        }
+        for path in [
+            &mut self.cluster_ca_file,
+            &mut self.cluster_cert_file,
+            &mut self.cluster_key_file,
+        ] {
+            *path = path.take().filter(|p| !p.as_os_str().is_empty());
+        }
     }
 
     fn resolve_node_id(
         &mut self,
         hostname: &dyn Fn() -> Option<String>,
     ) -> Result<(), ConfigError> {
-        match self.node_id_from.as_str() {
-            "" => Ok(()),
-            "k8s" => {
+        match self.node_id_from.as_deref() {
+            None => Ok(()),
+            Some("k8s") => {
                 let host = hostname().ok_or_else(|| {
                     ConfigError(
                         "TANDEM_NODE_ID_FROM=k8s but the hostname cannot be read (set HOSTNAME)"
@@ -398,7 +747,7 @@ impl Settings {
                 })?;
                 Ok(())
             }
-            other => Err(ConfigError(format!(
+            Some(other) => Err(ConfigError(format!(
                 "node_id_from {other:?} is not known; the only source is `k8s`"
             ))),
         }
@@ -414,63 +763,70 @@ impl Settings {
         }
         let clustered = self.nodes.0.len() > 1;
         for (name, secret) in [
-            ("secret_raft", &self.secret_raft),
+            ("secret_cluster", &self.secret_cluster),
             ("secret_api", &self.secret_api),
         ] {
-            let flag = name.replace('_', "-");
-            let env = format!("TANDEM_{}", name.to_uppercase());
-            if secret.is_empty() {
-                if clustered {
-                    return Err(ConfigError(format!(
-                        "a cluster of {} nodes needs --{flag} (or {env}), the same on every node",
-                        self.nodes.0.len()
-                    )));
-                }
-            } else if secret.chars().count() < MIN_SECRET_LEN {
+            if secret.is_none() && clustered {
+                let (flag, env) = flag_and_env(name);
                 return Err(ConfigError(format!(
-                    "--{flag} ({env}) is {} characters long; use at least {MIN_SECRET_LEN}",
-                    secret.chars().count()
+                    "a cluster of {} nodes needs {flag} (or {env}), the same on every node",
+                    self.nodes.0.len()
                 )));
             }
         }
-        if self.heartbeat_ms == 0 || self.election_timeout_min_ms <= self.heartbeat_ms {
+        for (name, secret) in [
+            ("secret_cluster", &self.secret_cluster),
+            ("secret_api", &self.secret_api),
+            ("secret_cluster_previous", &self.secret_cluster_previous),
+            ("key_encryption_secret", &self.key_encryption_secret),
+        ] {
+            let length = secret.as_deref().map(|s| s.chars().count());
+            if let Some(length) = length.filter(|&n| n < MIN_SECRET_LEN) {
+                let (flag, env) = flag_and_env(name);
+                return Err(ConfigError(format!(
+                    "{flag} ({env}) is {length} characters long; use at least {MIN_SECRET_LEN}"
+                )));
+            }
+        }
+        // Raft counts in whole milliseconds.
+        let (heartbeat, min, max) = (
+            self.heartbeat.as_millis(),
+            self.election_timeout_min.as_millis(),
+            self.election_timeout_max.as_millis(),
+        );
+        if heartbeat == 0 || min <= heartbeat {
             return Err(ConfigError(format!(
-                "election_timeout_min_ms ({}) must be greater than heartbeat_ms ({}), which must be above 0",
-                self.election_timeout_min_ms, self.heartbeat_ms
+                "election_timeout_min ({}) must be greater than heartbeat ({}), which must be at least 1ms",
+                self.election_timeout_min, self.heartbeat
             )));
         }
-        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+        if max <= min {
             return Err(ConfigError(format!(
-                "election_timeout_max_ms ({}) must be greater than election_timeout_min_ms ({})",
-                self.election_timeout_max_ms, self.election_timeout_min_ms
+                "election_timeout_max ({}) must be greater than election_timeout_min ({})",
+                self.election_timeout_max, self.election_timeout_min
             )));
         }
         for (name, addr) in [
             ("api_addr", &self.api_addr),
             ("cluster_addr", &self.cluster_addr),
         ] {
-            if !addr.is_empty() {
+            if let Some(addr) = addr {
                 check_addr(addr, 0, name)
                     .map_err(|_| ConfigError(format!("{name} {addr:?} is not host:port")))?;
             }
         }
-        let files = [
+        let given = [
             &self.cluster_ca_file,
             &self.cluster_cert_file,
             &self.cluster_key_file,
-        ];
-        let given = files.iter().filter(|f| !f.is_empty()).count();
+        ]
+        .iter()
+        .filter(|file| file.is_some())
+        .count();
         if given != 0 && given != 3 {
             return Err(ConfigError(
                 "bring-your-own cluster TLS needs all three of cluster_ca_file, cluster_cert_file and cluster_key_file".into(),
             ));
-        }
-        if !self.secret_raft_previous.is_empty()
-            && self.secret_raft_previous.chars().count() < MIN_SECRET_LEN
-        {
-            return Err(ConfigError(format!(
-                "--secret-raft-previous (TANDEM_SECRET_RAFT_PREVIOUS) is shorter than {MIN_SECRET_LEN} characters"
-            )));
         }
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
@@ -492,13 +848,6 @@ impl Settings {
                 self.key_duration, self.token_duration
             )));
         }
-        if !self.key_encryption_secret.is_empty()
-            && self.key_encryption_secret.chars().count() < MIN_SECRET_LEN
-        {
-            return Err(ConfigError(format!(
-                "--key-encryption-secret (TANDEM_KEY_ENCRYPTION_SECRET) is shorter than {MIN_SECRET_LEN} characters"
-            )));
-        }
         if self.key_peers_refresh.0 < Duration::from_secs(1) || self.key_peers_timeout.0.is_zero() {
             return Err(ConfigError(format!(
                 "key_peers_refresh ({}) must be at least 1s and key_peers_timeout ({}) above 0",
@@ -510,11 +859,9 @@ impl Settings {
 
     /// The name in this server's key ids: `instance_id`, or `tandem-{node_id}` when unset.
     pub fn instance_id(&self) -> String {
-        if self.instance_id.is_empty() {
-            format!("tandem-{}", self.node_id)
-        } else {
-            self.instance_id.clone()
-        }
+        self.instance_id
+            .clone()
+            .unwrap_or_else(|| format!("tandem-{}", self.node_id))
     }
 
     /// The addresses this node asks clients and peers to use.
@@ -522,16 +869,14 @@ impl Settings {
         let line = self.this_node();
         NodeEntry {
             id: line.id,
-            raft_addr: if self.cluster_addr.is_empty() {
-                line.raft_addr.clone()
-            } else {
-                self.cluster_addr.clone()
-            },
-            api_addr: if self.api_addr.is_empty() {
-                line.api_addr.clone()
-            } else {
-                self.api_addr.clone()
-            },
+            cluster_addr: self
+                .cluster_addr
+                .clone()
+                .unwrap_or_else(|| line.cluster_addr.clone()),
+            api_addr: self
+                .api_addr
+                .clone()
+                .unwrap_or_else(|| line.api_addr.clone()),
         }
     }
 
@@ -539,6 +884,28 @@ impl Settings {
         // `validate` has checked that the id is in the list.
         self.nodes.get(self.node_id).unwrap_or(&self.nodes.0[0])
     }
+
+    /// The operator's own cluster CA, certificate and key, when given (`validate` has checked
+    /// that it is all three or none).
+    pub fn cluster_pem_files(&self) -> Option<ClusterPemFiles> {
+        match (
+            &self.cluster_ca_file,
+            &self.cluster_cert_file,
+            &self.cluster_key_file,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(ClusterPemFiles::new(ca, cert, key)),
+            _ => None,
+        }
+    }
+}
+
+/// A setting's flag and environment variable, as error messages name them.
+fn flag_and_env(name: &str) -> (String, &'static str) {
+    Settings::catalogue()
+        .into_iter()
+        .find(|setting| setting.name == name)
+        .map(|setting| (setting.flag(), setting.env))
+        .expect("only declared settings are named")
 }
 
 fn hostname() -> Option<String> {
@@ -580,13 +947,17 @@ pub fn load_or_generate_secret(data_dir: &Path, name: &str) -> std::io::Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use clap::Parser;
+
     use super::*;
 
     fn args(nodes: &str, id: u64) -> ServerArgs {
         ServerArgs {
             nodes: Some(nodes.parse().unwrap()),
             node_id: Some(id),
-            secret_raft: Some("0123456789abcdef".into()),
+            secret_cluster: Some("0123456789abcdef".into()),
             secret_api: Some("0123456789abcdef".into()),
             ..Default::default()
         }
@@ -595,11 +966,39 @@ mod tests {
     const THREE: &str =
         "1 127.0.0.1:8101 127.0.0.1:8201\n2 127.0.0.1:8102 127.0.0.1:8202\n3 h3:8103 h3:8203";
 
+    /// Settings from a config file's text, with no flags and an empty environment.
+    fn from_file(text: &str) -> Result<Settings, String> {
+        Settings::from_config_text(text, &|| None).map_err(|e| e.0)
+    }
+
+    /// Settings from flags and an environment of `vars`, as `tandem server` reads them.
+    fn from_flags_and_env(flags: &[&str], vars: &[(&str, &str)]) -> Result<Settings, String> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        let cli = Cli::try_parse_from(std::iter::once("tandem").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::settle(
+            cli.server,
+            FileSettings::default(),
+            &|name| vars.get(name).cloned(),
+            &|| None,
+        )
+        .map_err(|e| e.0)
+    }
+
     #[test]
     fn node_list_parses_lines_and_semicolons() {
         let list: NodeList = THREE.parse().unwrap();
         assert_eq!(list.ids(), vec![1, 2, 3]);
         assert_eq!(list.get(3).unwrap().api_addr, "h3:8203");
+        assert_eq!(list.get(3).unwrap().cluster_addr, "h3:8103");
         let one_line: NodeList = THREE.replace('\n', ";").parse().unwrap();
         assert_eq!(one_line, list);
     }
@@ -610,13 +1009,15 @@ mod tests {
         assert!(dup.contains("appears twice"), "{dup}");
         let short = "1 a:1".parse::<NodeList>().unwrap_err();
         assert!(
-            short.contains("line 1") && short.contains("2 field"),
+            short.contains("line 1")
+                && short.contains("2 field")
+                && short.contains("id addr_cluster addr_api"),
             "{short}"
         );
         let bad_id = "x a:1 a:2".parse::<NodeList>().unwrap_err();
         assert!(bad_id.contains("\"x\""), "{bad_id}");
         let bad_addr = "1 nohost a:2".parse::<NodeList>().unwrap_err();
-        assert!(bad_addr.contains("raft address"), "{bad_addr}");
+        assert!(bad_addr.contains("cluster port address"), "{bad_addr}");
         assert!("".parse::<NodeList>().is_err());
     }
 
@@ -633,6 +1034,43 @@ mod tests {
         assert!(Settings::load(&a).unwrap_err().0.contains("at least 16"));
         a.secret_api = None;
         assert!(Settings::load(&a).unwrap_err().0.contains("--secret-api"));
+        let mut a = args(THREE, 1);
+        a.secret_cluster = None;
+        assert_eq!(
+            Settings::load(&a).unwrap_err().0,
+            "a cluster of 3 nodes needs --secret-cluster (or TANDEM_SECRET_CLUSTER), the same on every node"
+        );
+    }
+
+    #[test]
+    fn every_secret_is_held_to_the_same_length() {
+        for (flag, env) in [
+            ("--secret-cluster", "TANDEM_SECRET_CLUSTER"),
+            ("--secret-api", "TANDEM_SECRET_API"),
+            (
+                "--secret-cluster-previous",
+                "TANDEM_SECRET_CLUSTER_PREVIOUS",
+            ),
+            ("--key-encryption-secret", "TANDEM_KEY_ENCRYPTION_SECRET"),
+        ] {
+            let err = from_flags_and_env(&[flag, "short"], &[]).unwrap_err();
+            assert_eq!(
+                err,
+                format!("{flag} ({env}) is 5 characters long; use at least 16")
+            );
+        }
+    }
+
+    #[test]
+    fn unset_is_none_and_blank_counts_as_unset() {
+        let s = from_flags_and_env(&["--secret-api", " \n"], &[]).unwrap();
+        assert_eq!(s.secret_api, None);
+        assert_eq!(s.secret_cluster, None);
+        assert_eq!(s.instance_id, None);
+        assert_eq!(s.instance_id(), "tandem-1");
+        assert_eq!(s.cluster_pem_files(), None);
+        let s = from_flags_and_env(&["--secret-api", "0123456789abcdef\n"], &[]).unwrap();
+        assert_eq!(s.secret_api.as_deref(), Some("0123456789abcdef"));
     }
 
     #[test]
@@ -641,7 +1079,7 @@ mod tests {
         let path = dir.path().join("tandem.toml");
         std::fs::write(
             &path,
-            "heartbeat_ms = 40\nelection_timeout_min_ms = 250\nsnapshot_every = 7\n",
+            "[cluster]\nheartbeat = \"40ms\"\nelection_timeout_min = 250\nsnapshot_every = 7\n",
         )
         .unwrap();
         let a = ServerArgs {
@@ -650,29 +1088,201 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::load(&a).unwrap();
-        assert_eq!(s.heartbeat_ms, 40);
-        assert_eq!(s.election_timeout_min_ms, 250);
+        assert_eq!(s.heartbeat, Span::millis(40));
+        assert_eq!(s.election_timeout_min, Span::millis(250));
         assert_eq!(s.snapshot_every, 9);
-        assert_eq!(s.election_timeout_max_ms, 400);
+        assert_eq!(s.election_timeout_max, Span::millis(400));
     }
 
     #[test]
-    fn unknown_file_keys_are_errors() {
+    fn sections_hold_every_setting() {
+        let s = from_file(
+            r#"
+            data_dir = "/var/lib/tandem"
+            [cluster]
+            node_id = 2
+            nodes = "1 a:8100 a:8200; 2 b:8100 b:8200"
+            secret = "0123456789abcdef"
+            secret_previous = "fedcba9876543210"
+            cluster_addr = "nat:9100"
+            [api]
+            secret = "0123456789abcdefgh"
+            request_timeout = "2s"
+            max_body_bytes = 1024
+            [keys]
+            algorithm = "eddsa"
+            token_duration = "10m"
+            peers = ["http://peer:1/jwks"]
+            [log]
+            format = "json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/tandem"));
+        assert_eq!(s.node_id, 2);
+        assert_eq!(s.secret_cluster.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(
+            s.secret_cluster_previous.as_deref(),
+            Some("fedcba9876543210")
+        );
+        assert_eq!(s.secret_api.as_deref(), Some("0123456789abcdefgh"));
+        assert_eq!(s.advertised().cluster_addr, "nat:9100");
+        assert_eq!(s.advertised().api_addr, "b:8200");
+        assert_eq!(s.request_timeout, Span::secs(2));
+        assert_eq!(s.max_body_bytes, 1024);
+        assert_eq!(s.key_algorithm, SigningAlgorithm::Eddsa);
+        assert_eq!(s.token_duration, Span::secs(600));
+        assert_eq!(s.key_peers.0, vec!["http://peer:1/jwks".to_string()]);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn old_flat_keys_still_load() {
+        let s = from_file(
+            r#"
+            node_id = 2
+            nodes = "1 a:8100 a:8200; 2 b:8100 b:8200"
+            secret_raft = "0123456789abcdef"
+            secret_api = "0123456789abcdefgh"
+            heartbeat_ms = 40
+            election_timeout_min_ms = 250
+            request_timeout_ms = 1500
+            key_algorithm = "eddsa"
+            log_level = "debug"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.node_id, 2);
+        assert_eq!(s.secret_cluster.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(s.heartbeat, Span::millis(40));
+        assert_eq!(s.election_timeout_min, Span::millis(250));
+        assert_eq!(s.request_timeout, Span::millis(1500));
+        assert_eq!(s.key_algorithm, SigningAlgorithm::Eddsa);
+        assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn a_setting_given_flat_and_in_its_section_is_refused() {
+        let err = from_file("heartbeat_ms = 50\n[cluster]\nheartbeat = \"50ms\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config file: `heartbeat_ms` and `cluster.heartbeat` are the same setting; give it once, as `cluster.heartbeat`"
+        );
+        let err = from_file("log_level = \"info\"\nlog.level = \"debug\"\n").unwrap_err();
+        assert!(err.contains("`log_level` and `log.level`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors_that_name_the_key_and_its_section() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tandem.toml");
         std::fs::write(&path, "hearbeat_ms = 50\n").unwrap();
         let err = Settings::load(&ServerArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.0.contains("hearbeat_ms"), "{}", err.0);
+        assert!(
+            err.0.contains("unknown key `hearbeat_ms`")
+                && err.0.contains(&path.display().to_string()),
+            "{}",
+            err.0
+        );
+        let err = from_file("[cluster]\nhartbeat = \"50ms\"\n").unwrap_err();
+        assert!(err.contains("unknown key `hartbeat` in [cluster]"), "{err}");
+        // A new spelling is a key of its section, not of the top level.
+        let err = from_file("secret_cluster = \"0123456789abcdef\"\n").unwrap_err();
+        assert!(err.contains("unknown key `secret_cluster`"), "{err}");
+        let err = from_file("[agent]\nname = \"a\"\n").unwrap_err();
+        assert!(err.contains("unknown key `agent`"), "{err}");
+        let err = from_file("cluster = 3\n").unwrap_err();
+        assert!(err.contains("`cluster` must be a table"), "{err}");
+        let err = from_file("[cluster]\nheartbeat = true\n").unwrap_err();
+        assert!(err.starts_with("config file: cluster.heartbeat: "), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_milliseconds_where_they_did() {
+        for (text, millis) in [
+            ("100", 100),
+            ("100ms", 100),
+            ("2s", 2000),
+            (" 1s 500ms", 1500),
+        ] {
+            assert_eq!(MillisIfBare::text(text), Ok(Span::millis(millis)), "{text}");
+        }
+        assert!(MillisIfBare::text("-5").is_err());
+        assert!(MillisIfBare::file(toml::Value::Integer(-5)).is_err());
+        // Durations never given in milliseconds still need their unit.
+        assert!(from_flags_and_env(&["--key-duration", "86400"], &[]).is_err());
+        let s = from_flags_and_env(
+            &[
+                "--heartbeat",
+                "50ms",
+                "--election-timeout-max",
+                "1s",
+                "--request-timeout-ms",
+                "750",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.heartbeat, Span::millis(50));
+        assert_eq!(s.election_timeout_max, Span::secs(1));
+        assert_eq!(s.request_timeout, Span::millis(750));
+        let err = from_flags_and_env(&["--heartbeat-ms", "500"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "election_timeout_min (200ms) must be greater than heartbeat (500ms), which must be at least 1ms"
+        );
+    }
+
+    #[test]
+    fn former_flags_and_env_vars_are_aliases() {
+        let secret = "0123456789abcdef";
+        for flag in ["--secret-raft", "--secret-cluster"] {
+            let s = from_flags_and_env(&[flag, secret], &[]).unwrap();
+            assert_eq!(s.secret_cluster.as_deref(), Some(secret), "{flag}");
+        }
+        let s = from_flags_and_env(&["--secret-raft-previous", secret], &[]).unwrap();
+        assert_eq!(s.secret_cluster_previous.as_deref(), Some(secret));
+
+        let s = from_flags_and_env(
+            &[],
+            &[
+                ("TANDEM_SECRET_RAFT", secret),
+                ("TANDEM_HEARTBEAT_MS", "30"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.secret_cluster.as_deref(), Some(secret));
+        assert_eq!(s.heartbeat, Span::millis(30));
+
+        // A flag beats the former env var, as it beats any env var.
+        let s =
+            from_flags_and_env(&["--heartbeat", "20ms"], &[("TANDEM_HEARTBEAT_MS", "30")]).unwrap();
+        assert_eq!(s.heartbeat, Span::millis(20));
+
+        let err = from_flags_and_env(
+            &[],
+            &[
+                ("TANDEM_SECRET_CLUSTER", secret),
+                ("TANDEM_SECRET_RAFT", secret),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "TANDEM_SECRET_CLUSTER and TANDEM_SECRET_RAFT are both set; they are the same setting, so keep only TANDEM_SECRET_CLUSTER"
+        );
+        let err = from_flags_and_env(&[], &[("TANDEM_HEARTBEAT_MS", "soon")]).unwrap_err();
+        assert!(err.starts_with("TANDEM_HEARTBEAT_MS: "), "{err}");
     }
 
     #[test]
     fn k8s_hostname_gives_ordinal_plus_one() {
         let mut s = Settings::load(&args(THREE, 1)).unwrap();
-        s.node_id_from = "k8s".into();
+        s.node_id_from = Some("k8s".into());
         s.resolve_node_id(&|| Some("tandem-2".into())).unwrap();
         assert_eq!(s.node_id, 3);
         assert!(s.resolve_node_id(&|| Some("tandem".into())).is_err());
@@ -705,10 +1315,21 @@ mod tests {
     }
 
     #[test]
-    fn every_setting_has_an_env_var() {
-        for (key, env, _, help) in Settings::catalogue() {
-            assert_eq!(env, format!("TANDEM_{}", key.to_uppercase()));
-            assert!(!help.is_empty());
+    fn every_spelling_derives_from_the_name() {
+        let (mut file_keys, mut flat_keys) = (BTreeSet::new(), BTreeSet::new());
+        for setting in Settings::catalogue() {
+            let name = setting.name;
+            assert_eq!(setting.env, format!("TANDEM_{}", name.to_uppercase()));
+            assert!(!setting.help.is_empty());
+            assert!(file_keys.insert(setting.file_key), "{name}: file key twice");
+            assert!(
+                flat_keys.insert(setting.flat_key()),
+                "{name}: flat key twice"
+            );
+            if let Some(former) = setting.formerly {
+                assert_eq!(former.flag, former.key.replace('_', "-"), "{name}");
+                assert_eq!(former.env, format!("TANDEM_{}", former.key.to_uppercase()));
+            }
         }
     }
 }

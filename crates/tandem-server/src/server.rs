@@ -12,7 +12,7 @@ use tandem_ha::{now_ms, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
 use tandem_store::{Command, StateMachine};
-use tandem_tls::{ClusterPemFiles, ClusterTls, DerivedCaSettings, TlsListener};
+use tandem_tls::{ClusterTls, DerivedCaSettings, TlsListener};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -71,20 +71,13 @@ pub struct RunningServer {
 }
 
 /// The cluster channel's mutual TLS: certificates from the operator's files when given,
-/// otherwise from the CA every node derives from `secret_raft`.
-fn cluster_tls(settings: &Settings, secret_raft: &str) -> Result<ClusterTls, StartError> {
-    if !settings.cluster_ca_file.is_empty() {
-        let files = ClusterPemFiles::new(
-            &settings.cluster_ca_file,
-            &settings.cluster_cert_file,
-            &settings.cluster_key_file,
-        );
+/// otherwise from the CA every node derives from the cluster secret.
+fn cluster_tls(settings: &Settings, secret_cluster: &str) -> Result<ClusterTls, StartError> {
+    if let Some(files) = settings.cluster_pem_files() {
         return Ok(ClusterTls::from_pem_files(files)?);
     }
-    let mut derived = DerivedCaSettings::new(settings.node_id, secret_raft);
-    if !settings.secret_raft_previous.is_empty() {
-        derived.also_trusted_secret = Some(settings.secret_raft_previous.clone());
-    }
+    let mut derived = DerivedCaSettings::new(settings.node_id, secret_cluster);
+    derived.also_trusted_secret = settings.secret_cluster_previous.clone();
     Ok(ClusterTls::from_secret(derived)?)
 }
 
@@ -106,14 +99,14 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError>
 }
 
 fn secret(
-    settings_value: &str,
+    settings_value: Option<&str>,
     settings: &Settings,
     name: &str,
     label: &str,
     env: &str,
 ) -> Result<String, StartError> {
-    if !settings_value.is_empty() {
-        return Ok(settings_value.to_string());
+    if let Some(given) = settings_value {
+        return Ok(given.to_string());
     }
     let (secret, generated) =
         load_or_generate_secret(&settings.data_dir, name).map_err(|source| {
@@ -144,7 +137,7 @@ impl RunningServer {
                 source,
             })?;
         let this = settings.this_node().clone();
-        let cluster_listener = bind("the cluster port", &this.raft_addr).await?;
+        let cluster_listener = bind("the cluster port", &this.cluster_addr).await?;
         let api_listener = bind("the API", &this.api_addr).await?;
 
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
@@ -152,32 +145,35 @@ impl RunningServer {
             .is_empty()
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let machine = StateMachine::open(&data_dir)?;
-        let key_encryption =
-            Some(settings.key_encryption_secret.as_str()).filter(|s| !s.is_empty());
-        let key_ring = KeyRing::open(&data_dir, key_encryption, &settings.key_peers.0)?;
+        let key_ring = KeyRing::open(
+            &data_dir,
+            settings.key_encryption_secret.as_deref(),
+            &settings.key_peers.0,
+        )?;
         crate::health::install_metrics();
         // Made only once the ports and stores are ours, so a start that fails on them does not
         // print a secret that a later start would not show again.
         let secret_api = secret(
-            &settings.secret_api,
+            settings.secret_api.as_deref(),
             &settings,
             "secret-api",
             "API secret",
             "TANDEM_SECRET_API",
         )?;
+        // The file keeps its first name, so existing data folders keep their secret.
         let secret_cluster = secret(
-            &settings.secret_raft,
+            settings.secret_cluster.as_deref(),
             &settings,
             "secret-raft",
             "cluster secret",
-            "TANDEM_SECRET_RAFT",
+            "TANDEM_SECRET_CLUSTER",
         )?;
 
         let config = openraft::Config {
             cluster_name: "tandem".into(),
-            heartbeat_interval: settings.heartbeat_ms,
-            election_timeout_min: settings.election_timeout_min_ms,
-            election_timeout_max: settings.election_timeout_max_ms,
+            heartbeat_interval: settings.heartbeat.as_millis(),
+            election_timeout_min: settings.election_timeout_min.as_millis(),
+            election_timeout_max: settings.election_timeout_max.as_millis(),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.snapshot_logs_to_keep,
             install_snapshot_timeout: 10_000,
@@ -214,7 +210,7 @@ impl RunningServer {
             contacts.clone(),
             log.clone(),
         );
-        let request_timeout = Duration::from_millis(settings.request_timeout_ms);
+        let request_timeout = settings.request_timeout.0;
         let replicator = Arc::new(RaftReplicator::start(
             raft.clone(),
             node_id,
@@ -242,10 +238,10 @@ impl RunningServer {
             node_id,
             ha: ha.clone(),
             data: data.clone(),
-            // Heartbeats arrive every heartbeat_ms: five missed in a row means the active node
+            // Heartbeats arrive every `heartbeat`: five missed in a row means the active node
             // is out of reach. A leader's quorum confirmation is as fresh as its lease.
-            contact_stale_after_ms: settings.heartbeat_ms * 5,
-            quorum_stale_after_ms: settings.election_timeout_max_ms,
+            contact_stale_after_ms: settings.heartbeat.as_millis() * 5,
+            quorum_stale_after_ms: settings.election_timeout_max.as_millis(),
         };
         let api_state = ApiState {
             data: data.clone(),
@@ -263,7 +259,7 @@ impl RunningServer {
             data: data.clone(),
             secrets: Arc::new(ClusterSecrets {
                 current: secret_cluster,
-                previous: Some(settings.secret_raft_previous.clone()).filter(|s| !s.is_empty()),
+                previous: settings.secret_cluster_previous.clone(),
             }),
             snapshot_receipt: Default::default(),
         };
@@ -296,7 +292,7 @@ impl RunningServer {
         }));
         let clustered = settings.nodes.0.len() > 1;
         tracing::info!(
-            node_id, api = %this.api_addr, cluster = %this.raft_addr,
+            node_id, api = %this.api_addr, cluster = %this.cluster_addr,
             data_dir = %data_dir.display(), nodes = settings.nodes.0.len(),
             "tandem server started"
         );
@@ -321,7 +317,7 @@ impl RunningServer {
         let advertised = settings.advertised();
         let advertised = Advertised {
             node_id,
-            cluster_addr: advertised.raft_addr,
+            cluster_addr: advertised.cluster_addr,
             api_addr: advertised.api_addr,
         };
         tasks.push(tokio::spawn(advertise(
@@ -398,8 +394,8 @@ fn key_policy(settings: &Settings) -> KeyPolicy {
         key_peers: settings.key_peers.0.clone(),
         key_peers_refresh: settings.key_peers_refresh.0,
         key_peers_timeout: settings.key_peers_timeout.0,
-        key_arrival: Duration::from_millis(2 * settings.heartbeat_ms + 50),
-        request_timeout: Duration::from_millis(settings.request_timeout_ms),
+        key_arrival: 2 * settings.heartbeat.0 + Duration::from_millis(50),
+        request_timeout: settings.request_timeout.0,
     }
 }
 
@@ -421,7 +417,7 @@ async fn form_cluster(
             (
                 n.id,
                 ClusterNode {
-                    cluster_addr: n.raft_addr.clone(),
+                    cluster_addr: n.cluster_addr.clone(),
                     api_addr: n.api_addr.clone(),
                 },
             )

@@ -1,9 +1,10 @@
-//! Keeps docs/configuration.md honest: every server setting has a row in its settings table with
-//! the TOML key, the flag, the environment variable and the default the code uses, and the table
-//! describes no setting that the server does not have.
+//! Keeps docs/configuration.md honest: every server setting has a row in a settings table with
+//! its TOML key, the top-level key of older files, its flags, its environment variables and the
+//! default the code uses, and the tables describe no setting that the server does not have.
 
 use std::sync::OnceLock;
 
+use tandem_server::config::Setting;
 use tandem_server::Settings;
 
 const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
@@ -13,11 +14,6 @@ fn doc() -> &'static str {
     DOC.get_or_init(|| {
         std::fs::read_to_string(DOC_PATH).unwrap_or_else(|e| panic!("cannot read {DOC_PATH}: {e}"))
     })
-}
-
-/// The flag clap derives from a setting's name.
-fn flag(key: &str) -> String {
-    format!("--{}", key.replace('_', "-"))
 }
 
 /// The cells of every Markdown table row in the doc, trimmed.
@@ -35,62 +31,65 @@ fn table_rows() -> Vec<Vec<&'static str>> {
         .collect()
 }
 
-/// A cell without the backticks around it.
-fn bare(cell: &str) -> &str {
-    cell.trim_matches('`')
+/// The words in backticks in a cell: `` `--secret-cluster`, `--secret-raft` `` gives both flags.
+fn quoted(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
 }
 
-/// Rows of the settings table: `| TOML key | Flag | Environment | Default | Meaning |`, told
-/// apart from other tables by a first cell that is a key in backticks and a third that is a
-/// `TANDEM_` variable.
+/// Rows of the settings tables:
+/// `| TOML key | Older files | Flag | Environment | Default | Meaning |`, told apart from other
+/// tables by a fourth cell that names a `TANDEM_` variable.
 fn setting_rows() -> Vec<Vec<&'static str>> {
     table_rows()
         .into_iter()
-        .filter(|cells| {
-            cells.len() >= 5
-                && cells[0].starts_with('`')
-                && !cells[0].starts_with("`--")
-                && bare(cells[2]).starts_with("TANDEM_")
-        })
+        .filter(|cells| cells.len() >= 6 && cells[3].starts_with("`TANDEM_"))
         .collect()
+}
+
+/// What a setting's row must hold, cell by cell (without the meaning).
+fn expected_cells(setting: &Setting) -> [(&'static str, Vec<String>); 4] {
+    let former = setting.formerly;
+    [
+        ("TOML key", vec![setting.file_key.to_string()]),
+        ("older files", vec![setting.flat_key().to_string()]),
+        (
+            "flag",
+            std::iter::once(setting.flag())
+                .chain(former.map(|f| format!("--{}", f.flag)))
+                .collect(),
+        ),
+        (
+            "environment",
+            std::iter::once(setting.env.to_string())
+                .chain(former.map(|f| f.env.to_string()))
+                .collect(),
+        ),
+    ]
 }
 
 #[test]
 fn every_setting_is_documented_with_its_spellings_and_default() {
     let rows = setting_rows();
     let mut problems = Vec::new();
-    for (key, env, default, _help) in Settings::catalogue() {
-        for (what, text) in [
-            ("TOML key", key.to_string()),
-            ("environment variable", env.to_string()),
-            ("flag", flag(key)),
-            ("default", default.to_string()),
-        ] {
-            if !doc().contains(&text) {
-                problems.push(format!("{key}: the {what} {text:?} is not mentioned"));
-            }
-        }
-        let Some(row) = rows.iter().find(|cells| bare(cells[0]) == key) else {
+    for setting in Settings::catalogue() {
+        let key = setting.file_key;
+        let Some(row) = rows.iter().find(|cells| quoted(cells[0]) == [key]) else {
             problems.push(format!(
-                "{key}: the settings table has no row `| `{key}` | ... |`"
+                "{key}: no settings table has a row `| `{key}` | ... |`"
             ));
             continue;
         };
-        let expected = [
-            ("flag", flag(key)),
-            ("environment variable", env.to_string()),
-        ];
-        for ((what, want), cell) in expected.iter().zip([row[1], row[2]]) {
-            if bare(cell) != want {
+        for ((what, want), cell) in expected_cells(&setting).iter().zip(&row[..4]) {
+            if quoted(cell) != *want {
                 problems.push(format!(
                     "{key}: the {what} column says {cell:?}, the code says {want:?}"
                 ));
             }
         }
-        if bare(row[3]) != default {
+        if row[4].trim_matches('`') != setting.default {
             problems.push(format!(
-                "{key}: the default column says {:?}, the code says {default:?}",
-                row[3]
+                "{key}: the default column says {:?}, the code says {:?}",
+                row[4], setting.default
             ));
         }
     }
@@ -102,15 +101,15 @@ fn every_setting_is_documented_with_its_spellings_and_default() {
 }
 
 #[test]
-fn the_settings_table_lists_no_unknown_setting() {
+fn the_settings_tables_list_no_unknown_setting() {
     let known: Vec<&str> = Settings::catalogue()
         .into_iter()
-        .map(|(key, ..)| key)
+        .map(|setting| setting.file_key)
         .collect();
     let unknown: Vec<&str> = setting_rows()
         .iter()
-        .map(|cells| bare(cells[0]))
-        .filter(|key| !known.contains(key))
+        .map(|cells| cells[0])
+        .filter(|cell| !quoted(cell).iter().any(|key| known.contains(key)))
         .collect();
     assert!(
         unknown.is_empty(),

@@ -117,7 +117,7 @@ async fn a_malformed_node_line_is_refused() {
     ])
     .await;
     assert!(stderr.contains("node list line 2"), "{stderr}");
-    assert!(stderr.contains("id addr_raft addr_api"), "{stderr}");
+    assert!(stderr.contains("id addr_cluster addr_api"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

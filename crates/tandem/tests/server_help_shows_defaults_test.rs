@@ -1,5 +1,6 @@
 //! `tandem server --help` shows, for every setting, its flag, its environment variable and its
-//! default (one definition per setting, as the style guide asks).
+//! default, and for a renamed one its former flag and variable (one definition per setting, as
+//! the style guide asks).
 
 use std::path::Path;
 use std::time::Duration;
@@ -36,17 +37,24 @@ async fn every_setting_shows_its_flag_env_var_and_default() {
     let catalogue = Settings::catalogue();
     assert!(!catalogue.is_empty());
     let mut problems = Vec::new();
-    for (key, env, shown_default, _) in catalogue {
-        let flag = format!("--{}", key.replace('_', "-"));
+    for setting in catalogue {
+        let flag = setting.flag();
         let Some(text) = flag_help(&help, &flag) else {
             problems.push(format!("{flag} is not in the help"));
             continue;
         };
-        if !text.contains(&format!("[env: {env}")) {
-            problems.push(format!("{flag} does not name {env}"));
+        let mut wanted = vec![
+            format!("[env: {}", setting.env),
+            format!("[default: {}]", setting.default),
+        ];
+        if let Some(former) = setting.formerly {
+            wanted.push(format!("--{}", former.flag));
+            wanted.push(format!("[also env: {}]", former.env));
         }
-        if !text.contains(&format!("[default: {shown_default}]")) {
-            problems.push(format!("{flag} does not show [default: {shown_default}]"));
+        for want in wanted {
+            if !text.contains(&want) {
+                problems.push(format!("{flag} does not show {want}"));
+            }
         }
     }
     assert!(
