@@ -36,7 +36,7 @@ pub const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The cluster client speaks HTTP/1.1: the workspace builds reqwest without its `http2` feature.
 pub const CLIENT_ALPN: [&[u8]; 1] = [b"http/1.1"];
 
-/// Settings for a node whose certificates come from the CA derived from `secret_raft`.
+/// Settings for a node whose certificates come from the CA derived from the cluster secret.
 ///
 /// Changing the secret without downtime, one node at a time: (1) every node gets
 /// `also_trusted_secret = NEW`; (2) every node swaps to `secret = NEW, also_trusted_secret = OLD`;
@@ -45,7 +45,7 @@ pub const CLIENT_ALPN: [&[u8]; 1] = [b"http/1.1"];
 pub struct DerivedCaSettings {
     /// This node's id; its certificate also names `node-<id>.cluster.tandem`.
     pub node_id: u64,
-    /// `secret_raft`, the same on every node (at least 16 characters).
+    /// The cluster secret, the same on every node (at least 16 characters).
     pub secret: String,
     /// A second secret whose CA is also trusted (not used to sign): the previous one while nodes
     /// move to a new secret one at a time, or the next one before they do.
@@ -122,7 +122,7 @@ impl ClusterTls {
         if let Some(other) = &settings.also_trusted_secret {
             let other_ca = DerivedCa::from_secret(other).map_err(|e| match e {
                 TlsError::SecretTooShort { len, min, .. } => TlsError::SecretTooShort {
-                    which: "the also-trusted (previous or next) secret_raft",
+                    which: "the also-trusted (previous or next) cluster secret",
                     len,
                     min,
                 },

@@ -1,4 +1,4 @@
-//! The cluster CA derived from `secret_raft`: every node that knows the secret computes the same
+//! The cluster CA derived from the cluster secret: every node that knows the secret computes the same
 //! Ed25519 key and the same self-signed certificate, so no CA material is ever exchanged.
 
 use aws_lc_rs::hkdf;
@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 use crate::TlsError;
 
-/// The shortest `secret_raft` from which a CA is derived.
+/// The shortest the cluster secret (`secret_cluster`) from which a CA is derived.
 pub const MIN_SECRET_LEN: usize = 16;
 
 /// Subject common name of every derived CA. The subject is fixed per secret (see `ca_params`), so
@@ -38,7 +38,7 @@ impl DerivedCa {
         let len = secret.chars().count();
         if len < MIN_SECRET_LEN {
             return Err(TlsError::SecretTooShort {
-                which: "secret_raft",
+                which: "secret_cluster",
                 len,
                 min: MIN_SECRET_LEN,
             });
@@ -143,6 +143,6 @@ mod tests {
         let err = DerivedCa::from_secret("short").expect_err("must refuse");
         let message = err.to_string();
         assert!(message.contains("5 characters"), "{message}");
-        assert!(message.contains("TANDEM_SECRET_RAFT"), "{message}");
+        assert!(message.contains("TANDEM_SECRET_CLUSTER"), "{message}");
     }
 }

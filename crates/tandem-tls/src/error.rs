@@ -8,7 +8,7 @@ use std::time::Duration;
 pub enum TlsError {
     #[error(
         "{which} is {len} characters long; the cluster CA is derived from it and needs at least \
-         {min} (use the same long random string on every node, e.g. in TANDEM_SECRET_RAFT)"
+         {min} (use the same long random string on every node, e.g. in TANDEM_SECRET_CLUSTER)"
     )]
     SecretTooShort {
         which: &'static str,
@@ -73,7 +73,7 @@ pub enum TlsError {
         source: rustls::Error,
     },
 
-    #[error("deriving the cluster CA from secret_raft failed: {0}")]
+    #[error("deriving the cluster CA from the cluster secret failed: {0}")]
     DeriveCa(String),
 
     #[error("issuing the node certificate failed: {0}")]

@@ -1,6 +1,6 @@
 //! Mutual TLS for Tandem's node-to-node cluster channel.
 //!
-//! By default every node derives the same cluster CA from `secret_raft` (HKDF-SHA256 → Ed25519),
+//! By default every node derives the same cluster CA from the cluster secret (HKDF-SHA256 → Ed25519),
 //! issues itself a short-lived certificate signed by it, and trusts exactly the peers whose
 //! certificates chain to that CA: knowing the secret is what makes a node a member. Operators may
 //! bring their own CA and certificates from PEM files instead ([`ClusterTls::from_pem_files`]).

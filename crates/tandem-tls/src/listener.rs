@@ -120,7 +120,7 @@ fn log_refused(peer: SocketAddr, error: &io::Error) {
             tracing::warn!(
                 %peer,
                 error = %tls,
-                "cluster TLS: peer certificate refused (a node with another secret_raft or CA?); \
+                "cluster TLS: peer certificate refused (a node with another cluster secret or CA?); \
                  connection dropped"
             );
         }
