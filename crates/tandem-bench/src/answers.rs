@@ -33,7 +33,7 @@ pub enum ReadConsistency {
     /// Served by the node asked, from what it has applied: Tandem's `stale`, etcd's serializable.
     Stale,
     /// Served by Tandem's active node from its state, without a quorum round; etcd has no such level.
-    Leader,
+    Active,
 }
 
 impl ReadConsistency {
@@ -41,8 +41,9 @@ impl ReadConsistency {
         Ok(match name {
             "linearizable" => ReadConsistency::Linearizable,
             "stale" => ReadConsistency::Stale,
-            "leader" => ReadConsistency::Leader,
-            other => bail!("--consistency {other:?}: use linearizable, leader or stale"),
+            // `leader` is the level's earlier name.
+            "active" | "leader" => ReadConsistency::Active,
+            other => bail!("--consistency {other:?}: use linearizable, active or stale"),
         })
     }
 
@@ -50,7 +51,7 @@ impl ReadConsistency {
         match self {
             ReadConsistency::Linearizable => "linearizable",
             ReadConsistency::Stale => "stale",
-            ReadConsistency::Leader => "leader",
+            ReadConsistency::Active => "active",
         }
     }
 }

@@ -57,7 +57,7 @@ impl EtcdKv {
         let options = match read {
             ReadConsistency::Linearizable => None,
             ReadConsistency::Stale => Some(etcd_client::GetOptions::new().with_serializable()),
-            ReadConsistency::Leader => {
+            ReadConsistency::Active => {
                 return Err("etcd reads are linearizable or stale (serializable)".into())
             }
         };

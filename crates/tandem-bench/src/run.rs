@@ -87,7 +87,7 @@ pub struct Servers {
     pub addrs: Vec<String>,
     /// The API secret, if any.
     pub secret: Option<String>,
-    /// Read consistency: linearizable, leader or stale.
+    /// Read consistency: linearizable, active or stale.
     pub consistency: String,
 }
 

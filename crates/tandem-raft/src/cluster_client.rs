@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::{self, ProbeReply, SECRET_HEADER};
+use crate::wire::{self, ProbeReply, SECRET_HEADER, SECRET_HEADER_BEFORE};
 
 /// How this node speaks to its peers' cluster ports: one HTTP client (mutual TLS in a running
 /// server), the scheme it speaks, and the cluster secret every request carries. Raft RPCs,
@@ -28,6 +28,9 @@ impl ClusterClient {
         self.http
             .post(format!("{}://{addr}{path}", self.scheme))
             .header(SECRET_HEADER, &*self.secret)
+            // Also under the header's earlier name, which nodes of the previous release read,
+            // so that a rolling upgrade keeps every node in touch.
+            .header(SECRET_HEADER_BEFORE, &*self.secret)
     }
 
     /// The answer of the node at `addr` to [`wire::PROBE_PATH`], or `None` when it gives none

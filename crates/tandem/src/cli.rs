@@ -23,7 +23,7 @@ pub struct Cli {
 enum Command {
     /// Run a server node (a cluster of one by default, data in ./tandem-data)
     Server(Box<ServerArgs>),
-    /// Show the cluster: leader, term, members and their progress
+    /// Show the cluster: the active node, term, members and their progress
     Status(Target),
     /// Run SQL: statements that write are replicated; SELECTs return rows
     Sql(SqlArgs),
@@ -73,7 +73,7 @@ enum Command {
 /// Which servers to talk to, and how.
 #[derive(Args, Clone)]
 struct Target {
-    /// Server API address; repeat for several (tried in turn, the leader is followed)
+    /// Server API address; repeat for several (tried in turn, the active node is followed)
     #[arg(
         long = "addr",
         env = "TANDEM_ADDR",
@@ -85,7 +85,7 @@ struct Target {
     /// API secret [default: read from $TANDEM_DATA_DIR/secret-api (./tandem-data) when present]
     #[arg(long, env = "TANDEM_SECRET_API", hide_env_values = true, global = true)]
     secret: Option<String>,
-    /// Read consistency: linearizable, leader or stale
+    /// Read consistency: linearizable, active or stale
     #[arg(long, default_value = "linearizable", global = true)]
     consistency: String,
 }
