@@ -49,20 +49,22 @@ pub struct ClusterSecrets {
 }
 
 /// `api` is the client API: forwarded requests are served by it as if a client had sent them.
+/// Every path is decoded by [`decode_cluster_request`], the one table of the cluster port's
+/// endpoints, which the fuzz targets drive too.
 pub fn router(port: ClusterPort, api: Router) -> Router {
+    let endpoint =
+        move |State(port): State<ClusterPort>, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let api = api.clone();
+            async move {
+                let answer = match decode_cluster_request(uri.path(), &headers, body) {
+                    Ok(request) => serve(port, api, request).await,
+                    Err(e) => Err(e),
+                };
+                answer.unwrap_or_else(IntoResponse::into_response)
+            }
+        };
     Router::new()
-        .route(wire::APPEND_PATH, post(append))
-        .route(wire::VOTE_PATH, post(vote))
-        .route(wire::SNAPSHOT_PATH, post(snapshot))
-        .route(wire::PROBE_PATH, post(probe))
-        .route(wire::ADVERTISE_PATH, post(advertise))
-        .route(wire::PROPOSE_PATH, post(propose))
-        .route(
-            wire::FORWARD_PATH,
-            post(move |headers: HeaderMap, body: Bytes| {
-                serve_forwarded(api.clone(), headers, body)
-            }),
-        )
+        .route("/{*path}", post(endpoint))
         .fallback(|| async { ApiError::not_found("unknown cluster endpoint") })
         .layer(middleware::from_fn_with_state(
             port.secrets.clone(),
@@ -106,6 +108,7 @@ pub enum ClusterRequest {
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     Advertise(Advertised),
+    Propose(tandem_store::Command),
     Probe,
     Forward(Request),
 }
@@ -122,6 +125,7 @@ pub fn decode_cluster_request(
         wire::VOTE_PATH => ClusterRequest::Vote(decode(&body)?),
         wire::SNAPSHOT_PATH => ClusterRequest::Snapshot(decode(&body)?),
         wire::ADVERTISE_PATH => ClusterRequest::Advertise(decode(&body)?),
+        wire::PROPOSE_PATH => ClusterRequest::Propose(decode(&body)?),
         wire::PROBE_PATH => ClusterRequest::Probe,
         wire::FORWARD_PATH => ClusterRequest::Forward(forwarded_request(headers, body)?),
         _ => return Err(ApiError::not_found("unknown cluster endpoint")),
@@ -157,21 +161,38 @@ fn decode_append(body: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, ApiErr
     Ok(request)
 }
 
-async fn append(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
-    let request = decode_append(&body)?;
+async fn serve(
+    port: ClusterPort,
+    api: Router,
+    request: ClusterRequest,
+) -> Result<Response, ApiError> {
+    match request {
+        ClusterRequest::Append(request) => Ok(append(&port, request).await),
+        ClusterRequest::Vote(request) => Ok(Json(port.raft.vote(request).await).into_response()),
+        ClusterRequest::Snapshot(request) => snapshot(&port, request).await,
+        ClusterRequest::Advertise(addresses) => advertise(&port, addresses).await,
+        ClusterRequest::Propose(command) => propose(&port, command).await,
+        ClusterRequest::Probe => probe(&port).await,
+        // Served through the same API stack a client request takes. It is marked as forwarded,
+        // so if this node is not active after all it redirects instead of forwarding again.
+        ClusterRequest::Forward(request) => match api.oneshot(request).await {
+            Ok(response) => Ok(response),
+            Err(never) => match never {},
+        },
+    }
+}
+
+async fn append(port: &ClusterPort, request: AppendEntriesRequest<TypeConfig>) -> Response {
     if let Some(leader) = request.vote.leader_id().voted_for() {
         port.contacts.record(leader);
     }
-    Ok(Json(port.raft.append_entries(request).await).into_response())
+    Json(port.raft.append_entries(request).await).into_response()
 }
 
-async fn vote(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
-    let request: VoteRequest<NodeId> = decode(&body)?;
-    Ok(Json(port.raft.vote(request).await).into_response())
-}
-
-async fn snapshot(State(port): State<ClusterPort>, body: Bytes) -> Result<Response, ApiError> {
-    let request: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+async fn snapshot(
+    port: &ClusterPort,
+    request: InstallSnapshotRequest<TypeConfig>,
+) -> Result<Response, ApiError> {
     port.snapshot_receipt.check(&request)?;
     if let Some(leader) = request.vote.leader_id().voted_for() {
         port.contacts.record(leader);
@@ -220,41 +241,20 @@ impl SnapshotReceipt {
 
 /// A member publishes the addresses it wants clients and peers to use; the active node records
 /// them in the membership.
-async fn advertise(
-    State(port): State<ClusterPort>,
-    body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let addresses: Advertised = decode(&body)?;
+async fn advertise(port: &ClusterPort, addresses: Advertised) -> Result<Response, ApiError> {
     if !port.ha.view().is_self {
         return Err(ApiError::unavailable("this node is not the active node"));
     }
     record_advertised(&port.data, addresses).await?;
-    Ok(Json(serde_json::json!({"recorded": true})))
+    Ok(Json(serde_json::json!({"recorded": true})).into_response())
 }
 
 /// Proposes a command a standby made itself (publishing or retiring its signing keys).
-async fn propose(
-    State(port): State<ClusterPort>,
-    body: Bytes,
-) -> Result<Json<tandem_store::Applied>, ApiError> {
-    let command: tandem_store::Command = decode(&body)?;
+async fn propose(port: &ClusterPort, command: tandem_store::Command) -> Result<Response, ApiError> {
     if !port.ha.view().is_self {
         return Err(ApiError::unavailable("this node is not the active node"));
     }
-    Ok(Json(port.data.propose_applied(command).await?))
-}
-
-/// Serves a request a standby forwarded, through the same API stack a client request takes.
-/// It is marked as forwarded, so if this node is not active after all it redirects instead of
-/// forwarding again.
-async fn serve_forwarded(api: Router, headers: HeaderMap, body: Bytes) -> Response {
-    match forwarded_request(&headers, body) {
-        Ok(request) => match api.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
-        Err(e) => e.into_response(),
-    }
+    Ok(Json(port.data.propose_applied(command).await?).into_response())
 }
 
 /// The client request a standby forwarded, rebuilt from the forwarding headers and the body.
@@ -285,7 +285,7 @@ fn forwarded_request(headers: &HeaderMap, body: Bytes) -> Result<Request, ApiErr
         .map_err(|e| ApiError::bad_request(format!("malformed forwarded request: {e}")))
 }
 
-async fn probe(State(port): State<ClusterPort>) -> Result<Json<ProbeReply>, ApiError> {
+async fn probe(port: &ClusterPort) -> Result<Response, ApiError> {
     let initialized = port
         .raft
         .is_initialized()
@@ -300,7 +300,8 @@ async fn probe(State(port): State<ClusterPort>) -> Result<Json<ProbeReply>, ApiE
         node_id: port.node_id,
         initialized,
         last_log_id,
-    }))
+    })
+    .into_response())
 }
 
 #[cfg(test)]
