@@ -42,8 +42,11 @@ pub struct Advertised {
     pub api_addr: String,
 }
 
+/// Cheap to clone: handlers and the forwarding layer hold one, and axum clones it per request.
 #[derive(Clone)]
-pub struct ActiveChannel {
+pub struct ActiveChannel(Arc<ChannelParts>);
+
+struct ChannelParts {
     node_id: NodeId,
     ha: Arc<dyn HaBackend>,
     cluster: ClusterClient,
@@ -62,18 +65,18 @@ impl ActiveChannel {
         request_timeout: Duration,
         max_body_bytes: usize,
     ) -> ActiveChannel {
-        ActiveChannel {
+        ActiveChannel(Arc::new(ChannelParts {
             node_id,
             ha,
             cluster,
             local,
             request_timeout,
             max_body_bytes,
-        }
+        }))
     }
 
     pub fn view(&self) -> ActiveView {
-        self.ha.view()
+        self.0.ha.view()
     }
 
     /// Proposes a command this server made itself, on the active node: here when this node is
@@ -81,7 +84,7 @@ impl ActiveChannel {
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
         let view = self.view();
         if view.is_self {
-            return self.local.propose(command).await;
+            return self.0.local.propose(command).await;
         }
         let applied: Applied = self.call(&view, wire::PROPOSE_PATH, &command).await?;
         Ok(applied?)
@@ -91,7 +94,7 @@ impl ActiveChannel {
     pub async fn advertise(&self, addresses: Advertised) -> Result<(), ApiError> {
         let view = self.view();
         if view.is_self {
-            return record_advertised(&self.local, addresses).await;
+            return record_advertised(&self.0.local, addresses).await;
         }
         let _: serde_json::Value = self.call(&view, wire::ADVERTISE_PATH, &addresses).await?;
         Ok(())
@@ -112,9 +115,10 @@ impl ActiveChannel {
             ApiError::unavailable(format!("cannot reach the active node {}: {e}", active.id))
         };
         let reply = self
+            .0
             .cluster
             .post(&active.cluster_addr, path)
-            .timeout(self.request_timeout)
+            .timeout(self.0.request_timeout)
             .body(body)
             .send()
             .await
@@ -137,7 +141,7 @@ impl ActiveChannel {
     /// the active role moved meanwhile, the client is told the outcome is unknown.
     pub async fn forward(&self, active: ActiveNode, request: Request) -> Response {
         let (parts, body) = request.into_parts();
-        let body = match to_bytes(body, self.max_body_bytes).await {
+        let body = match to_bytes(body, self.0.max_body_bytes).await {
             Ok(body) => body,
             Err(e) => {
                 return ApiError::bad_request(format!("cannot read the request body: {e}"))
@@ -151,19 +155,20 @@ impl ActiveChannel {
             .unwrap_or("/")
             .to_string();
         let mut outgoing = self
+            .0
             .cluster
             .post(&active.cluster_addr, wire::FORWARD_PATH)
             .header(FORWARD_METHOD_HEADER, parts.method.as_str())
             .header(FORWARD_URI_HEADER, &uri)
-            .header(FORWARDED_BY_HEADER, self.node_id.to_string())
-            .timeout(self.request_timeout + Duration::from_secs(1))
+            .header(FORWARDED_BY_HEADER, self.0.node_id.to_string())
+            .timeout(self.0.request_timeout + Duration::from_secs(1))
             .body(body);
         for name in FORWARDED_REQUEST_HEADERS {
             if let Some(value) = parts.headers.get(name) {
                 outgoing = outgoing.header(name, value);
             }
         }
-        let mut view = self.ha.watch();
+        let mut view = self.0.ha.watch();
         // A step-down moves the active role by design: its answer is awaited, not abandoned.
         let abandon_on_move = parts.uri.path() != STEP_DOWN_PATH;
         let active_moved = async {
@@ -208,7 +213,7 @@ impl ActiveChannel {
         }
         headers.insert(
             HeaderName::from_static(FORWARDED_VIA_HEADER),
-            HeaderValue::from(self.node_id),
+            HeaderValue::from(self.0.node_id),
         );
         match reply.bytes().await {
             Ok(bytes) => (status, headers, Body::from(bytes)).into_response(),

@@ -34,8 +34,11 @@ impl From<ReplicateError> for ApiError {
     }
 }
 
+/// Cheap to clone: every handler's state holds one, and axum clones it for each request.
 #[derive(Clone)]
-pub struct Replicated {
+pub struct Replicated(Arc<ReplicatedParts>);
+
+struct ReplicatedParts {
     replicator: Arc<dyn Replicator>,
     /// Reads that need the active node are refused once this node has lost the role.
     ha: Arc<dyn HaBackend>,
@@ -52,12 +55,12 @@ impl Replicated {
         machine: StateMachine,
         data_dir: PathBuf,
     ) -> Replicated {
-        Replicated {
+        Replicated(Arc::new(ReplicatedParts {
             replicator,
             ha,
             machine,
             data_dir,
-        }
+        }))
     }
 
     /// Validates a command and waits until it is durable and applied on this node; a refusal by
@@ -70,7 +73,7 @@ impl Replicated {
     /// than an error, so it can travel to the node that asked for it.
     pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
         command.validate()?;
-        Ok(self.replicator.propose(command).await?)
+        Ok(self.0.replicator.propose(command).await?)
     }
 
     /// Waits until this node may serve a read at `consistency`. Only the active node serves
@@ -78,11 +81,11 @@ impl Replicated {
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ApiError> {
         match consistency {
             Consistency::Stale => Ok(()),
-            _ if !self.ha.view().is_self => Err(ApiError::unavailable(
+            _ if !self.0.ha.view().is_self => Err(ApiError::unavailable(
                 "this node lost the active role while serving the read; retry",
             )),
             Consistency::Active => Ok(()),
-            Consistency::Linearizable => Ok(self.replicator.confirm_read().await?),
+            Consistency::Linearizable => Ok(self.0.replicator.confirm_read().await?),
         }
     }
 
@@ -91,7 +94,7 @@ impl Replicated {
         &self,
         f: impl FnOnce(&StateDb) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let db = self.machine.db();
+        let db = self.0.machine.db();
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(ApiError::internal)?
@@ -99,13 +102,14 @@ impl Replicated {
 
     /// This node's state database, for short reads on the caller's thread.
     pub fn db(&self) -> Arc<StateDb> {
-        self.machine.db()
+        self.0.machine.db()
     }
 
     /// A consistent copy of the whole state database, and the log index it holds.
     pub async fn backup(&self) -> Result<(Vec<u8>, u64), ApiError> {
-        let machine = self.machine.clone();
+        let machine = self.0.machine.clone();
         let path = self
+            .0
             .data_dir
             .join(format!("backup-{}.db", tandem_ha::now_ms()));
         let (bytes, applied) = tokio::task::spawn_blocking(move || {
@@ -124,19 +128,19 @@ impl Replicated {
     }
 
     pub async fn snapshot(&self) -> Result<Option<u64>, ApiError> {
-        Ok(self.replicator.snapshot().await?)
+        Ok(self.0.replicator.snapshot().await?)
     }
 
     pub fn status(&self) -> ReplicationStatus {
-        self.replicator.status()
+        self.0.replicator.status()
     }
 
     /// The addresses recorded for member `id`, as `(cluster_addr, api_addr)`.
     pub fn recorded_addresses(&self, id: u64) -> Option<(String, String)> {
-        self.replicator.recorded_addresses(id)
+        self.0.replicator.recorded_addresses(id)
     }
 
     pub(crate) fn replicator(&self) -> &dyn Replicator {
-        &*self.replicator
+        &*self.0.replicator
     }
 }
