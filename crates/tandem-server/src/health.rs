@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_ha::{ActiveView, HaBackend};
+use tandem_ha::{ActiveView, HaBackend, ReplicationStatus};
 use tandem_raft::NodeId;
 
 use crate::error::ApiError;
@@ -105,8 +105,12 @@ pub struct NodeHealth {
 
 impl NodeHealth {
     fn standing(&self) -> Standing {
+        self.standing_in(&self.data.status())
+    }
+
+    /// The standing from a replication status already read.
+    fn standing_in(&self, status: &ReplicationStatus) -> Standing {
         let view = self.ha.view();
-        let status = self.data.status();
         let contact = view.other_active().and_then(|a| {
             status
                 .members
@@ -151,7 +155,7 @@ impl NodeHealth {
         json!({
             "node_id": self.node_id,
             "role": status.role,
-            "standing": self.standing().name(),
+            "standing": self.standing_in(&status).name(),
             "ha_backend": self.ha.name(),
             "ha_available": self.ha.ha_available(),
             "active_node": view.active.as_ref().map(|a| json!({"id": a.id, "api_addr": a.api_addr})),
