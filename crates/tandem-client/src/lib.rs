@@ -4,10 +4,14 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, AUTHORIZATION, LOCATION};
 pub use reqwest::{Method, StatusCode};
+
+mod pick;
+pub use pick::{PickError, PickOptions, PickedAgent, NO_HEALTHY_AGENT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -46,11 +50,26 @@ impl Reply {
         })
     }
 
+    /// The error code of a JSON error answer (`{"error": {"code": ...}}`).
+    pub fn error_code(&self) -> Option<String> {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()?
+            .pointer("/error/code")?
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// A 503 after which the request may or may not have been applied.
     pub fn outcome_unknown(&self) -> bool {
         self.status == StatusCode::SERVICE_UNAVAILABLE
-            && serde_json::from_slice::<serde_json::Value>(&self.body)
-                .is_ok_and(|v| v["error"]["code"] == "outcome_unknown")
+            && self.error_code().as_deref() == Some("outcome_unknown")
+    }
+
+    /// A 503 that is the cluster's answer rather than its outage (a pick that found no healthy
+    /// agent): trying another server or again at once would only repeat it.
+    fn is_final_503(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+            && self.error_code().as_deref() == Some(pick::NO_HEALTHY_AGENT)
     }
 
     /// Turns an error status into [`ClientError::Api`] with the server's code and message.
@@ -74,11 +93,36 @@ impl Reply {
     }
 }
 
+/// Makes the value sent as `Authorization: Bearer <value>`, once per request: an agent's
+/// short-lived signed assertion, for one.
+pub type BearerSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// How requests are authenticated.
+enum Auth {
+    None,
+    /// The cluster's API secret, the same on every request.
+    Secret(String),
+    Bearer(BearerSource),
+}
+
+impl Auth {
+    fn bearer(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Secret(secret) => Some(secret.clone()),
+            Auth::Bearer(source) => Some(source()),
+        }
+    }
+}
+
 pub struct Client {
-    endpoints: Vec<String>,
-    secret: Option<String>,
+    /// Base URLs. Replaced whole by [`Client::set_endpoints`]; a request works on the list it
+    /// started with.
+    endpoints: RwLock<Arc<[String]>>,
+    auth: Auth,
     http: reqwest::Client,
-    /// The endpoint that answered last: tried first next time.
+    /// The endpoint that answered last: tried first next time. Taken modulo the list's length,
+    /// so it stays usable when the list shrinks.
     preferred: AtomicUsize,
     deadline: Duration,
 }
@@ -95,22 +139,36 @@ fn base_url(endpoint: &str) -> String {
 
 const MAX_REDIRECTS: usize = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn http_client(request_timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(request_timeout)
+        .build()
+        .map_err(ClientError::Build)
+}
 
 impl Client {
+    /// A client that sends `secret` (the cluster's API secret), if any, as its bearer token.
     pub fn new(endpoints: &[String], secret: Option<String>) -> Result<Client, ClientError> {
+        Client::with_auth(endpoints, secret.map_or(Auth::None, Auth::Secret))
+    }
+
+    /// A client whose bearer token `bearer` makes anew for every request.
+    pub fn with_bearer(endpoints: &[String], bearer: BearerSource) -> Result<Client, ClientError> {
+        Client::with_auth(endpoints, Auth::Bearer(bearer))
+    }
+
+    fn with_auth(endpoints: &[String], auth: Auth) -> Result<Client, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(ClientError::Build)?;
         Ok(Client {
-            endpoints: endpoints.iter().map(|e| base_url(e)).collect(),
-            secret,
-            http,
+            endpoints: RwLock::new(endpoints.iter().map(|e| base_url(e)).collect()),
+            auth,
+            http: http_client(REQUEST_TIMEOUT)?,
             preferred: AtomicUsize::new(0),
             deadline: Duration::from_secs(15),
         })
@@ -122,6 +180,45 @@ impl Client {
         self
     }
 
+    /// How long one attempt at one server may take (30 s unless set): a server that hangs is
+    /// given up after this long and the next one tried.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Result<Self, ClientError> {
+        self.http = http_client(timeout)?;
+        Ok(self)
+    }
+
+    /// Replaces the servers this client talks to (an empty list is ignored). The server that
+    /// answered last is still tried first when it is in the new list.
+    pub fn set_endpoints(&self, endpoints: &[String]) {
+        if endpoints.is_empty() {
+            return;
+        }
+        let new: Arc<[String]> = endpoints.iter().map(|e| base_url(e)).collect();
+        let mut current = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        let preferred = &current[self.preferred.load(Ordering::Relaxed) % current.len()];
+        let keep = new.iter().position(|e| e == preferred).unwrap_or(0);
+        *current = new;
+        self.preferred.store(keep, Ordering::Relaxed);
+    }
+
+    /// The servers this client talks to, as base URLs (`http://host:port`).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoint_list().to_vec()
+    }
+
+    /// The server tried first: the one that answered last.
+    pub fn preferred_endpoint(&self) -> String {
+        let endpoints = self.endpoint_list();
+        endpoints[self.preferred.load(Ordering::Relaxed) % endpoints.len()].clone()
+    }
+
+    fn endpoint_list(&self) -> Arc<[String]> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     async fn send_once(
         &self,
         method: &Method,
@@ -130,8 +227,8 @@ impl Client {
         content_type: &str,
     ) -> Result<Reply, reqwest::Error> {
         let mut request = self.http.request(method.clone(), url);
-        if let Some(secret) = &self.secret {
-            request = request.header(AUTHORIZATION, format!("Bearer {secret}"));
+        if let Some(bearer) = self.auth.bearer() {
+            request = request.header(AUTHORIZATION, format!("Bearer {bearer}"));
         }
         if let Some(body) = body {
             request = request
@@ -161,12 +258,13 @@ impl Client {
         content_type: &str,
     ) -> Result<Reply, ClientError> {
         let started = tokio::time::Instant::now();
+        let endpoints = self.endpoint_list();
         let idempotent = is_idempotent(&method, path_and_query);
         let mut last_problem = String::new();
         let mut attempt = 0usize;
         loop {
-            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % self.endpoints.len();
-            let mut url = format!("{}{}", self.endpoints[index], path_and_query);
+            let index = (self.preferred.load(Ordering::Relaxed) + attempt) % endpoints.len();
+            let mut url = format!("{}{}", endpoints[index], path_and_query);
             for _ in 0..=MAX_REDIRECTS {
                 match self.send_once(&method, &url, &body, content_type).await {
                     // Sent but unanswered: only a request that may be repeated is sent again.
@@ -184,16 +282,15 @@ impl Client {
                             return Ok(reply);
                         };
                         url = location.to_string();
-                        if let Some(known) = self
-                            .endpoints
-                            .iter()
-                            .position(|e| url.starts_with(e.as_str()))
+                        if let Some(known) =
+                            endpoints.iter().position(|e| url.starts_with(e.as_str()))
                         {
                             self.preferred.store(known, Ordering::Relaxed);
                         }
                     }
                     Ok(reply)
                         if reply.status == StatusCode::SERVICE_UNAVAILABLE
+                            && !reply.is_final_503()
                             && (idempotent || !reply.outcome_unknown()) =>
                     {
                         last_problem = format!("{url}: {}", String::from_utf8_lossy(&reply.body));
@@ -220,7 +317,7 @@ impl Client {
             }
             // Every endpoint tried once: pause briefly. A new leader is usually known within a
             // few hundred milliseconds, so short pauses beat the server's one-second Retry-After.
-            if attempt.is_multiple_of(self.endpoints.len()) {
+            if attempt.is_multiple_of(endpoints.len()) {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
@@ -256,14 +353,20 @@ impl Client {
 
 /// May this request be sent again when its first attempt's outcome is unknown? GET, PUT and
 /// DELETE may, unless they are conditional (`if_revision`: a retry of an applied compare-and-set
-/// would fail and hide that it succeeded); POST may not.
+/// would fail and hide that it succeeded); POST may not, except an agent's calls about itself
+/// (register, report, drain, deregister), which say the same thing again when repeated. Its
+/// enrolment spends a join token, so it is not repeated.
 fn is_idempotent(method: &Method, path_and_query: &str) -> bool {
-    let conditional = path_and_query.split_once('?').is_some_and(|(_, query)| {
-        query
-            .split('&')
-            .any(|pair| pair.starts_with("if_revision="))
-    });
-    *method != Method::POST && !(conditional && *method != Method::GET)
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    if *method == Method::POST {
+        return path.starts_with("/v1/agent/") && path != "/v1/agent/enroll";
+    }
+    let conditional = query
+        .split('&')
+        .any(|pair| pair.starts_with("if_revision="));
+    !(conditional && *method != Method::GET)
 }
 
 /// Escapes one path segment (a key, namespace or lock name) for a URL.
@@ -301,6 +404,106 @@ mod tests {
             &Method::DELETE,
             "/v1/kv/a?ttl=1s&if_revision=3"
         ));
+        assert!(is_idempotent(&Method::POST, "/v1/agent/report"));
+        assert!(is_idempotent(&Method::POST, "/v1/agent/register"));
+        assert!(!is_idempotent(&Method::POST, "/v1/agent/enroll"));
+        assert!(!is_idempotent(&Method::POST, "/v1/agents/gw-1/drain"));
+    }
+
+    /// A server on a free local port that answers every request with 200 and an empty body, and
+    /// hands over the `Authorization` header of each request it saw.
+    async fn recording_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (seen, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let auth = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    let _ = seen.send(auth);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, heard)
+    }
+
+    /// A local address where nothing listens.
+    fn closed_port() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_bearer_source_is_asked_for_every_request() {
+        let (addr, mut heard) = recording_server().await;
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let bearer: BearerSource =
+            Arc::new(move || format!("assertion-{}", counter.fetch_add(1, Ordering::SeqCst)));
+        let client = Client::with_bearer(std::slice::from_ref(&addr), bearer).unwrap();
+        for _ in 0..2 {
+            assert_eq!(client.get("/v1/x").await.unwrap().status, StatusCode::OK);
+        }
+        assert_eq!(heard.recv().await.unwrap(), "Bearer assertion-0");
+        assert_eq!(heard.recv().await.unwrap(), "Bearer assertion-1");
+
+        let with_secret = Client::new(std::slice::from_ref(&addr), Some("s3cret".into())).unwrap();
+        with_secret.get("/v1/x").await.unwrap();
+        assert_eq!(heard.recv().await.unwrap(), "Bearer s3cret");
+        let anonymous = Client::new(&[addr], None).unwrap();
+        anonymous.get("/v1/x").await.unwrap();
+        assert_eq!(heard.recv().await.unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn the_server_list_can_be_replaced_while_in_use() {
+        let (live, _heard) = recording_server().await;
+        let dead = closed_port();
+        let client = Client::new(std::slice::from_ref(&dead), None)
+            .unwrap()
+            .with_deadline(Duration::from_millis(200));
+        assert!(client.get("/v1/x").await.is_err());
+
+        client.set_endpoints(&[]);
+        assert_eq!(client.endpoints(), vec![format!("http://{dead}")]);
+
+        client.set_endpoints(&[dead.clone(), live.clone()]);
+        assert_eq!(client.get("/v1/x").await.unwrap().status, StatusCode::OK);
+        assert_eq!(client.preferred_endpoint(), format!("http://{live}"));
+
+        // The server that answered stays first when the list changes around it.
+        let other = closed_port();
+        client.set_endpoints(&[other.clone(), dead.clone(), live.clone()]);
+        assert_eq!(client.preferred_endpoint(), format!("http://{live}"));
+        // A shorter list without it starts at its head, and the index stays in range.
+        client.set_endpoints(std::slice::from_ref(&dead));
+        assert_eq!(client.preferred_endpoint(), format!("http://{dead}"));
+        client.set_endpoints(std::slice::from_ref(&live));
+        assert_eq!(client.get("/v1/x").await.unwrap().status, StatusCode::OK);
+        assert_eq!(client.endpoints(), vec![format!("http://{live}")]);
     }
 
     #[test]

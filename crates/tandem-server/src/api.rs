@@ -7,11 +7,13 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde_json::{json, Value};
 
 use crate::active_channel::{ActiveChannel, STEP_DOWN_PATH};
+use crate::agent_api::{self, require_agent_credential};
+use crate::agents_api;
 use crate::data_api::ApiEndpoint;
 use crate::error::{secrets_match, ApiError};
 use crate::forward::Needs;
@@ -33,7 +35,47 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         // Served here; a standby that lacks the token's key asks the active node itself.
         ("/v1/tokens/verify", post(token_api::verify)),
     ];
-    let active_only: [(&str, MethodRouter<ApiState>); 1] = [(STEP_DOWN_PATH, post(step_down))];
+    // The registry's heartbeats, loads and watches live on the active node.
+    let active_only: [(&str, MethodRouter<ApiState>); 8] = [
+        (STEP_DOWN_PATH, post(step_down)),
+        (
+            "/v1/join-tokens",
+            get(agents_api::list_tokens).post(agents_api::create_token),
+        ),
+        ("/v1/join-tokens/{id}", delete(agents_api::revoke_token)),
+        ("/v1/agents", get(agents_api::list)),
+        ("/v1/agents/{name}", get(agents_api::show)),
+        ("/v1/agents/{name}/drain", post(agents_api::drain)),
+        ("/v1/agents/{name}/revoke", post(agents_api::revoke)),
+        ("/v1/pools/{pool}/pick", get(agents_api::pick_agent)),
+    ];
+    // What agents call with their own credential (checked on the active node, after forwarding,
+    // so a credential issued a moment ago is known wherever the agent sends it).
+    let agent_credential =
+        middleware::from_fn_with_state(state.registry.clone(), require_agent_credential);
+    let agent_routes: [(&str, MethodRouter<ApiState>); 5] = [
+        ("/v1/agent/enroll", post(agent_api::enroll)),
+        (
+            "/v1/agent/register",
+            post(agent_api::register).route_layer(agent_credential.clone()),
+        ),
+        (
+            "/v1/agent/report",
+            post(agent_api::report).route_layer(agent_credential.clone()),
+        ),
+        (
+            "/v1/agent/drain",
+            post(agent_api::drain_self).route_layer(agent_credential.clone()),
+        ),
+        (
+            "/v1/agent/deregister",
+            post(agent_api::deregister_self).route_layer(agent_credential),
+        ),
+    ];
+    let mut agents = Router::new();
+    for (path, route) in agent_routes {
+        agents = agents.route(path, Needs::ActiveNode.serve(route, &state));
+    }
     let mut authenticated = Router::new();
     for (path, route) in any_node {
         authenticated = authenticated.route(path, Needs::AnyNode.serve(route, &state));
@@ -59,6 +101,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/.well-known/jwks.json", get(token_api::jwks))
         .route("/api/pkeys", get(token_api::jwks))
         .merge(authenticated)
+        .merge(agents)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -4,13 +4,16 @@
 //! that files written before the sections still use. A renamed setting keeps its old flag, env
 //! var and key as aliases. A flag or variable beats the file, the file beats the default.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use tandem_settings::settings;
+pub use tandem_settings::{
+    AsWritten, ConfigError, FormerSpelling, MillisIfBare, ReadSetting, Setting, Span,
+};
 use tandem_tls::ClusterPemFiles;
 
 use tandem_keys::SigningAlgorithm;
@@ -122,48 +125,6 @@ impl<'de> serde::Deserialize<'de> for NodeList {
     }
 }
 
-/// A length of time, written as humans do: `100ms`, `90s`, `5m`, `24h`, `1h 30m`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span(pub Duration);
-
-impl Span {
-    pub const fn secs(secs: u64) -> Span {
-        Span(Duration::from_secs(secs))
-    }
-
-    pub const fn millis(millis: u64) -> Span {
-        Span(Duration::from_millis(millis))
-    }
-
-    pub fn as_millis(self) -> u64 {
-        self.0.as_millis().min(u64::MAX as u128) as u64
-    }
-}
-
-impl FromStr for Span {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s.trim())
-            .map(Span)
-            .map_err(|e| format!("{s:?} is not a duration like 100ms, 30s, 5m or 24h: {e}"))
-    }
-}
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Span {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// JWKS URLs of key peers outside the cluster, separated by whitespace, commas or lines (a TOML
 /// file may also give an array).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -224,227 +185,12 @@ impl FromStr for LogFormat {
     }
 }
 
-/// How a setting's value is read: from text (a flag or an environment variable) and from a
-/// value in the config file.
-pub trait ReadSetting<T> {
-    fn text(text: &str) -> Result<T, String>;
-    fn file(value: toml::Value) -> Result<T, String>;
-}
-
-/// Reads a value as its type spells it: `FromStr` for text, serde for the file.
-pub struct AsWritten;
-
-impl<T> ReadSetting<T> for AsWritten
-where
-    T: FromStr + DeserializeOwned,
-    T::Err: fmt::Display,
-{
-    fn text(text: &str) -> Result<T, String> {
-        text.parse().map_err(|e: T::Err| e.to_string())
-    }
-
-    fn file(value: toml::Value) -> Result<T, String> {
-        value
-            .try_into()
-            .map_err(|e| e.to_string().trim().to_string())
-    }
-}
-
-/// Reads a duration where a bare number means milliseconds, so that the settings once given in
-/// whole milliseconds (`heartbeat_ms = 100`) keep their meaning beside `heartbeat = "100ms"`.
-pub struct MillisIfBare;
-
-impl ReadSetting<Span> for MillisIfBare {
-    fn text(text: &str) -> Result<Span, String> {
-        match text.trim().parse::<u64>() {
-            Ok(millis) => Ok(Span::millis(millis)),
-            Err(_) => text
-                .parse()
-                .map_err(|e| format!("{e}; a bare number is milliseconds")),
-        }
-    }
-
-    fn file(value: toml::Value) -> Result<Span, String> {
-        match value {
-            toml::Value::Integer(millis) => u64::try_from(millis).map(Span::millis).map_err(|_| {
-                format!("{millis} is below 0; give milliseconds or a duration like 100ms")
-            }),
-            toml::Value::String(text) => Self::text(&text),
-            other => Err(format!(
-                "a duration like \"100ms\" or a number of milliseconds is expected, not a {}",
-                other.type_str()
-            )),
-        }
-    }
-}
-
-/// The spelling a setting had before it was renamed; all three are still accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FormerSpelling {
-    /// Its top-level key in a config file.
-    pub key: &'static str,
-    /// Its flag, without the leading `--`.
-    pub flag: &'static str,
-    pub env: &'static str,
-}
-
-/// One setting as declared: its spellings, its default as users are shown it, its help line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Setting {
-    /// The field of [`Settings`]; the flag is this name with dashes.
-    pub name: &'static str,
-    /// Its key in the config file: `section.key`, or a top-level key.
-    pub file_key: &'static str,
-    pub env: &'static str,
-    pub formerly: Option<FormerSpelling>,
-    pub default: &'static str,
-    pub help: String,
-}
-
-impl Setting {
-    pub fn flag(&self) -> String {
-        format!("--{}", self.name.replace('_', "-"))
-    }
-
-    /// The top-level key that config files written before the sections give this setting.
-    pub fn flat_key(&self) -> &'static str {
-        self.formerly.map_or(self.name, |former| former.key)
-    }
-}
-
-/// The field type of a setting: its own type when it has a default, else an `Option`.
-macro_rules! setting_type {
-    ($ty:ty) => { Option<$ty> };
-    ($ty:ty, $default:expr) => { $ty };
-}
-
-/// A setting's value: the one given, else its default when it has one.
-macro_rules! given_or_default {
-    ($given:expr) => {
-        $given
-    };
-    ($given:expr, $default:expr) => {
-        $given.unwrap_or_else(|| $default)
-    };
-}
-
-/// How a setting is read: [`AsWritten`] unless its declaration names a reader.
-macro_rules! reader {
-    () => {
-        AsWritten
-    };
-    ($reader:ty) => {
-        $reader
-    };
-}
-
-macro_rules! settings {
-    ($(
-        $(#[doc = $doc:literal])+
-        $name:ident : $ty:ty $(= $default:expr)?,
-            file $file_key:literal, shown $shown:literal, env $env:literal
-            $(, formerly $old_key:literal $old_flag:literal $old_env:literal)?
-            $(, read $reader:ty)?;
-    )*) => {
-        /// `tandem server` flags. Every flag is also an environment variable and a key of the
-        /// TOML file given with `--config`.
-        #[derive(clap::Args, Debug, Default, Clone)]
-        pub struct ServerArgs {
-            /// TOML file with settings, in the tables [cluster], [api], [keys] and [log] (see docs/configuration.md)
-            #[arg(long, env = "TANDEM_CONFIG")]
-            pub config: Option<PathBuf>,
-            $(
-                #[arg(
-                    long,
-                    env = $env,
-                    hide_env_values = true,
-                    $(visible_alias = $old_flag,)?
-                    $(value_parser = <$reader as ReadSetting<$ty>>::text,)?
-                    help = concat!($($doc,)+ " [default: ", $shown, "]" $(, " [also env: ", $old_env, "]")?)
-                )]
-                pub $name: Option<$ty>,
-            )*
-        }
-
-        /// What a config file gives.
-        #[derive(Default)]
-        struct FileSettings {
-            $( $name: Option<$ty>, )*
-        }
-
-        impl FileSettings {
-            fn parse(text: &str) -> Result<FileSettings, String> {
-                let mut keys = FileKeys::parse(text, &[$($file_key),*])?;
-                let file = FileSettings {
-                    $(
-                        $name: keys
-                            .take($file_key, [$($old_key,)? stringify!($name)][0])?
-                            .map(|(key, value)| {
-                                <reader!($($reader)?) as ReadSetting<$ty>>::file(value)
-                                    .map_err(|e| format!("{key}: {e}"))
-                            })
-                            .transpose()?,
-                    )*
-                };
-                keys.refuse_leftovers()?;
-                Ok(file)
-            }
-        }
-
-        /// Settings after flags, environment, file and defaults are merged.
-        #[derive(Clone, Debug)]
-        pub struct Settings {
-            $( $(#[doc = $doc])+ pub $name: setting_type!($ty $(, $default)?), )*
-        }
-
-        impl Settings {
-            /// Merges what flags and environment give (`args`, where the environment variables
-            /// of former spellings are read through `env`) with the file and the defaults.
-            fn merge(
-                args: ServerArgs,
-                file: FileSettings,
-                env: &dyn Fn(&str) -> Option<String>,
-            ) -> Result<Settings, ConfigError> {
-                Ok(Settings {
-                    $(
-                        $name: given_or_default!(
-                            given_or_former_env::<$ty, reader!($($reader)?)>(
-                                args.$name,
-                                $env,
-                                None $(.or(Some($old_env)))?,
-                                env,
-                            )?
-                            .or(file.$name)
-                            $(, $default)?
-                        ),
-                    )*
-                })
-            }
-
-            /// Every setting with its spellings, default and help, for docs and tests.
-            pub fn catalogue() -> Vec<Setting> {
-                vec![
-                    $(
-                        Setting {
-                            name: stringify!($name),
-                            file_key: $file_key,
-                            env: $env,
-                            formerly: None $(.or(Some(FormerSpelling {
-                                key: $old_key,
-                                flag: $old_flag,
-                                env: $old_env,
-                            })))?,
-                            default: $shown,
-                            help: [$($doc),+].join(" ").trim().to_string(),
-                        },
-                    )*
-                ]
-            }
-        }
-    };
-}
-
 settings! {
+    /// `tandem server` flags. Every flag is also an environment variable and a key of the
+    /// TOML file given with `--config`.
+    args ServerArgs, file FileSettings, settings Settings,
+    config_env "TANDEM_CONFIG",
+    config_help "TOML file with settings, in the tables [cluster], [api], [keys], [agents] and [log] (see docs/configuration.md)";
     /// This node's id; must be one of the ids in the node list
     node_id: NodeId = 1, file "cluster.node_id", shown "1", env "TANDEM_NODE_ID";
     /// Take the node id from elsewhere: `k8s` reads a StatefulSet hostname (`tandem-0` is node 1)
@@ -508,137 +254,15 @@ settings! {
     key_peers_refresh: Span = Span::secs(30), file "keys.peers_refresh", shown "30s", env "TANDEM_KEY_PEERS_REFRESH";
     /// How long one fetch from a key peer may take before it counts as failed
     key_peers_timeout: Span = Span::secs(2), file "keys.peers_timeout", shown "2s", env "TANDEM_KEY_PEERS_TIMEOUT";
+    /// An agent that misses its heartbeats this long is marked down
+    agent_down_after: Span = Span::secs(3), file "agents.down_after", shown "3s", env "TANDEM_AGENT_DOWN_AFTER";
+    /// An agent down this long is removed from the registry
+    agent_deregister_after: Span = Span::secs(72 * 3600), file "agents.deregister_after", shown "72h", env "TANDEM_AGENT_DEREGISTER_AFTER";
     /// Log filter, as RUST_LOG spells it (`info`, `tandem=debug,openraft=warn`)
     log_level: String = "info,openraft=warn".into(), file "log.level", shown "info,openraft=warn", env "TANDEM_LOG_LEVEL";
     /// Log format: text or json
     log_format: LogFormat = LogFormat::Text, file "log.format", shown "text", env "TANDEM_LOG_FORMAT";
 }
-
-/// A setting given as a flag or through its environment variable, else through the environment
-/// variable of its former spelling; both variables at once is an error.
-fn given_or_former_env<T, R: ReadSetting<T>>(
-    given: Option<T>,
-    env_name: &str,
-    former_env_name: Option<&str>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<T>, ConfigError> {
-    let set = |name: &str| env(name).filter(|value| !value.is_empty());
-    let Some((former_name, text)) = former_env_name.and_then(|name| Some((name, set(name)?)))
-    else {
-        return Ok(given);
-    };
-    if set(env_name).is_some() {
-        return Err(ConfigError(format!(
-            "{env_name} and {former_name} are both set; they are the same setting, so keep only {env_name}"
-        )));
-    }
-    match given {
-        Some(value) => Ok(Some(value)),
-        None => R::text(&text)
-            .map(Some)
-            .map_err(|e| ConfigError(format!("{former_name}: {e}"))),
-    }
-}
-
-/// The keys of a config file not read yet, so that what is left over is refused by name.
-struct FileKeys {
-    top: toml::Table,
-    sections: BTreeMap<&'static str, toml::Table>,
-    /// The settings that are keys of their own at the top of the file.
-    top_level_settings: Vec<&'static str>,
-}
-
-impl FileKeys {
-    /// Parses the file and sets apart the tables of the sections that `file_keys` name.
-    fn parse(text: &str, file_keys: &[&'static str]) -> Result<FileKeys, String> {
-        let mut top: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut sections = BTreeMap::new();
-        let top_level_settings = file_keys
-            .iter()
-            .copied()
-            .filter(|key| !key.contains('.'))
-            .collect();
-        for section in file_keys
-            .iter()
-            .filter_map(|key| Some(key.split_once('.')?.0))
-        {
-            if sections.contains_key(section) {
-                continue;
-            }
-            let table = match top.remove(section) {
-                None => toml::Table::new(),
-                Some(toml::Value::Table(table)) => table,
-                Some(other) => {
-                    return Err(format!(
-                        "`{section}` must be a table (`[{section}]`), not a {}",
-                        other.type_str()
-                    ))
-                }
-            };
-            sections.insert(section, table);
-        }
-        Ok(FileKeys {
-            top,
-            sections,
-            top_level_settings,
-        })
-    }
-
-    /// Takes a setting's value, given at `file_key` or at the top-level `flat_key` of files
-    /// written before the sections, with the key it was found at. Both at once is an error.
-    fn take(
-        &mut self,
-        file_key: &'static str,
-        flat_key: &'static str,
-    ) -> Result<Option<(&'static str, toml::Value)>, String> {
-        let in_place = match file_key.split_once('.') {
-            Some((section, key)) => self
-                .sections
-                .get_mut(section)
-                .and_then(|table| table.remove(key)),
-            None => self.top.remove(file_key),
-        };
-        // For a top-level setting the flat key is its key, already taken above.
-        let flat = self.top.remove(flat_key);
-        match (in_place, flat) {
-            (Some(_), Some(_)) => Err(format!(
-                "`{flat_key}` and `{file_key}` are the same setting; give it once, as `{file_key}`"
-            )),
-            (Some(value), None) => Ok(Some((file_key, value))),
-            (None, Some(value)) => Ok(Some((flat_key, value))),
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// Refuses the keys no setting took, naming each with its section.
-    fn refuse_leftovers(&self) -> Result<(), String> {
-        let unknown: Vec<String> = self
-            .top
-            .keys()
-            .map(|key| format!("`{key}`"))
-            .chain(self.sections.iter().flat_map(|(section, table)| {
-                table
-                    .keys()
-                    .map(move |key| format!("`{key}` in [{section}]"))
-            }))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(());
-        }
-        let tables: Vec<String> = self.sections.keys().map(|s| format!("[{s}]")).collect();
-        Err(format!(
-            "unknown key {}; the file holds {} and the tables {} (or the top-level keys of older files), as docs/configuration.md lists them",
-            unknown.join(", unknown key "),
-            self.top_level_settings.join(", "),
-            tables.join(", ")
-        ))
-    }
-}
-
-/// A setting that makes start-up impossible; the process exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// The shortest secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -647,16 +271,7 @@ impl Settings {
     /// Merges flags and environment (already in `args`) with the config file and defaults, and
     /// checks the result.
     pub fn load(args: &ServerArgs) -> Result<Settings, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
-                })?;
-                FileSettings::parse(&text)
-                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?
-            }
-            None => FileSettings::default(),
-        };
+        let file = FileSettings::read(args.config.as_deref())?;
         Settings::settle(
             args.clone(),
             file,
@@ -695,7 +310,7 @@ impl Settings {
     /// An empty value counts as not given, as it always has (`TANDEM_SECRET_API=` in an
     /// environment file); values read from files and environments often end in a newline.
     fn unset_blanks(&mut self) {
-        for text in [
+        tandem_settings::unset_blanks([
             &mut self.secret_api,
             &mut self.secret_cluster,
             &mut self.secret_cluster_previous,
@@ -704,12 +319,7 @@ impl Settings {
             &mut self.api_addr,
             &mut self.cluster_addr,
             &mut self.instance_id,
-        ] {
-            *text = text
-                .take()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty());
-        }
+        ]);
         for path in [
             &mut self.cluster_ca_file,
             &mut self.cluster_cert_file,
@@ -831,7 +441,25 @@ impl Settings {
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
         }
-        self.validate_keys()
+        self.validate_keys()?;
+        self.validate_agents()
+    }
+
+    fn validate_agents(&self) -> Result<(), ConfigError> {
+        // Agents report every second by default: a shorter limit marks healthy agents down.
+        if self.agent_down_after.0 < Duration::from_millis(500) {
+            return Err(ConfigError(format!(
+                "agent_down_after ({}) must be at least 500ms; agents report every second by default",
+                self.agent_down_after
+            )));
+        }
+        if self.agent_deregister_after.0 <= self.agent_down_after.0 {
+            return Err(ConfigError(format!(
+                "agent_deregister_after ({}) must be longer than agent_down_after ({}): an agent is removed only after it has been down",
+                self.agent_deregister_after, self.agent_down_after
+            )));
+        }
+        Ok(())
     }
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
@@ -1312,6 +940,39 @@ mod tests {
             2
         );
         assert!("5 fortnights".parse::<Span>().is_err());
+    }
+
+    #[test]
+    fn agent_timings_default_and_are_checked() {
+        let s = from_flags_and_env(&[], &[]).unwrap();
+        assert_eq!(s.agent_down_after, Span::secs(3));
+        assert_eq!(s.agent_deregister_after, Span::secs(72 * 3600));
+        let s = from_file("[agents]\ndown_after = \"5s\"\nderegister_after = \"1h\"\n").unwrap();
+        assert_eq!(s.agent_down_after, Span::secs(5));
+        assert_eq!(s.agent_deregister_after, Span::secs(3600));
+        let s = from_flags_and_env(&["--agent-down-after", "2s"], &[]).unwrap();
+        assert_eq!(s.agent_down_after, Span::secs(2));
+        let err = from_flags_and_env(&["--agent-down-after", "100ms"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "agent_down_after (100ms) must be at least 500ms; agents report every second by default"
+        );
+        let err = from_flags_and_env(
+            &[
+                "--agent-down-after",
+                "10s",
+                "--agent-deregister-after",
+                "10s",
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                "agent_deregister_after (10s) must be longer than agent_down_after (10s)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl From<Rejection> for ApiError {
             RejectionKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             RejectionKind::Fenced => (StatusCode::CONFLICT, "fenced"),
             RejectionKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            RejectionKind::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
         };
         ApiError::new(status, code, r.message)
     }

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod active_channel;
+mod agent_api;
+mod agents_api;
 mod api;
 mod cluster_api;
 pub mod config;
@@ -11,13 +13,16 @@ mod error;
 mod extract;
 mod forward;
 mod health;
+mod join_token;
 mod keys;
+mod registry;
 mod replicated;
 mod server;
 mod state;
 mod token_api;
 
 pub use active_channel::Advertised;
+pub use agents_api::INDEX_HEADER;
 pub use cluster_api::{decode_cluster_request, ClusterRequest};
 pub use config::{ConfigError, ServerArgs, Settings};
 pub use data_api::{parse_api_request, ApiEndpoint, DataRequest, Read};

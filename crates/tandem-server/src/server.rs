@@ -11,8 +11,9 @@ use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
+use tandem_registry::LivenessPolicy;
 use tandem_store::{Command, StateMachine};
-use tandem_tls::{ClusterTls, DerivedCaSettings, TlsListener};
+use tandem_tls::{AgentCa, ClusterTls, DerivedCaSettings, TlsListener};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,6 +23,7 @@ use crate::cluster_api::{ClusterPort, ClusterSecrets};
 use crate::config::{load_or_generate_secret, Settings};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
+use crate::registry::Registry;
 use crate::replicated::Replicated;
 use crate::state::{ApiSecret, ApiState};
 
@@ -243,12 +245,23 @@ impl RunningServer {
             contact_stale_after_ms: settings.heartbeat.as_millis() * 5,
             quorum_stale_after_ms: settings.election_timeout_max.as_millis(),
         };
+        let registry = Registry::new(
+            data.clone(),
+            AgentCa::from_secret(&secret_cluster)?,
+            LivenessPolicy {
+                down_after_ms: settings.agent_down_after.as_millis() as i64,
+                deregister_after_ms: settings.agent_deregister_after.as_millis() as i64,
+            },
+            // Three reports in every `down_after`: one lost report never marks an agent down.
+            settings.agent_down_after.0 / 3,
+        );
         let api_state = ApiState {
             data: data.clone(),
             active: active.clone(),
             keys: keys.clone(),
             health,
             secret: ApiSecret(secret_api.into()),
+            registry: registry.clone(),
         };
         let cluster_port = ClusterPort {
             node_id,
@@ -334,6 +347,7 @@ impl RunningServer {
         tasks.push(tokio::spawn(hold_active_role(
             ha.clone(),
             keys,
+            registry,
             stopped.clone(),
         )));
         let certificate_rotation = tls.spawn_rotation();
@@ -465,7 +479,12 @@ async fn form_cluster(
 
 /// Runs for the active role through the HA backend, and while this node holds it carries out
 /// the active node's duties; when the role is lost they stop, and the node runs for it again.
-async fn hold_active_role(ha: Arc<dyn HaBackend>, keys: Keys, mut stopped: watch::Receiver<bool>) {
+async fn hold_active_role(
+    ha: Arc<dyn HaBackend>,
+    keys: Keys,
+    registry: Registry,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let fencing_token = tokio::select! {
             acquired = ha.acquire() => match acquired {
@@ -478,10 +497,12 @@ async fn hold_active_role(ha: Arc<dyn HaBackend>, keys: Keys, mut stopped: watch
             _ = stopped.changed() => return,
         };
         tracing::info!(fencing_token, "this node holds the active role");
+        let active_since_ms = now_ms();
         let mut view = ha.watch();
         let lost = view.wait_for(|v| !v.is_self || v.fencing_token != fencing_token);
         tokio::select! {
             _ = active_duties(&keys) => {}
+            _ = registry.liveness_duty(active_since_ms) => {}
             _ = lost => tracing::info!(fencing_token, "this node no longer holds the active role"),
             _ = stopped.changed() => return,
         }

@@ -1,6 +1,6 @@
 //! What the client API's handlers are given. Each handler takes only the part it needs (axum's
 //! `FromRef`): the replicated state, the channel to the active node, the signing keys, this
-//! node's health, or the API secret.
+//! node's health, the API secret, or the agent registry.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use crate::active_channel::ActiveChannel;
 use crate::health::NodeHealth;
 use crate::keys::Keys;
+use crate::registry::Registry;
 use crate::replicated::Replicated;
 
 /// The secret clients send as `Authorization: Bearer <secret>`.
@@ -22,4 +23,5 @@ pub struct ApiState {
     pub keys: Keys,
     pub health: NodeHealth,
     pub secret: ApiSecret,
+    pub registry: Registry,
 }

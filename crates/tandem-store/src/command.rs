@@ -8,6 +8,10 @@ use crate::sql;
 // Kept at this path for callers that name it from here.
 pub use crate::sql::Params;
 
+mod registry;
+
+pub use registry::{RegistryCommand, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND};
+
 /// A write may name a lock and the fencing token its writer holds; the write is refused when
 /// that token is no longer the lock's current one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,9 +97,9 @@ pub enum Command {
         holder: String,
         token: u64,
     },
-    /// Proposed by the leader when entries are due to expire: removes every key, cache entry and
-    /// lease whose time has passed by the command's stamp, and every retired signing key whose
-    /// last token has expired.
+    /// Proposed by the leader when entries are due to expire: removes every key, cache entry,
+    /// lease and join token whose time has passed by the command's stamp, and every retired
+    /// signing key whose last token has expired.
     Expire,
     /// A server publishes the public half of a new signing key (a JWK as JSON). Key ids are never
     /// reused: publishing one that was ever published is refused.
@@ -111,6 +115,9 @@ pub enum Command {
     /// Each is applied in turn, in its own savepoint, and answers on its own, exactly as if it
     /// had been an entry of its own.
     Batch(Vec<Command>),
+    /// A change to the agent registry: join tokens, enrolment, and agents' rows. Declared last:
+    /// a variant's place is its number in the encoded log, which entries already written keep.
+    Registry(RegistryCommand),
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -151,14 +158,6 @@ impl Command {
             }
             Ok(())
         };
-        let ttl = |what: &str, ttl_ms: u64| -> Result<(), Rejection> {
-            if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
-                return Err(Rejection::invalid(format!(
-                    "{what} must be between 1ms and 10 years, got {ttl_ms}ms"
-                )));
-            }
-            Ok(())
-        };
         let fence = |fence: &Option<Fence>| match fence {
             Some(f) => name("fence lock", &f.lock),
             None => Ok(()),
@@ -186,7 +185,7 @@ impl Command {
             } => {
                 name("key", key)?;
                 if let Some(t) = ttl_ms {
-                    ttl("ttl", *t)?;
+                    check_ttl("ttl", *t)?;
                 }
                 fence(f)
             }
@@ -204,7 +203,7 @@ impl Command {
                 name("namespace", namespace)?;
                 name("key", key)?;
                 if let Some(t) = ttl_ms {
-                    ttl("ttl", *t)?;
+                    check_ttl("ttl", *t)?;
                 }
                 fence(f)
             }
@@ -234,7 +233,7 @@ impl Command {
             } => {
                 name("lock name", n)?;
                 name("holder", holder)?;
-                ttl("lease ttl", *ttl_ms)
+                check_ttl("lease ttl", *ttl_ms)
             }
             Command::LockRelease {
                 name: n, holder, ..
@@ -245,14 +244,7 @@ impl Command {
             Command::Expire => Ok(()),
             Command::KeyPublish { kid, jwk, .. } => {
                 name("key id", kid)?;
-                if jwk.len() > MAX_JWK_LEN {
-                    return Err(Rejection::invalid(format!(
-                        "the public key is {} bytes long; the limit is {MAX_JWK_LEN}",
-                        jwk.len()
-                    )));
-                }
-                let parsed: serde_json::Value = serde_json::from_str(jwk)
-                    .map_err(|e| Rejection::invalid(format!("the public key is not JSON: {e}")))?;
+                let parsed = check_public_key(jwk)?;
                 if parsed.get("kid").and_then(|k| k.as_str()) != Some(kid.as_str()) {
                     return Err(Rejection::invalid(format!(
                         "the public key's \"kid\" must be {kid:?}"
@@ -267,6 +259,7 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::Registry(command) => command.validate(),
             Command::Batch(commands) => {
                 if commands.is_empty() {
                     return Err(Rejection::invalid("an empty batch"));
@@ -283,6 +276,28 @@ impl Command {
     pub fn encoded_len(&self) -> u64 {
         bincode::serialized_size(self).unwrap_or(u64::MAX)
     }
+}
+
+/// Refuses a TTL outside 1 ms to [`MAX_TTL_MS`].
+fn check_ttl(what: &str, ttl_ms: u64) -> Result<(), Rejection> {
+    if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+        return Err(Rejection::invalid(format!(
+            "{what} must be between 1ms and 10 years, got {ttl_ms}ms"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a public key sent as a JWK, refusing one longer than [`MAX_JWK_LEN`] or not JSON.
+fn check_public_key(jwk: &str) -> Result<serde_json::Value, Rejection> {
+    if jwk.len() > MAX_JWK_LEN {
+        return Err(Rejection::invalid(format!(
+            "the public key is {} bytes long; the limit is {MAX_JWK_LEN}",
+            jwk.len()
+        )));
+    }
+    serde_json::from_str(jwk)
+        .map_err(|e| Rejection::invalid(format!("the public key is not JSON: {e}")))
 }
 
 /// Why a command was not carried out. Every replica reaches the same rejection.
@@ -303,6 +318,9 @@ pub enum RejectionKind {
     Fenced,
     /// The thing to act on does not exist.
     NotFound,
+    /// A join token or an agent's credential does not allow this (unknown, wrong secret,
+    /// revoked, expired, used up, or issued for another name).
+    Unauthorized,
 }
 
 impl Rejection {
@@ -327,6 +345,12 @@ impl Rejection {
     pub fn not_found(message: impl Into<String>) -> Self {
         Rejection {
             kind: RejectionKind::NotFound,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Rejection {
+            kind: RejectionKind::Unauthorized,
             message: message.into(),
         }
     }
@@ -367,6 +391,26 @@ pub enum Outcome {
     KeyRetired {
         remove_at_ms: i64,
     },
+    TokenCreated {
+        expires_at_ms: Option<i64>,
+    },
+    TokenRevoked,
+    /// An agent was enrolled in `pool` (its join token's).
+    AgentEnrolled {
+        pool: String,
+    },
+    /// The agent's state once the registration, report or drain is applied.
+    AgentState {
+        state: tandem_registry::AgentState,
+    },
+    /// How many agents' rows a mark, removal or deregistration changed.
+    AgentsChanged {
+        count: u64,
+    },
+    /// How many credentials were revoked.
+    AgentRevoked {
+        credentials: u64,
+    },
     /// Raft's own entries (blank, membership) answer nothing.
     Nothing,
 }
@@ -400,6 +444,16 @@ mod tests {
         assert_eq!(Command::decode(&command.encode()).unwrap(), command);
         assert!(Command::decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
         assert!(Command::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn written_log_entries_keep_their_variant_numbers() {
+        // bincode writes a variant's place as a little-endian u32: a new command goes last.
+        let variant = |command: &Command| command.encode()[..4].to_vec();
+        assert_eq!(variant(&Command::Expire), 9u32.to_le_bytes());
+        assert_eq!(variant(&Command::Batch(vec![])), 12u32.to_le_bytes());
+        let revoke = Command::Registry(RegistryCommand::Revoke { name: "a".into() });
+        assert_eq!(variant(&revoke), 13u32.to_le_bytes());
     }
 
     #[test]

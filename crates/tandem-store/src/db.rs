@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tandem_raft::openraft::EntryPayload;
 use tandem_raft::{Entry, LogId, StoredMembership};
+use tandem_registry::JoinTokenInfo;
 
 use crate::command::{
     Applied, Command, Fence, Outcome, Params, Rejection, Statement, StatementResult,
@@ -17,6 +18,7 @@ use crate::command::{
 use crate::error::{ReadError, StoreError};
 use crate::guard::{Mode, SqlGuard, STATEMENT_STEP_LIMIT};
 use crate::rules::lease::LockState;
+use crate::rules::registry::{AgentRow, CredentialRow};
 use crate::sql::{self, SqlValue};
 
 mod apply;
@@ -24,8 +26,9 @@ mod cache;
 mod keys;
 mod kv;
 mod locks;
+mod registry;
 
-use apply::{ApplyError, Applying};
+use apply::{ApplyError, Applying, Counters};
 pub use kv::KvEntry;
 
 const SCHEMA: &str = "
@@ -47,6 +50,28 @@ CREATE TABLE IF NOT EXISTS _tandem_keys (
     kid TEXT PRIMARY KEY, node_id INTEGER NOT NULL, jwk TEXT NOT NULL, published_at INTEGER NOT NULL,
     retired_at INTEGER, remove_at INTEGER, removed INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+-- The agent registry. A join token's secret is kept only as its hash; uses_left NULL is unlimited.
+CREATE TABLE IF NOT EXISTS _tandem_join_tokens (
+    id TEXT PRIMARY KEY, pool TEXT NOT NULL, secret_sha256 BLOB NOT NULL, created_at INTEGER NOT NULL,
+    expires_at INTEGER, uses_left INTEGER, revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS _tandem_join_tokens_expiry ON _tandem_join_tokens(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS _tandem_agent_credentials (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, pool TEXT NOT NULL, public_jwk TEXT NOT NULL,
+    certificate_pem TEXT NOT NULL, token_id TEXT NOT NULL, issued_at INTEGER NOT NULL, revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS _tandem_agent_credentials_name ON _tandem_agent_credentials(name);
+-- labels is a JSON object, checks a JSON array of check reports, health passing|warning|critical.
+CREATE TABLE IF NOT EXISTS _tandem_agents (
+    name TEXT PRIMARY KEY, pool TEXT NOT NULL, credential_id TEXT NOT NULL, address TEXT NOT NULL,
+    labels TEXT NOT NULL, version TEXT NOT NULL, health TEXT NOT NULL, checks TEXT NOT NULL,
+    down_since INTEGER, draining INTEGER NOT NULL, state_since INTEGER NOT NULL,
+    registered_at INTEGER NOT NULL, modify_index INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _tandem_agents_pool ON _tandem_agents(pool);
+CREATE TABLE IF NOT EXISTS _tandem_registry_pools (
+    pool TEXT PRIMARY KEY, idx INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 const META_APPLIED: &str = "last_applied";
@@ -56,6 +81,9 @@ const META_MEMBERSHIP: &str = "membership";
 const META_REVISION: &str = "revision";
 /// The state machine's clock: the latest leader stamp applied.
 const META_CLOCK: &str = "clock_ms";
+/// A counter bumped by every change to the registry's agents, apart from `revision`: blocking
+/// watches of the agents wait on it.
+const META_REGISTRY_INDEX: &str = "registry_index";
 
 const READERS: usize = 4;
 
@@ -89,6 +117,8 @@ pub struct StateDb {
     readers: Vec<(Mutex<Connection>, SqlGuard)>,
     next_reader: AtomicUsize,
     clock_ms: AtomicI64,
+    /// The registry index as of the last committed apply.
+    registry_changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,9 +197,9 @@ impl StateDb {
             readers,
             next_reader: AtomicUsize::new(0),
             clock_ms: AtomicI64::new(0),
+            registry_changes: tokio::sync::watch::Sender::new(0),
         };
-        let clock = db.read_meta_i64(&lock(&db.writer), META_CLOCK)?;
-        db.clock_ms.store(clock, Ordering::SeqCst);
+        db.reload_watched(&lock(&db.writer))?;
         Ok(db)
     }
 
@@ -181,6 +211,24 @@ impl StateDb {
     /// something has expired.
     pub fn clock_ms(&self) -> i64 {
         self.clock_ms.load(Ordering::SeqCst)
+    }
+
+    /// Reloads what is kept beside the database (the clock, the registry index) from it.
+    fn reload_watched(&self, conn: &Connection) -> Result<(), StoreError> {
+        let clock = self.read_meta_i64(conn, META_CLOCK)?;
+        self.clock_ms.store(clock, Ordering::SeqCst);
+        let registry_index = self.read_meta_i64(conn, META_REGISTRY_INDEX)?;
+        self.publish_registry_index(registry_index.max(0) as u64);
+        Ok(())
+    }
+
+    /// Tells the registry's watchers of `index`, if it is not the one they have.
+    fn publish_registry_index(&self, index: u64) {
+        self.registry_changes.send_if_modified(|current| {
+            let changed = *current != index;
+            *current = index;
+            changed
+        });
     }
 
     fn read_meta_text(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
@@ -264,7 +312,11 @@ impl StateDb {
     ) -> Result<Batch, StoreError> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = self.clock_ms();
-        let mut revision = self.read_meta_i64(&tx, META_REVISION)? as u64;
+        let mut counters = Counters {
+            revision: self.read_meta_i64(&tx, META_REVISION)? as u64,
+            registry_index: self.read_meta_i64(&tx, META_REGISTRY_INDEX)? as u64,
+        };
+        let registry_index_before = counters.registry_index;
         let mut last_applied = None;
         let mut membership = None;
         let mut answers = Vec::with_capacity(entries.len());
@@ -298,7 +350,7 @@ impl StateDb {
                                     step,
                                     stopped,
                                     clock,
-                                    &mut revision,
+                                    &mut counters,
                                 )? {
                                     Step::Done(applied) => results.push(applied),
                                     Step::Stopped(rejection) => {
@@ -334,10 +386,19 @@ impl StateDb {
                 &serde_json::to_string(&m).unwrap_or_default(),
             )?;
         }
-        Self::write_meta(&tx, META_REVISION, &revision.to_string())?;
+        Self::write_meta(&tx, META_REVISION, &counters.revision.to_string())?;
+        if counters.registry_index != registry_index_before {
+            Self::write_meta(
+                &tx,
+                META_REGISTRY_INDEX,
+                &counters.registry_index.to_string(),
+            )?;
+        }
         Self::write_meta(&tx, META_CLOCK, &clock.to_string())?;
         tx.commit()?;
         self.clock_ms.store(clock, Ordering::SeqCst);
+        // Only now that the change is durable in the database may watchers read it.
+        self.publish_registry_index(counters.registry_index);
         Ok(Batch::Applied(answers))
     }
 
@@ -351,20 +412,20 @@ impl StateDb {
         step: CommandAt,
         stopped: &HashMap<CommandAt, Rejection>,
         clock: i64,
-        revision: &mut u64,
+        counters: &mut Counters,
     ) -> Result<Step, StoreError> {
         if let Some(rejection) = stopped.get(&step) {
             return Ok(Step::Done(Err(rejection.clone())));
         }
         let sp = tx.savepoint()?;
-        let before = *revision;
-        match self.apply_command(&sp, command, clock, revision) {
+        let before = *counters;
+        match self.apply_command(&sp, command, clock, counters) {
             Ok(outcome) => {
                 sp.commit()?;
                 Ok(Step::Done(Ok(outcome)))
             }
             Err(ApplyError::Rejected(rejection)) => {
-                *revision = before;
+                *counters = before;
                 drop(sp);
                 Ok(Step::Done(Err(rejection)))
             }
@@ -379,13 +440,14 @@ impl StateDb {
         conn: &Connection,
         command: &Command,
         now: i64,
-        revision: &mut u64,
+        counters: &mut Counters,
     ) -> Result<Outcome, ApplyError> {
         command.validate()?;
         let applying = &mut Applying {
             conn,
             now,
-            revision,
+            revision: &mut counters.revision,
+            registry_index: &mut counters.registry_index,
         };
         match command {
             Command::Sql { statements, fence } => self.apply_sql(applying, statements, fence),
@@ -439,6 +501,7 @@ impl StateDb {
                 keys::publish(applying, kid, *node_id, jwk)
             }
             Command::KeyRetire { kid, keep_for_ms } => keys::retire(applying, kid, *keep_for_ms),
+            Command::Registry(command) => registry::apply(applying, command),
             // Only the top level of an entry may be a batch; `apply` unpacks it.
             Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
         }
@@ -472,13 +535,14 @@ impl StateDb {
         Ok(Outcome::Sql { results })
     }
 
-    /// Removes every key, cache entry and lease expired by `now`, and every retired signing key
-    /// whose last token has expired; answers how many.
+    /// Removes every key, cache entry, lease and join token expired by `now`, and every retired
+    /// signing key whose last token has expired; answers how many.
     fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
         Ok(kv::expire(conn, now)?
             + cache::expire(conn, now)?
             + locks::expire(conn, now)?
-            + keys::expire(conn, now)?)
+            + keys::expire(conn, now)?
+            + registry::expire(conn, now)?)
     }
 
     fn execute_user_statement(
@@ -660,7 +724,59 @@ impl StateDb {
         .map_err(read_store_error)
     }
 
-    /// The earliest time at which a key, cache entry, lease or retired signing key expires.
+    /// The registry's agents, or those of `pool`, by name.
+    pub fn registry_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRow>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::agents(conn, pool).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    pub fn registry_agent(&self, name: &str) -> Result<Option<AgentRow>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::agent(conn, name).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// An agent's credential, revoked or not.
+    pub fn registry_credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::credential(conn, id).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Join tokens that are neither revoked nor expired at this replica's clock, oldest first.
+    pub fn join_tokens(&self) -> Result<Vec<JoinTokenInfo>, StoreError> {
+        let now = self.clock_ms();
+        self.with_reader(|conn, _| Ok(registry::tokens(conn, now).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// The pool of join token `id`, whatever its state (expired, used up, revoked): enrolment
+    /// needs it before the replicated step decides whether the token may still be used.
+    pub fn join_token_pool(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|conn, _| {
+            Ok(registry::token(conn, id)
+                .map_err(StoreError::from)?
+                .map(|token| token.pool))
+        })
+        .map_err(read_store_error)
+    }
+
+    /// The registry index of the last change to `pool`'s agents (0 if none), or with `None`
+    /// of the last change to any agent.
+    pub fn registry_index(&self, pool: Option<&str>) -> Result<u64, StoreError> {
+        self.with_reader(|conn, _| match pool {
+            Some(pool) => Ok(registry::pool_index(conn, pool).map_err(StoreError::from)?),
+            None => Ok(self.read_meta_i64(conn, META_REGISTRY_INDEX)?.max(0) as u64),
+        })
+        .map_err(read_store_error)
+    }
+
+    /// The registry index, updated once each apply that changed the agents has committed, so a
+    /// blocking watch can wait for an index above the one it has seen.
+    pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.registry_changes.subscribe()
+    }
+
+    /// The earliest time at which a key, cache entry, lease, join token or retired signing key
+    /// expires.
     pub fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
         self.with_reader(|conn, _| {
             let at: Option<i64> = conn
@@ -669,8 +785,9 @@ impl StateDb {
                         SELECT min(expires_at) AS at FROM _tandem_kv WHERE expires_at IS NOT NULL
                         UNION ALL SELECT min(expires_at) FROM _tandem_cache WHERE expires_at IS NOT NULL
                         UNION ALL SELECT min(expires_at) FROM _tandem_locks WHERE expires_at IS NOT NULL
-                        UNION ALL SELECT min(remove_at) FROM _tandem_keys WHERE removed = 0 AND remove_at IS NOT NULL)",
-                    [],
+                        UNION ALL SELECT min(remove_at) FROM _tandem_keys WHERE removed = 0 AND remove_at IS NOT NULL
+                        UNION ALL SELECT min(expires_at) + ?1 FROM _tandem_join_tokens WHERE expires_at IS NOT NULL)",
+                    [crate::rules::registry::EXPIRED_TOKEN_KEPT_MS],
                     |r| r.get(0),
                 )
                 .map_err(StoreError::from)?;
@@ -695,7 +812,8 @@ impl StateDb {
         Ok(())
     }
 
-    /// Replaces the whole database with the one at `source`, then reloads the clock.
+    /// Replaces the whole database with the one at `source`, then reloads the clock and the
+    /// registry index.
     pub fn replace_with(&self, source: &Path) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
         conn.restore(
@@ -704,8 +822,7 @@ impl StateDb {
             None::<fn(rusqlite::backup::Progress)>,
         )?;
         conn.execute_batch(SCHEMA)?;
-        let clock = self.read_meta_i64(&conn, META_CLOCK)?;
-        self.clock_ms.store(clock, Ordering::SeqCst);
+        self.reload_watched(&conn)?;
         Ok(())
     }
 

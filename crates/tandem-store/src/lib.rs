@@ -1,6 +1,7 @@
 //! The replicated state machine: commands, queries, and the SQLite database that holds the
-//! user's SQL tables together with Tandem's key/value store, TTL cache and locks. The rules those
-//! obey (expiry, leases, fencing, compare-and-set) are plain code in [`rules`], for every backend.
+//! user's SQL tables together with Tandem's key/value store, TTL cache, locks, signing keys and
+//! agent registry. The rules those obey (expiry, leases, fencing, compare-and-set, enrolment)
+//! are plain code in [`rules`], for every backend.
 //!
 //! Modules depend only downwards: `state_machine` → `db` → `guard`, `error`, `rules` → `command`
 //! → `sql`.
@@ -16,9 +17,12 @@ pub mod rules;
 pub mod sql;
 mod state_machine;
 
-pub use command::{Applied, Command, Fence, Outcome, Params, Rejection, RejectionKind, Statement};
+pub use command::{
+    Applied, Command, Fence, Outcome, Params, RegistryCommand, Rejection, RejectionKind, Statement,
+};
 pub use db::{KvEntry, PublishedKey, QueryRows, StateDb};
 pub use error::{ReadError, StoreError};
 pub use rules::lease::LockState;
+pub use rules::registry::{AgentRow, CredentialRow};
 pub use sql::SqlValue;
 pub use state_machine::StateMachine;

@@ -4,18 +4,10 @@
 
 mod entries;
 
-use entries::entry_at;
-use tandem_store::{Applied, Command, Fence, LockState, Outcome, RejectionKind, StateDb};
+use entries::apply_at as apply;
+use tandem_store::{Command, Fence, LockState, Outcome, RejectionKind, StateDb};
 
 const T0: i64 = 1_700_000_000_000;
-
-/// Applies `command` as the entry at `index`, stamped at `at_ms`, and answers its result.
-fn apply(db: &StateDb, index: u64, at_ms: i64, command: Command) -> Applied {
-    let answers = db
-        .apply(&[entry_at(index, at_ms, &command)])
-        .expect("apply");
-    serde_json::from_value(answers[0].clone()).expect("answer")
-}
 
 fn acquire(holder: &str) -> Command {
     Command::LockAcquire {

@@ -3,15 +3,8 @@
 
 mod entries;
 
-use entries::entry_at;
-use tandem_store::{Applied, Command, Outcome, RejectionKind, StateDb};
-
-fn apply(db: &StateDb, index: u64, at_ms: i64, command: Command) -> Applied {
-    let answers = db
-        .apply(&[entry_at(index, at_ms, &command)])
-        .expect("apply");
-    serde_json::from_value(answers[0].clone()).expect("an apply result")
-}
+use entries::apply_at as apply;
+use tandem_store::{Command, Outcome, RejectionKind, StateDb};
 
 fn publish(kid: &str) -> Command {
     Command::KeyPublish {

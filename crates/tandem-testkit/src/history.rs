@@ -106,13 +106,25 @@ impl<Op> ClientContext<Op> {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Answer {
+        self.request_as(API_SECRET, method, path, body).await
+    }
+
+    /// One request with `bearer` (the API secret, or an agent's assertion) to a node picked at
+    /// random.
+    pub async fn request_as(
+        &mut self,
+        bearer: &str,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Answer {
         let node = self.rng.random_range(0..self.urls.len());
         let url = format!("{}{path}", self.urls[node]);
         match crate::http::send(
             &self.http,
             method,
             url,
-            Some(API_SECRET),
+            Some(bearer),
             body,
             Some(OPERATION_TIMEOUT),
         )

@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod agents;
 mod cluster;
 pub mod faults;
 pub mod history;
@@ -38,6 +39,9 @@ mod tokens;
 mod wait;
 pub mod workloads;
 
+pub use agents::{
+    agent_states, join_token, pick, wait_for_agent_states, AgentProcess, CheckTarget,
+};
 pub use cluster::{Cluster, API_SECRET, CLUSTER_SECRET, CLUSTER_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};

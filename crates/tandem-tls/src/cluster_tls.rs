@@ -98,7 +98,8 @@ struct Inner {
 #[derive(Debug)]
 enum IdentitySource {
     Derived {
-        ca: DerivedCa,
+        // Boxed: the CA (with its certificate) is much larger than the file source.
+        ca: Box<DerivedCa>,
         node_id: u64,
         validity: Duration,
     },
@@ -138,7 +139,7 @@ impl ClusterTls {
             &provider,
         )?;
         let identity = IdentitySource::Derived {
-            ca,
+            ca: Box::new(ca),
             node_id: settings.node_id,
             validity: settings.validity,
         };

@@ -1,5 +1,8 @@
-//! The cluster CA derived from the cluster secret: every node that knows the secret computes the same
-//! Ed25519 key and the same self-signed certificate, so no CA material is ever exchanged.
+//! CAs derived from the cluster secret: every node that knows the secret computes the same
+//! Ed25519 key and the same self-signed certificate, so no CA material is ever exchanged. Two
+//! CAs come from one secret, with different labels: the cluster CA, which signs the nodes'
+//! certificates for the cluster channel, and the agent CA, which signs enrolled agents'
+//! certificates. An agent's certificate therefore never passes the cluster channel's handshake.
 
 use aws_lc_rs::hkdf;
 use rcgen::{
@@ -13,12 +16,39 @@ use crate::TlsError;
 /// The shortest the cluster secret (`secret_cluster`) from which a CA is derived.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// Subject common name of every derived CA. The subject is fixed per secret (see `ca_params`), so
-/// all nodes build the same anchor.
+/// Subject common name of every derived cluster CA. The subject is fixed per secret (see
+/// `ca_params`), so all nodes build the same anchor.
 pub const DERIVED_CA_COMMON_NAME: &str = "Tandem cluster CA";
 
-// Changing either label changes every derived CA: it is a new cluster-wide trust root.
-const HKDF_SALT: &[u8] = b"tandem cluster ca v1";
+/// Subject common name of every derived agent CA.
+pub const AGENT_CA_COMMON_NAME: &str = "Tandem agent CA";
+
+/// What a derived CA signs; each purpose has its own labels, so its own key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaPurpose {
+    /// Node certificates for the cluster channel.
+    Cluster,
+    /// Certificates of enrolled agents.
+    Agents,
+}
+
+impl CaPurpose {
+    // Changing a salt changes every CA of that purpose: it is a new cluster-wide trust root.
+    fn hkdf_salt(self) -> &'static [u8] {
+        match self {
+            CaPurpose::Cluster => b"tandem cluster ca v1",
+            CaPurpose::Agents => b"tandem agent ca v1",
+        }
+    }
+
+    fn common_name(self) -> &'static str {
+        match self {
+            CaPurpose::Cluster => DERIVED_CA_COMMON_NAME,
+            CaPurpose::Agents => AGENT_CA_COMMON_NAME,
+        }
+    }
+}
+
 const HKDF_INFO: &[u8] = b"ed25519 seed";
 
 /// PKCS#8 v1 (RFC 8410) wrapping of a 32-byte Ed25519 seed, up to the seed itself.
@@ -28,13 +58,21 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
 
 /// The CA derived from one secret: its certificate (a trust anchor) and its signing key.
 pub struct DerivedCa {
+    purpose: CaPurpose,
     certificate: CertificateDer<'static>,
+    certificate_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl DerivedCa {
-    /// Derives the CA of `secret`. The same secret gives a byte-identical certificate on every node.
+    /// Derives the cluster CA of `secret`. The same secret gives a byte-identical certificate on
+    /// every node.
     pub fn from_secret(secret: &str) -> Result<Self, TlsError> {
+        Self::derive(secret, CaPurpose::Cluster)
+    }
+
+    /// Derives the CA of `secret` for `purpose`.
+    pub fn derive(secret: &str, purpose: CaPurpose) -> Result<Self, TlsError> {
         let len = secret.chars().count();
         if len < MIN_SECRET_LEN {
             return Err(TlsError::SecretTooShort {
@@ -43,19 +81,21 @@ impl DerivedCa {
                 min: MIN_SECRET_LEN,
             });
         }
-        let seed = derive_seed(secret.as_bytes())?;
+        let seed = derive_seed(secret.as_bytes(), purpose.hkdf_salt())?;
         let mut pkcs8 = Vec::with_capacity(ED25519_PKCS8_PREFIX.len() + seed.len());
         pkcs8.extend_from_slice(&ED25519_PKCS8_PREFIX);
         pkcs8.extend_from_slice(&seed);
         let key =
             KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &PKCS_ED25519)?;
 
-        let params = ca_params(&key);
+        let params = ca_params(&key, purpose.common_name());
         // Ed25519 signatures are deterministic and the parameters fixed (rcgen's default validity
         // 1975..4096, serial from the public key), so every node gets the same bytes.
-        let certificate = params.self_signed(&key)?.der().clone();
+        let self_signed = params.self_signed(&key)?;
         Ok(Self {
-            certificate,
+            purpose,
+            certificate: self_signed.der().clone(),
+            certificate_pem: self_signed.pem(),
             issuer: Issuer::new(params, key),
         })
     }
@@ -65,7 +105,12 @@ impl DerivedCa {
         &self.certificate
     }
 
-    /// Signs node certificates.
+    /// The same certificate in PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// Signs the certificates of its purpose.
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
@@ -75,7 +120,7 @@ impl std::fmt::Debug for DerivedCa {
     // Never print the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DerivedCa")
-            .field("common_name", &DERIVED_CA_COMMON_NAME)
+            .field("common_name", &self.purpose.common_name())
             .finish_non_exhaustive()
     }
 }
@@ -83,10 +128,10 @@ impl std::fmt::Debug for DerivedCa {
 /// The subject also names the CA's key, so the CAs of two secrets differ in name: a peer of
 /// another secret is refused as "unknown issuer", not as a bad signature, and with two trusted
 /// secrets each certificate is checked against its own anchor only.
-fn ca_params(key: &KeyPair) -> CertificateParams {
+fn ca_params(key: &KeyPair, common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, DERIVED_CA_COMMON_NAME);
+    name.push(DnType::CommonName, common_name);
     name.push(DnType::OrganizationalUnitName, ca_key_id(key));
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -105,7 +150,7 @@ fn ca_key_id(key: &KeyPair) -> String {
 }
 
 /// HKDF-SHA256 over the secret with fixed labels: the Ed25519 seed of the cluster CA.
-fn derive_seed(secret: &[u8]) -> Result<[u8; 32], TlsError> {
+fn derive_seed(secret: &[u8], salt: &[u8]) -> Result<[u8; 32], TlsError> {
     struct SeedLen;
     impl hkdf::KeyType for SeedLen {
         fn len(&self) -> usize {
@@ -113,7 +158,7 @@ fn derive_seed(secret: &[u8]) -> Result<[u8; 32], TlsError> {
         }
     }
     let failed = |_| TlsError::DeriveCa("HKDF-SHA256 expand rejected its output length".into());
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(secret);
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(secret);
     let okm = prk.expand(&[HKDF_INFO], SeedLen).map_err(failed)?;
     let mut seed = [0u8; 32];
     okm.fill(&mut seed).map_err(failed)?;
@@ -136,6 +181,16 @@ mod tests {
         let a = DerivedCa::from_secret("0123456789abcdef-one").expect("derive a");
         let b = DerivedCa::from_secret("0123456789abcdef-two").expect("derive b");
         assert_ne!(a.certificate(), b.certificate());
+    }
+
+    #[test]
+    fn the_agent_ca_differs_from_the_cluster_ca_of_the_same_secret() {
+        let secret = "0123456789abcdef-secret";
+        let cluster = DerivedCa::from_secret(secret).expect("cluster");
+        let agents = DerivedCa::derive(secret, CaPurpose::Agents).expect("agents");
+        assert_ne!(cluster.certificate(), agents.certificate());
+        let again = DerivedCa::derive(secret, CaPurpose::Agents).expect("agents again");
+        assert_eq!(agents.certificate(), again.certificate());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Mutual TLS for Tandem's node-to-node cluster channel.
+//! Mutual TLS for Tandem's node-to-node cluster channel, and the certificates of enrolled agents.
 //!
 //! By default every node derives the same cluster CA from the cluster secret (HKDF-SHA256 → Ed25519),
 //! issues itself a short-lived certificate signed by it, and trusts exactly the peers whose
@@ -22,6 +22,7 @@
 //! Certificates expire (7 days by default): call [`ClusterTls::rotate`] on a timer, or keep the
 //! task of [`ClusterTls::spawn_rotation`] running.
 
+mod agent_cert;
 mod client;
 mod cluster_tls;
 mod derived_ca;
@@ -31,11 +32,12 @@ mod node_cert;
 mod pem_files;
 mod trust;
 
+pub use agent_cert::{agent_dns_name, AgentCa, AGENT_CERT_VALIDITY};
 pub use cluster_tls::{
     ClusterTls, DerivedCaSettings, CLIENT_ALPN, DEFAULT_NODE_CERT_VALIDITY, MAX_NODE_CERT_VALIDITY,
     MIN_NODE_CERT_VALIDITY, SERVER_ALPN,
 };
-pub use derived_ca::{DERIVED_CA_COMMON_NAME, MIN_SECRET_LEN};
+pub use derived_ca::{AGENT_CA_COMMON_NAME, DERIVED_CA_COMMON_NAME, MIN_SECRET_LEN};
 pub use error::TlsError;
 pub use listener::{TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use node_cert::node_dns_name;

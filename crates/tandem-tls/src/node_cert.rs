@@ -39,11 +39,34 @@ pub(crate) fn issue_node_certificate(
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
 
     let node_name = node_dns_name(node_id);
-    let mut params =
-        CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string(), node_name.clone()])?;
-    let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, node_name);
-    params.distinguished_name = subject;
+    let params = leaf_params(
+        vec![CLUSTER_SERVER_NAME.to_string(), node_name.clone()],
+        &[(DnType::CommonName, &node_name)],
+        now,
+        validity,
+    )?;
+
+    let certificate = params.signed_by(&key, ca.issuer())?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    CertifiedKey::from_der(vec![certificate.der().clone()], key_der, provider)
+        .map_err(|e| TlsError::Config(format!("loading the freshly issued node key: {e}")))
+}
+
+/// The parameters of a leaf certificate for `dns_names` with `subject`, valid from a little
+/// before `now` for `validity`, with a random serial. Its holder is both a server and a client
+/// (of the cluster channel, or of its mesh peers).
+pub(crate) fn leaf_params(
+    dns_names: Vec<String>,
+    subject: &[(DnType, &str)],
+    now: SystemTime,
+    validity: Duration,
+) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(dns_names)?;
+    let mut name = DistinguishedName::new();
+    for (kind, value) in subject {
+        name.push(kind.clone(), *value);
+    }
+    params.distinguished_name = name;
     let not_after = now.checked_add(validity).ok_or_else(|| {
         TlsError::Config(format!("validity {validity:?} runs past the year 9999"))
     })?;
@@ -54,17 +77,12 @@ pub(crate) fn issue_node_certificate(
     );
     params.serial_number = Some(random_serial()?);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // Every node is both a server and a client of the cluster channel.
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-
-    let certificate = params.signed_by(&key, ca.issuer())?;
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    CertifiedKey::from_der(vec![certificate.der().clone()], key_der, provider)
-        .map_err(|e| TlsError::Config(format!("loading the freshly issued node key: {e}")))
+    Ok(params)
 }
 
 /// rcgen takes `time::OffsetDateTime`; counting from the Unix epoch avoids a direct `time`

@@ -23,6 +23,9 @@ pub struct Cli {
 enum Command {
     /// Run a server node (a cluster of one by default, data in ./tandem-data)
     Server(Box<ServerArgs>),
+    /// Run an agent: enrol with a join token, register with the servers, run health checks and
+    /// report health and load (see docs/agents.md)
+    Agent(Box<AgentCommand>),
     /// Show the cluster: the active node, term, members and their progress
     Status(Target),
     /// Run SQL: statements that write are replicated; SELECTs return rows
@@ -63,10 +66,41 @@ enum Command {
         #[command(flatten)]
         args: tandem_bench::BenchArgs,
     },
+    /// The agent registry: list, show, pick, drain, revoke, join tokens
+    Agents {
+        #[command(subcommand)]
+        command: crate::agents_cli::AgentsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Snapshots, backups and restore
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct AgentCommand {
+    #[command(subcommand)]
+    action: Option<AgentAction>,
+    #[command(flatten)]
+    args: tandem_agent::AgentArgs,
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Ask the agent running on this machine to drain: it is picked no more, and keeps running
+    /// and serving until it is stopped
+    Drain {
+        /// The agent's local endpoint
+        #[arg(
+            long,
+            env = "TANDEM_AGENT_HEALTH_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
+        health_listen: String,
     },
 }
 
@@ -272,12 +306,17 @@ const CONFIG_ERROR: u8 = 2;
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => return serve(*args).await,
+        Command::Agent(command) => return agent(*command).await,
         Command::Status(target) => status(&target).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
         Command::Cache { command, target } => cache(command, &target).await,
         Command::Lock { command, target } => lock(command, &target).await,
         Command::Keys { command, target } => keys(command, &target).await,
+        Command::Agents { command, target } => match target.client() {
+            Ok(client) => crate::agents_cli::run(command, &client).await,
+            Err(e) => Err(e),
+        },
         Command::Snapshot { command } => snapshot(command).await,
         Command::Bench { target, args } => tandem_bench::run(args, target.servers()).await,
     };
@@ -291,14 +330,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
+    init_logging_at(&settings.log_level, settings.log_format);
+}
+
+fn init_logging_at(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log_level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match settings.log_format {
+    match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
@@ -331,6 +374,36 @@ async fn serve(args: ServerArgs) -> ExitCode {
     code
 }
 
+async fn agent(command: AgentCommand) -> ExitCode {
+    if let Some(AgentAction::Drain { health_listen }) = command.action {
+        return match tandem_agent::drain_local(&health_listen).await {
+            Ok(()) => {
+                println!("the agent on {health_listen} is draining: it is picked no more");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
+    let settings = match tandem_agent::AgentSettings::load(&command.args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    init_logging_at(&settings.log_level, LogFormat::Text);
+    match tandem_agent::run_with(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -347,7 +420,7 @@ async fn wait_for_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -406,7 +479,7 @@ async fn sql(args: SqlArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_query(pairs: &[(&str, Option<String>)]) -> String {
+pub(crate) fn write_query(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v))))

@@ -1,6 +1,7 @@
 //! `tandem`: the server, and a command line for its API.
 #![forbid(unsafe_code)]
 
+mod agents_cli;
 mod cli;
 
 use std::process::ExitCode;

@@ -5,15 +5,31 @@ use rusqlite::Connection;
 use crate::command::Rejection;
 use crate::error::{ReadError, StoreError};
 
-/// One command being applied: its savepoint, the leader's stamp, and the store's write counter,
-/// from which key revisions and fencing tokens come.
+/// The store's counters while a batch of entries is applied; each command's savepoint puts
+/// them back as they were when the command is rejected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Counters {
+    /// The write counter, from which key revisions and fencing tokens come.
+    pub revision: u64,
+    /// The agent registry's index, which blocking watches wait on.
+    pub registry_index: u64,
+}
+
+/// One command being applied: its savepoint, the leader's stamp, and the store's counters.
 pub(super) struct Applying<'a> {
     pub conn: &'a Connection,
     pub now: i64,
     pub revision: &'a mut u64,
+    pub registry_index: &'a mut u64,
 }
 
 impl Applying<'_> {
+    /// Counts one change to the agent registry, answering its index.
+    pub fn count_registry_change(&mut self) -> u64 {
+        *self.registry_index += 1;
+        *self.registry_index
+    }
+
     /// Counts one write, answering its revision.
     pub fn count_write(&mut self) -> u64 {
         *self.revision += 1;

@@ -21,3 +21,17 @@ pub fn entry_at(index: u64, at_ms: i64, command: &Command) -> Entry {
         }),
     }
 }
+
+/// Applies `command` to `db` as the entry at `index`, stamped at `at_ms`, and answers its result.
+#[allow(dead_code)]
+pub fn apply_at(
+    db: &tandem_store::StateDb,
+    index: u64,
+    at_ms: i64,
+    command: Command,
+) -> tandem_store::Applied {
+    let answers = db
+        .apply(&[entry_at(index, at_ms, &command)])
+        .expect("apply");
+    serde_json::from_value(answers[0].clone()).expect("an apply result")
+}

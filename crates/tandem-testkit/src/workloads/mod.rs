@@ -5,4 +5,5 @@ pub mod bank;
 pub mod cache_take;
 pub mod fencing;
 pub mod register;
+pub mod registry;
 pub mod tokens;

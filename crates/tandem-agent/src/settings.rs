@@ -1,0 +1,636 @@
+//! The agent's settings, each declared once: a flag, a `TANDEM_AGENT_*` variable and a key of
+//! the `[agent]` table of the file given with `--config`. Lists (servers, labels, checks) may be
+//! given by repeating the flag; their variables separate items with commas, or with lines for
+//! checks, whose commands may hold commas.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tandem_registry::{check_name, CheckKind, MAX_CHECKS, MAX_FIELD_LEN};
+use tandem_settings::{settings, ConfigError, Span};
+
+/// A label of the agent, `key=value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for Label {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(Label {
+                key: key.trim().to_string(),
+                value: value.trim().to_string(),
+            }),
+            _ => Err(format!("label {text:?} is not key=value, like region=eu")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A health check as declared: `http:URL`, `tcp:HOST:PORT` or `exec:COMMAND` as text (`--check`),
+/// or in the file a table such as `{http = "http://127.0.0.1:9000/ready", interval = "5s",
+/// timeout = "2s"}`. Without its own interval or timeout it runs with `--check-interval` and
+/// `--check-timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    pub target: String,
+    pub interval: Option<Span>,
+    pub timeout: Option<Span>,
+}
+
+fn kind_word(kind: CheckKind) -> &'static str {
+    match kind {
+        CheckKind::Http => "http",
+        CheckKind::Tcp => "tcp",
+        CheckKind::Exec => "exec",
+    }
+}
+
+impl CheckSpec {
+    pub fn new(kind: CheckKind, target: &str) -> CheckSpec {
+        CheckSpec {
+            kind,
+            target: target.trim().to_string(),
+            interval: None,
+            timeout: None,
+        }
+    }
+
+    /// The check's name in reports: `http:<url>`, `tcp:<addr>` or `exec:<command>`, cut to the
+    /// registry's field limit.
+    pub fn name(&self) -> String {
+        let mut name = format!("{}:{}", kind_word(self.kind), self.target);
+        tandem_registry::truncate_output(&mut name, MAX_FIELD_LEN);
+        name
+    }
+
+    fn check_target(&self) -> Result<(), String> {
+        match self.kind {
+            CheckKind::Http => match reqwest::Url::parse(&self.target) {
+                Ok(url) if url.scheme() == "http" && url.has_host() => Ok(()),
+                Ok(url) if url.scheme() == "https" => Err(format!(
+                    "http check {:?}: https is not supported by this build's checks; check the service over plain http on a local port, or use a tcp or exec check",
+                    self.target
+                )),
+                _ => Err(format!(
+                    "http check {:?} is not an http:// URL",
+                    self.target
+                )),
+            },
+            CheckKind::Tcp => {
+                if is_host_port(&self.target) {
+                    Ok(())
+                } else {
+                    Err(format!("tcp check {:?} is not host:port", self.target))
+                }
+            }
+            CheckKind::Exec if self.target.is_empty() => {
+                Err("an exec check has an empty command".into())
+            }
+            CheckKind::Exec => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for CheckSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", kind_word(self.kind), self.target)
+    }
+}
+
+impl FromStr for CheckSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (kind, target) = text.trim().split_once(':').unwrap_or((text.trim(), ""));
+        let kind = match kind {
+            "http" => CheckKind::Http,
+            "tcp" => CheckKind::Tcp,
+            "exec" => CheckKind::Exec,
+            _ => {
+                return Err(format!(
+                    "check {text:?} is not http:URL, tcp:HOST:PORT or exec:COMMAND"
+                ))
+            }
+        };
+        Ok(CheckSpec::new(kind, target))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CheckSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            http: Option<String>,
+            tcp: Option<String>,
+            exec: Option<String>,
+            interval: Option<Span>,
+            timeout: Option<Span>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Text(String),
+            Table(Table),
+        }
+        let table = match Given::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a check is a table with one of http, tcp or exec (and optionally interval and timeout), or text like \"tcp:127.0.0.1:5432\"",
+            )
+        })? {
+            Given::Text(text) => return text.parse().map_err(serde::de::Error::custom),
+            Given::Table(table) => table,
+        };
+        let mut kinds = [
+            (CheckKind::Http, table.http),
+            (CheckKind::Tcp, table.tcp),
+            (CheckKind::Exec, table.exec),
+        ]
+        .into_iter()
+        .filter_map(|(kind, target)| Some((kind, target?)));
+        match (kinds.next(), kinds.next()) {
+            (Some((kind, target)), None) => Ok(CheckSpec {
+                interval: table.interval,
+                timeout: table.timeout,
+                ..CheckSpec::new(kind, &target)
+            }),
+            _ => Err(serde::de::Error::custom(
+                "a check table needs exactly one of http, tcp or exec",
+            )),
+        }
+    }
+}
+
+/// `host:port` with a port number and a host that is not empty.
+pub fn is_host_port(text: &str) -> bool {
+    text.parse::<std::net::SocketAddr>().is_ok()
+        || text
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+settings! {
+    /// `tandem agent` flags. Every flag is also a TANDEM_AGENT_* environment variable and a key
+    /// of the [agent] table of the TOML file given with `--config`.
+    args AgentArgs, file AgentFileSettings, settings AgentSettings,
+    config_env "TANDEM_AGENT_CONFIG",
+    config_help "TOML file with settings, in the table [agent] (see docs/agents.md)";
+    /// Servers to talk to, host:port, comma-separated; needed on the first start, later the agent also knows the servers it was told of
+    servers: Vec<String> = Vec::new(), file "agent.servers", shown "the servers known from the last start", env "TANDEM_AGENT_SERVERS", split ',';
+    /// The pool this agent serves in; the join token must be for this pool
+    pool: String, file "agent.pool", shown "the join token's pool", env "TANDEM_AGENT_POOL";
+    /// Join token, traded on the first start for this agent's own credential (later starts do not need it)
+    join_token: String, file "agent.join_token", shown "unset", env "TANDEM_AGENT_JOIN_TOKEN";
+    /// Address clients use to reach this agent's service, host:port
+    address: String, file "agent.address", shown "required", env "TANDEM_AGENT_ADDRESS";
+    /// A label, key=value (repeat the flag for more; the variable separates them with commas)
+    label: Vec<Label> = Vec::new(), file "agent.labels", shown "none", env "TANDEM_AGENT_LABELS", split ',';
+    /// This agent's name in the registry
+    name: String, file "agent.name", shown "the hostname", env "TANDEM_AGENT_NAME";
+    /// Folder for the agent's credential and the servers it knows
+    data_dir: PathBuf = PathBuf::from("./tandem-agent-data"), file "agent.data_dir", shown "./tandem-agent-data", env "TANDEM_AGENT_DATA_DIR";
+    /// Address of the agent's own HTTP endpoint (/health, /healthz, /load, /drain)
+    health_listen: String = "127.0.0.1:8080".into(), file "agent.health_listen", shown "127.0.0.1:8080", env "TANDEM_AGENT_HEALTH_LISTEN";
+    /// HTTP check: a GET of this URL; 2xx is passing, 429 warning, anything else critical (repeatable; the variable takes one URL a line)
+    check_http: Vec<String> = Vec::new(), file "agent.check_http", shown "none", env "TANDEM_AGENT_CHECK_HTTP", split '\n';
+    /// TCP check: a connection to this host:port; passing when it opens in time (repeatable; the variable takes one address a line)
+    check_tcp: Vec<String> = Vec::new(), file "agent.check_tcp", shown "none", env "TANDEM_AGENT_CHECK_TCP", split '\n';
+    /// Exec check: `sh -c` this command; exit 0 is passing, 1 warning, anything else critical (repeatable; the variable takes one command a line)
+    check_exec: Vec<String> = Vec::new(), file "agent.check_exec", shown "none", env "TANDEM_AGENT_CHECK_EXEC", split '\n';
+    /// A check of any kind, http:URL, tcp:HOST:PORT or exec:COMMAND; in the file a table like {http = "...", interval = "5s", timeout = "2s"} (repeatable; the variable takes one a line)
+    check: Vec<CheckSpec> = Vec::new(), file "agent.checks", shown "none", env "TANDEM_AGENT_CHECKS", split '\n';
+    /// How often each check runs, unless it has its own interval
+    check_interval: Span = Span::secs(1), file "agent.check_interval", shown "1s", env "TANDEM_AGENT_CHECK_INTERVAL";
+    /// How long a check may take before it counts as critical, unless it has its own timeout
+    check_timeout: Span = Span::secs(1), file "agent.check_timeout", shown "1s", env "TANDEM_AGENT_CHECK_TIMEOUT";
+    /// How often the agent reports to the servers (its heartbeat); a check that changes is reported at once
+    report_interval: Span = Span::secs(1), file "agent.report_interval", shown "1s", env "TANDEM_AGENT_REPORT_INTERVAL";
+    /// Command whose output, a number, is the agent's load
+    load_command: String, file "agent.load_command", shown "unset: the 1-minute load average per core", env "TANDEM_AGENT_LOAD_COMMAND";
+    /// Log filter, as RUST_LOG spells it
+    log_level: String = "info".into(), file "agent.log_level", shown "info", env "TANDEM_AGENT_LOG_LEVEL";
+}
+
+/// The shortest check or report interval accepted.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+impl AgentSettings {
+    /// Merges flags and environment (already in `args`) with the config file and defaults, and
+    /// checks the result.
+    pub fn load(args: &AgentArgs) -> Result<AgentSettings, ConfigError> {
+        let file = AgentFileSettings::read(args.config.as_deref())?;
+        AgentSettings::settle(
+            args.clone(),
+            file,
+            &|name| std::env::var(name).ok(),
+            &hostname,
+        )
+    }
+
+    /// `env` reads an environment variable and `hostname` the machine's name: the process's in
+    /// [`AgentSettings::load`], stand-ins in tests.
+    fn settle(
+        args: AgentArgs,
+        file: AgentFileSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+        hostname: &dyn Fn() -> Option<String>,
+    ) -> Result<AgentSettings, ConfigError> {
+        let mut settings = AgentSettings::merge(args, file, env)?;
+        tandem_settings::unset_blanks([
+            &mut settings.pool,
+            &mut settings.join_token,
+            &mut settings.address,
+            &mut settings.name,
+            &mut settings.load_command,
+        ]);
+        if settings.name.is_none() {
+            settings.name = Some(hostname().ok_or_else(|| {
+                ConfigError(
+                    "the hostname cannot be read to name this agent; give --name (or TANDEM_AGENT_NAME)"
+                        .into(),
+                )
+            })?);
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(address) = &self.address else {
+            return Err(ConfigError(
+                "--address (TANDEM_AGENT_ADDRESS) is required: the host:port clients use to reach this agent's service".into(),
+            ));
+        };
+        if !is_host_port(address) || address.len() > MAX_FIELD_LEN {
+            return Err(ConfigError(format!(
+                "--address {address:?} is not host:port"
+            )));
+        }
+        check_name("agent name", self.name())
+            .map_err(|e| ConfigError(format!("{e}; give --name")))?;
+        if let Some(pool) = &self.pool {
+            check_name("pool", pool).map_err(ConfigError)?;
+        }
+        if let Some(server) = self.servers.iter().find(|s| {
+            let bare = s.trim_start_matches("http://").trim_end_matches('/');
+            !is_host_port(bare)
+        }) {
+            return Err(ConfigError(format!(
+                "server {server:?} in --servers is not host:port"
+            )));
+        }
+        self.labels()?;
+        for (name, span) in [
+            ("check_interval", self.check_interval),
+            ("report_interval", self.report_interval),
+        ] {
+            if span.0 < MIN_INTERVAL {
+                return Err(ConfigError(format!(
+                    "{name} ({span}) must be at least 100ms"
+                )));
+            }
+        }
+        if self.check_timeout.0.is_zero() {
+            return Err(ConfigError("check_timeout must be above 0".into()));
+        }
+        let checks = self.checks();
+        if checks.len() > MAX_CHECKS {
+            return Err(ConfigError(format!(
+                "{} checks declared; an agent may have at most {MAX_CHECKS}",
+                checks.len()
+            )));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for check in &checks {
+            check.check_target().map_err(ConfigError)?;
+            if check.interval.is_some_and(|i| i.0 < MIN_INTERVAL)
+                || check.timeout.is_some_and(|t| t.0.is_zero())
+            {
+                return Err(ConfigError(format!(
+                    "check {check}: its interval must be at least 100ms and its timeout above 0"
+                )));
+            }
+            if !names.insert(check.name()) {
+                return Err(ConfigError(format!(
+                    "check {:?} is declared twice",
+                    check.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent's name (the hostname unless given).
+    pub fn name(&self) -> &str {
+        // `settle` always sets it.
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    /// The labels as a map; a key given twice is an error.
+    pub fn labels(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut labels = BTreeMap::new();
+        for label in &self.label {
+            if labels
+                .insert(label.key.clone(), label.value.clone())
+                .is_some()
+            {
+                return Err(ConfigError(format!("label {:?} is given twice", label.key)));
+            }
+        }
+        Ok(labels)
+    }
+
+    /// Every check, from the `--check-*` flags and the `checks` table alike, each with its
+    /// interval and timeout filled in.
+    pub fn checks(&self) -> Vec<CheckSpec> {
+        let of_kind = |kind, targets: &Vec<String>| {
+            targets
+                .iter()
+                .map(move |target| CheckSpec::new(kind, target))
+                .collect::<Vec<_>>()
+        };
+        of_kind(CheckKind::Http, &self.check_http)
+            .into_iter()
+            .chain(of_kind(CheckKind::Tcp, &self.check_tcp))
+            .chain(of_kind(CheckKind::Exec, &self.check_exec))
+            .chain(self.check.iter().cloned())
+            .map(|check| CheckSpec {
+                interval: Some(check.interval.unwrap_or(self.check_interval)),
+                timeout: Some(check.timeout.unwrap_or(self.check_timeout)),
+                ..check
+            })
+            .collect()
+    }
+}
+
+/// The machine's name: /proc/sys/kernel/hostname, else `HOSTNAME`.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn settle(args: AgentArgs, file: AgentFileSettings) -> Result<AgentSettings, String> {
+        AgentSettings::settle(args, file, &|_| None, &|| Some("gw-host".into())).map_err(|e| e.0)
+    }
+
+    fn from_flags(flags: &[&str]) -> Result<AgentSettings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("tandem").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        settle(cli.agent, AgentFileSettings::default())
+    }
+
+    fn from_file(text: &str) -> Result<AgentSettings, String> {
+        let file = AgentFileSettings::parse(text)?;
+        settle(AgentArgs::default(), file)
+    }
+
+    /// What clap reads from an environment of `vars`. The variables are set in the process
+    /// under names only this test reads (`TANDEM_SETTINGS_TEST_` before each), so that tests
+    /// running at the same time see none of them.
+    fn from_env(vars: &[(&str, &str)]) -> Result<AgentSettings, String> {
+        const PREFIX: &str = "TANDEM_SETTINGS_TEST_";
+        for (name, value) in vars {
+            std::env::set_var(format!("{PREFIX}{name}"), value);
+        }
+        let command = <Cli as clap::CommandFactory>::command().mut_args(|arg| {
+            match arg.get_env().and_then(|e| e.to_str()) {
+                Some(name) => {
+                    let renamed: &'static str =
+                        Box::leak(format!("{PREFIX}{name}").into_boxed_str());
+                    arg.env(renamed)
+                }
+                None => arg,
+            }
+        });
+        let matches = command
+            .try_get_matches_from(["tandem"])
+            .map_err(|e| e.to_string())?;
+        let cli =
+            <Cli as clap::FromArgMatches>::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        settle(cli.agent, AgentFileSettings::default())
+    }
+
+    #[test]
+    fn flags_give_every_setting_and_repeat_for_lists() {
+        let s = from_flags(&[
+            "--servers",
+            "10.0.0.1:8200,10.0.0.2:8200",
+            "--servers",
+            "10.0.0.3:8200",
+            "--pool",
+            "vpn",
+            "--join-token",
+            "tok",
+            "--address",
+            "203.0.113.7:51820",
+            "--label",
+            "region=eu",
+            "--label",
+            "tier=gold,zone=a",
+            "--check-http",
+            "http://127.0.0.1:9000/ready",
+            "--check-exec",
+            "test -e /tmp/a, or not",
+            "--check-exec",
+            "true",
+            "--check-tcp",
+            "127.0.0.1:5432",
+            "--check-interval",
+            "5s",
+            "--report-interval",
+            "500ms",
+            "--load-command",
+            "cat /tmp/load",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.servers,
+            vec!["10.0.0.1:8200", "10.0.0.2:8200", "10.0.0.3:8200"]
+        );
+        assert_eq!(s.pool.as_deref(), Some("vpn"));
+        assert_eq!(s.name(), "gw-host");
+        assert_eq!(s.data_dir, PathBuf::from("./tandem-agent-data"));
+        assert_eq!(s.health_listen, "127.0.0.1:8080");
+        let labels = s.labels().unwrap();
+        assert_eq!(labels.len(), 3);
+        assert_eq!(labels["zone"], "a");
+        let checks = s.checks();
+        let names: Vec<String> = checks.iter().map(CheckSpec::name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "http:http://127.0.0.1:9000/ready",
+                "tcp:127.0.0.1:5432",
+                "exec:test -e /tmp/a, or not",
+                "exec:true"
+            ]
+        );
+        assert!(checks
+            .iter()
+            .all(|c| c.interval == Some(Span::secs(5)) && c.timeout == Some(Span::secs(1))));
+        assert_eq!(s.report_interval, Span::millis(500));
+        assert_eq!(s.load_command.as_deref(), Some("cat /tmp/load"));
+    }
+
+    #[test]
+    fn environment_lists_split_on_commas_or_lines() {
+        let s = from_env(&[
+            ("TANDEM_AGENT_SERVERS", "a:8200,b:8200"),
+            ("TANDEM_AGENT_ADDRESS", "10.0.0.7:80"),
+            ("TANDEM_AGENT_LABELS", "region=eu,tier=gold"),
+            ("TANDEM_AGENT_CHECK_EXEC", "echo a, b\nexit 1"),
+            ("TANDEM_AGENT_CHECKS", "tcp:127.0.0.1:1\nhttp:http://x/"),
+            ("TANDEM_AGENT_NAME", "gw-7"),
+        ])
+        .unwrap();
+        assert_eq!(s.servers, vec!["a:8200", "b:8200"]);
+        assert_eq!(s.labels().unwrap()["tier"], "gold");
+        assert_eq!(s.name(), "gw-7");
+        let names: Vec<String> = s.checks().iter().map(CheckSpec::name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "exec:echo a, b",
+                "exec:exit 1",
+                "tcp:127.0.0.1:1",
+                "http:http://x/"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_file_holds_an_agent_table_with_check_tables() {
+        let s = from_file(
+            r#"
+            [agent]
+            servers = ["10.0.0.1:8200", "10.0.0.2:8200"]
+            pool = "vpn"
+            address = "203.0.113.7:51820"
+            labels = ["region=eu"]
+            name = "gw-1"
+            check_interval = "2s"
+            checks = [
+                {http = "http://127.0.0.1:9000/ready", interval = "5s", timeout = "2s"},
+                {exec = "pg_isready -q"},
+                "tcp:127.0.0.1:5432",
+            ]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.name(), "gw-1");
+        let checks = s.checks();
+        assert_eq!(checks.len(), 3);
+        assert_eq!(checks[0].kind, CheckKind::Http);
+        assert_eq!(checks[0].interval, Some(Span::secs(5)));
+        assert_eq!(checks[0].timeout, Some(Span::secs(2)));
+        assert_eq!(checks[1].name(), "exec:pg_isready -q");
+        assert_eq!(checks[1].interval, Some(Span::secs(2)));
+        assert_eq!(checks[2].kind, CheckKind::Tcp);
+
+        let err = from_file(
+            "[agent]\naddress = \"a:1\"\nchecks = [{http = \"http://x/\", tcp = \"a:1\"}]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("exactly one of http, tcp or exec"), "{err}");
+        let err = from_file("[agent]\nadress = \"a:1\"\n").unwrap_err();
+        assert!(err.contains("unknown key `adress` in [agent]"), "{err}");
+    }
+
+    #[test]
+    fn a_flag_beats_the_file() {
+        let file =
+            AgentFileSettings::parse("[agent]\naddress = \"a:1\"\nname = \"from-file\"\n").unwrap();
+        let args = AgentArgs {
+            name: Some("from-flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(settle(args, file).unwrap().name(), "from-flag");
+    }
+
+    #[test]
+    fn bad_settings_name_what_is_wrong() {
+        let err = from_flags(&[]).unwrap_err();
+        assert!(
+            err.starts_with("--address (TANDEM_AGENT_ADDRESS) is required"),
+            "{err}"
+        );
+        let with = |extra: &[&str]| {
+            let mut flags = vec!["--address", "10.0.0.7:80"];
+            flags.extend_from_slice(extra);
+            from_flags(&flags).unwrap_err()
+        };
+        assert!(with(&["--name", "bad/name"]).contains("give --name"));
+        assert!(with(&["--label", "novalue"]).contains("key=value"));
+        assert!(with(&["--label", "a=1", "--label", "a=2"]).contains("given twice"));
+        assert!(with(&["--check-http", "https://x/"]).contains("https is not supported"));
+        assert!(with(&["--check-tcp", "nohost"]).contains("not host:port"));
+        assert!(with(&["--check-exec", "true", "--check-exec", "true"]).contains("declared twice"));
+        assert!(with(&["--check", "ping:x"]).contains("http:URL, tcp:HOST:PORT or exec:COMMAND"));
+        assert!(with(&["--report-interval", "10ms"]).contains("at least 100ms"));
+        assert!(with(&["--servers", "a:1,nope"]).contains("\"nope\""));
+        let err = AgentSettings::settle(
+            AgentArgs {
+                address: Some("a:1".into()),
+                ..Default::default()
+            },
+            AgentFileSettings::default(),
+            &|_| None,
+            &|| None,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("give --name"), "{}", err.0);
+    }
+
+    #[test]
+    fn long_check_names_are_cut() {
+        let check = CheckSpec::new(CheckKind::Exec, &"x".repeat(1000));
+        assert_eq!(check.name().len(), MAX_FIELD_LEN);
+    }
+
+    #[test]
+    fn every_spelling_is_an_agent_one() {
+        let mut keys = std::collections::BTreeSet::new();
+        for setting in AgentSettings::catalogue() {
+            assert!(setting.env.starts_with("TANDEM_AGENT_"), "{}", setting.env);
+            assert!(
+                setting.file_key.starts_with("agent."),
+                "{}",
+                setting.file_key
+            );
+            assert!(!setting.help.is_empty());
+            assert!(keys.insert(setting.file_key), "{} twice", setting.file_key);
+        }
+    }
+}

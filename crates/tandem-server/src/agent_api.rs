@@ -1,0 +1,384 @@
+//! What agents call: enrolment (a join token traded for a credential), and, with that
+//! credential, registering, reporting, draining and deregistering themselves. A credential
+//! speaks for its own agent only: every handler here acts on the name the credential was issued
+//! to, never on a name in the request.
+
+use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde_json::json;
+use tandem_keys::{public_jwk_from_json, token_key_id, verify_token};
+use tandem_registry::{
+    check_name, health_of, state_of, Credential, Enrollment, Registration, Report, ReportAnswer,
+};
+use tandem_store::{AgentRow, Outcome, RegistryCommand};
+
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::join_token::parse_join_token;
+use crate::registry::Registry;
+
+/// The longest an agent's assertion may be valid for; agents sign a fresh one every minute.
+const MAX_ASSERTION_LIFETIME_SECS: u64 = 600;
+
+/// The agent a request's credential belongs to.
+#[derive(Clone, Debug)]
+pub struct AgentIdentity {
+    pub name: String,
+    pub pool: String,
+    pub credential_id: String,
+}
+
+fn credential_error(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Lets a request through only with a valid assertion of an enrolled, unrevoked agent
+/// (`Authorization: Bearer <JWT signed with the agent's key, kid = credential id, sub = name>`).
+pub async fn require_agent_credential(
+    State(registry): State<Registry>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    match identify(&registry, &token) {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError> {
+    let no_credential = || {
+        credential_error(
+            "credential_invalid",
+            "send `Authorization: Bearer <assertion>` signed with the agent's credential; enrol with a join token first (`tandem agent --join-token ...`)",
+        )
+    };
+    if token.is_empty() {
+        return Err(no_credential());
+    }
+    let credential_id = token_key_id(token).ok_or_else(no_credential)?;
+    let row = registry
+        .data()
+        .db()
+        .registry_credential(&credential_id)?
+        .ok_or_else(|| {
+            credential_error(
+                "credential_invalid",
+                format!("credential {credential_id:?} is not known to this cluster; enrol with a new join token"),
+            )
+        })?;
+    if row.revoked {
+        return Err(credential_error(
+            "credential_revoked",
+            format!(
+                "the credential of agent {:?} was revoked; enrol again with a new join token",
+                row.name
+            ),
+        ));
+    }
+    let now = now_secs();
+    if !registry.verified_before(token, now) {
+        let jwk = public_jwk_from_json(&row.public_jwk).map_err(ApiError::internal)?;
+        let claims = verify_token(token, |kid| (kid == credential_id).then(|| jwk.clone()))
+            .map_err(|e| {
+                credential_error(
+                    "credential_invalid",
+                    format!("agent assertion refused: {e}"),
+                )
+            })?;
+        if claims.get("sub").and_then(|s| s.as_str()) != Some(row.name.as_str()) {
+            return Err(credential_error(
+                "credential_invalid",
+                format!(
+                    "the assertion's \"sub\" must be the credential's agent, {:?}",
+                    row.name
+                ),
+            ));
+        }
+        let exp = claims.get("exp").and_then(|e| e.as_u64()).unwrap_or(0);
+        if exp > now + MAX_ASSERTION_LIFETIME_SECS {
+            return Err(credential_error(
+                "credential_invalid",
+                format!("the assertion is valid for more than {MAX_ASSERTION_LIFETIME_SECS}s; sign a shorter one"),
+            ));
+        }
+        registry.remember_verified(token, exp);
+    }
+    Ok(AgentIdentity {
+        name: row.name,
+        pool: row.pool,
+        credential_id,
+    })
+}
+
+/// `POST /v1/agent/enroll`: checks the join token and the agent's public key, issues the
+/// agent's certificate, and records the credential; the token's use is counted in the same
+/// replicated step, so two agents can never share a single-use token.
+pub async fn enroll(
+    State(registry): State<Registry>,
+    Json(enrollment): Json<Enrollment>,
+) -> Result<axum::Json<Credential>, ApiError> {
+    check_name("agent name", &enrollment.name).map_err(ApiError::bad_request)?;
+    let invalid_token = || {
+        credential_error(
+            "join_token_invalid",
+            "the join token is not valid; create one with `tandem agents token create --pool <pool>`",
+        )
+    };
+    let (token_id, secret_sha256) =
+        parse_join_token(&enrollment.token).ok_or_else(invalid_token)?;
+    let pool = registry
+        .data()
+        .db()
+        .join_token_pool(&token_id)?
+        .ok_or_else(invalid_token)?;
+    if let Some(wanted) = &enrollment.pool {
+        if *wanted != pool {
+            return Err(ApiError::bad_request(format!(
+                "the join token is for pool {pool:?}, but the agent was started with --pool {wanted:?}"
+            )));
+        }
+    }
+    let (x, y) = p256_coordinates(&enrollment.public_key)?;
+    let credential_id = new_credential_id();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+        "kid": credential_id,
+        "x": URL_SAFE_NO_PAD.encode(&x), "y": URL_SAFE_NO_PAD.encode(&y),
+    });
+    let certificate_pem = registry
+        .agent_ca()
+        .issue(&enrollment.name, &pool, &x, &y, SystemTime::now())
+        .map_err(|e| ApiError::bad_request(format!("cannot issue a certificate: {e}")))?;
+    let outcome = registry
+        .propose(RegistryCommand::Enroll {
+            token_id,
+            secret_sha256,
+            name: enrollment.name.clone(),
+            credential_id: credential_id.clone(),
+            public_jwk: jwk.to_string(),
+            certificate_pem: certificate_pem.clone(),
+        })
+        .await?;
+    let pool = match outcome {
+        Outcome::AgentEnrolled { pool: enrolled } => enrolled,
+        other => return Err(ApiError::internal(format!("enrolment answered {other:?}"))),
+    };
+    tracing::info!(agent = %enrollment.name, %pool, credential = %credential_id, "agent enrolled");
+    Ok(axum::Json(Credential {
+        name: enrollment.name,
+        pool,
+        credential_id,
+        certificate_pem,
+        ca_certificate_pem: registry.agent_ca().certificate_pem(),
+    }))
+}
+
+/// `agent-` and 16 random hex digits: unique without coordination.
+fn new_credential_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("agent-{hex}")
+}
+
+/// The x and y of an ES256 public JWK, 32 bytes each.
+fn p256_coordinates(jwk: &serde_json::Value) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let refuse = |what: &str| {
+        ApiError::bad_request(format!(
+            "public_key must be an ES256 public JWK ({{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\", \"y\"}}): {what}"
+        ))
+    };
+    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+        return Err(refuse("kty must be EC and crv P-256"));
+    }
+    if jwk.get("d").is_some() {
+        return Err(refuse(
+            "it holds a private key (\"d\"); send only the public half",
+        ));
+    }
+    let coordinate = |name: &str| -> Result<Vec<u8>, ApiError> {
+        let text = jwk[name]
+            .as_str()
+            .ok_or_else(|| refuse(&format!("{name} is missing")))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| refuse(&format!("{name} is not base64url")))?;
+        if bytes.len() != 32 {
+            return Err(refuse(&format!("{name} is not 32 bytes")));
+        }
+        Ok(bytes)
+    };
+    Ok((coordinate("x")?, coordinate("y")?))
+}
+
+/// The answer to every report: the agent's state now, and the servers to talk to.
+fn answer(registry: &Registry, state: tandem_registry::AgentState) -> axum::Json<ReportAnswer> {
+    let servers = registry
+        .data()
+        .status()
+        .members
+        .into_iter()
+        .map(|member| member.api_addr)
+        .filter(|addr| !addr.is_empty())
+        .collect();
+    axum::Json(ReportAnswer {
+        state,
+        servers,
+        report_every_ms: registry.report_every().as_millis() as u64,
+    })
+}
+
+async fn own_row(
+    registry: &Registry,
+    identity: &AgentIdentity,
+) -> Result<Option<AgentRow>, ApiError> {
+    let name = identity.name.clone();
+    registry
+        .data()
+        .read(move |db| Ok(db.registry_agent(&name)?))
+        .await
+}
+
+fn state_outcome(outcome: Outcome) -> Result<tandem_registry::AgentState, ApiError> {
+    match outcome {
+        Outcome::AgentState { state } => Ok(state),
+        other => Err(ApiError::internal(format!(
+            "the registry answered {other:?}"
+        ))),
+    }
+}
+
+/// `POST /v1/agent/register`: an agent (re)starts and says where it serves.
+pub async fn register(
+    State(registry): State<Registry>,
+    Extension(identity): Extension<AgentIdentity>,
+    Json(registration): Json<Registration>,
+) -> Result<axum::Json<ReportAnswer>, ApiError> {
+    registration.check().map_err(ApiError::bad_request)?;
+    let before = own_row(&registry, &identity).await?.map(|row| row.state());
+    let Registration {
+        address,
+        labels,
+        version,
+        report,
+    } = registration;
+    let state = state_outcome(
+        registry
+            .propose(RegistryCommand::Register {
+                credential_id: identity.credential_id.clone(),
+                name: identity.name.clone(),
+                address,
+                labels,
+                version,
+                checks: report.checks.clone(),
+            })
+            .await?,
+    )?;
+    registry.heard(&identity.name, report.load, report.checks);
+    registry.note_change(&identity.name, &identity.pool, before, state);
+    Ok(answer(&registry, state))
+}
+
+/// `POST /v1/agent/report`: a heartbeat. Kept in memory; replicated only when the agent's
+/// health or a check's status changed, or the agent comes back from down.
+pub async fn report(
+    State(registry): State<Registry>,
+    Extension(identity): Extension<AgentIdentity>,
+    Json(report): Json<Report>,
+) -> Result<axum::Json<ReportAnswer>, ApiError> {
+    report.check().map_err(ApiError::bad_request)?;
+    let row = own_row(&registry, &identity).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "agent_not_registered",
+            format!(
+                "agent {:?} is not registered; register first",
+                identity.name
+            ),
+        )
+    })?;
+    let before = row.state();
+    let statuses =
+        |checks: &[tandem_registry::CheckReport]| -> Vec<(String, tandem_registry::CheckStatus)> {
+            checks.iter().map(|c| (c.name.clone(), c.status)).collect()
+        };
+    let changed = row.down_since_ms.is_some() || statuses(&row.checks) != statuses(&report.checks);
+    let state = if changed {
+        state_outcome(
+            registry
+                .propose(RegistryCommand::Report {
+                    credential_id: identity.credential_id.clone(),
+                    name: identity.name.clone(),
+                    checks: report.checks.clone(),
+                })
+                .await?,
+        )?
+    } else {
+        state_of(health_of(&report.checks), false, row.draining)
+    };
+    registry.heard(&identity.name, report.load, report.checks);
+    registry.note_change(&identity.name, &identity.pool, Some(before), state);
+    Ok(answer(&registry, state))
+}
+
+/// `POST /v1/agent/drain`: the agent asks to be picked no more (on SIGTERM, or `tandem agent
+/// drain`); it keeps reporting until it deregisters.
+pub async fn drain_self(
+    State(registry): State<Registry>,
+    Extension(identity): Extension<AgentIdentity>,
+) -> Result<axum::Json<ReportAnswer>, ApiError> {
+    let before = own_row(&registry, &identity).await?.map(|row| row.state());
+    let state = state_outcome(
+        registry
+            .propose(RegistryCommand::Drain {
+                name: identity.name.clone(),
+            })
+            .await?,
+    )?;
+    registry.note_change(&identity.name, &identity.pool, before, state);
+    Ok(answer(&registry, state))
+}
+
+/// `POST /v1/agent/deregister`: the agent stops; its credential stays valid for its next start.
+pub async fn deregister_self(
+    State(registry): State<Registry>,
+    Extension(identity): Extension<AgentIdentity>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let outcome = registry
+        .propose(RegistryCommand::Deregister {
+            name: identity.name.clone(),
+            credential_id: Some(identity.credential_id.clone()),
+        })
+        .await?;
+    registry.forget(&identity.name);
+    tracing::info!(agent = %identity.name, pool = %identity.pool, "agent deregistered");
+    let existed = matches!(outcome, Outcome::AgentsChanged { count } if count > 0);
+    Ok(axum::Json(
+        json!({"deregistered": identity.name, "existed": existed}),
+    ))
+}

@@ -1,0 +1,364 @@
+//! Commands that change the agent registry: join tokens, enrolment, and the agents' rows.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tandem_registry::{check_name, CheckReport, Registration, Report};
+
+use super::{check_public_key, check_ttl, Rejection};
+
+/// Longest token or credential id accepted.
+pub const MAX_ID_LEN: usize = 128;
+/// Largest agent certificate accepted, in bytes of PEM.
+pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
+/// The most agents one mark-down or removal may name.
+pub const MAX_NAMES_PER_COMMAND: usize = 10_000;
+/// A join token's secret is kept only as its SHA-256.
+const SHA256_LEN: usize = 32;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RegistryCommand {
+    /// A join token that enrols agents into `pool`, `uses` times (`None`: unlimited) until
+    /// `ttl_ms` past the stamp (`None`: until revoked).
+    TokenCreate {
+        id: String,
+        pool: String,
+        secret_sha256: Vec<u8>,
+        ttl_ms: Option<u64>,
+        uses: Option<u64>,
+    },
+    TokenRevoke {
+        id: String,
+    },
+    /// Trades a join token for a credential, atomically: the token must exist, match the hash,
+    /// be unrevoked, unexpired at the stamp and have uses left (one is used); the name must not
+    /// belong to another unrevoked credential.
+    Enroll {
+        token_id: String,
+        secret_sha256: Vec<u8>,
+        name: String,
+        credential_id: String,
+        public_jwk: String,
+        certificate_pem: String,
+    },
+    /// An agent (re)starts: upserts its row from its unrevoked credential (the pool comes from
+    /// the credential; the name must match the credential's), healthy as its checks say, not
+    /// down, not draining.
+    Register {
+        credential_id: String,
+        name: String,
+        address: String,
+        labels: BTreeMap<String, String>,
+        version: String,
+        checks: Vec<CheckReport>,
+    },
+    /// A report whose health or check statuses differ from the row, or from an agent marked
+    /// down: sets health and checks, clears down. Any other report changes nothing.
+    Report {
+        credential_id: String,
+        name: String,
+        checks: Vec<CheckReport>,
+    },
+    /// Marks agents down; absent or already-down agents are skipped.
+    MarkDown {
+        names: Vec<String>,
+    },
+    Drain {
+        name: String,
+    },
+    /// Removes the agent's row; with a credential, only if the row was registered with it.
+    Deregister {
+        name: String,
+        credential_id: Option<String>,
+    },
+    /// Revokes every credential of that name and removes the agent's row.
+    Revoke {
+        name: String,
+    },
+    /// The `deregister_after` reaper: removes those of the agents that are still down.
+    Remove {
+        names: Vec<String>,
+    },
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(Rejection::invalid(format!(
+            "{what} must be 1 to {MAX_ID_LEN} bytes long, got {}",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_sha256(hash: &[u8]) -> Result<(), Rejection> {
+    if hash.len() != SHA256_LEN {
+        return Err(Rejection::invalid(format!(
+            "a join token's secret is sent as its SHA-256 ({SHA256_LEN} bytes), got {} bytes",
+            hash.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_agent_name(name: &str) -> Result<(), Rejection> {
+    check_name("agent name", name).map_err(Rejection::invalid)
+}
+
+fn check_names(names: &[String]) -> Result<(), Rejection> {
+    if names.len() > MAX_NAMES_PER_COMMAND {
+        return Err(Rejection::invalid(format!(
+            "{} agents named in one command; the limit is {MAX_NAMES_PER_COMMAND}",
+            names.len()
+        )));
+    }
+    names.iter().try_for_each(|name| check_agent_name(name))
+}
+
+impl RegistryCommand {
+    /// Checks everything that can be checked without the state; runs again at apply time.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        match self {
+            RegistryCommand::TokenCreate {
+                id,
+                pool,
+                secret_sha256,
+                ttl_ms,
+                uses,
+            } => {
+                check_id("a join token's id", id)?;
+                check_name("pool", pool).map_err(Rejection::invalid)?;
+                check_sha256(secret_sha256)?;
+                if let Some(ttl_ms) = ttl_ms {
+                    check_ttl("a join token's ttl", *ttl_ms)?;
+                }
+                if *uses == Some(0) {
+                    return Err(Rejection::invalid(
+                        "a join token needs at least 1 use; leave the number of uses out for unlimited",
+                    ));
+                }
+                Ok(())
+            }
+            RegistryCommand::TokenRevoke { id } => check_id("a join token's id", id),
+            RegistryCommand::Enroll {
+                token_id,
+                secret_sha256,
+                name,
+                credential_id,
+                public_jwk,
+                certificate_pem,
+            } => {
+                check_id("a join token's id", token_id)?;
+                check_sha256(secret_sha256)?;
+                check_agent_name(name)?;
+                check_id("a credential's id", credential_id)?;
+                if !check_public_key(public_jwk)?.is_object() {
+                    return Err(Rejection::invalid(
+                        "the agent's public key must be a JWK: a JSON object",
+                    ));
+                }
+                if certificate_pem.len() > MAX_CERTIFICATE_LEN {
+                    return Err(Rejection::invalid(format!(
+                        "the agent's certificate is {} bytes long; the limit is {MAX_CERTIFICATE_LEN}",
+                        certificate_pem.len()
+                    )));
+                }
+                Ok(())
+            }
+            RegistryCommand::Register {
+                credential_id,
+                name,
+                address,
+                labels,
+                version,
+                checks,
+            } => {
+                check_id("a credential's id", credential_id)?;
+                check_agent_name(name)?;
+                let registration = Registration {
+                    address: address.clone(),
+                    labels: labels.clone(),
+                    version: version.clone(),
+                    report: Report {
+                        checks: checks.clone(),
+                        load: None,
+                    },
+                };
+                registration.check().map_err(Rejection::invalid)
+            }
+            RegistryCommand::Report {
+                credential_id,
+                name,
+                checks,
+            } => {
+                check_id("a credential's id", credential_id)?;
+                check_agent_name(name)?;
+                let report = Report {
+                    checks: checks.clone(),
+                    load: None,
+                };
+                report.check().map_err(Rejection::invalid)
+            }
+            RegistryCommand::MarkDown { names } | RegistryCommand::Remove { names } => {
+                check_names(names)
+            }
+            RegistryCommand::Drain { name } | RegistryCommand::Revoke { name } => {
+                check_agent_name(name)
+            }
+            RegistryCommand::Deregister {
+                name,
+                credential_id,
+            } => {
+                check_agent_name(name)?;
+                match credential_id {
+                    Some(id) => check_id("a credential's id", id),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use tandem_registry::{CheckKind, CheckStatus};
+
+    fn enroll() -> RegistryCommand {
+        RegistryCommand::Enroll {
+            token_id: "tok-1".into(),
+            secret_sha256: vec![1; 32],
+            name: "gw-1".into(),
+            credential_id: "cred-1".into(),
+            public_jwk: r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#.into(),
+            certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
+        }
+    }
+
+    fn register(checks: Vec<CheckReport>) -> RegistryCommand {
+        RegistryCommand::Register {
+            credential_id: "cred-1".into(),
+            name: "gw-1".into(),
+            address: "10.0.0.7:80".into(),
+            labels: BTreeMap::from([("zone".into(), "a".into())]),
+            version: "1.0".into(),
+            checks,
+        }
+    }
+
+    fn check(name: &str) -> CheckReport {
+        CheckReport {
+            name: name.into(),
+            kind: CheckKind::Http,
+            status: CheckStatus::Warning,
+            output: "slow".into(),
+        }
+    }
+
+    #[test]
+    fn registry_commands_round_trip() {
+        let commands = [
+            RegistryCommand::TokenCreate {
+                id: "tok-1".into(),
+                pool: "edge".into(),
+                secret_sha256: vec![1; 32],
+                ttl_ms: Some(60_000),
+                uses: None,
+            },
+            enroll(),
+            register(vec![check("a"), check("b")]),
+            RegistryCommand::Deregister {
+                name: "gw-1".into(),
+                credential_id: Some("cred-1".into()),
+            },
+            RegistryCommand::MarkDown {
+                names: vec!["gw-1".into(), "gw-2".into()],
+            },
+        ];
+        for command in commands {
+            let command = Command::Registry(command);
+            assert_eq!(command.validate(), Ok(()), "{command:?}");
+            assert_eq!(Command::decode(&command.encode()).unwrap(), command);
+        }
+    }
+
+    #[test]
+    fn enrolments_need_a_hash_a_name_and_a_json_key() {
+        let with = |change: fn(&mut RegistryCommand)| {
+            let mut command = enroll();
+            change(&mut command);
+            command.validate().unwrap_err().message
+        };
+        let short_hash = with(|c| {
+            if let RegistryCommand::Enroll { secret_sha256, .. } = c {
+                secret_sha256.pop();
+            }
+        });
+        assert!(short_hash.contains("SHA-256"), "{short_hash}");
+        let bad_name = with(|c| {
+            if let RegistryCommand::Enroll { name, .. } = c {
+                *name = "gw/1".into();
+            }
+        });
+        assert!(bad_name.contains("agent name"), "{bad_name}");
+        let not_json = with(|c| {
+            if let RegistryCommand::Enroll { public_jwk, .. } = c {
+                *public_jwk = "nope".into();
+            }
+        });
+        assert!(not_json.contains("not JSON"), "{not_json}");
+        let long_id = with(|c| {
+            if let RegistryCommand::Enroll { credential_id, .. } = c {
+                *credential_id = "c".repeat(MAX_ID_LEN + 1);
+            }
+        });
+        assert!(long_id.contains("128"), "{long_id}");
+    }
+
+    #[test]
+    fn registrations_are_checked_as_the_api_checks_them() {
+        let twice = register(vec![check("a"), check("a")])
+            .validate()
+            .unwrap_err();
+        assert!(twice.message.contains("twice"), "{}", twice.message);
+        let no_address = RegistryCommand::Register {
+            credential_id: "cred-1".into(),
+            name: "gw-1".into(),
+            address: String::new(),
+            labels: BTreeMap::new(),
+            version: String::new(),
+            checks: vec![],
+        };
+        assert!(no_address.validate().is_err());
+    }
+
+    #[test]
+    fn tokens_need_a_use_and_a_ttl_within_limits() {
+        let token = |ttl_ms, uses| RegistryCommand::TokenCreate {
+            id: "tok-1".into(),
+            pool: "edge".into(),
+            secret_sha256: vec![1; 32],
+            ttl_ms,
+            uses,
+        };
+        assert!(token(None, Some(1)).validate().is_ok());
+        assert!(token(None, Some(0)).validate().is_err());
+        assert!(token(Some(0), None).validate().is_err());
+        assert!(token(Some(crate::command::MAX_TTL_MS + 1), None)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn lists_of_names_are_bounded_and_checked() {
+        let many = RegistryCommand::Remove {
+            names: vec!["gw".into(); MAX_NAMES_PER_COMMAND + 1],
+        };
+        assert!(many.validate().is_err());
+        let bad = RegistryCommand::MarkDown {
+            names: vec!["gw-1".into(), String::new()],
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,490 @@
+//! The agent registry in SQLite: join tokens, credentials and agents' rows. Loads rows, asks
+//! [`crate::rules::registry`], and stores what it answers under a new registry index.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tandem_registry::{CheckReport, CheckStatus, JoinTokenInfo};
+
+use crate::command::{Outcome, RegistryCommand, Rejection};
+use crate::db::apply::{ApplyError, Applying};
+use crate::rules::registry::{self as rules, AgentRow, CredentialRow, JoinToken, Registering};
+use crate::rules::ttl;
+
+const AGENT_COLUMNS: &str = "name, pool, credential_id, address, labels, version, health, checks, \
+     down_since, draining, state_since, registered_at, modify_index";
+
+pub(super) fn apply(
+    applying: &mut Applying<'_>,
+    command: &RegistryCommand,
+) -> Result<Outcome, ApplyError> {
+    match command {
+        RegistryCommand::TokenCreate {
+            id,
+            pool,
+            secret_sha256,
+            ttl_ms,
+            uses,
+        } => create_token(applying, id, pool, secret_sha256, *ttl_ms, *uses),
+        RegistryCommand::TokenRevoke { id } => revoke_token(applying, id),
+        RegistryCommand::Enroll {
+            token_id,
+            secret_sha256,
+            name,
+            credential_id,
+            public_jwk,
+            certificate_pem,
+        } => {
+            let enrolling = Enrolling {
+                name,
+                credential_id,
+                public_jwk,
+                certificate_pem,
+            };
+            enroll(applying, token_id, secret_sha256, enrolling)
+        }
+        RegistryCommand::Register {
+            credential_id,
+            name,
+            address,
+            labels,
+            version,
+            checks,
+        } => {
+            let registering = Registering {
+                address,
+                labels,
+                version,
+                checks,
+            };
+            register(applying, credential_id, name, registering)
+        }
+        RegistryCommand::Report {
+            credential_id,
+            name,
+            checks,
+        } => report(applying, credential_id, name, checks),
+        RegistryCommand::MarkDown { names } => {
+            let names = unique(names);
+            let changed = load_each(applying.conn, &names, |row| {
+                rules::marked_down(row, applying.now)
+            })?;
+            let count = record(applying, changed, Vec::new())?;
+            Ok(Outcome::AgentsChanged { count })
+        }
+        RegistryCommand::Drain { name } => {
+            let row = agent(applying.conn, name)?.ok_or_else(|| rules::not_registered(name))?;
+            let after = rules::drained(&row, applying.now);
+            answer_state(applying, &row, after)
+        }
+        RegistryCommand::Deregister {
+            name,
+            credential_id,
+        } => {
+            let removed = agent(applying.conn, name)?
+                .filter(|row| rules::deregisters(row, credential_id.as_deref()));
+            let count = record(applying, Vec::new(), removed.into_iter().collect())?;
+            Ok(Outcome::AgentsChanged { count })
+        }
+        RegistryCommand::Revoke { name } => revoke_agent(applying, name),
+        RegistryCommand::Remove { names } => {
+            let names = unique(names);
+            let removed = load_each(applying.conn, &names, |row| {
+                rules::removable(row).then(|| row.clone())
+            })?;
+            let count = record(applying, Vec::new(), removed)?;
+            Ok(Outcome::AgentsChanged { count })
+        }
+    }
+}
+
+fn unique(names: &[String]) -> BTreeSet<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+/// The rows `change` answers for the agents named that have rows.
+fn load_each(
+    conn: &Connection,
+    names: &BTreeSet<&str>,
+    change: impl Fn(&AgentRow) -> Option<AgentRow>,
+) -> Result<Vec<AgentRow>, ApplyError> {
+    let mut changed = Vec::new();
+    for name in names {
+        if let Some(after) = agent(conn, name)?.as_ref().and_then(&change) {
+            changed.push(after);
+        }
+    }
+    Ok(changed)
+}
+
+/// Removes the `removed` rows, then stores the `stored` ones, all under one new registry index
+/// that becomes their pools' index too. Answers how many rows changed; no change takes no index.
+fn record(
+    applying: &mut Applying<'_>,
+    mut stored: Vec<AgentRow>,
+    removed: Vec<AgentRow>,
+) -> Result<u64, ApplyError> {
+    let count = (stored.len() + removed.len()) as u64;
+    if count == 0 {
+        return Ok(0);
+    }
+    let index = applying.count_registry_change();
+    let conn = applying.conn;
+    let mut pools = BTreeSet::new();
+    for row in &removed {
+        conn.prepare_cached("DELETE FROM _tandem_agents WHERE name = ?1")?
+            .execute([&row.name])?;
+        pools.insert(row.pool.as_str());
+    }
+    for row in &mut stored {
+        row.modify_index = index;
+        store_agent(conn, row)?;
+        pools.insert(row.pool.as_str());
+    }
+    for pool in pools {
+        conn.prepare_cached(
+            "INSERT INTO _tandem_registry_pools (pool, idx) VALUES (?1, ?2)
+             ON CONFLICT (pool) DO UPDATE SET idx = excluded.idx",
+        )?
+        .execute(params![pool, index as i64])?;
+    }
+    Ok(count)
+}
+
+fn create_token(
+    applying: &mut Applying<'_>,
+    id: &str,
+    pool: &str,
+    secret_sha256: &[u8],
+    ttl_ms: Option<u64>,
+    uses: Option<u64>,
+) -> Result<Outcome, ApplyError> {
+    if token(applying.conn, id)?.is_some() {
+        return Err(Rejection::conflict(format!(
+            "join token id {id} exists already; create the token again for a new id"
+        ))
+        .into());
+    }
+    let expires_at_ms = ttl::expires_at(applying.now, ttl_ms);
+    applying
+        .conn
+        .prepare_cached(
+            "INSERT INTO _tandem_join_tokens (id, pool, secret_sha256, created_at, expires_at, uses_left)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            id,
+            pool,
+            secret_sha256,
+            applying.now,
+            expires_at_ms,
+            uses.map(saturating_i64)
+        ])?;
+    Ok(Outcome::TokenCreated { expires_at_ms })
+}
+
+fn revoke_token(applying: &mut Applying<'_>, id: &str) -> Result<Outcome, ApplyError> {
+    let changed = applying
+        .conn
+        .prepare_cached("UPDATE _tandem_join_tokens SET revoked = 1 WHERE id = ?1")?
+        .execute([id])?;
+    if changed == 0 {
+        return Err(Rejection::not_found(format!(
+            "join token {id} does not exist (`tandem agents token ls` shows those that do)"
+        ))
+        .into());
+    }
+    Ok(Outcome::TokenRevoked)
+}
+
+/// The credential an enrolment asks for; its pool is the join token's.
+struct Enrolling<'a> {
+    name: &'a str,
+    credential_id: &'a str,
+    public_jwk: &'a str,
+    certificate_pem: &'a str,
+}
+
+/// Trades the join token for the credential asked for.
+fn enroll(
+    applying: &mut Applying<'_>,
+    token_id: &str,
+    secret_sha256: &[u8],
+    credential: Enrolling<'_>,
+) -> Result<Outcome, ApplyError> {
+    let conn = applying.conn;
+    let stored = token(conn, token_id)?;
+    let redeemed = rules::redeem(stored.as_ref(), secret_sha256, applying.now)?;
+    if self::credential(conn, credential.credential_id)?.is_some() {
+        return Err(Rejection::conflict(format!(
+            "credential id {} exists already; enrol again for a new id",
+            credential.credential_id
+        ))
+        .into());
+    }
+    let holder: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM _tandem_agent_credentials WHERE name = ?1 AND revoked_at IS NULL
+             ORDER BY issued_at, id LIMIT 1",
+        )?
+        .query_row([credential.name], |r| r.get(0))
+        .optional()?;
+    rules::check_name_free(credential.name, holder.as_deref())?;
+    conn.prepare_cached(
+        "INSERT INTO _tandem_agent_credentials
+         (id, name, pool, public_jwk, certificate_pem, token_id, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        credential.credential_id,
+        credential.name,
+        redeemed.pool,
+        credential.public_jwk,
+        credential.certificate_pem,
+        token_id,
+        applying.now
+    ])?;
+    conn.prepare_cached("UPDATE _tandem_join_tokens SET uses_left = ?2 WHERE id = ?1")?
+        .execute(params![token_id, redeemed.uses_left.map(saturating_i64)])?;
+    Ok(Outcome::AgentEnrolled {
+        pool: redeemed.pool.to_string(),
+    })
+}
+
+fn register(
+    applying: &mut Applying<'_>,
+    credential_id: &str,
+    name: &str,
+    registering: Registering<'_>,
+) -> Result<Outcome, ApplyError> {
+    let stored = credential(applying.conn, credential_id)?;
+    let credential = rules::authorize(stored.as_ref(), credential_id, name)?;
+    let before = agent(applying.conn, name)?;
+    let after = rules::registered(before.as_ref(), credential, registering, applying.now);
+    let state = after.state();
+    // A row that moves to another pool leaves its old one, whose index then changes too.
+    let left = before.filter(|row| row.pool != after.pool);
+    record(applying, vec![after], left.into_iter().collect())?;
+    Ok(Outcome::AgentState { state })
+}
+
+fn report(
+    applying: &mut Applying<'_>,
+    credential_id: &str,
+    name: &str,
+    checks: &[CheckReport],
+) -> Result<Outcome, ApplyError> {
+    let stored = credential(applying.conn, credential_id)?;
+    rules::authorize(stored.as_ref(), credential_id, name)?;
+    // A row another credential registered is not this agent's until it registers again.
+    let row = agent(applying.conn, name)?
+        .filter(|row| row.credential_id == credential_id)
+        .ok_or_else(|| rules::not_registered(name))?;
+    let after = rules::reported(&row, checks, applying.now);
+    answer_state(applying, &row, after)
+}
+
+/// Records `after`, the row's change if it has one, and answers the agent's state.
+fn answer_state(
+    applying: &mut Applying<'_>,
+    row: &AgentRow,
+    after: Option<AgentRow>,
+) -> Result<Outcome, ApplyError> {
+    let state = after.as_ref().unwrap_or(row).state();
+    record(applying, after.into_iter().collect(), Vec::new())?;
+    Ok(Outcome::AgentState { state })
+}
+
+fn revoke_agent(applying: &mut Applying<'_>, name: &str) -> Result<Outcome, ApplyError> {
+    let conn = applying.conn;
+    let enrolled = conn
+        .prepare_cached("SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1")?
+        .exists([name])?;
+    let row = agent(conn, name)?;
+    if !enrolled && row.is_none() {
+        return Err(Rejection::not_found(format!(
+            "agent {name} was never enrolled; there is nothing to revoke"
+        ))
+        .into());
+    }
+    let credentials = conn
+        .prepare_cached(
+            "UPDATE _tandem_agent_credentials SET revoked_at = ?2
+             WHERE name = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![name, applying.now])? as u64;
+    record(applying, Vec::new(), row.into_iter().collect())?;
+    Ok(Outcome::AgentRevoked { credentials })
+}
+
+/// Removes every join token expired for longer than [`crate::rules::registry::EXPIRED_TOKEN_KEPT_MS`] by `now`;
+/// answers how many.
+pub(super) fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
+    Ok(conn
+        .prepare_cached("DELETE FROM _tandem_join_tokens WHERE expires_at <= ?1")?
+        .execute([ttl::expired_through(
+            now.saturating_sub(crate::rules::registry::EXPIRED_TOKEN_KEPT_MS),
+        )])? as u64)
+}
+
+/// Counts above `i64::MAX` are stored as `i64::MAX`: SQLite holds signed integers.
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(super) fn token(conn: &Connection, id: &str) -> rusqlite::Result<Option<JoinToken>> {
+    conn.prepare_cached(
+        "SELECT pool, secret_sha256, created_at, expires_at, uses_left, revoked
+         FROM _tandem_join_tokens WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(JoinToken {
+            id: id.to_string(),
+            pool: r.get(0)?,
+            secret_sha256: r.get(1)?,
+            created_at_ms: r.get(2)?,
+            expires_at_ms: r.get(3)?,
+            uses_left: r.get::<_, Option<i64>>(4)?.map(|left| left.max(0) as u64),
+            revoked: r.get(5)?,
+        })
+    })
+    .optional()
+}
+
+/// Join tokens that may still enrol at `now` (not revoked, not expired), oldest first. Used-up
+/// tokens are listed with no uses left.
+pub(super) fn tokens(conn: &Connection, now: i64) -> rusqlite::Result<Vec<JoinTokenInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, pool, created_at, expires_at, uses_left FROM _tandem_join_tokens
+         WHERE revoked = 0 ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(JoinTokenInfo {
+            id: r.get(0)?,
+            pool: r.get(1)?,
+            created_at_ms: r.get(2)?,
+            expires_at_ms: r.get(3)?,
+            uses_left: r.get::<_, Option<i64>>(4)?.map(|left| left.max(0) as u64),
+        })
+    })?;
+    let mut live = Vec::new();
+    for token in rows {
+        let token = token?;
+        if !ttl::is_expired(token.expires_at_ms, now) {
+            live.push(token);
+        }
+    }
+    Ok(live)
+}
+
+pub(super) fn credential(conn: &Connection, id: &str) -> rusqlite::Result<Option<CredentialRow>> {
+    conn.prepare_cached(
+        "SELECT name, pool, public_jwk, revoked_at IS NOT NULL FROM _tandem_agent_credentials
+         WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(CredentialRow {
+            id: id.to_string(),
+            name: r.get(0)?,
+            pool: r.get(1)?,
+            public_jwk: r.get(2)?,
+            revoked: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// A stored text column that does not parse, as SQLite's conversion error.
+fn unreadable(
+    column: usize,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, error.into())
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(column)?;
+    serde_json::from_str(&text).map_err(|e| unreadable(column, e))
+}
+
+fn agent_from(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
+    let health: String = r.get(6)?;
+    Ok(AgentRow {
+        name: r.get(0)?,
+        pool: r.get(1)?,
+        credential_id: r.get(2)?,
+        address: r.get(3)?,
+        labels: json_column::<BTreeMap<String, String>>(r, 4)?,
+        version: r.get(5)?,
+        health: health
+            .parse::<CheckStatus>()
+            .map_err(|e| unreadable(6, e))?,
+        checks: json_column(r, 7)?,
+        down_since_ms: r.get(8)?,
+        draining: r.get(9)?,
+        state_since_ms: r.get(10)?,
+        registered_at_ms: r.get(11)?,
+        modify_index: r.get::<_, i64>(12)?.max(0) as u64,
+    })
+}
+
+pub(super) fn agent(conn: &Connection, name: &str) -> rusqlite::Result<Option<AgentRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE name = ?1"
+    ))?
+    .query_row([name], agent_from)
+    .optional()
+}
+
+/// Every agent, or those of `pool`, by name.
+pub(super) fn agents(conn: &Connection, pool: Option<&str>) -> rusqlite::Result<Vec<AgentRow>> {
+    match pool {
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM _tandem_agents ORDER BY name"
+            ))?
+            .query_map([], agent_from)?
+            .collect(),
+        Some(pool) => conn
+            .prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE pool = ?1 ORDER BY name"
+            ))?
+            .query_map([pool], agent_from)?
+            .collect(),
+    }
+}
+
+fn store_agent(conn: &Connection, row: &AgentRow) -> rusqlite::Result<()> {
+    // Plain data always serialises.
+    let labels = serde_json::to_string(&row.labels).unwrap_or_default();
+    let checks = serde_json::to_string(&row.checks).unwrap_or_default();
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO _tandem_agents ({AGENT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        row.name,
+        row.pool,
+        row.credential_id,
+        row.address,
+        labels,
+        row.version,
+        row.health.as_str(),
+        checks,
+        row.down_since_ms,
+        row.draining,
+        row.state_since_ms,
+        row.registered_at_ms,
+        saturating_i64(row.modify_index)
+    ])?;
+    Ok(())
+}
+
+/// The index of `pool`'s last change, 0 if it never changed.
+pub(super) fn pool_index(conn: &Connection, pool: &str) -> rusqlite::Result<u64> {
+    let idx: Option<i64> = conn
+        .prepare_cached("SELECT idx FROM _tandem_registry_pools WHERE pool = ?1")?
+        .query_row([pool], |r| r.get(0))
+        .optional()?;
+    Ok(idx.unwrap_or(0).max(0) as u64)
+}
