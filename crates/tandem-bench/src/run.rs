@@ -1,6 +1,7 @@
 //! `tandem bench`: drives a workload against a cluster with many concurrent clients and reports
 //! throughput and latency percentiles. Only acknowledged (2xx) operations count as done.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +41,11 @@ pub enum Workload {
     Failover,
     /// fsyncs per second and their latency in the data folder (no server needed)
     Disk,
+    /// One `GET /v1/pools/{--pool}/pick` per operation
+    Pick,
+    /// Enrol --agents simulated agents that heartbeat at 1 Hz; measure kv-put with and without
+    /// them, how soon a silent agent shows down, and picks at concurrency 1, 16 and 64
+    Agents,
 }
 
 /// The flags of `tandem bench` but those that name the servers, which every command of the
@@ -79,6 +85,8 @@ pub struct BenchArgs {
     failover: crate::failover::FailoverArgs,
     #[command(flatten)]
     disk: crate::disk::DiskArgs,
+    #[command(flatten)]
+    agents: crate::agents::AgentsArgs,
 }
 
 /// The servers a bench talks to, as `--addr`, `--secret` and `--consistency` name them: Tandem's
@@ -92,12 +100,44 @@ pub struct Servers {
 }
 
 /// What a run measured.
-struct Measured {
-    ops: u64,
-    errors: u64,
-    elapsed: Duration,
-    latency: Histogram<u64>,
-    last_error: Option<String>,
+pub(crate) struct Measured {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Microseconds.
+    pub latency: Histogram<u64>,
+    pub last_error: Option<String>,
+}
+
+impl Measured {
+    pub fn ops_per_sec(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        (self.ops as f64 / seconds * 10.0).round() / 10.0
+    }
+
+    /// The counts, rate and latency percentiles as the JSON reports show them.
+    pub fn figures(&self) -> Value {
+        let h = &self.latency;
+        json!({
+            "ops": self.ops,
+            "errors": self.errors,
+            "duration_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "ops_per_sec": self.ops_per_sec(),
+            "latency_ms": latency_ms(h),
+            "last_error": self.last_error,
+        })
+    }
+}
+
+/// p50, p90, p99, max and mean of a histogram of microseconds, in milliseconds.
+pub(crate) fn latency_ms(h: &Histogram<u64>) -> Value {
+    json!({
+        "p50": millis(h.value_at_quantile(0.50)),
+        "p90": millis(h.value_at_quantile(0.90)),
+        "p99": millis(h.value_at_quantile(0.99)),
+        "max": millis(h.max()),
+        "mean": millis(h.mean() as u64),
+    })
 }
 
 struct Plan {
@@ -314,7 +354,17 @@ impl Plan {
                 .await?;
                 return Ok(started.elapsed());
             }
-            Workload::Failover | Workload::Disk => {
+            Workload::Pick => {
+                let pool = self.args.agents.pool.as_deref().unwrap_or_default();
+                self.send(
+                    Method::GET,
+                    &format!("/v1/pools/{}/pick", segment(pool)),
+                    None,
+                    "",
+                )
+                .await?
+            }
+            Workload::Failover | Workload::Disk | Workload::Agents => {
                 return Err("this workload has no single operation against a server".into());
             }
             Workload::TokenIssue => {
@@ -368,24 +418,39 @@ impl Plan {
     }
 }
 
-async fn run_workers(plan: Arc<Plan>) -> Measured {
+/// How hard and how long a closed-loop run drives its operation.
+pub(crate) struct Load {
+    /// Operations in flight at once.
+    pub concurrency: usize,
+    /// Exactly this many operations; `None` runs for `duration`.
+    pub ops: Option<u64>,
+    pub duration: Duration,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+}
+
+/// Runs `operation(worker, n)` from `load.concurrency` workers, each starting its next as soon
+/// as its last one answered, and measures the ones that succeeded. `operation` answers the time
+/// its timed part took.
+pub(crate) async fn run_workers<F, Fut>(load: &Load, operation: F) -> Measured
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Duration, String>> + Send + 'static,
+{
+    let operation = Arc::new(operation);
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(None));
-    let limit = plan.args.ops;
-    let duration = plan
-        .args
-        .duration
-        .map(Duration::from)
-        .unwrap_or(Duration::from_secs(10));
-    let progress = if plan.args.json {
-        indicatif::ProgressBar::hidden()
-    } else {
+    let limit = load.ops;
+    let duration = load.duration;
+    let progress = if load.progress {
         match limit {
             Some(ops) => indicatif::ProgressBar::new(ops),
             None => indicatif::ProgressBar::new(duration.as_secs().max(1)),
         }
+    } else {
+        indicatif::ProgressBar::hidden()
     };
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -394,17 +459,16 @@ async fn run_workers(plan: Arc<Plan>) -> Measured {
     let started = Instant::now();
     let deadline = started + duration;
     let mut handles = Vec::new();
-    for worker in 0..plan.args.concurrency.max(1) {
-        let (plan, next, done, errors, last_error) = (
-            plan.clone(),
+    for worker in 0..load.concurrency.max(1) {
+        let (operation, next, done, errors, last_error) = (
+            operation.clone(),
             next.clone(),
             done.clone(),
             errors.clone(),
             last_error.clone(),
         );
         handles.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .expect("valid histogram bounds");
+            let mut histogram = latency_histogram();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let finished = match limit {
@@ -414,7 +478,7 @@ async fn run_workers(plan: Arc<Plan>) -> Measured {
                 if finished {
                     break;
                 }
-                match plan.operation(worker, n).await {
+                match operation(worker, n).await {
                     Ok(took) => {
                         histogram.saturating_record(took.as_micros() as u64);
                         done.fetch_add(1, Ordering::Relaxed);
@@ -441,8 +505,7 @@ async fn run_workers(plan: Arc<Plan>) -> Measured {
             }
         })
     };
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut latency = latency_histogram();
     for handle in handles {
         if let Ok(h) = handle.await {
             let _ = latency.add(h);
@@ -461,10 +524,15 @@ async fn run_workers(plan: Arc<Plan>) -> Measured {
     }
 }
 
+/// Latencies in microseconds, from 1 µs to a minute, to three significant figures.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
 /// How long an etcd put keeps retrying: Tandem's client's default deadline.
 const ETCD_DEADLINE: Duration = Duration::from_secs(15);
 
-fn millis(micros: u64) -> f64 {
+pub(crate) fn millis(micros: u64) -> f64 {
     (micros as f64 / 1000.0 * 100.0).round() / 100.0
 }
 
@@ -506,6 +574,27 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
                 .unwrap_or(Duration::from_secs(10));
             return crate::disk::disk(&args.disk, duration, args.ops, args.json);
         }
+        Workload::Agents => {
+            if args.ops.is_some() {
+                bail!("agents runs each step for --duration; --ops does not apply to it");
+            }
+            let duration = args
+                .duration
+                .map(Duration::from)
+                .unwrap_or(Duration::from_secs(10));
+            return crate::agents::agents(
+                &args.agents,
+                &servers,
+                args.concurrency,
+                duration,
+                args.value_size,
+                args.json,
+            )
+            .await;
+        }
+        Workload::Pick if args.agents.pool.is_none() => {
+            bail!("pick needs --pool: the pool to pick from, with agents registered in it (`tandem agents ls` lists them)");
+        }
         _ => {}
     }
     let store = match args.system {
@@ -534,29 +623,33 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
         value,
     });
     plan.prepare().await?;
-    let measured = run_workers(plan.clone()).await;
-    let seconds = measured.elapsed.as_secs_f64().max(f64::EPSILON);
-    let h = &measured.latency;
-    let report = json!({
+    let load = Load {
+        concurrency: plan.args.concurrency,
+        ops: plan.args.ops,
+        duration: plan
+            .args
+            .duration
+            .map(Duration::from)
+            .unwrap_or(Duration::from_secs(10)),
+        progress: !plan.args.json,
+    };
+    let operating = plan.clone();
+    let measured = run_workers(&load, move |worker, n| {
+        let plan = operating.clone();
+        async move { plan.operation(worker, n).await }
+    })
+    .await;
+    let mut report = json!({
         "workload": plan.args.workload.to_possible_value().map(|v| v.get_name().to_string()),
         "target": plan.args.system.to_possible_value().map(|v| v.get_name().to_string()),
         "consistency": plan.servers.consistency,
         "endpoints": plan.servers.addrs,
         "concurrency": plan.args.concurrency,
         "prefix": plan.prefix,
-        "ops": measured.ops,
-        "errors": measured.errors,
-        "duration_s": (seconds * 1000.0).round() / 1000.0,
-        "ops_per_sec": (measured.ops as f64 / seconds * 10.0).round() / 10.0,
-        "latency_ms": {
-            "p50": millis(h.value_at_quantile(0.50)),
-            "p90": millis(h.value_at_quantile(0.90)),
-            "p99": millis(h.value_at_quantile(0.99)),
-            "max": millis(h.max()),
-            "mean": millis(h.mean() as u64),
-        },
-        "last_error": measured.last_error,
     });
+    if let (Some(report), Value::Object(figures)) = (report.as_object_mut(), measured.figures()) {
+        report.extend(figures);
+    }
     if plan.args.json {
         println!("{report}");
     } else {

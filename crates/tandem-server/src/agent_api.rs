@@ -184,8 +184,12 @@ pub async fn enroll(
             certificate_pem: certificate_pem.clone(),
         })
         .await?;
-    let pool = match outcome {
-        Outcome::AgentEnrolled { pool: enrolled } => enrolled,
+    // A repeated enrolment (its first answer was lost) gets the credential it already has.
+    let (pool, credential_id) = match outcome {
+        Outcome::AgentEnrolled {
+            pool: enrolled,
+            credential_id,
+        } => (enrolled, credential_id),
         other => return Err(ApiError::internal(format!("enrolment answered {other:?}"))),
     };
     tracing::info!(agent = %enrollment.name, %pool, credential = %credential_id, "agent enrolled");

@@ -395,9 +395,11 @@ pub enum Outcome {
         expires_at_ms: Option<i64>,
     },
     TokenRevoked,
-    /// An agent was enrolled in `pool` (its join token's).
+    /// An agent was enrolled in `pool` (its join token's) with credential `credential_id`: the
+    /// one asked for, or the one an earlier attempt of the same enrolment already made.
     AgentEnrolled {
         pool: String,
+        credential_id: String,
     },
     /// The agent's state once the registration, report or drain is applied.
     AgentState {

@@ -22,7 +22,8 @@ fn an_enrolment_takes_one_use_of_its_token_until_none_are_left() {
     assert_eq!(
         registry.apply(T0, enroll("tok", "gw-1", "cred-1")),
         Ok(Outcome::AgentEnrolled {
-            pool: "edge".into()
+            pool: "edge".into(),
+            credential_id: "cred-1".into()
         })
     );
     assert_eq!(registry.db.join_tokens().unwrap()[0].uses_left, Some(1));
@@ -154,9 +155,12 @@ fn a_name_is_taken_until_its_credential_is_revoked() {
     registry.apply(T0, enroll("tok", "gw-1", "cred-1")).unwrap();
     let before = registry.dump();
 
-    let taken = registry
-        .apply(T0, enroll("tok", "gw-1", "cred-2"))
-        .unwrap_err();
+    // Another agent (another key) claims the name.
+    let mut claim = enroll("tok", "gw-1", "cred-2");
+    if let RegistryCommand::Enroll { public_jwk, .. } = &mut claim {
+        *public_jwk = r#"{"kty":"EC","crv":"P-256","x":"BB","y":"BB"}"#.into();
+    }
+    let taken = registry.apply(T0, claim).unwrap_err();
     assert_eq!(taken.kind, RejectionKind::Conflict);
     assert_eq!(
         taken.message,
@@ -243,4 +247,26 @@ fn a_token_id_is_created_once() {
         .unwrap_err();
     assert_eq!(again.kind, RejectionKind::Conflict);
     assert_eq!(registry.db.join_tokens().unwrap()[0].pool, "edge");
+}
+
+#[test]
+fn a_repeated_enrolment_gets_the_same_credential_and_uses_no_second_use() {
+    let mut registry = Registry::new();
+    registry
+        .apply(T0, token_create("once", "edge", None, Some(1)))
+        .unwrap();
+    let first = registry
+        .apply(T0, enroll("once", "gw-1", "cred-1"))
+        .unwrap();
+    // The answer was lost; the agent tries again with the same token and key.
+    let again = registry
+        .apply(T0 + 5, enroll("once", "gw-1", "cred-2"))
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(registry.db.registry_credential("cred-2").unwrap(), None);
+    // Another name with the used-up token is refused as before.
+    let refused = registry
+        .apply(T0, enroll("once", "gw-2", "cred-3"))
+        .unwrap_err();
+    assert_eq!(refused.kind, RejectionKind::Unauthorized);
 }

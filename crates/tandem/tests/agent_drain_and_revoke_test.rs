@@ -1,4 +1,5 @@
-//! Drain and revoke. A drained agent is picked no more and keeps running; SIGTERM drains and
+//! Drain and revoke. A drained agent (by the API, or by `tandem agent drain` on its machine) is
+//! picked no more and keeps running; SIGTERM drains and
 //! deregisters an agent; a revoked agent's credential is refused (the agent stops and says
 //! why) and it is out of every pick; it cannot come back without a new join token.
 
@@ -6,8 +7,8 @@ use std::path::Path;
 
 use serde_json::json;
 use tandem_testkit::{
-    agent_states, join_token, pick, wait_for_agent_states, wait_until, AgentProcess, Cluster,
-    DEADLINE,
+    agent_states, join_token, pick, run_to_exit, tandem_command, wait_for_agent_states, wait_until,
+    AgentProcess, Cluster, DEADLINE,
 };
 
 fn tandem() -> &'static Path {
@@ -19,7 +20,7 @@ async fn drained_stopped_and_revoked_agents_leave_the_picks() {
     let cluster = Cluster::start(tandem(), 3, &[]).await;
     cluster.leader().await;
     let token = join_token(&cluster, "vpn", json!({})).await;
-    let names = ["d-1", "d-2", "d-3"];
+    let names = ["d-1", "d-2", "d-3", "d-4"];
     let mut agents: Vec<AgentProcess> = names
         .iter()
         .map(|name| AgentProcess::start(tandem(), &cluster, name, "vpn", Some(&token), &[]))
@@ -42,6 +43,25 @@ async fn drained_stopped_and_revoked_agents_leave_the_picks() {
         "a drained agent keeps running"
     );
     wait_for_agent_states(&cluster, &["d-1"], "draining").await;
+
+    // Drain from the agent's machine, through its local endpoint.
+    let mut drain = tandem_command(tandem());
+    let health_listen = agents[3]
+        .health_url()
+        .trim_start_matches("http://")
+        .to_string();
+    drain.args(["agent", "drain", "--health-listen", &health_listen]);
+    let out = run_to_exit(drain, DEADLINE).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_agent_states(&cluster, &["d-4"], "draining").await;
+    assert!(
+        agents[3].exited().is_none(),
+        "a drained agent keeps running"
+    );
 
     // SIGTERM: the agent drains, deregisters and exits cleanly.
     let status = agents[1].stop().await;

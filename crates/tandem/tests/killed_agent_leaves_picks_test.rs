@@ -63,6 +63,20 @@ async fn a_killed_agent_is_out_of_picks_within_down_after_and_a_second() {
         "api-2 was still picked {detected:?} after kill -9"
     );
     wait_for_agent_states(&cluster, &["api-2"], "down").await;
+    // The change shows in the active server's metrics and log.
+    let active = cluster.leader().await;
+    wait_until(DEADLINE, "the metrics to count api-2 down", async || {
+        let metrics = cluster.get(active, "/metrics").await.text();
+        metrics.contains("tandem_agents{pool=\"api\",state=\"down\"} 1")
+    })
+    .await;
+    assert!(
+        cluster.log(active).contains(
+            "agent state changed agent=\"api-2\" pool=\"api\" from=\"passing\" to=\"down\""
+        ),
+        "{}",
+        cluster.log(active)
+    );
     for _ in 0..30 {
         assert_ne!(pick(&cluster, "api", "").await.as_deref(), Ok("api-2"));
     }

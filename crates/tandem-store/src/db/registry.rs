@@ -215,6 +215,31 @@ fn enroll(
 ) -> Result<Outcome, ApplyError> {
     let conn = applying.conn;
     let stored = token(conn, token_id)?;
+    let holder = conn
+        .prepare_cached(
+            "SELECT id, pool, token_id, public_jwk FROM _tandem_agent_credentials
+             WHERE name = ?1 AND revoked_at IS NULL ORDER BY issued_at, id LIMIT 1",
+        )?
+        .query_row([credential.name], |r| {
+            Ok(rules::NameHolder {
+                credential_id: r.get(0)?,
+                pool: r.get(1)?,
+                token_id: r.get(2)?,
+                public_jwk: r.get(3)?,
+            })
+        })
+        .optional()?;
+    if let Some(holder) = &holder {
+        let secret_matches = stored
+            .as_ref()
+            .is_some_and(|t| rules::same_hash(&t.secret_sha256, secret_sha256));
+        if secret_matches && rules::repeats_enrolment(holder, token_id, credential.public_jwk) {
+            return Ok(Outcome::AgentEnrolled {
+                pool: holder.pool.clone(),
+                credential_id: holder.credential_id.clone(),
+            });
+        }
+    }
     let redeemed = rules::redeem(stored.as_ref(), secret_sha256, applying.now)?;
     if self::credential(conn, credential.credential_id)?.is_some() {
         return Err(Rejection::conflict(format!(
@@ -223,14 +248,10 @@ fn enroll(
         ))
         .into());
     }
-    let holder: Option<String> = conn
-        .prepare_cached(
-            "SELECT id FROM _tandem_agent_credentials WHERE name = ?1 AND revoked_at IS NULL
-             ORDER BY issued_at, id LIMIT 1",
-        )?
-        .query_row([credential.name], |r| r.get(0))
-        .optional()?;
-    rules::check_name_free(credential.name, holder.as_deref())?;
+    rules::check_name_free(
+        credential.name,
+        holder.as_ref().map(|h| h.credential_id.as_str()),
+    )?;
     conn.prepare_cached(
         "INSERT INTO _tandem_agent_credentials
          (id, name, pool, public_jwk, certificate_pem, token_id, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -248,6 +269,7 @@ fn enroll(
         .execute(params![token_id, redeemed.uses_left.map(saturating_i64)])?;
     Ok(Outcome::AgentEnrolled {
         pool: redeemed.pool.to_string(),
+        credential_id: credential.credential_id.to_string(),
     })
 }
 

@@ -91,7 +91,7 @@ pub fn utc_time(ms: i64) -> String {
 }
 
 /// Compares secrets' hashes in time that does not depend on where they differ.
-fn same_hash(stored: &[u8], given: &[u8]) -> bool {
+pub fn same_hash(stored: &[u8], given: &[u8]) -> bool {
     stored.len() == given.len()
         && stored
             .iter()
@@ -163,6 +163,32 @@ pub fn redeem<'a>(
 }
 
 /// Whether `name` may be enrolled, given the unrevoked credential that holds it, if any.
+/// The credential that holds a name, as an enrolment sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameHolder {
+    pub credential_id: String,
+    pub pool: String,
+    pub token_id: String,
+    pub public_jwk: String,
+}
+
+/// Whether an enrolment repeats one that already succeeded: the same join token and the same
+/// public key for the name. An agent whose first attempt's answer was lost (a timeout, a server
+/// failover) gets its credential again instead of "name taken", and uses no second token use.
+pub fn repeats_enrolment(holder: &NameHolder, token_id: &str, public_jwk: &str) -> bool {
+    holder.token_id == token_id && same_public_key(&holder.public_jwk, public_jwk)
+}
+
+/// Two JWKs hold the same public key (whatever their key ids).
+fn same_public_key(a: &str, b: &str) -> bool {
+    let key = |jwk: &str| -> Option<[String; 4]> {
+        let value: serde_json::Value = serde_json::from_str(jwk).ok()?;
+        let field = |name: &str| value.get(name)?.as_str().map(str::to_string);
+        Some([field("kty")?, field("crv")?, field("x")?, field("y")?])
+    };
+    matches!((key(a), key(b)), (Some(a), Some(b)) if a == b)
+}
+
 pub fn check_name_free(name: &str, holder: Option<&str>) -> Result<(), Rejection> {
     match holder {
         None => Ok(()),
@@ -312,6 +338,22 @@ mod tests {
     use super::*;
     use crate::command::RejectionKind;
     use tandem_registry::CheckKind;
+
+    #[test]
+    fn a_repeated_enrolment_has_the_same_token_and_key() {
+        let holder = NameHolder {
+            credential_id: "cred-1".into(),
+            pool: "vpn".into(),
+            token_id: "tok".into(),
+            public_jwk: r#"{"kty":"EC","crv":"P-256","x":"AA","y":"BB","kid":"cred-1"}"#.into(),
+        };
+        let same_key = r#"{"kty":"EC","crv":"P-256","x":"AA","y":"BB","kid":"cred-2"}"#;
+        let other_key = r#"{"kty":"EC","crv":"P-256","x":"AA","y":"CC","kid":"cred-2"}"#;
+        assert!(repeats_enrolment(&holder, "tok", same_key));
+        assert!(!repeats_enrolment(&holder, "other", same_key));
+        assert!(!repeats_enrolment(&holder, "tok", other_key));
+        assert!(!repeats_enrolment(&holder, "tok", "not json"));
+    }
 
     const HASH: [u8; 32] = [7; 32];
 

@@ -1,9 +1,10 @@
-//! Keeps docs/configuration.md honest: every server setting has a row in a settings table with
-//! its TOML key, the top-level key of older files, its flags, its environment variables and the
-//! default the code uses, and the tables describe no setting that the server does not have.
+//! Keeps docs/configuration.md honest: every setting of the server and of the agent has a row
+//! in a settings table with its TOML key, its top-level key, its flags, its environment variables
+//! and the default the code uses, and the tables describe no setting that neither has.
 
 use std::sync::OnceLock;
 
+use tandem_agent::AgentSettings;
 use tandem_server::config::Setting;
 use tandem_server::Settings;
 
@@ -46,6 +47,14 @@ fn setting_rows() -> Vec<Vec<&'static str>> {
         .collect()
 }
 
+/// Every setting of `tandem server` and `tandem agent`.
+fn catalogue() -> Vec<Setting> {
+    Settings::catalogue()
+        .into_iter()
+        .chain(AgentSettings::catalogue())
+        .collect()
+}
+
 /// What a setting's row must hold, cell by cell (without the meaning).
 fn expected_cells(setting: &Setting) -> [(&'static str, Vec<String>); 4] {
     let former = setting.formerly;
@@ -71,7 +80,7 @@ fn expected_cells(setting: &Setting) -> [(&'static str, Vec<String>); 4] {
 fn every_setting_is_documented_with_its_spellings_and_default() {
     let rows = setting_rows();
     let mut problems = Vec::new();
-    for setting in Settings::catalogue() {
+    for setting in catalogue() {
         let key = setting.file_key;
         let Some(row) = rows.iter().find(|cells| quoted(cells[0]) == [key]) else {
             problems.push(format!(
@@ -102,7 +111,7 @@ fn every_setting_is_documented_with_its_spellings_and_default() {
 
 #[test]
 fn the_settings_tables_list_no_unknown_setting() {
-    let known: Vec<&str> = Settings::catalogue()
+    let known: Vec<&str> = catalogue()
         .into_iter()
         .map(|setting| setting.file_key)
         .collect();
@@ -113,6 +122,6 @@ fn the_settings_tables_list_no_unknown_setting() {
         .collect();
     assert!(
         unknown.is_empty(),
-        "{DOC_PATH} documents settings the server does not have: {unknown:?}"
+        "{DOC_PATH} documents settings neither the server nor the agent has: {unknown:?}"
     );
 }
