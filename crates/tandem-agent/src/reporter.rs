@@ -150,13 +150,13 @@ impl Reporter {
                     Duration::ZERO
                 }
                 Outcome::Revoked(message) => {
+                    // The server's message says what happened; this says how to come back.
                     let fix = format!(
-                        "enrol again with a new join token: remove {} and start with --join-token",
+                        "to enrol again, remove {} and start with --join-token",
                         crate::credential::credential_path(&self.data_dir).display()
                     );
-                    tracing::error!("{message}; {fix}");
                     self.shared.status().revoked = Some(message.clone());
-                    return Err(AgentError::Revoked(format!("{message}; {fix}")));
+                    return Err(AgentError::Revoked(format!("{message} ({fix})")));
                 }
                 Outcome::Failed(why) => {
                     if failures == 0 {

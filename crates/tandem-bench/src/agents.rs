@@ -68,16 +68,6 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `host:port` or a full URL, as the base URL of requests.
-fn base_url(endpoint: &str) -> String {
-    let trimmed = endpoint.trim().trim_end_matches('/');
-    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        trimmed.to_string()
-    } else {
-        format!("http://{trimmed}")
-    }
-}
-
 /// The address agent `i` registers: distinct for up to 2^24 agents.
 fn agent_address(i: usize) -> String {
     format!(
@@ -110,8 +100,9 @@ fn cost_percent(alone_ops_per_sec: f64, with_agents_ops_per_sec: f64) -> f64 {
     (cost * 10.0).round() / 10.0
 }
 
-/// Plain HTTP from the simulated agents to the servers, over one pooled client. Agents are
-/// spread over every `--addr`; a standby forwards their requests to the active server.
+/// Plain HTTP from the simulated agents to the servers, over one pooled client. Agents start
+/// spread over every `--addr` and then, as real agents do, follow the server list each answer
+/// gives, which names the active server first.
 struct AgentHttp {
     http: reqwest::Client,
     servers: Vec<String>,
@@ -127,20 +118,20 @@ impl AgentHttp {
             .context("cannot build the HTTP client")?;
         Ok(AgentHttp {
             http,
-            servers: addrs.iter().map(|a| base_url(a)).collect(),
+            servers: addrs.iter().map(|a| tandem_client::base_url(a)).collect(),
         })
     }
 
-    /// POSTs `body` (JSON, if any) to the server `server` with `assertion` as the bearer
+    /// POSTs `body` (JSON, if any) to the server at `base` with `assertion` as the bearer
     /// token; answers the status and the body.
     async fn post(
         &self,
-        server: usize,
+        base: &str,
         path: &str,
         assertion: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), String> {
-        let url = format!("{}{path}", self.servers[server % self.servers.len()]);
+        let url = format!("{base}{path}");
         let mut request = self.http.post(&url);
         if let Some(assertion) = assertion {
             request = request.bearer_auth(assertion);
@@ -181,8 +172,8 @@ struct Beats {
 /// One simulated agent: its credential and what it has sent.
 struct SimulatedAgent {
     name: String,
-    /// Index of the server (in `--addr`) this agent talks to.
-    server: usize,
+    /// The server this agent talks to: first one of `--addr`, then the first of each answer.
+    server: Mutex<String>,
     address: String,
     key: SigningKey,
     /// The assertion it sends, and when it was signed.
@@ -198,11 +189,11 @@ enum Heartbeat {
 }
 
 impl SimulatedAgent {
-    fn new(name: String, server: usize, address: String, key: SigningKey) -> Result<Self, String> {
+    fn new(name: String, server: String, address: String, key: SigningKey) -> Result<Self, String> {
         let assertion = Self::sign(&name, &key)?;
         Ok(SimulatedAgent {
             name,
-            server,
+            server: Mutex::new(server),
             address,
             key,
             assertion: Mutex::new((assertion, Instant::now())),
@@ -234,7 +225,15 @@ impl SimulatedAgent {
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), String> {
         let assertion = self.assertion()?;
-        http.post(self.server, path, Some(&assertion), body).await
+        let server = lock(&self.server).clone();
+        http.post(&server, path, Some(&assertion), body).await
+    }
+
+    /// Talks to the server the answer names first from now on (the active one).
+    fn follow(&self, answer: &ReportAnswer) {
+        if let Some(first) = answer.servers.first() {
+            *lock(&self.server) = tandem_client::base_url(first);
+        }
     }
 
     async fn register(&self, http: &AgentHttp) -> Result<(), String> {
@@ -250,8 +249,9 @@ impl SimulatedAgent {
         let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
         let path = "/v1/agent/register";
         let answer = done(path, self.call(http, path, Some(body)).await?)?;
-        serde_json::from_slice::<ReportAnswer>(&answer)
+        let answer = serde_json::from_slice::<ReportAnswer>(&answer)
             .map_err(|e| format!("{path} answered something else than a report answer: {e}"))?;
+        self.follow(&answer);
         Ok(())
     }
 
@@ -270,8 +270,9 @@ impl SimulatedAgent {
             return Ok(Heartbeat::Reregistered);
         }
         let answer = done(path, (status, answer))?;
-        serde_json::from_slice::<ReportAnswer>(&answer)
+        let answer = serde_json::from_slice::<ReportAnswer>(&answer)
             .map_err(|e| format!("{path} answered something else than a report answer: {e}"))?;
+        self.follow(&answer);
         Ok(Heartbeat::Heard)
     }
 
@@ -319,9 +320,9 @@ async fn enrol(
         public_key: serde_json::to_value(pending.public_jwk()).map_err(|e| e.to_string())?,
     };
     let body = serde_json::to_vec(&enrollment).map_err(|e| e.to_string())?;
-    let server = i % http.servers.len();
+    let server = http.servers[i % http.servers.len()].clone();
     let path = "/v1/agent/enroll";
-    let answer = done(path, http.post(server, path, None, Some(body)).await?)?;
+    let answer = done(path, http.post(&server, path, None, Some(body)).await?)?;
     let credential: Credential = serde_json::from_slice(&answer)
         .map_err(|e| format!("{path} answered something else than a credential: {e}"))?;
     let key = SigningKey::from_pkcs8(

@@ -128,7 +128,7 @@ pub struct Client {
 }
 
 /// `host:port` or a full URL; answers the base URL without a trailing slash.
-fn base_url(endpoint: &str) -> String {
+pub fn base_url(endpoint: &str) -> String {
     let trimmed = endpoint.trim().trim_end_matches('/');
     if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
         trimmed.to_string()
@@ -187,18 +187,15 @@ impl Client {
         Ok(self)
     }
 
-    /// Replaces the servers this client talks to (an empty list is ignored). The server that
-    /// answered last is still tried first when it is in the new list.
+    /// Replaces the servers this client talks to (an empty list is ignored), trying them from
+    /// the first: the servers' answers to agents name the active server first.
     pub fn set_endpoints(&self, endpoints: &[String]) {
         if endpoints.is_empty() {
             return;
         }
         let new: Arc<[String]> = endpoints.iter().map(|e| base_url(e)).collect();
-        let mut current = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
-        let preferred = &current[self.preferred.load(Ordering::Relaxed) % current.len()];
-        let keep = new.iter().position(|e| e == preferred).unwrap_or(0);
-        *current = new;
-        self.preferred.store(keep, Ordering::Relaxed);
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = new;
+        self.preferred.store(0, Ordering::Relaxed);
     }
 
     /// The servers this client talks to, as base URLs (`http://host:port`).
@@ -494,11 +491,10 @@ mod tests {
         assert_eq!(client.get("/v1/x").await.unwrap().status, StatusCode::OK);
         assert_eq!(client.preferred_endpoint(), format!("http://{live}"));
 
-        // The server that answered stays first when the list changes around it.
+        // A new list is tried from its head (servers name the active one first).
         let other = closed_port();
         client.set_endpoints(&[other.clone(), dead.clone(), live.clone()]);
-        assert_eq!(client.preferred_endpoint(), format!("http://{live}"));
-        // A shorter list without it starts at its head, and the index stays in range.
+        assert_eq!(client.preferred_endpoint(), format!("http://{other}"));
         client.set_endpoints(std::slice::from_ref(&dead));
         assert_eq!(client.preferred_endpoint(), format!("http://{dead}"));
         client.set_endpoints(std::slice::from_ref(&live));

@@ -23,18 +23,10 @@ use tandem_store::{AgentRow, Outcome, RegistryCommand};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::join_token::parse_join_token;
-use crate::registry::Registry;
+use crate::registry::{AgentIdentity, Registry};
 
 /// The longest an agent's assertion may be valid for; agents sign a fresh one every minute.
 const MAX_ASSERTION_LIFETIME_SECS: u64 = 600;
-
-/// The agent a request's credential belongs to.
-#[derive(Clone, Debug)]
-pub struct AgentIdentity {
-    pub name: String,
-    pub pool: String,
-    pub credential_id: String,
-}
 
 fn credential_error(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, message)
@@ -80,6 +72,10 @@ fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError>
     if token.is_empty() {
         return Err(no_credential());
     }
+    let now = now_secs();
+    if let Some(identity) = registry.verified_before(token, now) {
+        return Ok(identity);
+    }
     let credential_id = token_key_id(token).ok_or_else(no_credential)?;
     let row = registry
         .data()
@@ -95,44 +91,42 @@ fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError>
         return Err(credential_error(
             "credential_revoked",
             format!(
-                "the credential of agent {:?} was revoked; enrol again with a new join token",
+                "the credential of agent {:?} was revoked; only a new join token brings it back",
                 row.name
             ),
         ));
     }
-    let now = now_secs();
-    if !registry.verified_before(token, now) {
-        let jwk = public_jwk_from_json(&row.public_jwk).map_err(ApiError::internal)?;
-        let claims = verify_token(token, |kid| (kid == credential_id).then(|| jwk.clone()))
-            .map_err(|e| {
-                credential_error(
-                    "credential_invalid",
-                    format!("agent assertion refused: {e}"),
-                )
-            })?;
-        if claims.get("sub").and_then(|s| s.as_str()) != Some(row.name.as_str()) {
-            return Err(credential_error(
+    let jwk = public_jwk_from_json(&row.public_jwk).map_err(ApiError::internal)?;
+    let claims =
+        verify_token(token, |kid| (kid == credential_id).then(|| jwk.clone())).map_err(|e| {
+            credential_error(
                 "credential_invalid",
-                format!(
-                    "the assertion's \"sub\" must be the credential's agent, {:?}",
-                    row.name
-                ),
-            ));
-        }
-        let exp = claims.get("exp").and_then(|e| e.as_u64()).unwrap_or(0);
-        if exp > now + MAX_ASSERTION_LIFETIME_SECS {
-            return Err(credential_error(
-                "credential_invalid",
-                format!("the assertion is valid for more than {MAX_ASSERTION_LIFETIME_SECS}s; sign a shorter one"),
-            ));
-        }
-        registry.remember_verified(token, exp);
+                format!("agent assertion refused: {e}"),
+            )
+        })?;
+    if claims.get("sub").and_then(|s| s.as_str()) != Some(row.name.as_str()) {
+        return Err(credential_error(
+            "credential_invalid",
+            format!(
+                "the assertion's \"sub\" must be the credential's agent, {:?}",
+                row.name
+            ),
+        ));
     }
-    Ok(AgentIdentity {
+    let exp = claims.get("exp").and_then(|e| e.as_u64()).unwrap_or(0);
+    if exp > now + MAX_ASSERTION_LIFETIME_SECS {
+        return Err(credential_error(
+            "credential_invalid",
+            format!("the assertion is valid for more than {MAX_ASSERTION_LIFETIME_SECS}s; sign a shorter one"),
+        ));
+    }
+    let identity = AgentIdentity {
         name: row.name,
         pool: row.pool,
         credential_id,
-    })
+    };
+    registry.remember_verified(token, &identity, exp);
+    Ok(identity)
 }
 
 /// `POST /v1/agent/enroll`: checks the join token and the agent's public key, issues the
@@ -240,19 +234,12 @@ fn p256_coordinates(jwk: &serde_json::Value) -> Result<(Vec<u8>, Vec<u8>), ApiEr
     Ok((coordinate("x")?, coordinate("y")?))
 }
 
-/// The answer to every report: the agent's state now, and the servers to talk to.
+/// The answer to every report: the agent's state now, and the servers to talk to (this, the
+/// active server, first, so the agent comes here directly instead of through a standby).
 fn answer(registry: &Registry, state: tandem_registry::AgentState) -> axum::Json<ReportAnswer> {
-    let servers = registry
-        .data()
-        .status()
-        .members
-        .into_iter()
-        .map(|member| member.api_addr)
-        .filter(|addr| !addr.is_empty())
-        .collect();
     axum::Json(ReportAnswer {
         state,
-        servers,
+        servers: registry.servers().to_vec(),
         report_every_ms: registry.report_every().as_millis() as u64,
     })
 }
@@ -261,11 +248,7 @@ async fn own_row(
     registry: &Registry,
     identity: &AgentIdentity,
 ) -> Result<Option<AgentRow>, ApiError> {
-    let name = identity.name.clone();
-    registry
-        .data()
-        .read(move |db| Ok(db.registry_agent(&name)?))
-        .await
+    registry.agent(&identity.name).await
 }
 
 fn state_outcome(outcome: Outcome) -> Result<tandem_registry::AgentState, ApiError> {

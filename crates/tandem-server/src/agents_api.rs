@@ -230,6 +230,7 @@ pub async fn revoke(
         .propose(RegistryCommand::Revoke { name: name.clone() })
         .await?;
     registry.forget(&name);
+    registry.forget_assertions(&name);
     let credentials = match outcome {
         Outcome::AgentRevoked { credentials } => credentials,
         other => return Err(ApiError::internal(format!("revocation answered {other:?}"))),

@@ -26,6 +26,21 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 /// cache starts over.
 const VERIFIED_CACHE_LIMIT: usize = 50_000;
 
+/// The agent a request's credential belongs to.
+#[derive(Clone, Debug)]
+pub struct AgentIdentity {
+    pub name: String,
+    pub pool: String,
+    pub credential_id: String,
+}
+
+/// An assertion that verified.
+struct Verified {
+    identity: AgentIdentity,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
 /// What the active server last heard from an agent.
 #[derive(Clone, Debug)]
 pub struct Heard {
@@ -49,12 +64,15 @@ struct RegistryParts {
     heard: Mutex<HashMap<String, Heard>>,
     /// When this node last took the active role (Unix ms); heartbeats count from then.
     active_since_ms: AtomicI64,
-    /// Assertions whose signature verified, with their expiry (Unix seconds). Revocation is
-    /// checked on every request all the same.
-    verified: Mutex<HashMap<String, u64>>,
+    /// Assertions whose signature verified, with the agent they speak for and their expiry, so
+    /// a heartbeat costs no signature check and no read. Only the active server serves agents;
+    /// it empties this when it takes the role and drops an agent's entries when it revokes it.
+    verified: Mutex<HashMap<String, Verified>>,
     /// The agents of a pool (or of all pools), as read at a registry index: picks and the
     /// liveness check reuse them until the registry changes.
     rows: Mutex<HashMap<Option<String>, RowsAt>>,
+    /// The servers' API addresses, active first, as told to agents; refreshed every second.
+    servers: Mutex<(Option<tokio::time::Instant>, Arc<Vec<String>>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -77,6 +95,7 @@ impl Registry {
             active_since_ms: AtomicI64::new(i64::MAX),
             verified: Mutex::new(HashMap::new()),
             rows: Mutex::new(HashMap::new()),
+            servers: Mutex::new((None, Arc::new(Vec::new()))),
         }))
     }
 
@@ -112,6 +131,16 @@ impl Registry {
         Ok(rows)
     }
 
+    /// One agent, from the same rows (sorted by name), without a read of its own: every
+    /// heartbeat looks its agent up.
+    pub async fn agent(&self, name: &str) -> Result<Option<AgentRow>, ApiError> {
+        let rows = self.agents(None).await?;
+        Ok(rows
+            .binary_search_by(|row| row.name.as_str().cmp(name))
+            .ok()
+            .map(|i| rows[i].clone()))
+    }
+
     /// The load each of `rows` last reported to this node, in the same order.
     pub fn loads(&self, rows: &[AgentRow]) -> Vec<Option<f64>> {
         let heard = lock(&self.0.heard);
@@ -120,35 +149,70 @@ impl Registry {
             .collect()
     }
 
+    /// The servers' API addresses with the one that leads first, for agents to talk to next.
+    pub fn servers(&self) -> Arc<Vec<String>> {
+        let mut cached = lock(&self.0.servers);
+        let fresh = cached
+            .0
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            let mut members = self.0.data.status().members;
+            // Stable: the others keep their order, so agents see a list change only on a
+            // failover or a membership change.
+            members.sort_by_key(|member| !member.leads);
+            let servers = members
+                .into_iter()
+                .map(|member| member.api_addr)
+                .filter(|addr| !addr.is_empty())
+                .collect();
+            *cached = (Some(tokio::time::Instant::now()), Arc::new(servers));
+        }
+        cached.1.clone()
+    }
+
     /// Notes a report from `name`.
     pub fn heard(&self, name: &str, load: Option<f64>, checks: Vec<CheckReport>) {
-        lock(&self.0.heard).insert(
-            name.to_string(),
-            Heard {
-                at_ms: now_ms(),
-                load,
-                checks,
-            },
-        );
+        let now = Heard {
+            at_ms: now_ms(),
+            load,
+            checks,
+        };
+        let mut heard = lock(&self.0.heard);
+        match heard.get_mut(name) {
+            Some(last) => *last = now,
+            None => {
+                heard.insert(name.to_string(), now);
+            }
+        }
     }
 
     pub fn forget(&self, name: &str) {
         lock(&self.0.heard).remove(name);
     }
 
-    /// Whether `token` verified before and is still unexpired at `now_secs`.
-    pub fn verified_before(&self, token: &str, now_secs: u64) -> bool {
+    /// The agent `token` speaks for, when it verified before and is unexpired at `now_secs`.
+    pub fn verified_before(&self, token: &str, now_secs: u64) -> Option<AgentIdentity> {
         lock(&self.0.verified)
             .get(token)
-            .is_some_and(|exp| *exp > now_secs)
+            .filter(|verified| verified.expires_at > now_secs)
+            .map(|verified| verified.identity.clone())
     }
 
-    pub fn remember_verified(&self, token: &str, exp: u64) {
+    pub fn remember_verified(&self, token: &str, identity: &AgentIdentity, expires_at: u64) {
         let mut verified = lock(&self.0.verified);
         if verified.len() >= VERIFIED_CACHE_LIMIT {
             verified.clear();
         }
-        verified.insert(token.to_string(), exp);
+        let entry = Verified {
+            identity: identity.clone(),
+            expires_at,
+        };
+        verified.insert(token.to_string(), entry);
+    }
+
+    /// Forgets the assertions of agent `name`: its credential was revoked.
+    pub fn forget_assertions(&self, name: &str) {
+        lock(&self.0.verified).retain(|_, verified| verified.identity.name != name);
     }
 
     /// An agent as the API shows it: the replicated row, with the load, the checks' latest
@@ -197,7 +261,9 @@ impl Registry {
     /// down past `deregister_after`, and publish the agents-by-state gauges.
     pub async fn liveness_duty(&self, active_since_ms: i64) {
         // Heartbeats heard in an earlier term are stale: loads and check outputs start afresh.
+        // So are verified assertions: a revocation may have been applied since.
         lock(&self.0.heard).clear();
+        lock(&self.0.verified).clear();
         self.0
             .active_since_ms
             .store(active_since_ms, Ordering::SeqCst);
