@@ -18,6 +18,8 @@
 //! - [`relay`]: what to tell the peers when the path relayed for an origin changes.
 //! - [`path`] and [`output`]: what the table reports.
 //! - [`table`]: the [`RouteTable`] that ties them together.
+//! - [`transport`]: the I/O between agents — QUIC peering, the control stream that carries these
+//!   messages, and flows; a runtime wires it to the table.
 #![forbid(unsafe_code)]
 
 pub mod advert;
@@ -27,6 +29,7 @@ pub mod policy;
 pub mod relay;
 pub mod select;
 pub mod table;
+pub mod transport;
 
 pub use advert::{
     decode, encode, AdvertError, Advertisement, AgentId, Destination, DomainPattern, Message,

@@ -23,6 +23,7 @@
 //! task of [`ClusterTls::spawn_rotation`] running.
 
 mod agent_cert;
+mod agent_tls;
 mod client;
 mod cluster_tls;
 mod derived_ca;
@@ -33,6 +34,9 @@ mod pem_files;
 mod trust;
 
 pub use agent_cert::{agent_dns_name, AgentCa, AGENT_CERT_VALIDITY};
+pub use agent_tls::{
+    peer_agent_name, AgentTls, AgentTlsError, RevocationCheck, ANY_AGENT_SERVER_NAME, MESH_ALPN,
+};
 pub use cluster_tls::{
     ClusterTls, DerivedCaSettings, CLIENT_ALPN, DEFAULT_NODE_CERT_VALIDITY, MAX_NODE_CERT_VALIDITY,
     MIN_NODE_CERT_VALIDITY, SERVER_ALPN,
