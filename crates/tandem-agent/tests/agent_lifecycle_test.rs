@@ -315,9 +315,11 @@ async fn an_agent_enrols_reports_drains_and_stops_when_revoked() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("enrolled as \"gw-1\""), "{err}");
     let enrolments_before = calls_to(&servers, "/v1/agent/enroll").len();
+    // A port of its own: the first run's may have been taken by another process since.
     let again = tokio::spawn(tandem_agent::run(AgentArgs {
         join_token: None,
         servers: None,
+        health_listen: Some(free_port()),
         ..args
     }));
     let err = tokio::time::timeout(Duration::from_secs(10), again)
