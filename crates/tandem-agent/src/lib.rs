@@ -1,6 +1,8 @@
 //! The agent process (`tandem agent`): enrols with a join token on its first start, registers
 //! with the servers, runs its health checks, reports health and load every second and at once
 //! when a check changes, follows the servers' list of themselves, and serves its own `/health`.
+//! With `--mesh-listen` it also joins the mesh with its credential: it peers, relays, exits to
+//! the routes it advertises, and takes SOCKS5 and port-forward connections in.
 //! On SIGTERM or SIGINT it drains, deregisters and exits.
 #![forbid(unsafe_code)]
 
@@ -8,6 +10,7 @@ mod checks;
 mod credential;
 mod load;
 mod local_api;
+mod mesh;
 mod reporter;
 mod settings;
 mod status;
@@ -20,7 +23,7 @@ use tandem_keys::{SigningAlgorithm, SigningKey};
 use tandem_registry::Enrollment;
 use tokio::task::JoinHandle;
 
-pub use settings::{AgentArgs, AgentSettings, CheckSpec, Label};
+pub use settings::{AgentArgs, AgentSettings, CheckSpec, Label, MeshPeer};
 pub use tandem_settings::Setting;
 
 use crate::checks::CheckBoard;
@@ -149,6 +152,7 @@ pub async fn run_with(settings: AgentSettings) -> Result<(), AgentError> {
         status,
         board.clone(),
         load,
+        settings.mesh_listen.is_some(),
     ));
 
     let listener = tokio::net::TcpListener::bind(&settings.health_listen)
@@ -184,6 +188,9 @@ pub async fn run_with(settings: AgentSettings) -> Result<(), AgentError> {
     for task in tasks {
         task.abort();
     }
+    if let Some(mesh) = shared.mesh.get() {
+        mesh.shutdown();
+    }
     outcome
 }
 
@@ -213,6 +220,12 @@ async fn serve(
             credential::credential_path(&settings.data_dir).display()
         ))
     })?;
+    // Kept until the agent stops: dropping it stops the ingresses.
+    let mesh_part =
+        mesh::start(settings, &stored, Arc::new(mesh::RevokedAgents::default())).await?;
+    if let Some(part) = &mesh_part {
+        let _ = shared.mesh.set(part.runtime.clone());
+    }
     let assertions = Arc::new(Assertions::new(key, stored.name.clone()));
     let bearer = assertions.clone();
     let client = Client::with_bearer(&servers, Arc::new(move || bearer.bearer()))
@@ -221,7 +234,7 @@ async fn serve(
         .with_deadline(CALL_DEADLINE);
     let client = Arc::new(client);
     let _ = shared.client.set(client.clone());
-    Reporter {
+    let outcome = Reporter {
         shared,
         client,
         address: settings.address.clone().unwrap_or_default(),
@@ -232,7 +245,9 @@ async fn serve(
         saved_servers: std::sync::Mutex::new(saved_servers),
     }
     .run()
-    .await
+    .await;
+    drop(mesh_part);
+    outcome
 }
 
 /// The first start: a new key, traded with the join token for a credential, saved 0600.

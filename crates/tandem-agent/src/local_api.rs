@@ -1,6 +1,8 @@
 //! The agent's own HTTP endpoint, for the service beside it and for load balancers:
-//! `GET /health` (200 only while registered and passing, else 503 and why), `GET /healthz` (all
-//! it knows, as JSON), `POST /load` (the service pushes its load) and `POST /drain`.
+//! `GET /health` (200 only while registered and passing and, with the mesh on, able to carry
+//! traffic in its mesh roles; else 503 and why), `GET /healthz` (all it knows, as JSON, the
+//! mesh's peers and routes included), `POST /load` (the service pushes its load) and
+//! `POST /drain`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,24 @@ pub fn health(status: &AgentStatus, checks: &[CheckReport], now: Instant) -> (St
     (StatusCode::OK, "registered and passing".into())
 }
 
+/// What `GET /health` answers with the mesh's verdict (`None`: the mesh is off): the agent's
+/// own health first, then the mesh's, so that a load balancer drains an ingress that lost its
+/// routes.
+pub fn standing(
+    status: &AgentStatus,
+    checks: &[CheckReport],
+    mesh: Option<Result<(), String>>,
+    now: Instant,
+) -> (StatusCode, String) {
+    let agent = health(status, checks, now);
+    match mesh {
+        Some(Err(why)) if agent.0 == StatusCode::OK => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("mesh: {why}"))
+        }
+        _ => agent,
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health_handler))
@@ -68,14 +88,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn health_handler(State(shared): State<Arc<Shared>>) -> Response {
     let checks = shared.checks.reports();
-    let (code, text) = health(&shared.status(), &checks, Instant::now());
+    let status = shared.status().clone();
+    let (code, text) = standing(&status, &checks, shared.mesh_health(), Instant::now());
     (code, format!("{text}\n")).into_response()
 }
 
 async fn healthz_handler(State(shared): State<Arc<Shared>>) -> Response {
     let checks = shared.checks.reports();
     let status = shared.status().clone();
-    let (code, _) = health(&status, &checks, Instant::now());
+    let (code, _) = standing(&status, &checks, shared.mesh_health(), Instant::now());
+    let mesh = shared.mesh.get().map(|mesh| mesh.status());
     Json(json!({
         "name": shared.name,
         "pool": status.pool,
@@ -89,6 +111,7 @@ async fn healthz_handler(State(shared): State<Arc<Shared>>) -> Response {
         "load": status.load,
         "last_report_ms": status.last_report_ms,
         "last_error": status.revoked.or(status.last_error),
+        "mesh": mesh,
     }))
     .into_response()
 }
@@ -259,6 +282,36 @@ mod tests {
         assert_eq!(
             health(&revoked, &passing, now).1,
             "credential revoked: the credential of agent \"gw-1\" was revoked"
+        );
+    }
+
+    #[test]
+    fn the_mesh_makes_health_503_when_it_cannot_carry_traffic() {
+        let now = Instant::now();
+        let ok = standing(&registered(), &[], Some(Ok(())), now);
+        assert_eq!(ok, (StatusCode::OK, "registered and passing".into()));
+        assert_eq!(standing(&registered(), &[], None, now).0, StatusCode::OK);
+        let lost = standing(
+            &registered(),
+            &[],
+            Some(Err("ingress without routes".into())),
+            now,
+        );
+        assert_eq!(
+            lost,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mesh: ingress without routes".into()
+            )
+        );
+        // The agent's own reason comes first.
+        let draining = AgentStatus {
+            draining: true,
+            ..registered()
+        };
+        assert_eq!(
+            standing(&draining, &[], Some(Err("x".into())), now).1,
+            "draining"
         );
     }
 }

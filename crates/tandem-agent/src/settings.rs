@@ -5,10 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+use tandem_mesh::ingress::ForwardSpec;
+use tandem_mesh::runtime::MeshConfig;
+use tandem_mesh::{DomainPattern, TableConfig, DEFAULT_WEIGHT};
 use tandem_registry::{check_name, CheckKind, MAX_CHECKS, MAX_FIELD_LEN};
 use tandem_settings::{settings, ConfigError, Span};
 
@@ -173,6 +178,54 @@ impl<'de> serde::Deserialize<'de> for CheckSpec {
     }
 }
 
+/// A mesh peer to dial: `host:port` as text (`--mesh-peer transit-a:4433`), or in the file a
+/// table `{address = "transit-a:4433"}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshPeer {
+    pub address: String,
+}
+
+impl FromStr for MeshPeer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let address = text.trim();
+        if tandem_mesh::runtime::config::split_host_port(address).is_none() {
+            return Err(format!(
+                "mesh peer {address:?} is not host:port, like transit-a:4433"
+            ));
+        }
+        Ok(MeshPeer {
+            address: address.to_string(),
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MeshPeer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            address: String,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Text(String),
+            Table(Table),
+        }
+        let address = match Given::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a mesh peer is a table {address = \"host:port\"} or text like \"transit-a:4433\"",
+            )
+        })? {
+            Given::Text(text) => text,
+            Given::Table(table) => table.address,
+        };
+        address.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// `host:port` with a port number and a host that is not empty.
 pub fn is_host_port(text: &str) -> bool {
     text.parse::<std::net::SocketAddr>().is_ok()
@@ -221,6 +274,28 @@ settings! {
     load_command: String, file "agent.load_command", shown "unset: the 1-minute load average per core", env "TANDEM_AGENT_LOAD_COMMAND";
     /// Log filter, as RUST_LOG spells it
     log_level: String = "info".into(), file "agent.log_level", shown "info", env "TANDEM_AGENT_LOG_LEVEL";
+    /// UDP address the mesh listens on for peers (QUIC, mutual TLS with the agent credential), e.g. 0.0.0.0:4433; the mesh settings below need it
+    mesh_listen: SocketAddr, file "agent.mesh_listen", shown "unset: the mesh is off", env "TANDEM_AGENT_MESH_LISTEN";
+    /// A mesh peer to dial and keep dialing, host:port; in the file a table {address = "transit-a:4433"} (repeatable; the variable separates them with commas)
+    mesh_peer: Vec<MeshPeer> = Vec::new(), file "agent.mesh_peers", shown "none", env "TANDEM_AGENT_MESH_PEERS", split ',';
+    /// Address of a SOCKS5 proxy (CONNECT, no authentication) into the mesh, e.g. 127.0.0.1:1080
+    socks5_listen: SocketAddr, file "agent.socks5_listen", shown "unset: no SOCKS5", env "TANDEM_AGENT_SOCKS5_LISTEN";
+    /// A port-forward into the mesh, LISTEN=HOST:PORT; in the file a table {listen = "127.0.0.1:5432", to = "db.internal:5432"} (repeatable; the variable separates them with commas)
+    forward: Vec<ForwardSpec> = Vec::new(), file "agent.forwards", shown "none", env "TANDEM_AGENT_FORWARDS", split ',';
+    /// A CIDR this agent exits to and advertises in the mesh (repeatable; the variable separates them with commas)
+    exit_route: Vec<IpNet> = Vec::new(), file "agent.exit_routes", shown "none", env "TANDEM_AGENT_EXIT_ROUTES", split ',';
+    /// A domain pattern this agent exits to and advertises, db.internal.example or *.internal.example; resolved here with the system resolver (repeatable; the variable separates them with commas)
+    exit_domain: Vec<String> = Vec::new(), file "agent.exit_domains", shown "none", env "TANDEM_AGENT_EXIT_DOMAINS", split ',';
+    /// The weight of this agent's exit routes; a higher weight is preferred (primary and backup exits)
+    exit_weight: u32 = DEFAULT_WEIGHT, file "agent.exit_weight", shown "100", env "TANDEM_AGENT_EXIT_WEIGHT";
+    /// How long a recovered mesh path must stay up before traffic moves back to it
+    mesh_hold_down: Span = Span::secs(5), file "agent.mesh_hold_down", shown "5s", env "TANDEM_AGENT_MESH_HOLD_DOWN";
+    /// The longest mesh path accepted, in agents
+    mesh_max_hops: usize = 8, file "agent.mesh_max_hops", shown "8", env "TANDEM_AGENT_MESH_MAX_HOPS";
+    /// How long peers keep this agent's routes without a refresh (the backstop; withdrawals are sent at once)
+    mesh_route_ttl: Span = Span::secs(90), file "agent.mesh_route_ttl", shown "90s", env "TANDEM_AGENT_MESH_ROUTE_TTL";
+    /// How often this agent re-advertises its exit routes; at most half of mesh_route_ttl
+    mesh_advertise_interval: Span = Span::secs(30), file "agent.mesh_advertise_interval", shown "30s", env "TANDEM_AGENT_MESH_ADVERTISE_INTERVAL";
 }
 
 /// The shortest check or report interval accepted.
@@ -329,7 +404,74 @@ impl AgentSettings {
                 )));
             }
         }
+        self.validate_mesh()
+    }
+
+    fn validate_mesh(&self) -> Result<(), ConfigError> {
+        if self.mesh_listen.is_none() {
+            let given = [
+                ("--mesh-peer", !self.mesh_peer.is_empty()),
+                ("--socks5-listen", self.socks5_listen.is_some()),
+                ("--forward", !self.forward.is_empty()),
+                ("--exit-route", !self.exit_route.is_empty()),
+                ("--exit-domain", !self.exit_domain.is_empty()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(ConfigError(format!(
+                    "{flag} needs the mesh: give --mesh-listen (e.g. 0.0.0.0:4433)"
+                )));
+            }
+            return Ok(());
+        }
+        let mut listens = std::collections::BTreeSet::new();
+        for listen in self
+            .socks5_listen
+            .iter()
+            .chain(self.forward.iter().map(|f| &f.listen))
+        {
+            if !listens.insert(*listen) {
+                return Err(ConfigError(format!(
+                    "{listen} is given twice among --socks5-listen and --forward; each needs its own port"
+                )));
+            }
+        }
+        if let Some(config) = self.mesh_config()? {
+            config
+                .check()
+                .map_err(|e| ConfigError(format!("mesh: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The exit domain patterns, checked.
+    pub fn exit_domains(&self) -> Result<Vec<DomainPattern>, ConfigError> {
+        self.exit_domain
+            .iter()
+            .map(|d| {
+                DomainPattern::parse(d.trim())
+                    .map_err(|e| ConfigError(format!("--exit-domain: {e}")))
+            })
+            .collect()
+    }
+
+    /// The mesh runtime's settings; `None` when the mesh is off (no `--mesh-listen`).
+    pub fn mesh_config(&self) -> Result<Option<MeshConfig>, ConfigError> {
+        let Some(listen) = self.mesh_listen else {
+            return Ok(None);
+        };
+        let mut config = MeshConfig::new(listen);
+        config.peers = self.mesh_peer.iter().map(|p| p.address.clone()).collect();
+        config.exit_routes = self.exit_route.iter().map(IpNet::trunc).collect();
+        config.exit_domains = self.exit_domains()?;
+        config.exit_weight = self.exit_weight;
+        config.table = TableConfig {
+            max_hops: self.mesh_max_hops,
+            hold_down_ms: self.mesh_hold_down.as_millis(),
+            route_ttl_ms: self.mesh_route_ttl.as_millis(),
+        };
+        config.advertise_interval = self.mesh_advertise_interval.0;
+        config.ingress = self.socks5_listen.is_some() || !self.forward.is_empty();
+        Ok(Some(config))
     }
 
     /// The agent's name (the hostname unless given).
@@ -613,6 +755,148 @@ mod tests {
     fn long_check_names_are_cut() {
         let check = CheckSpec::new(CheckKind::Exec, &"x".repeat(1000));
         assert_eq!(check.name().len(), MAX_FIELD_LEN);
+    }
+
+    #[test]
+    fn the_mesh_is_off_unless_mesh_listen_is_given() {
+        let s = from_flags(&["--address", "10.0.0.7:80"]).unwrap();
+        assert!(s.mesh_config().unwrap().is_none());
+        assert!(s.socks5_listen.is_none());
+    }
+
+    #[test]
+    fn mesh_flags_repeat_and_make_the_runtime_config() {
+        let s = from_flags(&[
+            "--address",
+            "10.0.0.7:80",
+            "--mesh-listen",
+            "0.0.0.0:4433",
+            "--mesh-peer",
+            "transit-a:4433",
+            "--mesh-peer",
+            "transit-b:4433,[fd00::1]:4433",
+            "--socks5-listen",
+            "127.0.0.1:1080",
+            "--forward",
+            "127.0.0.1:5432=db.internal.example:5432",
+            "--exit-route",
+            "10.1.2.3/8",
+            "--exit-route",
+            "192.168.0.0/16",
+            "--exit-domain",
+            "*.internal.example",
+            "--exit-weight",
+            "200",
+            "--mesh-hold-down",
+            "2s",
+            "--mesh-max-hops",
+            "4",
+            "--mesh-route-ttl",
+            "60s",
+            "--mesh-advertise-interval",
+            "20s",
+        ])
+        .unwrap();
+        let config = s.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(config.listen, "0.0.0.0:4433".parse().unwrap());
+        assert_eq!(
+            config.peers,
+            ["transit-a:4433", "transit-b:4433", "[fd00::1]:4433"]
+        );
+        let exits: Vec<String> = config.exits().iter().map(|r| r.dest.to_string()).collect();
+        assert_eq!(
+            exits,
+            ["10.0.0.0/8", "192.168.0.0/16", "*.internal.example"]
+        );
+        assert!(config.exits().iter().all(|r| r.weight == 200));
+        assert_eq!(config.table.hold_down_ms, 2_000);
+        assert_eq!(config.table.max_hops, 4);
+        assert_eq!(config.table.route_ttl_ms, 60_000);
+        assert_eq!(config.advertise_interval, Duration::from_secs(20));
+        assert!(config.ingress);
+        assert_eq!(s.forward[0].to.host(), "db.internal.example");
+    }
+
+    #[test]
+    fn the_file_takes_mesh_peers_and_forwards_as_tables() {
+        let s = from_file(
+            r#"
+            [agent]
+            address = "10.0.0.7:80"
+            mesh_listen = "0.0.0.0:4433"
+            mesh_peers = [{address = "transit-a:4433"}, "transit-b:4433"]
+            forwards = [{listen = "127.0.0.1:5432", to = "db.internal:5432"}, "127.0.0.1:6379=cache.internal:6379"]
+            exit_routes = ["10.0.0.0/8"]
+            exit_domains = ["*.internal.example"]
+            "#,
+        )
+        .unwrap();
+        let config = s.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(config.peers, ["transit-a:4433", "transit-b:4433"]);
+        assert_eq!(s.forward.len(), 2);
+        assert_eq!(s.forward[1].to.port(), 6379);
+        assert!(config.roles().exit);
+        let defaults = from_file("[agent]\naddress = \"a:1\"\nmesh_listen = \"0.0.0.0:4433\"\n")
+            .unwrap()
+            .mesh_config()
+            .unwrap()
+            .expect("mesh on");
+        assert_eq!(defaults.table, TableConfig::default());
+        assert_eq!(defaults.advertise_interval, Duration::from_secs(30));
+        assert_eq!(defaults.exit_weight, DEFAULT_WEIGHT);
+        assert!(defaults.roles().transit);
+    }
+
+    #[test]
+    fn mesh_lists_come_from_the_environment_split_on_commas() {
+        let s = from_env(&[
+            ("TANDEM_AGENT_ADDRESS", "10.0.0.7:80"),
+            ("TANDEM_AGENT_MESH_LISTEN", "0.0.0.0:4433"),
+            ("TANDEM_AGENT_MESH_PEERS", "transit-a:4433,transit-b:4433"),
+            ("TANDEM_AGENT_EXIT_ROUTES", "10.0.0.0/8,172.16.0.0/12"),
+        ])
+        .unwrap();
+        let config = s.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(config.peers.len(), 2);
+        assert_eq!(config.exit_routes.len(), 2);
+    }
+
+    #[test]
+    fn bad_mesh_settings_name_what_is_wrong() {
+        let with = |extra: &[&str]| {
+            let mut flags = vec!["--address", "10.0.0.7:80"];
+            flags.extend_from_slice(extra);
+            from_flags(&flags).unwrap_err()
+        };
+        for flag in [
+            &["--mesh-peer", "t:4433"][..],
+            &["--socks5-listen", "127.0.0.1:1080"],
+            &["--exit-route", "10.0.0.0/8"],
+            &["--exit-domain", "a.example"],
+            &["--forward", "127.0.0.1:1=a:1"],
+        ] {
+            let err = with(flag);
+            assert!(err.contains("needs the mesh: give --mesh-listen"), "{err}");
+        }
+        let mesh = |extra: &[&str]| {
+            let mut flags = vec!["--mesh-listen", "0.0.0.0:4433"];
+            flags.extend_from_slice(extra);
+            with(&flags)
+        };
+        assert!(mesh(&["--mesh-peer", "nohost"]).contains("not host:port"));
+        assert!(mesh(&["--exit-route", "10.0.0.0/99"]).contains("--exit-route"));
+        assert!(mesh(&["--exit-domain", "bad domain"]).contains("--exit-domain"));
+        assert!(mesh(&["--forward", "nope"]).contains("LISTEN=HOST:PORT"));
+        assert!(mesh(&["--mesh-max-hops", "0"]).contains("max_hops"));
+        assert!(mesh(&["--mesh-advertise-interval", "60s"]).contains("advertise_interval"));
+        assert!(mesh(&[
+            "--socks5-listen",
+            "127.0.0.1:1080",
+            "--forward",
+            "127.0.0.1:1080=a:1"
+        ])
+        .contains("given twice"));
+        assert!(with(&["--mesh-listen", "4433"]).contains("mesh-listen"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tandem_client::Client;
+use tandem_mesh::runtime::MeshRuntime;
 use tandem_registry::AgentState;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -47,6 +48,10 @@ pub struct Shared {
     pub wake: Notify,
     /// The client to the servers, once the agent has its credential.
     pub client: OnceLock<Arc<Client>>,
+    /// `--mesh-listen` is given: the agent is healthy only with its mesh part.
+    pub mesh_enabled: bool,
+    /// The mesh runtime, once started (after enrolment: it needs the credential).
+    pub mesh: OnceLock<Arc<MeshRuntime>>,
 }
 
 impl Shared {
@@ -55,6 +60,7 @@ impl Shared {
         status: AgentStatus,
         checks: Arc<CheckBoard>,
         load: LoadSource,
+        mesh_enabled: bool,
     ) -> Shared {
         Shared {
             name,
@@ -63,11 +69,25 @@ impl Shared {
             load,
             wake: Notify::new(),
             client: OnceLock::new(),
+            mesh_enabled,
+            mesh: OnceLock::new(),
         }
     }
 
     pub fn status(&self) -> MutexGuard<'_, AgentStatus> {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The mesh's verdict for `/health`: `None` when the mesh is off, else whether the agent
+    /// can carry traffic in its mesh roles.
+    pub fn mesh_health(&self) -> Option<Result<(), String>> {
+        if !self.mesh_enabled {
+            return None;
+        }
+        Some(match self.mesh.get() {
+            Some(mesh) => mesh.health(),
+            None => Err("not started yet".into()),
+        })
     }
 
     /// Records that no server answered, and why.

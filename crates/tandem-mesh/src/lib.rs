@@ -18,15 +18,19 @@
 //! - [`relay`]: what to tell the peers when the path relayed for an origin changes.
 //! - [`path`] and [`output`]: what the table reports.
 //! - [`table`]: the [`RouteTable`] that ties them together.
+//! - [`dial`]: how an ingress asks the runtime for a stream through the mesh.
 //! - [`transport`]: the I/O between agents — QUIC peering, the control stream that carries these
 //!   messages, and flows; a runtime wires it to the table.
 #![forbid(unsafe_code)]
 
 pub mod advert;
+pub mod dial;
+pub mod ingress;
 pub mod output;
 pub mod path;
 pub mod policy;
 pub mod relay;
+pub mod runtime;
 pub mod select;
 pub mod table;
 pub mod transport;
@@ -36,6 +40,7 @@ pub use advert::{
     RouteSpec, Withdrawal, DEFAULT_WEIGHT, MAX_MESSAGE_BYTES, MAX_PATH_LEN, MAX_ROUTES, MAX_TTL_MS,
     PROTOCOL_VERSION,
 };
+pub use dial::{DialError, DialFuture, MeshDialer, MeshStream};
 pub use output::{Outgoing, Output, SelectionChange};
 pub use path::{PathId, PathState, PathView, SelectedRoute};
 pub use policy::{AllowAll, AllowList, AnnouncePolicy};

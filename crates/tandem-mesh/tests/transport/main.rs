@@ -1,6 +1,8 @@
 //! The mesh transport between real quinn endpoints on 127.0.0.1, one file per behaviour.
 
 mod support;
+#[path = "../common/udp_relay.rs"]
+mod udp_relay;
 
 mod control_garbage_is_cut_off_test;
 mod flow_carries_bytes_both_ways_test;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +10,7 @@ use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 use tandem_mesh::transport::{MeshEndpoint, PeerConnection, TransportSettings};
 use tandem_tls::{AgentCa, AgentTls, RevocationCheck};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 pub const SECRET: &str = "mesh-transport-test-secret-0123";
 pub const OTHER_SECRET: &str = "a-different-cluster-secret-4567";
@@ -106,54 +105,6 @@ pub async fn echo_target() -> SocketAddr {
     addr
 }
 
-/// A UDP relay in front of `target`: peers dial the relay; `silence` makes it drop every
-/// datagram both ways, as if the agent behind it was killed with -9.
-pub struct UdpRelay {
-    pub addr: SocketAddr,
-    silent: Arc<AtomicBool>,
-}
-
-impl UdpRelay {
-    pub async fn start(target: SocketAddr) -> Self {
-        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
-        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
-        back.connect(target).await.expect("connect back");
-        let addr = front.local_addr().expect("front addr");
-        let silent = Arc::new(AtomicBool::new(false));
-        let client: Arc<tokio::sync::Mutex<Option<SocketAddr>>> = Arc::default();
-        {
-            let (front, back, silent, client) =
-                (front.clone(), back.clone(), silent.clone(), client.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((n, from)) = front.recv_from(&mut buf).await {
-                    *client.lock().await = Some(from);
-                    if !silent.load(Ordering::SeqCst) {
-                        let _ = back.send(&buf[..n]).await;
-                    }
-                }
-            });
-        }
-        {
-            let silent = silent.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok(n) = back.recv(&mut buf).await {
-                    let to = *client.lock().await;
-                    if let (false, Some(to)) = (silent.load(Ordering::SeqCst), to) {
-                        let _ = front.send_to(&buf[..n], to).await;
-                    }
-                }
-            });
-        }
-        Self { addr, silent }
-    }
-
-    pub fn silence(&self) {
-        self.silent.store(true, Ordering::SeqCst);
-    }
-}
-
 /// Serves flows on `conn` as a stand-in exit: dials each destination over TCP, answers OPEN-OK
 /// or OPEN-ERR, then copies bytes both ways.
 pub fn serve_exit(conn: PeerConnection) {
@@ -179,3 +130,5 @@ pub fn serve_exit(conn: PeerConnection) {
         }
     });
 }
+
+pub use crate::udp_relay::UdpRelay;

@@ -1,0 +1,171 @@
+//! The mesh end to end, with real `tandem agent` processes on 127.0.0.1: an ingress with SOCKS5,
+//! two transits, two exits that advertise the target's address, and the target behind them.
+//! curl through the SOCKS5 ingress reaches the target; when the transit in use is killed with
+//! -9, new connections go through the other one within a second or two; an address no exit
+//! advertises gets a SOCKS5 error at once, and no connection reaches it around the mesh.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+fn tandem() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tandem"))
+}
+
+/// An HTTP server that answers every request with `body` and counts its connections.
+async fn http_target(addr: &str, body: &'static str) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(addr).await.expect("bind the target");
+    let bound = listener.local_addr().expect("its address").to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (bound, connections)
+}
+
+/// `curl --socks5-hostname` through the ingress; the body on success, curl's exit code otherwise.
+async fn curl(socks: &str, url: &str, max_time: &str) -> Result<String, i32> {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            max_time,
+            "--socks5-hostname",
+            socks,
+            url,
+        ])
+        .output()
+        .await
+        .expect("curl runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(out.status.code().unwrap_or(-1))
+    }
+}
+
+fn mesh_args(listen: u16, peers: &[u16]) -> Vec<String> {
+    let mut args = vec!["--mesh-listen".to_string(), format!("127.0.0.1:{listen}")];
+    for peer in peers {
+        args.push("--mesh-peer".into());
+        args.push(format!("127.0.0.1:{peer}"));
+    }
+    args
+}
+
+fn start(cluster: &Cluster, name: &str, token: &str, args: Vec<String>) -> AgentProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    AgentProcess::start(tandem(), cluster, name, "mesh", Some(token), &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
+    let cluster = Cluster::start(tandem(), 1, &[]).await;
+    cluster.leader().await;
+    let token = join_token(&cluster, "mesh", json!({})).await;
+    let (target, _) = http_target("127.0.0.2:0", "hello through the mesh").await;
+    let (forbidden, forbidden_hits) = http_target("127.0.0.3:0", "never").await;
+
+    let ports = free_ports(6).expect("free ports");
+    let (e1, e2, t1, t2, ingress, socks) =
+        (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]);
+    let exit = |port| {
+        let mut args = mesh_args(port, &[]);
+        args.extend(["--exit-route".into(), "127.0.0.2/32".into()]);
+        args
+    };
+    let _exit_1 = start(&cluster, "e-1", &token, exit(e1));
+    let _exit_2 = start(&cluster, "e-2", &token, exit(e2));
+    let mut transit_1 = start(&cluster, "t-1", &token, mesh_args(t1, &[e1, e2]));
+    let mut transit_2 = start(&cluster, "t-2", &token, mesh_args(t2, &[e1, e2]));
+    let mut ingress_args = mesh_args(ingress, &[t1, t2]);
+    ingress_args.extend(["--socks5-listen".into(), format!("127.0.0.1:{socks}")]);
+    let ingress_agent = start(&cluster, "in-1", &token, ingress_args);
+    let socks = format!("127.0.0.1:{socks}");
+    let url = format!("http://{target}/");
+
+    let mut answer = Err(0);
+    wait_until(
+        DEADLINE,
+        "curl through the mesh to reach the target",
+        async || {
+            answer = curl(&socks, &url, "3").await;
+            answer.is_ok()
+        },
+    )
+    .await;
+    assert_eq!(answer, Ok("hello through the mesh".to_string()));
+
+    // No exit advertises 127.0.0.3: an error at once, and nothing reaches it around the mesh.
+    let started = Instant::now();
+    let refused = curl(&socks, &format!("http://{forbidden}/"), "5").await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        forbidden_hits.load(Ordering::SeqCst),
+        0,
+        "a connection went around the mesh"
+    );
+
+    // The ingress's selected path goes through t-1 (the stable tie-break: lowest next hop), with
+    // a backup through t-2; kill -9 t-1 and new connections must take t-2.
+    let healthz: serde_json::Value =
+        reqwest::get(format!("{}/healthz", ingress_agent.health_url()))
+            .await
+            .expect("the ingress answers /healthz")
+            .json()
+            .await
+            .expect("JSON");
+    let routes = healthz["mesh"]["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let selected: Vec<&str> = routes
+        .iter()
+        .filter(|r| r["state"] == "selected")
+        .filter_map(|r| r["next_hop"].as_str())
+        .collect();
+    assert_eq!(selected, ["t-1"], "{healthz}");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["state"] == "backup" && r["next_hop"] == "t-2"),
+        "every path is stored: {healthz}"
+    );
+    transit_1.kill();
+    let killed = Instant::now();
+    wait_until(DEADLINE, "a connection through t-2", async || {
+        curl(&socks, &url, "2").await.is_ok()
+    })
+    .await;
+    let moved = killed.elapsed();
+    assert!(
+        moved < Duration::from_secs(3),
+        "new connections waited {moved:?} after the kill"
+    );
+    assert!(transit_2.exited().is_none(), "t-2 carries the traffic");
+}
