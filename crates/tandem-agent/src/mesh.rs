@@ -98,7 +98,7 @@ pub async fn start(
         ingresses.push(serve_socks5(
             listener,
             dialer.clone(),
-            Socks5Auth::NoAuth,
+            socks5_auth(settings),
             IngressLimits::default(),
         ));
     }
@@ -127,4 +127,29 @@ async fn bind(
             "cannot listen on {listen} for {flag}: {e}; choose another address"
         ))
     })
+}
+
+/// No authentication, or the configured user name and password (compared in constant time).
+fn socks5_auth(settings: &AgentSettings) -> Socks5Auth {
+    match (&settings.socks5_username, &settings.socks5_password) {
+        (Some(user), Some(password)) => {
+            let (user, password) = (user.clone(), password.clone());
+            Socks5Auth::password(move |given_user, given_password| {
+                // Both compared whatever the first answers, so timing tells nothing.
+                let user_matches = same_bytes(given_user.as_bytes(), user.as_bytes());
+                let password_matches = same_bytes(given_password.as_bytes(), password.as_bytes());
+                user_matches & password_matches
+            })
+        }
+        _ => Socks5Auth::NoAuth,
+    }
+}
+
+fn same_bytes(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }

@@ -278,8 +278,12 @@ settings! {
     mesh_listen: SocketAddr, file "agent.mesh_listen", shown "unset: the mesh is off", env "TANDEM_AGENT_MESH_LISTEN";
     /// A mesh peer to dial and keep dialing, host:port; in the file a table {address = "transit-a:4433"} (repeatable; the variable separates them with commas)
     mesh_peer: Vec<MeshPeer> = Vec::new(), file "agent.mesh_peers", shown "none", env "TANDEM_AGENT_MESH_PEERS", split ',';
-    /// Address of a SOCKS5 proxy (CONNECT, no authentication) into the mesh, e.g. 127.0.0.1:1080
+    /// Address of a SOCKS5 proxy (CONNECT) into the mesh, e.g. 127.0.0.1:1080; without --socks5-username and --socks5-password it asks no authentication
     socks5_listen: SocketAddr, file "agent.socks5_listen", shown "unset: no SOCKS5", env "TANDEM_AGENT_SOCKS5_LISTEN";
+    /// The user name SOCKS5 clients must give (RFC 1929); with --socks5-password, and only then, clients must authenticate
+    socks5_username: String, file "agent.socks5_username", shown "unset: no authentication", env "TANDEM_AGENT_SOCKS5_USERNAME";
+    /// The password SOCKS5 clients must give with --socks5-username
+    socks5_password: String, file "agent.socks5_password", shown "unset", env "TANDEM_AGENT_SOCKS5_PASSWORD";
     /// A port-forward into the mesh, LISTEN=HOST:PORT; in the file a table {listen = "127.0.0.1:5432", to = "db.internal:5432"} (repeatable; the variable separates them with commas)
     forward: Vec<ForwardSpec> = Vec::new(), file "agent.forwards", shown "none", env "TANDEM_AGENT_FORWARDS", split ',';
     /// A CIDR this agent exits to and advertises in the mesh (repeatable; the variable separates them with commas)
@@ -408,10 +412,22 @@ impl AgentSettings {
     }
 
     fn validate_mesh(&self) -> Result<(), ConfigError> {
+        if self.socks5_username.is_some() != self.socks5_password.is_some() {
+            return Err(ConfigError(
+                "give --socks5-username and --socks5-password together, or neither".into(),
+            ));
+        }
+        if self.socks5_username.is_some() && self.socks5_listen.is_none() {
+            return Err(ConfigError(
+                "--socks5-username needs --socks5-listen: there is no SOCKS5 proxy to protect"
+                    .into(),
+            ));
+        }
         if self.mesh_listen.is_none() {
             let given = [
                 ("--mesh-peer", !self.mesh_peer.is_empty()),
                 ("--socks5-listen", self.socks5_listen.is_some()),
+                ("--socks5-username", self.socks5_username.is_some()),
                 ("--forward", !self.forward.is_empty()),
                 ("--exit-route", !self.exit_route.is_empty()),
                 ("--exit-domain", !self.exit_domain.is_empty()),
@@ -884,6 +900,10 @@ mod tests {
             with(&flags)
         };
         assert!(mesh(&["--mesh-peer", "nohost"]).contains("not host:port"));
+        let socks = ["--socks5-listen", "127.0.0.1:1080"];
+        assert!(mesh(&[&socks[..], &["--socks5-username", "u"]].concat()).contains("together"));
+        assert!(mesh(&["--socks5-username", "u", "--socks5-password", "p"])
+            .contains("needs --socks5-listen"));
         assert!(mesh(&["--exit-route", "10.0.0.0/99"]).contains("--exit-route"));
         assert!(mesh(&["--exit-domain", "bad domain"]).contains("--exit-domain"));
         assert!(mesh(&["--forward", "nope"]).contains("LISTEN=HOST:PORT"));

@@ -1,6 +1,7 @@
 //! The mesh end to end, with real `tandem agent` processes on 127.0.0.1: an ingress with SOCKS5,
 //! two transits, two exits that advertise the target's address, and the target behind them.
-//! curl through the SOCKS5 ingress reaches the target; when the transit in use is killed with
+//! curl through the SOCKS5 ingress (with its user name and password; a wrong password is
+//! refused) reaches the target; when the transit in use is killed with
 //! -9, new connections go through the other one within a second or two; an address no exit
 //! advertises gets a SOCKS5 error at once, and no connection reaches it around the mesh.
 
@@ -100,8 +101,11 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     let mut transit_2 = start(&cluster, "t-2", &token, mesh_args(t2, &[e1, e2]));
     let mut ingress_args = mesh_args(ingress, &[t1, t2]);
     ingress_args.extend(["--socks5-listen".into(), format!("127.0.0.1:{socks}")]);
+    ingress_args.extend(["--socks5-username".into(), "alice".into()]);
+    ingress_args.extend(["--socks5-password".into(), "s3cret".into()]);
     let ingress_agent = start(&cluster, "in-1", &token, ingress_args);
-    let socks = format!("127.0.0.1:{socks}");
+    let wrong_password = format!("socks5h://alice:guess@127.0.0.1:{socks}");
+    let socks = format!("socks5h://alice:s3cret@127.0.0.1:{socks}");
     let url = format!("http://{target}/");
 
     let mut answer = Err(0);
@@ -115,6 +119,11 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     )
     .await;
     assert_eq!(answer, Ok("hello through the mesh".to_string()));
+    let refused = curl(&wrong_password, &url, "3").await;
+    assert!(
+        refused.is_err(),
+        "a wrong SOCKS5 password got through: {refused:?}"
+    );
 
     // No exit advertises 127.0.0.3: an error at once, and nothing reaches it around the mesh.
     let started = Instant::now();
@@ -131,31 +140,38 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
         "a connection went around the mesh"
     );
 
-    // The ingress's selected path goes through t-1 (the stable tie-break: lowest next hop), with
-    // a backup through t-2; kill -9 t-1 and new connections must take t-2.
-    let healthz: serde_json::Value =
-        reqwest::get(format!("{}/healthz", ingress_agent.health_url()))
-            .await
-            .expect("the ingress answers /healthz")
-            .json()
-            .await
-            .expect("JSON");
-    let routes = healthz["mesh"]["routes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    // Once the ingress peers with both transits, its selected path goes through t-1 (the
+    // stable tie-break: lowest next hop) with a backup through t-2; kill -9 t-1 and new
+    // connections must take t-2.
+    let healthz_url = format!("{}/healthz", ingress_agent.health_url());
+    let two_hops_via = |routes: &[serde_json::Value], transit: &str| {
+        routes
+            .iter()
+            .any(|r| r["metric"] == 2 && r["next_hop"] == transit)
+    };
+    let mut routes = Vec::new();
+    wait_until(
+        DEADLINE,
+        "the ingress to store two-hop paths through both transits",
+        async || {
+            let Ok(reply) = reqwest::get(&healthz_url).await else {
+                return false;
+            };
+            let healthz: serde_json::Value = reply.json().await.unwrap_or_default();
+            routes = healthz["mesh"]["routes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            two_hops_via(&routes, "t-1") && two_hops_via(&routes, "t-2")
+        },
+    )
+    .await;
     let selected: Vec<&str> = routes
         .iter()
         .filter(|r| r["state"] == "selected")
         .filter_map(|r| r["next_hop"].as_str())
         .collect();
-    assert_eq!(selected, ["t-1"], "{healthz}");
-    assert!(
-        routes
-            .iter()
-            .any(|r| r["state"] == "backup" && r["next_hop"] == "t-2"),
-        "every path is stored: {healthz}"
-    );
+    assert_eq!(selected, ["t-1"], "{routes:?}");
     transit_1.kill();
     let killed = Instant::now();
     wait_until(DEADLINE, "a connection through t-2", async || {
