@@ -221,8 +221,8 @@ async fn serve(
         ))
     })?;
     // Kept until the agent stops: dropping it stops the ingresses.
-    let mesh_part =
-        mesh::start(settings, &stored, Arc::new(mesh::RevokedAgents::default())).await?;
+    let revoked = Arc::new(mesh::RevokedAgents::default());
+    let mesh_part = mesh::start(settings, &stored, revoked.clone()).await?;
     if let Some(part) = &mesh_part {
         let _ = shared.mesh.set(part.runtime.clone());
     }
@@ -234,6 +234,13 @@ async fn serve(
         .with_deadline(CALL_DEADLINE);
     let client = Arc::new(client);
     let _ = shared.client.set(client.clone());
+    let revocations = mesh_part.as_ref().map(|part| {
+        tokio::spawn(mesh::follow_revocations(
+            client.clone(),
+            revoked,
+            part.runtime.clone(),
+        ))
+    });
     let outcome = Reporter {
         shared,
         client,
@@ -246,6 +253,9 @@ async fn serve(
     }
     .run()
     .await;
+    if let Some(task) = revocations {
+        task.abort();
+    }
     drop(mesh_part);
     outcome
 }

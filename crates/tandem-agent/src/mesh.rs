@@ -3,32 +3,144 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use tandem_client::Client;
 use tandem_mesh::ingress::{serve_forward, serve_socks5, Ingress, IngressLimits, Socks5Auth};
+use tandem_mesh::path::PathState;
 use tandem_mesh::runtime::MeshRuntime;
 use tandem_mesh::{AgentId, MeshDialer};
+use tandem_registry::{
+    MeshPeer, MeshRoute, MeshSummary, RevokedNames, MAX_MESH_PATH_LEN, MAX_MESH_PEERS,
+    MAX_MESH_ROUTES,
+};
 use tandem_tls::{AgentTls, RevocationCheck};
 
 use crate::credential::StoredCredential;
 use crate::settings::AgentSettings;
 use crate::AgentError;
 
-/// The agent names whose credentials are revoked, asked in every mesh handshake. Empty for
-/// now: nothing tells the agent of revocations yet. The hook for the registry's list is
-/// [`RevokedAgents::replace`]; a peer named in it is refused from its next handshake on.
+/// How often the agent asks the servers which agents are revoked while its mesh runs.
+pub const REVOCATIONS_EVERY: Duration = Duration::from_secs(2);
+
+/// The agent names whose credentials are revoked, asked in every mesh handshake; the servers'
+/// list (`GET /v1/agent/revoked`) replaces it every [`REVOCATIONS_EVERY`].
 #[derive(Debug, Default)]
 pub struct RevokedAgents {
     names: RwLock<BTreeSet<String>>,
 }
 
 impl RevokedAgents {
-    /// Replaces the revoked names (with the registry's list, once the reporter carries it).
-    #[allow(dead_code)]
+    /// Replaces the revoked names; a peer named in them is refused from its next handshake on.
     pub fn replace(&self, names: BTreeSet<String>) {
         *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
     }
+}
+
+/// Keeps [`RevokedAgents`] to the servers' list and cuts off every connected peer that became
+/// revoked, until aborted. While no server answers, the last list holds.
+pub async fn follow_revocations(
+    client: Arc<Client>,
+    revoked: Arc<RevokedAgents>,
+    runtime: Arc<MeshRuntime>,
+) {
+    let mut every = tokio::time::interval(REVOCATIONS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = None;
+    loop {
+        every.tick().await;
+        let names = match fetch_revoked(&client).await {
+            Ok(names) => names,
+            Err(why) => {
+                if last_error.as_ref() != Some(&why) {
+                    tracing::warn!(
+                        "the revoked agents are not known now: {why}; keeping the last list"
+                    );
+                    last_error = Some(why);
+                }
+                continue;
+            }
+        };
+        last_error = None;
+        // First the handshake check, so that a peer cut off below cannot come straight back.
+        revoked.replace(names);
+        let cut = runtime.disconnect(
+            |peer| revoked.is_revoked(peer.as_str()),
+            "its credential was revoked",
+        );
+        for peer in cut {
+            tracing::warn!(%peer, "mesh peer cut off: its credential was revoked");
+        }
+    }
+}
+
+async fn fetch_revoked(client: &Client) -> Result<BTreeSet<String>, String> {
+    let reply = client
+        .get("/v1/agent/revoked")
+        .await
+        .and_then(|reply| reply.error_for_status())
+        .map_err(|e| e.to_string())?;
+    let list: RevokedNames = serde_json::from_slice(&reply.body)
+        .map_err(|e| format!("the servers' answer is not a list of revoked agents: {e}"))?;
+    Ok(list.agents.into_iter().collect())
+}
+
+/// The mesh in brief for the heartbeat: peers and paths as `/healthz` shows them, cut to what
+/// the servers take.
+pub fn summary(runtime: &MeshRuntime) -> MeshSummary {
+    let status = runtime.status();
+    let peers = status
+        .peers
+        .into_iter()
+        .take(MAX_MESH_PEERS)
+        .map(|peer| MeshPeer {
+            id: peer.id.map(|id| id.to_string()),
+            address: peer.address,
+            rtt_ms: peer.rtt_ms.filter(|rtt| rtt.is_finite() && *rtt >= 0.0),
+            state: peer.state.to_string(),
+        })
+        .collect();
+    let routes = status
+        .routes
+        .into_iter()
+        .take(MAX_MESH_ROUTES)
+        .map(|view| MeshRoute {
+            dest: view.route.dest.to_string(),
+            origin: view.route.origin.to_string(),
+            next_hop: view.route.next_hop.to_string(),
+            path: view
+                .route
+                .path
+                .iter()
+                .take(MAX_MESH_PATH_LEN)
+                .map(ToString::to_string)
+                .collect(),
+            metric: view.route.metric,
+            weight: view.route.weight,
+            state: match view.state {
+                PathState::Selected => "selected",
+                PathState::Backup => "backup",
+            }
+            .to_string(),
+        })
+        .collect();
+    let mut summary = MeshSummary { peers, routes };
+    if summary.check().is_err() {
+        // Rare (a domain pattern past the servers' field limit): leave out what they would
+        // refuse rather than lose the whole summary.
+        let fits = |peers: Vec<MeshPeer>, routes: Vec<MeshRoute>| {
+            MeshSummary { peers, routes }.check().is_ok()
+        };
+        summary
+            .routes
+            .retain(|route| fits(vec![], vec![route.clone()]));
+        summary
+            .peers
+            .retain(|peer| fits(vec![peer.clone()], vec![]));
+    }
+    summary
 }
 
 impl RevocationCheck for RevokedAgents {

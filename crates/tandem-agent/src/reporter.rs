@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_client::{Client, ClientError, Reply, StatusCode};
-use tandem_registry::{AgentState, Registration, Report, ReportAnswer};
+use tandem_registry::{AgentState, Heartbeat, Registration, Report, ReportAnswer};
 
 use crate::credential::write_private;
 use crate::status::Shared;
@@ -217,7 +217,15 @@ impl Reporter {
         }
         let report = self.report().await;
         let sent = if registered {
-            self.post("/v1/agent/report", &report).await
+            let heartbeat = Heartbeat {
+                report,
+                mesh: self
+                    .shared
+                    .mesh
+                    .get()
+                    .map(|mesh| crate::mesh::summary(mesh)),
+            };
+            self.post("/v1/agent/report", &heartbeat).await
         } else {
             let registration = Registration {
                 address: self.address.clone(),

@@ -15,6 +15,12 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_FIELD_LEN: usize = 256;
 /// Longest agent or pool name (a DNS label's length, so a name can go in a certificate).
 pub const MAX_NAME_LEN: usize = 63;
+/// The most mesh peers one heartbeat may carry.
+pub const MAX_MESH_PEERS: usize = 256;
+/// The most mesh paths one heartbeat may carry.
+pub const MAX_MESH_ROUTES: usize = 4096;
+/// The most hops a reported mesh path may list.
+pub const MAX_MESH_PATH_LEN: usize = 64;
 
 /// What one check found. Ordered from best to worst, so the worst of several is their maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -165,6 +171,83 @@ pub struct Report {
     pub load: Option<f64>,
 }
 
+/// `POST /v1/agent/report` as agents with a mesh send it: the report, and what the agent's
+/// mesh looks like now. Without `mesh` (older agents, agents without a mesh) it is a plain
+/// [`Report`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    #[serde(flatten)]
+    pub report: Report,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSummary>,
+}
+
+/// An agent's mesh in brief: its peers and every stored path, as its `/healthz` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeshSummary {
+    #[serde(default)]
+    pub peers: Vec<MeshPeer>,
+    #[serde(default)]
+    pub routes: Vec<MeshRoute>,
+}
+
+/// One mesh peer of an agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeshPeer {
+    /// The peer's agent name, once known.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Its UDP address.
+    pub address: String,
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    /// `up`, or `down` for a configured peer not connected.
+    pub state: String,
+}
+
+/// One stored mesh path of an agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeshRoute {
+    /// The prefix or domain pattern.
+    pub dest: String,
+    /// The exit that advertises it.
+    pub origin: String,
+    pub next_hop: String,
+    /// Origin first, next hop last.
+    #[serde(default)]
+    pub path: Vec<String>,
+    /// Hops to the origin.
+    pub metric: u32,
+    pub weight: u32,
+    /// `selected` or `backup`.
+    pub state: String,
+}
+
+/// One agent's mesh as `GET /v1/mesh` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeshAgent {
+    pub name: String,
+    pub pool: String,
+    pub state: AgentState,
+    /// Unix milliseconds of the heartbeat that carried this summary.
+    pub last_heartbeat_ms: i64,
+    pub peers: Vec<MeshPeer>,
+    pub routes: Vec<MeshRoute>,
+}
+
+/// `GET /v1/mesh`: the agents whose last heartbeat carried a mesh summary, by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeshView {
+    pub agents: Vec<MeshAgent>,
+}
+
+/// `GET /v1/agent/revoked`: the agents whose credentials are revoked (and that hold no
+/// unrevoked one), by name; a mesh refuses them as peers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedNames {
+    pub agents: Vec<String>,
+}
+
 /// What a server answers a registration or report with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReportAnswer {
@@ -278,6 +361,69 @@ impl Report {
     }
 }
 
+impl Heartbeat {
+    pub fn check(&self) -> Result<(), String> {
+        self.report.check()?;
+        match &self.mesh {
+            Some(mesh) => mesh.check(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl MeshSummary {
+    /// Refuses a summary past [`MAX_MESH_PEERS`] or [`MAX_MESH_ROUTES`], or with a field past
+    /// [`MAX_FIELD_LEN`] (agents cut theirs before sending).
+    pub fn check(&self) -> Result<(), String> {
+        if self.peers.len() > MAX_MESH_PEERS {
+            return Err(format!(
+                "{} mesh peers reported; the limit is {MAX_MESH_PEERS}",
+                self.peers.len()
+            ));
+        }
+        if self.routes.len() > MAX_MESH_ROUTES {
+            return Err(format!(
+                "{} mesh routes reported; the limit is {MAX_MESH_ROUTES}",
+                self.routes.len()
+            ));
+        }
+        for peer in &self.peers {
+            check_field("a mesh peer's address", &peer.address)?;
+            check_field("a mesh peer's state", &peer.state)?;
+            if let Some(id) = &peer.id {
+                check_field("a mesh peer's name", id)?;
+            }
+            if peer.rtt_ms.is_some_and(|rtt| !rtt.is_finite() || rtt < 0.0) {
+                return Err(format!(
+                    "mesh peer {:?} has an rtt that is not a finite number of at least 0",
+                    peer.address
+                ));
+            }
+        }
+        for route in &self.routes {
+            for (what, value) in [
+                ("a mesh route's destination", &route.dest),
+                ("a mesh route's origin", &route.origin),
+                ("a mesh route's next hop", &route.next_hop),
+                ("a mesh route's state", &route.state),
+            ] {
+                check_field(what, value)?;
+            }
+            if route.path.len() > MAX_MESH_PATH_LEN {
+                return Err(format!(
+                    "a mesh route to {:?} lists {} hops; the limit is {MAX_MESH_PATH_LEN}",
+                    route.dest,
+                    route.path.len()
+                ));
+            }
+            for hop in &route.path {
+                check_field("a mesh route's hop", hop)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Registration {
     pub fn check(&self) -> Result<(), String> {
         if self.address.is_empty() {
@@ -359,6 +505,71 @@ mod tests {
             load: None,
         };
         assert!(long.check().unwrap_err().contains("4096"));
+    }
+
+    fn peer(address: &str) -> MeshPeer {
+        MeshPeer {
+            id: Some("exit-a".into()),
+            address: address.into(),
+            rtt_ms: Some(0.4),
+            state: "up".into(),
+        }
+    }
+
+    fn route(dest: &str) -> MeshRoute {
+        MeshRoute {
+            dest: dest.into(),
+            origin: "exit-a".into(),
+            next_hop: "exit-a".into(),
+            path: vec!["exit-a".into()],
+            metric: 1,
+            weight: 100,
+            state: "selected".into(),
+        }
+    }
+
+    #[test]
+    fn heartbeats_without_a_mesh_parse_and_large_meshes_are_refused() {
+        let plain: Heartbeat =
+            serde_json::from_str(r#"{"checks": [], "load": 0.5}"#).expect("an older agent's body");
+        assert_eq!(plain.report.load, Some(0.5));
+        assert_eq!(plain.mesh, None);
+        let with_mesh = Heartbeat {
+            report: Report::default(),
+            mesh: Some(MeshSummary {
+                peers: vec![peer("10.0.0.1:4433")],
+                routes: vec![route("10.0.0.0/8")],
+            }),
+        };
+        assert!(with_mesh.check().is_ok());
+        let text = serde_json::to_string(&with_mesh).unwrap();
+        assert_eq!(serde_json::from_str::<Heartbeat>(&text).unwrap(), with_mesh);
+        // A server reading only the report still takes it.
+        assert!(serde_json::from_str::<Report>(&text).is_ok());
+
+        let many_peers = MeshSummary {
+            peers: vec![peer("10.0.0.1:4433"); MAX_MESH_PEERS + 1],
+            routes: vec![],
+        };
+        assert!(many_peers.check().unwrap_err().contains("256"));
+        let many_routes = MeshSummary {
+            peers: vec![],
+            routes: vec![route("10.0.0.0/8"); MAX_MESH_ROUTES + 1],
+        };
+        assert!(many_routes.check().unwrap_err().contains("4096"));
+        let long = MeshSummary {
+            peers: vec![],
+            routes: vec![route(&"x".repeat(MAX_FIELD_LEN + 1))],
+        };
+        assert!(long.check().is_err());
+        let bad_rtt = MeshSummary {
+            peers: vec![MeshPeer {
+                rtt_ms: Some(f64::NAN),
+                ..peer("10.0.0.1:4433")
+            }],
+            routes: vec![],
+        };
+        assert!(bad_rtt.check().is_err());
     }
 
     #[test]

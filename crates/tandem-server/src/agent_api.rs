@@ -16,7 +16,8 @@ use rand::RngCore;
 use serde_json::json;
 use tandem_keys::{public_jwk_from_json, token_key_id, verify_token};
 use tandem_registry::{
-    check_name, health_of, state_of, Credential, Enrollment, Registration, Report, ReportAnswer,
+    check_name, health_of, state_of, Credential, Enrollment, Heartbeat, Registration, ReportAnswer,
+    RevokedNames,
 };
 use tandem_store::{AgentRow, Outcome, RegistryCommand};
 
@@ -286,19 +287,21 @@ pub async fn register(
             })
             .await?,
     )?;
-    registry.heard(&identity.name, report.load, report.checks);
+    registry.heard(&identity.name, report.load, report.checks, None);
     registry.note_change(&identity.name, &identity.pool, before, state);
     Ok(answer(&registry, state))
 }
 
 /// `POST /v1/agent/report`: a heartbeat. Kept in memory; replicated only when the agent's
-/// health or a check's status changed, or the agent comes back from down.
+/// health or a check's status changed, or the agent comes back from down. The mesh summary it
+/// may carry is kept in memory only, like the load.
 pub async fn report(
     State(registry): State<Registry>,
     Extension(identity): Extension<AgentIdentity>,
-    Json(report): Json<Report>,
+    Json(heartbeat): Json<Heartbeat>,
 ) -> Result<axum::Json<ReportAnswer>, ApiError> {
-    report.check().map_err(ApiError::bad_request)?;
+    heartbeat.check().map_err(ApiError::bad_request)?;
+    let Heartbeat { report, mesh } = heartbeat;
     let row = own_row(&registry, &identity).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -328,9 +331,21 @@ pub async fn report(
     } else {
         state_of(health_of(&report.checks), false, row.draining)
     };
-    registry.heard(&identity.name, report.load, report.checks);
+    registry.heard(&identity.name, report.load, report.checks, mesh);
     registry.note_change(&identity.name, &identity.pool, Some(before), state);
     Ok(answer(&registry, state))
+}
+
+/// `GET /v1/agent/revoked`: the agents whose credentials are revoked, for meshes to refuse
+/// and cut off as peers. Any enrolled, unrevoked agent may ask.
+pub async fn revoked(
+    State(registry): State<Registry>,
+) -> Result<axum::Json<RevokedNames>, ApiError> {
+    let agents = registry
+        .data()
+        .read(|db| Ok(db.revoked_agent_names()?))
+        .await?;
+    Ok(axum::Json(RevokedNames { agents }))
 }
 
 /// `POST /v1/agent/drain`: the agent asks to be picked no more (on SIGTERM, or `tandem agent

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_registry::{
-    check_name, pick, AgentList, AgentRecord, AgentState, Candidate, JoinTokenInfo, PickRequest,
-    Strategy,
+    check_name, pick, AgentList, AgentRecord, AgentState, Candidate, JoinTokenInfo, MeshView,
+    PickRequest, Strategy,
 };
 use tandem_store::{AgentRow, Outcome, RegistryCommand};
 
@@ -239,6 +239,16 @@ pub async fn revoke(
     Ok(axum::Json(
         json!({ "revoked": name, "credentials": credentials }),
     ))
+}
+
+/// `GET /v1/mesh`: every agent's peers and paths, as its last heartbeat to this (active) node
+/// told them; agents without a mesh, or not heard from since this node became active, are not
+/// listed.
+pub async fn mesh(State(registry): State<Registry>) -> Result<axum::Json<MeshView>, ApiError> {
+    let rows = registry.agents(None).await?;
+    Ok(axum::Json(MeshView {
+        agents: registry.meshes(&rows),
+    }))
 }
 
 #[derive(Deserialize, Default)]

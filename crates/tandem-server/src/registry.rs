@@ -13,6 +13,7 @@ use std::time::Duration;
 use tandem_ha::now_ms;
 use tandem_registry::{
     due_changes, AgentRecord, AgentState, CheckReport, Liveness, LivenessChange, LivenessPolicy,
+    MeshAgent, MeshSummary,
 };
 use tandem_store::{AgentRow, Command, Outcome, RegistryCommand};
 use tandem_tls::AgentCa;
@@ -47,6 +48,8 @@ pub struct Heard {
     pub at_ms: i64,
     pub load: Option<f64>,
     pub checks: Vec<CheckReport>,
+    /// The agent's mesh as its last heartbeat told it, if it has one.
+    pub mesh: Option<MeshSummary>,
 }
 
 /// Agents as read at a registry index.
@@ -171,11 +174,18 @@ impl Registry {
     }
 
     /// Notes a report from `name`.
-    pub fn heard(&self, name: &str, load: Option<f64>, checks: Vec<CheckReport>) {
+    pub fn heard(
+        &self,
+        name: &str,
+        load: Option<f64>,
+        checks: Vec<CheckReport>,
+        mesh: Option<MeshSummary>,
+    ) {
         let now = Heard {
             at_ms: now_ms(),
             load,
             checks,
+            mesh,
         };
         let mut heard = lock(&self.0.heard);
         match heard.get_mut(name) {
@@ -184,6 +194,25 @@ impl Registry {
                 heard.insert(name.to_string(), now);
             }
         }
+    }
+
+    /// The meshes of `rows` whose last heartbeat to this node carried one, in the same order.
+    pub fn meshes(&self, rows: &[AgentRow]) -> Vec<MeshAgent> {
+        let heard = lock(&self.0.heard);
+        rows.iter()
+            .filter_map(|row| {
+                let h = heard.get(&row.name)?;
+                let mesh = h.mesh.as_ref()?;
+                Some(MeshAgent {
+                    name: row.name.clone(),
+                    pool: row.pool.clone(),
+                    state: row.state(),
+                    last_heartbeat_ms: h.at_ms,
+                    peers: mesh.peers.clone(),
+                    routes: mesh.routes.clone(),
+                })
+            })
+            .collect()
     }
 
     pub fn forget(&self, name: &str) {

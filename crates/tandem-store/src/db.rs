@@ -741,6 +741,12 @@ impl StateDb {
             .map_err(read_store_error)
     }
 
+    /// The names of agents whose credentials are revoked and that hold no unrevoked one.
+    pub fn revoked_agent_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::revoked_names(conn).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
     /// Join tokens that are neither revoked nor expired at this replica's clock, oldest first.
     pub fn join_tokens(&self) -> Result<Vec<JoinTokenInfo>, StoreError> {
         let now = self.clock_ms();

@@ -190,9 +190,14 @@ fn a_name_is_taken_until_its_credential_is_revoked() {
             .unwrap()
             .revoked
     );
+    assert_eq!(registry.db.revoked_agent_names().unwrap(), ["gw-1"]);
     registry
         .apply(T0, enroll("tok", "gw-1", "cred-2"))
         .expect("the name is free once revoked");
+    assert!(
+        registry.db.revoked_agent_names().unwrap().is_empty(),
+        "an agent enrolled again under its name is not revoked"
+    );
 
     let reused_id = registry
         .apply(T0, enroll("tok", "gw-9", "cred-2"))

@@ -96,7 +96,7 @@ pub enum TokenCommand {
 pub struct Output {
     /// Print JSON instead of a table
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub async fn run(command: AgentsCommand, client: &Client) -> Result<()> {
@@ -237,7 +237,7 @@ async fn token(command: TokenCommand, client: &Client) -> Result<()> {
     Ok(())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(reply: tandem_client::Reply) -> Result<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(reply: tandem_client::Reply) -> Result<T> {
     let reply = reply.error_for_status()?;
     serde_json::from_slice(&reply.body)
         .map_err(|e| anyhow::anyhow!("the server's answer is not what this version expects: {e}"))
@@ -314,7 +314,7 @@ fn print_agent(agent: &AgentRecord) {
 }
 
 /// Columns padded to their widest cell.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -336,7 +336,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

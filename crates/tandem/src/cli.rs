@@ -73,6 +73,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The agents' mesh as they report it: peers and routes
+    Mesh {
+        #[command(subcommand)]
+        command: crate::mesh_cli::MeshCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Snapshots, backups and restore
     Snapshot {
         #[command(subcommand)]
@@ -315,6 +322,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { command, target } => keys(command, &target).await,
         Command::Agents { command, target } => match target.client() {
             Ok(client) => crate::agents_cli::run(command, &client).await,
+            Err(e) => Err(e),
+        },
+        Command::Mesh { command, target } => match target.client() {
+            Ok(client) => crate::mesh_cli::run(command, &client).await,
             Err(e) => Err(e),
         },
         Command::Snapshot { command } => snapshot(command).await,

@@ -167,6 +167,23 @@ impl Core {
         self.deadline_moved.notify_one();
     }
 
+    /// Closes the live connection to `peer` now and takes it down, as when the connection
+    /// breaks. False when there is none.
+    pub fn disconnect(&self, peer: &AgentId, reason: &str) -> bool {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        let Some(link) = state.peers.remove(peer) else {
+            return false;
+        };
+        link.conn.close(reason);
+        let output = state.table.peer_down(peer, now);
+        state.send(output);
+        drop(state);
+        tracing::info!(%peer, reason, "mesh peer disconnected");
+        self.deadline_moved.notify_one();
+        true
+    }
+
     /// The live connection to `peer`.
     pub fn connection(&self, peer: &AgentId) -> Option<PeerConnection> {
         self.lock().peers.get(peer).map(|l| l.conn.clone())

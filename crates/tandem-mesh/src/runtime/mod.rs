@@ -140,6 +140,18 @@ impl MeshRuntime {
         self.inner.endpoint.local_addr()
     }
 
+    /// Closes the connection to every connected peer `cut_off` names (e.g. agents whose
+    /// credentials were revoked): each goes down at once, its paths withdrawn and the streams
+    /// through it reset. Configured addresses are dialed again as usual, so the handshake's
+    /// revocation check must already refuse them. Answers the peers disconnected.
+    pub fn disconnect(&self, cut_off: impl Fn(&AgentId) -> bool, reason: &str) -> Vec<AgentId> {
+        let connected: Vec<AgentId> = self.inner.core.lock().peers.keys().cloned().collect();
+        connected
+            .into_iter()
+            .filter(|peer| cut_off(peer) && self.inner.core.disconnect(peer, reason))
+            .collect()
+    }
+
     /// Stops dialing and closes every connection now.
     pub fn shutdown(&self) {
         let tasks =

@@ -416,6 +416,19 @@ pub(super) fn credential(conn: &Connection, id: &str) -> rusqlite::Result<Option
     .optional()
 }
 
+/// The names of agents with a revoked credential and no unrevoked one, by name.
+pub(super) fn revoked_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT DISTINCT name FROM _tandem_agent_credentials AS c
+         WHERE revoked_at IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM _tandem_agent_credentials
+             WHERE name = c.name AND revoked_at IS NULL)
+         ORDER BY name",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}
+
 /// A stored text column that does not parse, as SQLite's conversion error.
 fn unreadable(
     column: usize,
