@@ -1,8 +1,9 @@
 //! The workloads of `tandem bench`: many concurrent clients against a cluster with throughput
 //! and latency percentiles ([`run`]), the failover times of a local 3-node cluster, the fsyncs
-//! of a data folder's disk, and the agent registry under many simulated agents. The key/value
-//! and failover workloads also run against etcd (cargo feature `etcd`, which needs protoc) for
-//! side-by-side figures.
+//! of a data folder's disk, the agent registry under many simulated agents, and the agents' mesh
+//! (throughput, connect latency and route failover, beside direct TCP and a one-hop proxy). The
+//! key/value and failover workloads also run against etcd (cargo feature `etcd`, which needs
+//! protoc) for side-by-side figures.
 //!
 //! The `tandem` binary parses the command line and calls [`run`]; this crate never depends on
 //! the binary. Free ports and deadline-bound waits come from `tandem-testkit`.
@@ -17,6 +18,7 @@ mod etcd;
 #[path = "etcd_absent.rs"]
 mod etcd;
 mod failover;
+mod mesh;
 mod run;
 mod target;
 

@@ -46,6 +46,9 @@ pub enum Workload {
     /// Enrol --agents simulated agents that heartbeat at 1 Hz; measure kv-put with and without
     /// them, how soon a silent agent shows down, and picks at concurrency 1, 16 and 64
     Agents,
+    /// Start a 1-node server and a mesh of five agents (ingress, two transits, two exits);
+    /// throughput and connect latency beside direct TCP and microsocks, then route failover
+    Mesh,
 }
 
 /// The flags of `tandem bench` but those that name the servers, which every command of the
@@ -87,6 +90,8 @@ pub struct BenchArgs {
     disk: crate::disk::DiskArgs,
     #[command(flatten)]
     agents: crate::agents::AgentsArgs,
+    #[command(flatten)]
+    mesh: crate::mesh::MeshArgs,
 }
 
 /// The servers a bench talks to, as `--addr`, `--secret` and `--consistency` name them: Tandem's
@@ -364,7 +369,7 @@ impl Plan {
                 )
                 .await?
             }
-            Workload::Failover | Workload::Disk | Workload::Agents => {
+            Workload::Failover | Workload::Disk | Workload::Agents | Workload::Mesh => {
                 return Err("this workload has no single operation against a server".into());
             }
             Workload::TokenIssue => {
@@ -591,6 +596,16 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
                 args.json,
             )
             .await;
+        }
+        Workload::Mesh => {
+            if args.ops.is_some() {
+                bail!("mesh runs each throughput step for --duration and --connects connections for the latency; --ops does not apply to it");
+            }
+            let duration = args
+                .duration
+                .map(Duration::from)
+                .unwrap_or(Duration::from_secs(10));
+            return crate::mesh::mesh(&args.mesh, duration, args.json).await;
         }
         Workload::Pick if args.agents.pool.is_none() => {
             bail!("pick needs --pool: the pool to pick from, with agents registered in it (`tandem agents ls` lists them)");
