@@ -118,15 +118,9 @@ fn free_port() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits for `probe` to answer, for up to ten seconds.
+async fn wait_for<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    tandem_testkit::wait_for(Duration::from_secs(10), what, probe).await
 }
 
 async fn health(listen: &str) -> Option<(u16, String)> {

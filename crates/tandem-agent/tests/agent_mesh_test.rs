@@ -15,7 +15,6 @@ use tandem_registry::{AgentState, ReportAnswer};
 use tandem_tls::AgentCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 
 const SECRET: &str = "agent-mesh-test-secret-01234567";
 
@@ -95,15 +94,9 @@ async fn get(listen: &str, path: &str) -> Option<(u16, String)> {
     Some((response.status().as_u16(), response.text().await.ok()?))
 }
 
-async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits for `probe` to answer, for up to ten seconds.
+async fn wait_for<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    tandem_testkit::wait_for(Duration::from_secs(10), what, probe).await
 }
 
 async fn round_trip(stream: &mut TcpStream, message: &[u8]) {
