@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::accept::{self, Handshake};
 use super::relay::{dial_within, relay, reset};
-use super::{accept, Ingress, IngressLimits};
+use super::{Ingress, IngressLimits};
 use crate::dial::MeshDialer;
 
 /// The longest host name accepted, as SOCKS5 carries it (one length byte).
@@ -197,7 +198,9 @@ pub fn serve_forward(
         listener,
         "forward",
         limits.max_connections,
-        move |stream, peer| {
+        move |stream, peer, handshake: Handshake| {
+            // A port-forward has no handshake: its clients are carried from the first byte.
+            handshake.done();
             forward_client(
                 stream,
                 peer,

@@ -36,7 +36,8 @@ pub(super) async fn relay(
     mut client: TcpStream,
     mut mesh: Box<dyn MeshStream>,
 ) {
-    match tokio::io::copy_bidirectional(&mut client, &mut mesh).await {
+    let buffer = crate::runtime::TCP_READ_BUFFER;
+    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut mesh, buffer, buffer).await {
         Ok((up, down)) => {
             tracing::debug!(kind, %peer, bytes_up = up, bytes_down = down, "connection closed");
         }

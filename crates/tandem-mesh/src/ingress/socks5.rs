@@ -24,9 +24,10 @@ use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::accept::{self, Handshake, ThrottledLog};
 use super::relay::{dial_within, relay};
 use super::userpass::{self, UserPassword, UserPasswordError};
-use super::{accept, Ingress, IngressLimits};
+use super::{Ingress, IngressLimits};
 use crate::dial::MeshDialer;
 use crate::transport::OpenErrorKind;
 
@@ -107,12 +108,31 @@ pub fn serve_socks5(
     auth: Socks5Auth,
     limits: IngressLimits,
 ) -> Ingress {
+    let silent = Arc::new(ThrottledLog::new(
+        "socks5 client cut off: no complete request within the handshake timeout",
+    ));
     accept::spawn(
         listener,
         "socks5",
         limits.max_connections,
-        move |stream, peer| serve_client(stream, peer, dialer.clone(), auth.clone(), limits),
+        move |stream, peer, handshake| {
+            let client = Client {
+                peer,
+                handshake,
+                silent: silent.clone(),
+            };
+            serve_client(stream, client, dialer.clone(), auth.clone(), limits)
+        },
     )
+}
+
+/// One client as the accept loop sees it.
+struct Client {
+    peer: SocketAddr,
+    handshake: Handshake,
+    /// Where handshake timeouts are logged, throttled: a flood of idle clients is one line a
+    /// second.
+    silent: Arc<ThrottledLog>,
 }
 
 /// A parsed request: the protocol state to answer with, the command and the target.
@@ -124,18 +144,24 @@ type Request<T> = (
 
 async fn serve_client(
     stream: TcpStream,
-    peer: SocketAddr,
+    client: Client,
     dialer: Arc<dyn MeshDialer>,
     auth: Socks5Auth,
     limits: IngressLimits,
 ) {
+    let peer = client.peer;
     let (proto, command, target) = match handshake_within(stream, &auth, limits).await {
         Ok(request) => request,
+        Err(HandshakeError::TimedOut(_)) => {
+            client.silent.note("socks5", peer);
+            return;
+        }
         Err(error) => {
             log_handshake_error(peer, &error);
             return;
         }
     };
+    client.handshake.done();
     if command != Socks5Command::TCPConnect {
         tracing::debug!(%peer, ?command, "socks5 command not supported");
         answer(peer, proto, ReplyError::CommandNotSupported).await;

@@ -17,6 +17,7 @@ mod dialer;
 mod flows;
 mod peering;
 mod splice;
+pub(crate) use splice::TCP_READ_BUFFER;
 mod status;
 
 use std::sync::{Arc, Mutex};

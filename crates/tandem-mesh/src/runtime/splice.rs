@@ -9,18 +9,38 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use quinn::{RecvStream, SendStream};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::transport::{Flow, RESET_FLOW};
 
-/// Copies `reader` to `writer` until a clean end, then shuts `writer` down (a FIN).
-async fn pump<R, W>(reader: &mut R, writer: &mut W) -> io::Result<u64>
+/// Bytes read from a TCP connection at a time: large reads mean fewer, fuller writes into the
+/// QUIC stream, each of which takes the connection's lock.
+pub(crate) const TCP_READ_BUFFER: usize = 64 * 1024;
+
+/// Copies a TCP side to `writer` until a clean end, then shuts `writer` down (a FIN).
+async fn pump_tcp<R, W>(reader: R, writer: &mut W) -> io::Result<u64>
 where
-    R: AsyncRead + Unpin + ?Sized,
+    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let copied = tokio::io::copy(reader, writer).await?;
+    let mut reader = BufReader::with_capacity(TCP_READ_BUFFER, reader);
+    let copied = tokio::io::copy_buf(&mut reader, writer).await?;
+    writer.shutdown().await?;
+    Ok(copied)
+}
+
+/// Copies a flow's received bytes to `writer` until a clean end, then shuts `writer` down.
+/// The chunks come as quinn holds them, with no copy into a buffer of ours.
+async fn pump_flow<W>(recv: &mut RecvStream, writer: &mut W) -> io::Result<u64>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut copied = 0;
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+        writer.write_all(&chunk.bytes).await?;
+        copied += chunk.bytes.len() as u64;
+    }
     writer.shutdown().await?;
     Ok(copied)
 }
@@ -34,8 +54,8 @@ pub fn reset_flow(send: &mut SendStream, recv: &mut RecvStream) {
 /// Splices two flows (a transit between the previous and the next hop).
 pub async fn flow_to_flow(mut a: Flow, mut b: Flow) {
     let outcome = tokio::try_join!(
-        pump(&mut a.recv, &mut b.send),
-        pump(&mut b.recv, &mut a.send)
+        pump_flow(&mut a.recv, &mut b.send),
+        pump_flow(&mut b.recv, &mut a.send)
     );
     if let Err(e) = outcome {
         tracing::debug!("a relayed flow broke, resetting both sides: {e}");
@@ -49,8 +69,8 @@ pub async fn flow_to_flow(mut a: Flow, mut b: Flow) {
 pub async fn flow_to_tcp(mut flow: Flow, tcp: TcpStream) {
     let (mut tcp_read, mut tcp_write) = tcp.into_split();
     let outcome = tokio::try_join!(
-        pump(&mut flow.recv, &mut tcp_write),
-        pump(&mut tcp_read, &mut flow.send)
+        pump_flow(&mut flow.recv, &mut tcp_write),
+        pump_tcp(&mut tcp_read, &mut flow.send)
     );
     if let Err(e) = outcome {
         tracing::debug!("an exit flow broke, resetting both sides: {e}");

@@ -1,51 +1,63 @@
 use std::time::Duration;
 
 use tandem_mesh::ingress::{IngressLimits, Socks5Auth};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    ended, greeted, round_trip, socks5, socks_connect, within, EchoTarget, Route, StandIn, Target,
+    ended, greeted, round_trip, socks5, socks_connect, EchoTarget, Route, StandIn, Target,
 };
 
-#[tokio::test]
-async fn connections_over_the_cap_are_closed_at_once_and_room_is_given_back() {
-    let echo = EchoTarget::start().await;
-    let dialer = StandIn::with(&[("echo.internal", Route::To(echo.addr))]);
-    let capped = IngressLimits {
-        max_connections: 2,
-        // Long, so the idle ones are held by the cap, not by the timeout.
+fn capped(max_connections: usize) -> IngressLimits {
+    IngressLimits {
+        max_connections,
+        // Long, so idle clients are held by the cap, not ended by the timeout.
         handshake_timeout: Duration::from_secs(60),
         ..IngressLimits::default()
-    };
-    let (_ingress, proxy) = socks5(dialer.clone(), Socks5Auth::NoAuth, capped).await;
+    }
+}
+
+#[tokio::test]
+async fn at_the_cap_the_oldest_client_in_its_handshake_makes_room() {
+    let echo = EchoTarget::start().await;
+    let dialer = StandIn::with(&[("echo.internal", Route::To(echo.addr))]);
+    let (_ingress, proxy) = socks5(dialer.clone(), Socks5Auth::NoAuth, capped(2)).await;
 
     // Two clients fill the cap: one idle mid-handshake, one carrying bytes.
-    let idle = greeted(proxy).await;
+    let mut idle = greeted(proxy).await;
     let (mut busy, code) = socks_connect(proxy, Target::Domain("echo.internal", 80)).await;
     assert_eq!(code, 0x00);
 
-    // The third is closed at once, without a word.
+    // A third gets in, and the idle one is cut off for it.
+    let (mut third, code) = socks_connect(proxy, Target::Domain("echo.internal", 80)).await;
+    assert_eq!(code, 0x00);
+    ended(&mut idle).await;
+    round_trip(&mut third, b"in place of the idle one").await;
+
+    // Both inside are carried; with nobody left in a handshake, a fourth is closed at once.
     let mut over = TcpStream::connect(proxy).await.expect("connect");
     ended(&mut over).await;
+    round_trip(&mut busy, b"carried, never cut to make room").await;
+    round_trip(&mut third, b"this one too").await;
+}
 
-    // Those inside are unaffected.
-    round_trip(&mut busy, b"inside the cap").await;
+#[tokio::test]
+async fn a_flood_of_idle_clients_cannot_keep_a_real_one_out() {
+    let echo = EchoTarget::start().await;
+    let dialer = StandIn::with(&[("echo.internal", Route::To(echo.addr))]);
+    let cap = 200;
+    let (_ingress, proxy) = socks5(dialer.clone(), Socks5Auth::NoAuth, capped(cap)).await;
 
-    // When one leaves, a new client gets in (once the server has seen it leave).
-    drop(idle);
-    within("a place frees up", async {
-        loop {
-            let mut client = TcpStream::connect(proxy).await.expect("connect");
-            if client.write_all(&[5, 1, 0]).await.is_ok() {
-                let mut choice = [0u8; 2];
-                if client.read_exact(&mut choice).await.is_ok() {
-                    assert_eq!(choice, [5, 0]);
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    // Twice the cap of clients that connect and say nothing.
+    let mut idle = Vec::with_capacity(2 * cap);
+    for _ in 0..2 * cap {
+        idle.push(TcpStream::connect(proxy).await.expect("connect idle"));
+    }
+
+    let (mut real, code) = socks_connect(proxy, Target::Domain("echo.internal", 80)).await;
+    assert_eq!(code, 0x00, "a real client is served despite the idle flood");
+    round_trip(&mut real, b"through the flood").await;
+
+    // The oldest idle clients were the ones cut off.
+    ended(&mut idle[0]).await;
+    assert_eq!(echo.accepted(), 1, "idle clients dialed nothing");
 }
