@@ -456,6 +456,12 @@ mod tests {
         assert_eq!(variant(&Command::Batch(vec![])), 12u32.to_le_bytes());
         let revoke = Command::Registry(RegistryCommand::Revoke { name: "a".into() });
         assert_eq!(variant(&revoke), 13u32.to_le_bytes());
+        // Inside the registry's commands the same holds: the mesh's came last.
+        let set = Command::Registry(RegistryCommand::SetAnnounce {
+            name: "a".into(),
+            allow: None,
+        });
+        assert_eq!(set.encode()[4..8], 11u32.to_le_bytes());
     }
 
     #[test]
