@@ -12,7 +12,7 @@ use tandem_registry::{
     check_announce_list, check_name, pick, AgentList, AgentRecord, AgentState, AnnounceRestriction,
     Candidate, JoinTokenInfo, MeshView, PickRequest, Strategy,
 };
-use tandem_store::{AgentRow, Outcome, RegistryCommand};
+use tandem_store::{AgentRow, Outcome, RegistryCommand, TokenSpec};
 
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, query_params, Json};
@@ -56,26 +56,17 @@ pub async fn create_token(
             .map_err(|e| ApiError::bad_request(format!("mesh_announce: {e}")))?;
     }
     let new = new_join_token();
-    let (id, pool, secret_sha256, ttl_ms) = (
-        new.id.clone(),
-        request.pool.clone(),
-        new.secret_sha256,
-        Some(ttl_ms),
-    );
+    let token = TokenSpec {
+        id: new.id.clone(),
+        pool: request.pool.clone(),
+        secret_sha256: new.secret_sha256,
+        ttl_ms: Some(ttl_ms),
+        uses: request.uses,
+    };
     let command = match request.mesh_announce.clone() {
-        None => RegistryCommand::TokenCreate {
-            id,
-            pool,
-            secret_sha256,
-            ttl_ms,
-            uses: request.uses,
-        },
+        None => token.into_command(),
         Some(mesh_announce) => RegistryCommand::TokenCreateRestricted {
-            id,
-            pool,
-            secret_sha256,
-            ttl_ms,
-            uses: request.uses,
+            token,
             mesh_announce,
         },
     };

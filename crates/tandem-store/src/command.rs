@@ -10,7 +10,9 @@ pub use crate::sql::Params;
 
 mod registry;
 
-pub use registry::{RegistryCommand, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND};
+pub use registry::{
+    RegistryCommand, TokenSpec, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND,
+};
 
 /// A write may name a lock and the fencing token its writer holds; the write is refused when
 /// that token is no longer the lock's current one.

@@ -7,7 +7,7 @@ mod entries;
 
 use agents::{enroll, register, Registry, SECRET, T0};
 use tandem_registry::MeshMembership;
-use tandem_store::{Outcome, RegistryCommand, RejectionKind};
+use tandem_store::{Outcome, RegistryCommand, RejectionKind, TokenSpec};
 
 fn join(credential_id: &str, name: &str, address: Option<&str>) -> RegistryCommand {
     RegistryCommand::MeshJoin {
@@ -74,11 +74,13 @@ fn a_restricted_token_restricts_its_agents_and_operators_change_it() {
         registry.apply(
             T0,
             RegistryCommand::TokenCreateRestricted {
-                id: "tok-exits".into(),
-                pool: "exits".into(),
-                secret_sha256: SECRET.to_vec(),
-                ttl_ms: None,
-                uses: None,
+                token: TokenSpec {
+                    id: "tok-exits".into(),
+                    pool: "exits".into(),
+                    secret_sha256: SECRET.to_vec(),
+                    ttl_ms: None,
+                    uses: None,
+                },
                 mesh_announce: allow.clone(),
             },
         ),

@@ -7,65 +7,19 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tandem_testkit::mesh::{curl_socks5, healthz, http_target};
 use tandem_testkit::{
     free_ports, join_token, run_to_exit, tandem_command, wait_until, AgentProcess, Cluster,
     API_SECRET, DEADLINE,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
-}
-
-/// An HTTP server that answers every request with `body` and counts its connections.
-async fn http_target(addr: &str, body: &'static str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (bound, connections)
-}
-
-async fn curl(socks: &str, url: &str) -> Result<String, i32> {
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            "5",
-            "--socks5-hostname",
-            socks,
-            url,
-        ])
-        .output()
-        .await
-        .expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
 }
 
 /// `tandem <args> --addr <the cluster>` with the API secret.
@@ -88,13 +42,6 @@ fn stdout_of(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-async fn healthz(url: &str) -> Value {
-    match reqwest::get(url).await {
-        Ok(reply) => reply.json().await.unwrap_or_default(),
-        Err(_) => Value::Null,
-    }
 }
 
 /// The destinations the agent has a path to.
@@ -179,7 +126,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
 
     let mut answer = Err(0);
     wait_until(DEADLINE, "curl to the allowed target", async || {
-        answer = curl(&socks, &url).await;
+        answer = curl_socks5(&socks, &url, "5").await;
         answer.is_ok()
     })
     .await;
@@ -193,7 +140,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         "http://10.30.0.1/".to_string(),
     ] {
         let started = Instant::now();
-        let answer = curl(&socks, &unreachable).await;
+        let answer = curl_socks5(&socks, &unreachable, "5").await;
         assert!(answer.is_err(), "{unreachable}: {answer:?}");
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -225,7 +172,10 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         dests(&seen) == ["127.0.0.2/32"]
     })
     .await;
-    assert_eq!(curl(&socks, &url).await, Ok("allowed".to_string()));
+    assert_eq!(
+        curl_socks5(&socks, &url, "5").await,
+        Ok("allowed".to_string())
+    );
 
     // Lifted: every configured route comes.
     stdout_of(&cli(&cluster, &["agents", "announce", "e-1", "--any"]).await);
@@ -239,7 +189,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     )
     .await;
     assert_eq!(
-        curl(&socks, &format!("http://{refused}/")).await,
+        curl_socks5(&socks, &format!("http://{refused}/"), "5").await,
         Ok("after the lift".to_string())
     );
 }

@@ -6,54 +6,11 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+use tandem_testkit::mesh::{curl_socks5, healthz, http_target};
 use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
-}
-
-/// An HTTP server that answers every request with `body`.
-async fn http_target(addr: &str, body: &'static str) -> String {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    bound
-}
-
-/// `curl --socks5-hostname` through the ingress; the body on success, curl's exit code otherwise.
-async fn curl(socks: &str, url: &str) -> Result<String, i32> {
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            "3",
-            "--socks5-hostname",
-            socks,
-            url,
-        ])
-        .output()
-        .await
-        .expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
 }
 
 /// Mesh flags with no peer address: listen here, tell the servers where, peer `auto`.
@@ -74,13 +31,6 @@ fn start(cluster: &Cluster, name: &str, token: &str, args: Vec<String>) -> Agent
     AgentProcess::start(tandem(), cluster, name, "mesh", Some(token), &args)
 }
 
-async fn healthz(url: &str) -> Value {
-    match reqwest::get(url).await {
-        Ok(reply) => reply.json().await.unwrap_or_default(),
-        Err(_) => Value::Null,
-    }
-}
-
 fn peers_up(healthz: &Value) -> Vec<String> {
     healthz["mesh"]["peers"]
         .as_array()
@@ -96,7 +46,7 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     cluster.leader().await;
     let token = join_token(&cluster, "mesh", json!({})).await;
-    let target = http_target("127.0.0.2:0", "found through the servers").await;
+    let (target, _) = http_target("127.0.0.2:0", "found through the servers").await;
 
     let ports = free_ports(4).expect("free ports");
     let (exit_port, ingress_port, socks, other_port) = (ports[0], ports[1], ports[2], ports[3]);
@@ -118,7 +68,7 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
         DEADLINE,
         "curl through the ingress to reach the target behind the exit",
         async || {
-            answer = curl(&socks, &url).await;
+            answer = curl_socks5(&socks, &url, "3").await;
             answer.is_ok()
         },
     )

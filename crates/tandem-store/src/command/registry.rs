@@ -97,13 +97,64 @@ pub enum RegistryCommand {
     /// A join token as [`RegistryCommand::TokenCreate`] makes it, whose agents may announce
     /// only `mesh_announce`.
     TokenCreateRestricted {
-        id: String,
-        pool: String,
-        secret_sha256: Vec<u8>,
-        ttl_ms: Option<u64>,
-        uses: Option<u64>,
+        token: TokenSpec,
         mesh_announce: Vec<String>,
     },
+}
+
+/// A join token to create: enrols agents into `pool`, `uses` times (`None`: unlimited) until
+/// `ttl_ms` past the stamp (`None`: until revoked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenSpec {
+    pub id: String,
+    pub pool: String,
+    pub secret_sha256: Vec<u8>,
+    pub ttl_ms: Option<u64>,
+    pub uses: Option<u64>,
+}
+
+impl TokenSpec {
+    /// The plain [`RegistryCommand::TokenCreate`] of this token, which every server knows.
+    pub fn into_command(self) -> RegistryCommand {
+        RegistryCommand::TokenCreate {
+            id: self.id,
+            pool: self.pool,
+            secret_sha256: self.secret_sha256,
+            ttl_ms: self.ttl_ms,
+            uses: self.uses,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Rejection> {
+        check_new_token(
+            &self.id,
+            &self.pool,
+            &self.secret_sha256,
+            self.ttl_ms,
+            self.uses,
+        )
+    }
+}
+
+fn check_new_token(
+    id: &str,
+    pool: &str,
+    secret_sha256: &[u8],
+    ttl_ms: Option<u64>,
+    uses: Option<u64>,
+) -> Result<(), Rejection> {
+    check_id("a join token's id", id)?;
+    check_name("pool", pool).map_err(Rejection::invalid)?;
+    check_sha256(secret_sha256)?;
+    if let Some(ttl_ms) = ttl_ms {
+        check_ttl("a join token's ttl", ttl_ms)?;
+    }
+    if uses == Some(0) {
+        return Err(Rejection::invalid(
+            "a join token needs at least 1 use; leave the number of uses out for unlimited",
+        ));
+    }
+    Ok(())
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
@@ -149,22 +200,11 @@ impl RegistryCommand {
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {
             RegistryCommand::TokenCreateRestricted {
-                id,
-                pool,
-                secret_sha256,
-                ttl_ms,
-                uses,
+                token,
                 mesh_announce,
             } => {
                 check_announce(mesh_announce)?;
-                RegistryCommand::TokenCreate {
-                    id: id.clone(),
-                    pool: pool.clone(),
-                    secret_sha256: secret_sha256.clone(),
-                    ttl_ms: *ttl_ms,
-                    uses: *uses,
-                }
-                .validate()
+                token.validate()
             }
             RegistryCommand::MeshJoin {
                 credential_id,
@@ -188,20 +228,7 @@ impl RegistryCommand {
                 secret_sha256,
                 ttl_ms,
                 uses,
-            } => {
-                check_id("a join token's id", id)?;
-                check_name("pool", pool).map_err(Rejection::invalid)?;
-                check_sha256(secret_sha256)?;
-                if let Some(ttl_ms) = ttl_ms {
-                    check_ttl("a join token's ttl", *ttl_ms)?;
-                }
-                if *uses == Some(0) {
-                    return Err(Rejection::invalid(
-                        "a join token needs at least 1 use; leave the number of uses out for unlimited",
-                    ));
-                }
-                Ok(())
-            }
+            } => check_new_token(id, pool, secret_sha256, *ttl_ms, *uses),
             RegistryCommand::TokenRevoke { id } => check_id("a join token's id", id),
             RegistryCommand::Enroll {
                 token_id,
@@ -417,11 +444,13 @@ mod tests {
     #[test]
     fn mesh_commands_check_their_lists_and_addresses() {
         let restricted = |allow: &[&str]| RegistryCommand::TokenCreateRestricted {
-            id: "tok-1".into(),
-            pool: "exits".into(),
-            secret_sha256: vec![1; 32],
-            ttl_ms: None,
-            uses: None,
+            token: TokenSpec {
+                id: "tok-1".into(),
+                pool: "exits".into(),
+                secret_sha256: vec![1; 32],
+                ttl_ms: None,
+                uses: None,
+            },
             mesh_announce: allow.iter().map(|a| a.to_string()).collect(),
         };
         assert!(restricted(&["10.20.0.0/16", "*.internal.example"])

@@ -28,20 +28,18 @@ pub(super) fn apply(
             uses,
         } => create_token(applying, id, pool, secret_sha256, *ttl_ms, *uses),
         RegistryCommand::TokenCreateRestricted {
-            id,
-            pool,
-            secret_sha256,
-            ttl_ms,
-            uses,
+            token,
             mesh_announce,
         } => {
-            let created = create_token(applying, id, pool, secret_sha256, *ttl_ms, *uses)?;
+            let t = token;
+            let created =
+                create_token(applying, &t.id, &t.pool, &t.secret_sha256, t.ttl_ms, t.uses)?;
             applying
                 .conn
                 .prepare_cached(
                     "INSERT OR REPLACE INTO _tandem_join_token_announce (token_id, allow) VALUES (?1, ?2)",
                 )?
-                .execute(params![id, json_text(mesh_announce)])?;
+                .execute(params![t.id, json_text(mesh_announce)])?;
             Ok(created)
         }
         RegistryCommand::MeshJoin {
@@ -331,14 +329,19 @@ fn report(
     name: &str,
     checks: &[CheckReport],
 ) -> Result<Outcome, ApplyError> {
-    let stored = credential(applying.conn, credential_id)?;
-    rules::authorize(stored.as_ref(), credential_id, name)?;
-    // A row another credential registered is not this agent's until it registers again.
-    let row = agent(applying.conn, name)?
-        .filter(|row| row.credential_id == credential_id)
-        .ok_or_else(|| rules::not_registered(name))?;
+    let row = own_row(applying.conn, credential_id, name)?;
     let after = rules::reported(&row, checks, applying.now);
     answer_state(applying, &row, after)
+}
+
+/// The row of agent `name`, registered with its unrevoked credential `credential_id`.
+fn own_row(conn: &Connection, credential_id: &str, name: &str) -> Result<AgentRow, ApplyError> {
+    let stored = credential(conn, credential_id)?;
+    rules::authorize(stored.as_ref(), credential_id, name)?;
+    // A row another credential registered is not this agent's until it registers again.
+    Ok(agent(conn, name)?
+        .filter(|row| row.credential_id == credential_id)
+        .ok_or_else(|| rules::not_registered(name))?)
 }
 
 /// Records `after`, the row's change if it has one, and answers the agent's state.
@@ -402,11 +405,7 @@ fn mesh_join(
     name: &str,
     membership: Option<&MeshMembership>,
 ) -> Result<Outcome, ApplyError> {
-    let stored = credential(applying.conn, credential_id)?;
-    rules::authorize(stored.as_ref(), credential_id, name)?;
-    let row = agent(applying.conn, name)?
-        .filter(|row| row.credential_id == credential_id)
-        .ok_or_else(|| rules::not_registered(name))?;
+    let row = own_row(applying.conn, credential_id, name)?;
     match membership {
         Some(m) => applying
             .conn
