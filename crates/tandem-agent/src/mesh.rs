@@ -13,8 +13,8 @@ use tandem_mesh::path::PathState;
 use tandem_mesh::runtime::MeshRuntime;
 use tandem_mesh::{AgentId, MeshDialer, Restrictions};
 use tandem_registry::{
-    MeshDirectory, MeshPeer, MeshRoute, MeshSummary, MAX_MESH_PATH_LEN, MAX_MESH_PEERS,
-    MAX_MESH_ROUTES,
+    MeshDirectory, MeshPeer, MeshRoute, MeshSummary, RevokedNames, MAX_MESH_PATH_LEN,
+    MAX_MESH_PEERS, MAX_MESH_ROUTES,
 };
 use tandem_tls::{AgentTls, RevocationCheck};
 
@@ -115,13 +115,27 @@ pub fn restrictions(lists: &BTreeMap<String, Vec<String>>) -> Restrictions {
     restrictions
 }
 
-/// The servers' mesh directory for `mesh`.
+/// The servers' mesh directory for `mesh`. A server older than the directory answers 404; its
+/// list of revoked agents stands in, so that revocations still cut peers off.
 pub async fn fetch_directory(client: &Client, mesh: &str) -> Result<MeshDirectory, String> {
     let reply = client
         .get(&format!("/v1/agent/mesh?mesh={mesh}"))
         .await
-        .and_then(|reply| reply.error_for_status())
         .map_err(|e| e.to_string())?;
+    if reply.status == reqwest::StatusCode::NOT_FOUND {
+        let reply = client
+            .get("/v1/agent/revoked")
+            .await
+            .and_then(|reply| reply.error_for_status())
+            .map_err(|e| e.to_string())?;
+        let list: RevokedNames = serde_json::from_slice(&reply.body)
+            .map_err(|e| format!("the servers' answer is not a list of revoked agents: {e}"))?;
+        return Ok(MeshDirectory {
+            revoked: list.agents,
+            ..MeshDirectory::default()
+        });
+    }
+    let reply = reply.error_for_status().map_err(|e| e.to_string())?;
     serde_json::from_slice(&reply.body)
         .map_err(|e| format!("the servers' answer is not a mesh directory: {e}"))
 }
