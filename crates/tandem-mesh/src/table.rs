@@ -430,7 +430,26 @@ impl RouteTable {
             .filter(|(_, refused)| !refused.is_empty())
             .collect();
         for (id, dests) in refused {
-            let seq = self.paths.get(&id).map_or(0, |p| p.seq);
+            let Some(stored) = self.paths.get(&id) else {
+                continue;
+            };
+            let seq = stored.seq;
+            // Kept aside whole, so that a policy that widens again brings the routes back.
+            let advert = Advertisement {
+                origin: id.origin.clone(),
+                seq,
+                path: stored.path.clone(),
+                routes: stored
+                    .routes
+                    .iter()
+                    .map(|(dest, weight)| RouteSpec::new(dest.clone(), *weight))
+                    .collect(),
+                ttl_ms: stored.ttl_ms,
+            };
+            let heard_ms = stored
+                .expires_ms
+                .map_or(now_ms, |expires| expires.saturating_sub(stored.ttl_ms));
+            self.refused.insert(id.clone(), (advert, heard_ms));
             self.remove_routes(&id, &dests, seq, now_ms, &mut touched);
         }
         let allowed: Vec<PathId> = self

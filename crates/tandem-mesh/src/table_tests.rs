@@ -355,6 +355,10 @@ fn a_narrower_policy_drops_routes_already_stored() {
     assert_eq!(out.changes.len(), 1);
     assert_eq!(via(&ingress, IN_NET), None);
     assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
+    // Wider again: the dropped route comes back without a new advertisement.
+    let _ = ingress.set_policy(Arc::new(AllowAll), 20);
+    assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
+    assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
 }
 
 #[test]
