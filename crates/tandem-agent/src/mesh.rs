@@ -95,13 +95,9 @@ impl DirectoryFollower {
             self.announce = directory.announce.clone();
         }
         if self.auto {
-            self.runtime.set_learned_peers(
-                directory
-                    .peers
-                    .iter()
-                    .filter(|peer| !self.revoked.is_revoked(&peer.name))
-                    .map(|peer| peer.address.clone()),
-            );
+            // The servers leave revoked agents out of the peers.
+            self.runtime
+                .set_learned_peers(directory.peers.iter().map(|peer| peer.address.clone()));
         }
     }
 }
