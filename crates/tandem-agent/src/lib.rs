@@ -220,12 +220,6 @@ async fn serve(
             credential::credential_path(&settings.data_dir).display()
         ))
     })?;
-    // Kept until the agent stops: dropping it stops the ingresses.
-    let revoked = Arc::new(mesh::RevokedAgents::default());
-    let mesh_part = mesh::start(settings, &stored, revoked.clone()).await?;
-    if let Some(part) = &mesh_part {
-        let _ = shared.mesh.set(part.runtime.clone());
-    }
     let assertions = Arc::new(Assertions::new(key, stored.name.clone()));
     let bearer = assertions.clone();
     let client = Client::with_bearer(&servers, Arc::new(move || bearer.bearer()))
@@ -234,17 +228,47 @@ async fn serve(
         .with_deadline(CALL_DEADLINE);
     let client = Arc::new(client);
     let _ = shared.client.set(client.clone());
-    let revocations = mesh_part.as_ref().map(|part| {
-        tokio::spawn(mesh::follow_revocations(
-            client.clone(),
+    // Asked once before the mesh starts, so that it starts under the servers' restrictions
+    // (and an exit never advertises what it may not); without an answer it starts without.
+    let directory = match settings.mesh_listen {
+        Some(_) => match mesh::fetch_directory(&client, settings.mesh_name()).await {
+            Ok(directory) => Some(directory),
+            Err(why) => {
+                tracing::warn!("the mesh starts without the servers' mesh directory: {why}");
+                None
+            }
+        },
+        None => None,
+    };
+    // Kept until the agent stops: dropping it stops the ingresses.
+    let revoked = Arc::new(mesh::RevokedAgents::default());
+    let mesh_part = mesh::start(settings, &stored, revoked.clone(), directory.as_ref()).await?;
+    if let Some(part) = &mesh_part {
+        let _ = shared.mesh.set(part.runtime.clone());
+    }
+    let membership = mesh_part.as_ref().and_then(|part| {
+        let port = part.runtime.local_addr().ok()?.port();
+        settings.mesh_membership(port)
+    });
+    let follower = mesh_part.as_ref().map(|part| {
+        let mut follower = mesh::DirectoryFollower {
+            client: client.clone(),
             revoked,
-            part.runtime.clone(),
-        ))
+            runtime: part.runtime.clone(),
+            mesh: settings.mesh_name().to_string(),
+            auto: settings.mesh_peers_auto(),
+            announce: Default::default(),
+        };
+        if let Some(directory) = &directory {
+            follower.apply(directory);
+        }
+        tokio::spawn(follower.run())
     });
     let outcome = Reporter {
         shared,
         client,
         address: settings.address.clone().unwrap_or_default(),
+        mesh: membership,
         labels,
         report_interval: settings.report_interval.0,
         data_dir: settings.data_dir.clone(),
@@ -253,7 +277,7 @@ async fn serve(
     }
     .run()
     .await;
-    if let Some(task) = revocations {
+    if let Some(task) = follower {
         task.abort();
     }
     drop(mesh_part);

@@ -1,7 +1,7 @@
 //! The agent's part in the mesh: its TLS identity from the stored credential, the runtime, and
 //! the ingresses (SOCKS5, port-forwards) that open their connections through it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -11,10 +11,10 @@ use tandem_client::Client;
 use tandem_mesh::ingress::{serve_forward, serve_socks5, Ingress, IngressLimits, Socks5Auth};
 use tandem_mesh::path::PathState;
 use tandem_mesh::runtime::MeshRuntime;
-use tandem_mesh::{AgentId, MeshDialer};
+use tandem_mesh::{AgentId, MeshDialer, Restrictions};
 use tandem_registry::{
-    MeshPeer, MeshRoute, MeshSummary, RevokedNames, MAX_MESH_PATH_LEN, MAX_MESH_PEERS,
-    MAX_MESH_ROUTES,
+    MeshDirectory, MeshPeer, MeshRoute, MeshSummary, RevokedNames, MAX_MESH_PATH_LEN,
+    MAX_MESH_PEERS, MAX_MESH_ROUTES,
 };
 use tandem_tls::{AgentTls, RevocationCheck};
 
@@ -22,11 +22,11 @@ use crate::credential::StoredCredential;
 use crate::settings::AgentSettings;
 use crate::AgentError;
 
-/// How often the agent asks the servers which agents are revoked while its mesh runs.
-pub const REVOCATIONS_EVERY: Duration = Duration::from_secs(2);
+/// How often the agent asks the servers for its mesh directory while its mesh runs.
+pub const DIRECTORY_EVERY: Duration = Duration::from_secs(2);
 
-/// The agent names whose credentials are revoked, asked in every mesh handshake; the servers'
-/// list (`GET /v1/agent/revoked`) replaces it every [`REVOCATIONS_EVERY`].
+/// The agent names whose credentials are revoked, asked in every mesh handshake; each mesh
+/// directory from the servers (`GET /v1/agent/mesh`) replaces it.
 #[derive(Debug, Default)]
 pub struct RevokedAgents {
     names: RwLock<BTreeSet<String>>,
@@ -39,52 +39,101 @@ impl RevokedAgents {
     }
 }
 
-/// Keeps [`RevokedAgents`] to the servers' list and cuts off every connected peer that became
-/// revoked, until aborted. While no server answers, the last list holds.
-pub async fn follow_revocations(
-    client: Arc<Client>,
-    revoked: Arc<RevokedAgents>,
-    runtime: Arc<MeshRuntime>,
-) {
-    let mut every = tokio::time::interval(REVOCATIONS_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_error = None;
-    loop {
-        every.tick().await;
-        let names = match fetch_revoked(&client).await {
-            Ok(names) => names,
-            Err(why) => {
-                if last_error.as_ref() != Some(&why) {
-                    tracing::warn!(
-                        "the revoked agents are not known now: {why}; keeping the last list"
-                    );
-                    last_error = Some(why);
+/// How the agent follows the servers' mesh directory.
+pub struct DirectoryFollower {
+    pub client: Arc<Client>,
+    pub revoked: Arc<RevokedAgents>,
+    pub runtime: Arc<MeshRuntime>,
+    /// This agent's mesh.
+    pub mesh: String,
+    /// `--mesh-peer auto`: dial the peers the directory lists.
+    pub auto: bool,
+    /// The restrictions last applied, so a change is logged once.
+    pub announce: BTreeMap<String, Vec<String>>,
+}
+
+impl DirectoryFollower {
+    /// Asks for the directory every [`DIRECTORY_EVERY`] and applies each answer, until
+    /// aborted. While no server answers, the last directory holds.
+    pub async fn run(mut self) {
+        let mut every = tokio::time::interval(DIRECTORY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = None;
+        loop {
+            every.tick().await;
+            match fetch_directory(&self.client, &self.mesh).await {
+                Ok(directory) => {
+                    last_error = None;
+                    self.apply(&directory);
                 }
-                continue;
+                Err(why) => {
+                    if last_error.as_ref() != Some(&why) {
+                        tracing::warn!(
+                            "the mesh directory is not known now: {why}; keeping the last one"
+                        );
+                        last_error = Some(why);
+                    }
+                }
             }
-        };
-        last_error = None;
-        // First the handshake check, so that a peer cut off below cannot come straight back.
-        revoked.replace(names);
-        let cut = runtime.disconnect(
-            |peer| revoked.is_revoked(peer.as_str()),
+        }
+    }
+
+    /// Revocations first (the handshake check, so that a peer cut off cannot come straight
+    /// back), then who may announce what, then the peers to dial.
+    pub fn apply(&mut self, directory: &MeshDirectory) {
+        self.revoked
+            .replace(directory.revoked.iter().cloned().collect());
+        let cut = self.runtime.disconnect(
+            |peer| self.revoked.is_revoked(peer.as_str()),
             "its credential was revoked",
         );
         for peer in cut {
             tracing::warn!(%peer, "mesh peer cut off: its credential was revoked");
         }
+        if directory.announce != self.announce {
+            self.runtime.restrict(restrictions(&directory.announce));
+            self.announce = directory.announce.clone();
+        }
+        if self.auto {
+            // The servers leave revoked agents out of the peers.
+            self.runtime
+                .set_learned_peers(directory.peers.iter().map(|peer| peer.address.clone()));
+        }
     }
 }
 
-async fn fetch_revoked(client: &Client) -> Result<BTreeSet<String>, String> {
+/// The policy made of the servers' lists; an entry this agent cannot read is logged.
+pub fn restrictions(lists: &BTreeMap<String, Vec<String>>) -> Restrictions {
+    let (restrictions, problems) = Restrictions::from_lists(lists);
+    for problem in problems {
+        tracing::warn!("mesh announce {problem}");
+    }
+    restrictions
+}
+
+/// The servers' mesh directory for `mesh`. A server older than the directory answers 404; its
+/// list of revoked agents stands in, so that revocations still cut peers off.
+pub async fn fetch_directory(client: &Client, mesh: &str) -> Result<MeshDirectory, String> {
     let reply = client
-        .get("/v1/agent/revoked")
+        .get(&format!("/v1/agent/mesh?mesh={mesh}"))
         .await
-        .and_then(|reply| reply.error_for_status())
         .map_err(|e| e.to_string())?;
-    let list: RevokedNames = serde_json::from_slice(&reply.body)
-        .map_err(|e| format!("the servers' answer is not a list of revoked agents: {e}"))?;
-    Ok(list.agents.into_iter().collect())
+    if reply.status == reqwest::StatusCode::NOT_FOUND {
+        let reply = client
+            .get("/v1/agent/revoked")
+            .await
+            .and_then(|reply| reply.error_for_status())
+            .map_err(|e| e.to_string())?;
+        let list: RevokedNames = serde_json::from_slice(&reply.body)
+            .map_err(|e| format!("the servers' answer is not a list of revoked agents: {e}"))?;
+        return Ok(MeshDirectory {
+            revoked: list.agents,
+            ..MeshDirectory::default()
+        });
+    }
+    let reply = reply.error_for_status().map_err(|e| e.to_string())?;
+    serde_json::from_slice(&reply.body)
+        .map_err(|e| format!("the servers' answer is not a mesh directory: {e}"))
 }
 
 /// The mesh in brief for the heartbeat: peers and paths as `/healthz` shows them, cut to what
@@ -182,18 +231,24 @@ impl Drop for MeshPart {
     }
 }
 
-/// Starts the mesh when `--mesh-listen` is given: the runtime, then SOCKS5 and the forwards.
+/// Starts the mesh when `--mesh-listen` is given: the runtime, under the restrictions of the
+/// servers' mesh directory as far as it is known, then SOCKS5 and the forwards.
 pub async fn start(
     settings: &AgentSettings,
     stored: &StoredCredential,
     revoked: Arc<RevokedAgents>,
+    directory: Option<&MeshDirectory>,
 ) -> Result<Option<MeshPart>, AgentError> {
-    let Some(config) = settings
+    let Some(mut config) = settings
         .mesh_config()
         .map_err(|e| AgentError::Settings(e.0))?
     else {
         return Ok(None);
     };
+    if let Some(directory) = directory {
+        revoked.replace(directory.revoked.iter().cloned().collect());
+        config.restrictions = restrictions(&directory.announce);
+    }
     let me = AgentId::new(stored.name.clone())
         .map_err(|e| AgentError::Credential(format!("the credential's agent name: {e}")))?;
     let tls = agent_tls(stored, revoked)?;

@@ -117,6 +117,8 @@ pub struct Reporter {
     pub shared: Arc<Shared>,
     pub client: Arc<Client>,
     pub address: String,
+    /// Which mesh the agent is in and where its peers reach it, when it has a mesh.
+    pub mesh: Option<tandem_registry::MeshMembership>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub report_interval: Duration,
     pub data_dir: PathBuf,
@@ -231,6 +233,7 @@ impl Reporter {
                 address: self.address.clone(),
                 labels: self.labels.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                mesh: self.mesh.clone(),
                 report,
             };
             self.post("/v1/agent/register", &registration).await

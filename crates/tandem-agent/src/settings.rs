@@ -14,7 +14,9 @@ use ipnet::IpNet;
 use tandem_mesh::ingress::ForwardSpec;
 use tandem_mesh::runtime::MeshConfig;
 use tandem_mesh::{DomainPattern, TableConfig, DEFAULT_WEIGHT};
-use tandem_registry::{check_name, CheckKind, MAX_CHECKS, MAX_FIELD_LEN};
+use tandem_registry::{
+    check_name, CheckKind, MeshMembership, DEFAULT_MESH, MAX_CHECKS, MAX_FIELD_LEN,
+};
 use tandem_settings::{settings, ConfigError, Span};
 
 /// A label of the agent, `key=value`.
@@ -179,10 +181,12 @@ impl<'de> serde::Deserialize<'de> for CheckSpec {
 }
 
 /// A mesh peer to dial: `host:port` as text (`--mesh-peer transit-a:4433`), or in the file a
-/// table `{address = "transit-a:4433"}`.
+/// table `{address = "transit-a:4433"}`; or `auto`: the other registered agents of this
+/// agent's mesh, as the servers list them (`--mesh-peer auto`, `mesh_peers = "auto"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MeshPeer {
-    pub address: String,
+pub enum MeshPeer {
+    Address(String),
+    Auto,
 }
 
 impl FromStr for MeshPeer {
@@ -190,14 +194,15 @@ impl FromStr for MeshPeer {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let address = text.trim();
+        if address.eq_ignore_ascii_case("auto") {
+            return Ok(MeshPeer::Auto);
+        }
         if tandem_mesh::runtime::config::split_host_port(address).is_none() {
             return Err(format!(
-                "mesh peer {address:?} is not host:port, like transit-a:4433"
+                "mesh peer {address:?} is not host:port, like transit-a:4433, or auto"
             ));
         }
-        Ok(MeshPeer {
-            address: address.to_string(),
-        })
+        Ok(MeshPeer::Address(address.to_string()))
     }
 }
 
@@ -216,7 +221,7 @@ impl<'de> serde::Deserialize<'de> for MeshPeer {
         }
         let address = match Given::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
-                "a mesh peer is a table {address = \"host:port\"} or text like \"transit-a:4433\"",
+                "a mesh peer is a table {address = \"host:port\"}, text like \"transit-a:4433\", or \"auto\"",
             )
         })? {
             Given::Text(text) => text,
@@ -276,8 +281,12 @@ settings! {
     log_level: String = "info".into(), file "agent.log_level", shown "info", env "TANDEM_AGENT_LOG_LEVEL";
     /// UDP address the mesh listens on for peers (QUIC, mutual TLS with the agent credential), e.g. 0.0.0.0:4433; the mesh settings below need it
     mesh_listen: SocketAddr, file "agent.mesh_listen", shown "unset: the mesh is off", env "TANDEM_AGENT_MESH_LISTEN";
-    /// A mesh peer to dial and keep dialing, host:port; in the file a table {address = "transit-a:4433"} (repeatable; the variable separates them with commas)
+    /// A mesh peer to dial and keep dialing, host:port, or auto: the other registered agents of this agent's mesh, as the servers list them; in the file a table {address = "transit-a:4433"} or "auto" (repeatable; the variable separates them with commas)
     mesh_peer: Vec<MeshPeer> = Vec::new(), file "agent.mesh_peers", shown "none", env "TANDEM_AGENT_MESH_PEERS", split ',';
+    /// The mesh this agent is in: agents with --mesh-peer auto peer with the registered agents of the same mesh
+    mesh_name: String, file "agent.mesh_name", shown "default", env "TANDEM_AGENT_MESH_NAME";
+    /// Where other agents reach this agent's mesh, host:port, as registered with the servers for --mesh-peer auto
+    mesh_advertise: String, file "agent.mesh_advertise", shown "the host of --address with the port of --mesh-listen", env "TANDEM_AGENT_MESH_ADVERTISE";
     /// Address of a SOCKS5 proxy (CONNECT) into the mesh, e.g. 127.0.0.1:1080; without --socks5-username and --socks5-password it asks no authentication
     socks5_listen: SocketAddr, file "agent.socks5_listen", shown "unset: no SOCKS5", env "TANDEM_AGENT_SOCKS5_LISTEN";
     /// The user name SOCKS5 clients must give (RFC 1929); with --socks5-password, and only then, clients must authenticate
@@ -333,6 +342,8 @@ impl AgentSettings {
             &mut settings.address,
             &mut settings.name,
             &mut settings.load_command,
+            &mut settings.mesh_name,
+            &mut settings.mesh_advertise,
         ]);
         if settings.name.is_none() {
             settings.name = Some(hostname().ok_or_else(|| {
@@ -426,6 +437,8 @@ impl AgentSettings {
         if self.mesh_listen.is_none() {
             let given = [
                 ("--mesh-peer", !self.mesh_peer.is_empty()),
+                ("--mesh-name", self.mesh_name.is_some()),
+                ("--mesh-advertise", self.mesh_advertise.is_some()),
                 ("--socks5-listen", self.socks5_listen.is_some()),
                 ("--socks5-username", self.socks5_username.is_some()),
                 ("--forward", !self.forward.is_empty()),
@@ -438,6 +451,19 @@ impl AgentSettings {
                 )));
             }
             return Ok(());
+        }
+        if let Some(mesh) = &self.mesh_name {
+            check_name("mesh name", mesh)
+                .map_err(|e| ConfigError(format!("{e}; give --mesh-name")))?;
+        }
+        if let Some(advertise) = &self.mesh_advertise {
+            if tandem_mesh::runtime::config::split_host_port(advertise).is_none()
+                || advertise.len() > MAX_FIELD_LEN
+            {
+                return Err(ConfigError(format!(
+                    "--mesh-advertise {advertise:?} is not host:port, like 203.0.113.7:4433"
+                )));
+            }
         }
         let mut listens = std::collections::BTreeSet::new();
         for listen in self
@@ -476,7 +502,14 @@ impl AgentSettings {
             return Ok(None);
         };
         let mut config = MeshConfig::new(listen);
-        config.peers = self.mesh_peer.iter().map(|p| p.address.clone()).collect();
+        config.peers = self
+            .mesh_peer
+            .iter()
+            .filter_map(|peer| match peer {
+                MeshPeer::Address(address) => Some(address.clone()),
+                MeshPeer::Auto => None,
+            })
+            .collect();
         config.exit_routes = self.exit_route.iter().map(IpNet::trunc).collect();
         config.exit_domains = self.exit_domains()?;
         config.exit_weight = self.exit_weight;
@@ -488,6 +521,40 @@ impl AgentSettings {
         config.advertise_interval = self.mesh_advertise_interval.0;
         config.ingress = self.socks5_listen.is_some() || !self.forward.is_empty();
         Ok(Some(config))
+    }
+
+    /// Whether the agent learns its mesh peers from the servers (`--mesh-peer auto`).
+    pub fn mesh_peers_auto(&self) -> bool {
+        self.mesh_peer.contains(&MeshPeer::Auto)
+    }
+
+    /// The mesh this agent is in.
+    pub fn mesh_name(&self) -> &str {
+        self.mesh_name.as_deref().unwrap_or(DEFAULT_MESH)
+    }
+
+    /// What the agent registers of its mesh, once it listens on `mesh_port`: its mesh name and
+    /// `--mesh-advertise`, else the host of `--address` with the mesh's port. `None` without
+    /// a mesh.
+    pub fn mesh_membership(&self, mesh_port: u16) -> Option<MeshMembership> {
+        self.mesh_listen?;
+        let address = match &self.mesh_advertise {
+            Some(advertise) => advertise.clone(),
+            None => {
+                let given = self.address.as_deref().unwrap_or_default();
+                let host = tandem_mesh::runtime::config::split_host_port(given)
+                    .map_or(given, |(host, _)| host);
+                if host.contains(':') {
+                    format!("[{host}]:{mesh_port}")
+                } else {
+                    format!("{host}:{mesh_port}")
+                }
+            }
+        };
+        Some(MeshMembership {
+            mesh: self.mesh_name().to_string(),
+            address,
+        })
     }
 
     /// The agent's name (the hostname unless given).
@@ -864,6 +931,52 @@ mod tests {
     }
 
     #[test]
+    fn auto_peers_are_a_value_of_the_same_setting_in_every_spelling() {
+        let flags = from_flags(&[
+            "--address",
+            "203.0.113.7:51820",
+            "--mesh-listen",
+            "0.0.0.0:4433",
+            "--mesh-peer",
+            "auto",
+            "--mesh-peer",
+            "transit-a:4433",
+        ])
+        .unwrap();
+        assert!(flags.mesh_peers_auto());
+        let config = flags.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(config.peers, ["transit-a:4433"]);
+        let membership = flags.mesh_membership(4433).expect("a mesh");
+        assert_eq!(membership.mesh, "default");
+        assert_eq!(membership.address, "203.0.113.7:4433");
+
+        let file = from_file(
+            "[agent]\naddress = \"[fd00::7]:80\"\nmesh_listen = \"[::]:4433\"\nmesh_peers = \"auto\"\nmesh_name = \"lab\"\n",
+        )
+        .unwrap();
+        assert!(file.mesh_peers_auto());
+        let membership = file.mesh_membership(4500).expect("a mesh");
+        assert_eq!(
+            (membership.mesh.as_str(), membership.address.as_str()),
+            ("lab", "[fd00::7]:4500")
+        );
+
+        let env = from_env(&[
+            ("TANDEM_AGENT_ADDRESS", "10.0.0.7:80"),
+            ("TANDEM_AGENT_MESH_LISTEN", "0.0.0.0:4433"),
+            ("TANDEM_AGENT_MESH_PEERS", "auto"),
+            ("TANDEM_AGENT_MESH_ADVERTISE", "gw-7.example:4433"),
+        ])
+        .unwrap();
+        assert!(env.mesh_peers_auto());
+        assert_eq!(env.mesh_membership(1).unwrap().address, "gw-7.example:4433");
+        assert!(from_flags(&["--address", "a:1"])
+            .unwrap()
+            .mesh_membership(1)
+            .is_none());
+    }
+
+    #[test]
     fn mesh_lists_come_from_the_environment_split_on_commas() {
         let s = from_env(&[
             ("TANDEM_AGENT_ADDRESS", "10.0.0.7:80"),
@@ -900,6 +1013,9 @@ mod tests {
             with(&flags)
         };
         assert!(mesh(&["--mesh-peer", "nohost"]).contains("not host:port"));
+        assert!(with(&["--mesh-name", "lab"]).contains("needs the mesh"));
+        assert!(mesh(&["--mesh-name", "bad/name"]).contains("--mesh-name"));
+        assert!(mesh(&["--mesh-advertise", "4433"]).contains("--mesh-advertise"));
         let socks = ["--socks5-listen", "127.0.0.1:1080"];
         assert!(mesh(&[&socks[..], &["--socks5-username", "u"]].concat()).contains("together"));
         assert!(mesh(&["--socks5-username", "u", "--socks5-password", "p"])

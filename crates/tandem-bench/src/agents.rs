@@ -238,6 +238,7 @@ impl SimulatedAgent {
 
     async fn register(&self, http: &AgentHttp) -> Result<(), String> {
         let registration = Registration {
+            mesh: None,
             address: self.address.clone(),
             labels: Default::default(),
             version: "bench".into(),

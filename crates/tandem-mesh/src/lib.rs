@@ -43,5 +43,5 @@ pub use advert::{
 pub use dial::{DialError, DialFuture, MeshDialer, MeshStream};
 pub use output::{Outgoing, Output, SelectionChange};
 pub use path::{PathId, PathState, PathView, SelectedRoute};
-pub use policy::{AllowAll, AllowList, AnnouncePolicy};
+pub use policy::{AllowAll, AllowList, AnnouncePolicy, Restrictions};
 pub use table::{RouteTable, TableConfig};

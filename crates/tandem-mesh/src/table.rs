@@ -102,6 +102,9 @@ pub struct RouteTable {
     /// Suspected next hops and until when.
     suspects: BTreeMap<AgentId, u64>,
     relayed: BTreeMap<AgentId, Relayed>,
+    /// The last advertisement over each path that the policy refused, with when it came: a
+    /// policy that later allows it admits it at once instead of at the origin's next refresh.
+    refused: BTreeMap<PathId, (Advertisement, u64)>,
     own_seq: u64,
     clock_ms: u64,
 }
@@ -125,6 +128,7 @@ impl RouteTable {
             lost: BTreeMap::new(),
             suspects: BTreeMap::new(),
             relayed: BTreeMap::new(),
+            refused: BTreeMap::new(),
             own_seq: first_seq,
             clock_ms: 0,
         }
@@ -166,6 +170,7 @@ impl RouteTable {
         self.tick(now_ms);
         self.peers.remove(peer);
         self.suspects.remove(peer);
+        self.refused.retain(|id, _| &id.next_hop != peer);
         for relayed in self.relayed.values_mut() {
             relayed.sent_to.remove(peer);
         }
@@ -199,13 +204,31 @@ impl RouteTable {
         self.tick(now_ms);
         self.check_sender(from_peer)?;
         advert.check(self.receiver(from_peer))?;
-        self.check_policy(&advert)?;
         let id = PathId {
             origin: advert.origin.clone(),
             next_hop: from_peer.clone(),
         };
+        if let Err(refused) = self.check_policy(&advert) {
+            self.refused.insert(id, (advert, now_ms));
+            return Err(refused);
+        }
+        self.refused.remove(&id);
+        let mut touched = Touched::default();
+        self.admit(id, advert, now_ms, now_ms, &mut touched);
+        Ok(self.finish(touched, now_ms))
+    }
+
+    /// Stores an allowed advertisement that came at `heard_ms`, unless it is stale.
+    fn admit(
+        &mut self,
+        id: PathId,
+        advert: Advertisement,
+        heard_ms: u64,
+        now_ms: u64,
+        touched: &mut Touched,
+    ) {
         if self.is_stale(&id, &advert) {
-            return Ok(Output::default());
+            return;
         }
         let heard = Heard {
             seq: advert.seq,
@@ -216,11 +239,9 @@ impl RouteTable {
                 .collect(),
             path: advert.path,
             ttl_ms: advert.ttl_ms,
-            expires_ms: Some(now_ms.saturating_add(advert.ttl_ms)),
+            expires_ms: Some(heard_ms.saturating_add(advert.ttl_ms)),
         };
-        let mut touched = Touched::default();
-        self.put_path(id, heard, now_ms, &mut touched);
-        Ok(self.finish(touched, now_ms))
+        self.put_path(id, heard, now_ms, touched);
     }
 
     /// A withdrawal from a peer: the routes leave the path it names; a stale one is ignored.
@@ -238,6 +259,13 @@ impl RouteTable {
             next_hop: from_peer.clone(),
         };
         let mut touched = Touched::default();
+        if self
+            .refused
+            .get(&id)
+            .is_some_and(|(advert, _)| withdrawal.seq >= advert.seq)
+        {
+            self.refused.remove(&id);
+        }
         if self.paths.get(&id).is_some_and(|p| withdrawal.seq >= p.seq) {
             self.remove_routes(
                 &id,
@@ -383,7 +411,9 @@ impl RouteTable {
         expiries.chain(lapses).chain(holds).min()
     }
 
-    /// Lets the servers change who may announce what; stored routes now refused go at once.
+    /// Lets the servers change who may announce what; stored routes now refused go at once,
+    /// and the last refused advertisement over a path comes in once it is allowed (unless its
+    /// TTL ran out meanwhile).
     pub fn set_policy(&mut self, policy: Arc<dyn AnnouncePolicy>, now_ms: u64) -> Output {
         self.tick(now_ms);
         self.policy = policy;
@@ -400,8 +430,41 @@ impl RouteTable {
             .filter(|(_, refused)| !refused.is_empty())
             .collect();
         for (id, dests) in refused {
-            let seq = self.paths.get(&id).map_or(0, |p| p.seq);
+            let Some(stored) = self.paths.get(&id) else {
+                continue;
+            };
+            let seq = stored.seq;
+            // Kept aside whole, so that a policy that widens again brings the routes back.
+            let advert = Advertisement {
+                origin: id.origin.clone(),
+                seq,
+                path: stored.path.clone(),
+                routes: stored
+                    .routes
+                    .iter()
+                    .map(|(dest, weight)| RouteSpec::new(dest.clone(), *weight))
+                    .collect(),
+                ttl_ms: stored.ttl_ms,
+            };
+            let heard_ms = stored
+                .expires_ms
+                .map_or(now_ms, |expires| expires.saturating_sub(stored.ttl_ms));
+            self.refused.insert(id.clone(), (advert, heard_ms));
             self.remove_routes(&id, &dests, seq, now_ms, &mut touched);
+        }
+        let allowed: Vec<PathId> = self
+            .refused
+            .iter()
+            .filter(|(_, (advert, _))| self.check_policy(advert).is_ok())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in allowed {
+            let Some((advert, heard_ms)) = self.refused.remove(&id) else {
+                continue;
+            };
+            if heard_ms.saturating_add(advert.ttl_ms) > now_ms {
+                self.admit(id, advert, heard_ms, now_ms, &mut touched);
+            }
         }
         self.finish(touched, now_ms)
     }

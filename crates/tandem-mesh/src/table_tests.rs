@@ -355,6 +355,38 @@ fn a_narrower_policy_drops_routes_already_stored() {
     assert_eq!(out.changes.len(), 1);
     assert_eq!(via(&ingress, IN_NET), None);
     assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
+    // Wider again: the dropped route comes back without a new advertisement.
+    let _ = ingress.set_policy(Arc::new(AllowAll), 20);
+    assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
+    assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
+}
+
+#[test]
+fn a_wider_policy_admits_the_last_refused_advertisement_at_once() {
+    let policy = AllowList::new().allow(id("exit-a"), dest("fd00::/8"));
+    let mut ingress = table("ingress", &["t-1", "t-2"]);
+    let _ = ingress.set_policy(Arc::new(policy), 0);
+    let wide = advert(&["exit-a", "t-1"], 7, &[NET, ("fd00::/8", 1)]);
+    assert!(ingress.advertise(&id("t-1"), wide, 0).is_err());
+    // Refused over t-2 too, then withdrawn there: nothing of it is kept.
+    let over_t2 = advert(&["exit-a", "t-2"], 7, &[NET]);
+    assert!(ingress.advertise(&id("t-2"), over_t2, 0).is_err());
+    let _ = ingress.peer_down(&id("t-2"), 5);
+    assert_eq!(via(&ingress, IN_NET), None);
+
+    let out = ingress.set_policy(Arc::new(AllowAll), 10);
+    assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
+    assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
+    assert!(!out.changes.is_empty());
+
+    // A refused advertisement whose TTL ran out is not admitted.
+    let narrow = AllowList::new().allow(id("exit-a"), dest("fd00::/8"));
+    let mut late = table("ingress", &["t-1"]);
+    let _ = late.set_policy(Arc::new(narrow), 0);
+    let wide = advert(&["exit-a", "t-1"], 7, &[NET]);
+    assert!(late.advertise(&id("t-1"), wide, 0).is_err());
+    let _ = late.set_policy(Arc::new(AllowAll), TTL_MS + 1);
+    assert_eq!(via(&late, IN_NET), None);
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //! clocks, so the server's loops, every storage backend and the tests decide alike.
 #![forbid(unsafe_code)]
 
+pub mod directory;
 pub mod liveness;
 pub mod pick;
 pub mod state;
 pub mod wire;
 
+pub use directory::{mesh_peers, MeshMember};
 pub use liveness::{due_changes, Liveness, LivenessChange, LivenessPolicy};
 pub use pick::{pick, rendezvous_weight, Candidate, PickRequest, Strategy};
 pub use state::{health_of, state_of};

@@ -21,6 +21,10 @@ pub const MAX_MESH_PEERS: usize = 256;
 pub const MAX_MESH_ROUTES: usize = 4096;
 /// The most hops a reported mesh path may list.
 pub const MAX_MESH_PATH_LEN: usize = 64;
+/// The most destinations one agent's announce restriction may list.
+pub const MAX_ANNOUNCE_ENTRIES: usize = 256;
+/// The mesh an agent is in unless it names another (`--mesh-name`).
+pub const DEFAULT_MESH: &str = "default";
 
 /// What one check found. Ordered from best to worst, so the worst of several is their maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,8 +161,112 @@ pub struct Registration {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub version: String,
+    /// Agents with a mesh: which mesh, and where its peers reach it. Older agents send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshMembership>,
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// An agent's place in a mesh, as it registers it: agents of the same mesh that peer `auto`
+/// dial each other at these addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshMembership {
+    /// The mesh's name (`--mesh-name`, [`DEFAULT_MESH`] unless given).
+    pub mesh: String,
+    /// The UDP `host:port` peers dial (`--mesh-advertise`).
+    pub address: String,
+}
+
+impl MeshMembership {
+    pub fn check(&self) -> Result<(), String> {
+        check_name("mesh name", &self.mesh)?;
+        if self.address.is_empty() {
+            return Err(
+                "the agent's mesh address is empty; give --mesh-advertise HOST:PORT".into(),
+            );
+        }
+        check_field("the agent's mesh address", &self.address)
+    }
+}
+
+/// `GET /v1/agent/mesh`: what a mesh agent needs from the servers, in one answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshDirectory {
+    /// The agents whose credentials are revoked (and that hold no unrevoked one), by name; a
+    /// mesh refuses them as peers and cuts them off.
+    #[serde(default)]
+    pub revoked: Vec<String>,
+    /// The other registered agents of the asking agent's mesh, by name: its peers when it
+    /// peers `auto`.
+    #[serde(default)]
+    pub peers: Vec<DirectoryPeer>,
+    /// The agents the servers restrict, each with the only destinations it may announce
+    /// (CIDRs and domain patterns); an agent not named here may announce anything.
+    #[serde(default)]
+    pub announce: BTreeMap<String, Vec<String>>,
+}
+
+/// One agent of a mesh, where its peers reach it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DirectoryPeer {
+    pub name: String,
+    pub address: String,
+}
+
+/// `POST /v1/agents/{name}/announce`: what the agent may announce from now on; `null` (or no
+/// `allow`) lifts the restriction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceRestriction {
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+}
+
+/// Checks one entry of an announce restriction: a CIDR (`10.20.0.0/16`, `fd00::/8`) or a
+/// domain pattern with a dot (`db.internal.example`, `*.internal.example`). The mesh parses
+/// the same spellings as its destinations (a test there holds both to it).
+pub fn check_announce_entry(entry: &str) -> Result<(), String> {
+    let refuse = || {
+        format!(
+            "{entry:?} is neither a CIDR (like 10.20.0.0/16) nor a domain pattern with a dot (like *.internal.example or db.internal.example)"
+        )
+    };
+    if let Some((addr, len)) = entry.split_once('/') {
+        let max = match addr.parse::<std::net::IpAddr>().map_err(|_| refuse())? {
+            std::net::IpAddr::V4(_) => 32,
+            std::net::IpAddr::V6(_) => 128,
+        };
+        return match len.parse::<u8>() {
+            Ok(len) if len <= max => Ok(()),
+            _ => Err(refuse()),
+        };
+    }
+    let name = entry.strip_prefix("*.").unwrap_or(entry);
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() > 253 || !name.contains('.') || !name.split('.').all(label_ok) {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// Checks a whole restriction: at most [`MAX_ANNOUNCE_ENTRIES`] entries, each one
+/// [`check_announce_entry`] admits. An empty list is allowed: the agent may announce nothing.
+pub fn check_announce_list(entries: &[String]) -> Result<(), String> {
+    if entries.len() > MAX_ANNOUNCE_ENTRIES {
+        return Err(format!(
+            "{} destinations given; an agent's restriction may list at most {MAX_ANNOUNCE_ENTRIES}",
+            entries.len()
+        ));
+    }
+    entries
+        .iter()
+        .try_for_each(|entry| check_announce_entry(entry))
 }
 
 /// `POST /v1/agent/report`: a heartbeat, with the checks' latest results and the load.
@@ -431,6 +539,9 @@ impl Registration {
         }
         check_field("the agent's address", &self.address)?;
         check_field("the agent's version", &self.version)?;
+        if let Some(mesh) = &self.mesh {
+            mesh.check()?;
+        }
         if self.labels.len() > MAX_LABELS {
             return Err(format!(
                 "{} labels given; the limit is {MAX_LABELS}",
@@ -584,6 +695,59 @@ mod tests {
         registration.labels.clear();
         registration.address.clear();
         assert!(registration.check().unwrap_err().contains("--address"));
+    }
+
+    #[test]
+    fn announce_entries_are_cidrs_or_dotted_domain_patterns() {
+        for good in [
+            "10.20.0.0/16",
+            "10.20.0.1/32",
+            "fd00::/8",
+            "*.internal.example",
+            "db.internal.example",
+        ] {
+            assert_eq!(check_announce_entry(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "notacidr",
+            "10.20.0.0/33",
+            "10.20.0/16",
+            "*.",
+            "a..b",
+            "-a.example",
+            "bad name.example",
+            "",
+        ] {
+            let err = check_announce_entry(bad).unwrap_err();
+            assert!(err.contains("neither a CIDR"), "{bad}: {err}");
+        }
+        assert!(check_announce_list(&[]).is_ok());
+        let many = vec!["10.0.0.0/8".to_string(); MAX_ANNOUNCE_ENTRIES + 1];
+        assert!(check_announce_list(&many).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn registrations_without_a_mesh_parse_and_mesh_ones_are_checked() {
+        let old: Registration = serde_json::from_str(r#"{"address": "10.0.0.7:80"}"#).unwrap();
+        assert_eq!(old.mesh, None);
+        let mut with_mesh = Registration {
+            address: "10.0.0.7:80".into(),
+            mesh: Some(MeshMembership {
+                mesh: DEFAULT_MESH.into(),
+                address: "10.0.0.7:4433".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(with_mesh.check().is_ok());
+        let text = serde_json::to_string(&with_mesh).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Registration>(&text).unwrap(),
+            with_mesh
+        );
+        if let Some(mesh) = &mut with_mesh.mesh {
+            mesh.mesh = "bad/mesh".into();
+        }
+        assert!(with_mesh.check().unwrap_err().contains("mesh name"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use rand::RngCore;
 use serde_json::json;
 use tandem_keys::{public_jwk_from_json, token_key_id, verify_token};
 use tandem_registry::{
-    check_name, health_of, state_of, Credential, Enrollment, Heartbeat, Registration, ReportAnswer,
-    RevokedNames,
+    check_name, health_of, mesh_peers, state_of, Credential, Enrollment, Heartbeat, MeshDirectory,
+    Registration, ReportAnswer, RevokedNames, DEFAULT_MESH,
 };
 use tandem_store::{AgentRow, Outcome, RegistryCommand};
 
@@ -273,6 +273,7 @@ pub async fn register(
         address,
         labels,
         version,
+        mesh,
         report,
     } = registration;
     let state = state_outcome(
@@ -287,6 +288,22 @@ pub async fn register(
             })
             .await?,
     )?;
+    // Most restarts keep their mesh: only a change costs a second entry.
+    let name = identity.name.clone();
+    let stored = registry
+        .data()
+        .read(move |db| Ok(db.mesh_members()?.into_iter().find(|m| m.name == name)))
+        .await?
+        .map(|m| (m.mesh, m.address));
+    if stored != mesh.as_ref().map(|m| (m.mesh.clone(), m.address.clone())) {
+        registry
+            .propose(RegistryCommand::MeshJoin {
+                credential_id: identity.credential_id.clone(),
+                name: identity.name.clone(),
+                membership: mesh,
+            })
+            .await?;
+    }
     registry.heard(&identity.name, report.load, report.checks, None);
     registry.note_change(&identity.name, &identity.pool, before, state);
     Ok(answer(&registry, state))
@@ -337,7 +354,8 @@ pub async fn report(
 }
 
 /// `GET /v1/agent/revoked`: the agents whose credentials are revoked, for meshes to refuse
-/// and cut off as peers. Any enrolled, unrevoked agent may ask.
+/// and cut off as peers. Any enrolled, unrevoked agent may ask. Agents of this version ask
+/// [`mesh_directory`] instead; this stays for older ones.
 pub async fn revoked(
     State(registry): State<Registry>,
 ) -> Result<axum::Json<RevokedNames>, ApiError> {
@@ -346,6 +364,44 @@ pub async fn revoked(
         .read(|db| Ok(db.revoked_agent_names()?))
         .await?;
     Ok(axum::Json(RevokedNames { agents }))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DirectoryQuery {
+    mesh: Option<String>,
+}
+
+/// `GET /v1/agent/mesh[?mesh=NAME]`: everything a mesh agent follows, in one answer: the
+/// revoked agents, the other agents of its mesh (default `default`) with their mesh
+/// addresses, and who may announce what. Any enrolled, unrevoked agent may ask.
+pub async fn mesh_directory(
+    State(registry): State<Registry>,
+    Extension(identity): Extension<AgentIdentity>,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<MeshDirectory>, ApiError> {
+    let query: DirectoryQuery = crate::extract::query_params(&uri)?;
+    let mesh = query.mesh.unwrap_or_else(|| DEFAULT_MESH.to_string());
+    check_name("mesh name", &mesh).map_err(ApiError::bad_request)?;
+    let rows = registry.agents(None).await?;
+    let (revoked, members, announce) = registry
+        .data()
+        .read(|db| {
+            Ok((
+                db.revoked_agent_names()?,
+                db.mesh_members()?,
+                db.announce_limits()?,
+            ))
+        })
+        .await?;
+    let registered = rows.iter().map(|row| row.name.as_str()).collect();
+    let revoked_set = revoked.iter().map(String::as_str).collect();
+    let peers = mesh_peers(&identity.name, &mesh, &members, &registered, &revoked_set);
+    Ok(axum::Json(MeshDirectory {
+        revoked,
+        peers,
+        announce,
+    }))
 }
 
 /// `POST /v1/agent/drain`: the agent asks to be picked no more (on SIGTERM, or `tandem agent

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_registry::{
-    check_name, pick, AgentList, AgentRecord, AgentState, Candidate, JoinTokenInfo, MeshView,
-    PickRequest, Strategy,
+    check_announce_list, check_name, pick, AgentList, AgentRecord, AgentState, AnnounceRestriction,
+    Candidate, JoinTokenInfo, MeshView, PickRequest, Strategy,
 };
-use tandem_store::{AgentRow, Outcome, RegistryCommand};
+use tandem_store::{AgentRow, Outcome, RegistryCommand, TokenSpec};
 
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, query_params, Json};
@@ -34,6 +34,9 @@ pub struct NewToken {
     pool: String,
     ttl: Option<String>,
     uses: Option<u64>,
+    /// What the agents enrolled with the token may announce in the mesh; absent: anything.
+    #[serde(default)]
+    mesh_announce: Option<Vec<String>>,
 }
 
 /// `POST /v1/join-tokens`: the token is shown once, here; the cluster keeps only its hash.
@@ -48,16 +51,26 @@ pub async fn create_token(
         ));
     }
     let ttl_ms = parse_ttl(request.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL))?;
+    if let Some(allow) = &request.mesh_announce {
+        check_announce_list(allow)
+            .map_err(|e| ApiError::bad_request(format!("mesh_announce: {e}")))?;
+    }
     let new = new_join_token();
-    let outcome = registry
-        .propose(RegistryCommand::TokenCreate {
-            id: new.id.clone(),
-            pool: request.pool.clone(),
-            secret_sha256: new.secret_sha256,
-            ttl_ms: Some(ttl_ms),
-            uses: request.uses,
-        })
-        .await?;
+    let token = TokenSpec {
+        id: new.id.clone(),
+        pool: request.pool.clone(),
+        secret_sha256: new.secret_sha256,
+        ttl_ms: Some(ttl_ms),
+        uses: request.uses,
+    };
+    let command = match request.mesh_announce.clone() {
+        None => token.into_command(),
+        Some(mesh_announce) => RegistryCommand::TokenCreateRestricted {
+            token,
+            mesh_announce,
+        },
+    };
+    let outcome = registry.propose(command).await?;
     let expires_at_ms = match outcome {
         Outcome::TokenCreated { expires_at_ms } => expires_at_ms,
         other => {
@@ -75,6 +88,7 @@ pub async fn create_token(
             "pool": request.pool,
             "expires_at_ms": expires_at_ms,
             "uses_left": request.uses,
+            "mesh_announce": request.mesh_announce,
         })),
     )
         .into_response())
@@ -239,6 +253,33 @@ pub async fn revoke(
     Ok(axum::Json(
         json!({ "revoked": name, "credentials": credentials }),
     ))
+}
+
+/// `POST /v1/agents/{name}/announce`: what the agent may announce in the mesh from now on
+/// (`{"allow": [...]}`), or anything again (`{"allow": null}`). Every mesh agent learns it
+/// with its next directory poll.
+pub async fn restrict_announce(
+    State(registry): State<Registry>,
+    Path(name): Path<String>,
+    Json(request): Json<AnnounceRestriction>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_name("agent name", &name).map_err(ApiError::bad_request)?;
+    if let Some(allow) = &request.allow {
+        check_announce_list(allow).map_err(|e| ApiError::bad_request(format!("allow: {e}")))?;
+    }
+    registry
+        .propose(RegistryCommand::SetAnnounce {
+            name: name.clone(),
+            allow: request.allow.clone(),
+        })
+        .await?;
+    match &request.allow {
+        Some(allow) => {
+            tracing::info!(agent = %name, ?allow, "agent's mesh announcements restricted")
+        }
+        None => tracing::info!(agent = %name, "agent's mesh announcements unrestricted"),
+    }
+    Ok(axum::Json(json!({ "agent": name, "allow": request.allow })))
 }
 
 /// `GET /v1/mesh`: every agent's peers and paths, as its last heartbeat to this (active) node

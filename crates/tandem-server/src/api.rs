@@ -36,7 +36,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         ("/v1/tokens/verify", post(token_api::verify)),
     ];
     // The registry's heartbeats, loads and watches live on the active node.
-    let active_only: [(&str, MethodRouter<ApiState>); 9] = [
+    let active_only: [(&str, MethodRouter<ApiState>); 10] = [
         (STEP_DOWN_PATH, post(step_down)),
         (
             "/v1/join-tokens",
@@ -47,6 +47,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         ("/v1/agents/{name}", get(agents_api::show)),
         ("/v1/agents/{name}/drain", post(agents_api::drain)),
         ("/v1/agents/{name}/revoke", post(agents_api::revoke)),
+        (
+            "/v1/agents/{name}/announce",
+            post(agents_api::restrict_announce),
+        ),
         ("/v1/pools/{pool}/pick", get(agents_api::pick_agent)),
         ("/v1/mesh", get(agents_api::mesh)),
     ];
@@ -54,7 +58,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     // so a credential issued a moment ago is known wherever the agent sends it).
     let agent_credential =
         middleware::from_fn_with_state(state.registry.clone(), require_agent_credential);
-    let agent_routes: [(&str, MethodRouter<ApiState>); 6] = [
+    let agent_routes: [(&str, MethodRouter<ApiState>); 7] = [
         ("/v1/agent/enroll", post(agent_api::enroll)),
         (
             "/v1/agent/register",
@@ -67,6 +71,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         (
             "/v1/agent/revoked",
             get(agent_api::revoked).route_layer(agent_credential.clone()),
+        ),
+        (
+            "/v1/agent/mesh",
+            get(agent_api::mesh_directory).route_layer(agent_credential.clone()),
         ),
         (
             "/v1/agent/drain",

@@ -10,7 +10,9 @@ pub use crate::sql::Params;
 
 mod registry;
 
-pub use registry::{RegistryCommand, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND};
+pub use registry::{
+    RegistryCommand, TokenSpec, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND,
+};
 
 /// A write may name a lock and the fencing token its writer holds; the write is refused when
 /// that token is no longer the lock's current one.
@@ -456,6 +458,12 @@ mod tests {
         assert_eq!(variant(&Command::Batch(vec![])), 12u32.to_le_bytes());
         let revoke = Command::Registry(RegistryCommand::Revoke { name: "a".into() });
         assert_eq!(variant(&revoke), 13u32.to_le_bytes());
+        // Inside the registry's commands the same holds: the mesh's came last.
+        let set = Command::Registry(RegistryCommand::SetAnnounce {
+            name: "a".into(),
+            allow: None,
+        });
+        assert_eq!(set.encode()[4..8], 11u32.to_le_bytes());
     }
 
     #[test]

@@ -72,6 +72,18 @@ CREATE INDEX IF NOT EXISTS _tandem_agents_pool ON _tandem_agents(pool);
 CREATE TABLE IF NOT EXISTS _tandem_registry_pools (
     pool TEXT PRIMARY KEY, idx INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- The mesh: where each registered agent's mesh listens (gone with its row), what an agent may
+-- announce (no row: anything), and what the agents a join token enrols may announce. allow is a
+-- JSON array of CIDRs and domain patterns.
+CREATE TABLE IF NOT EXISTS _tandem_mesh_members (
+    name TEXT PRIMARY KEY, mesh TEXT NOT NULL, address TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _tandem_mesh_announce (
+    name TEXT PRIMARY KEY, allow TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _tandem_join_token_announce (
+    token_id TEXT PRIMARY KEY, allow TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 const META_APPLIED: &str = "last_applied";
@@ -744,6 +756,20 @@ impl StateDb {
     /// The names of agents whose credentials are revoked and that hold no unrevoked one.
     pub fn revoked_agent_names(&self) -> Result<Vec<String>, StoreError> {
         self.with_reader(|conn, _| Ok(registry::revoked_names(conn).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Where every registered agent with a mesh listens, and which mesh it is in, by name.
+    pub fn mesh_members(&self) -> Result<Vec<tandem_registry::MeshMember>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::mesh_members(conn).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// The agents whose announcements are restricted, each with what it may announce.
+    pub fn announce_limits(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::announce_limits(conn).map_err(StoreError::from)?))
             .map_err(read_store_error)
     }
 

@@ -19,6 +19,7 @@ mod state_machine;
 
 pub use command::{
     Applied, Command, Fence, Outcome, Params, RegistryCommand, Rejection, RejectionKind, Statement,
+    TokenSpec,
 };
 pub use db::{KvEntry, PublishedKey, QueryRows, StateDb};
 pub use error::{ReadError, StoreError};

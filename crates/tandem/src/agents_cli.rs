@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tandem_client::{segment, Client};
-use tandem_registry::{AgentList, AgentRecord, JoinTokenInfo};
+use tandem_registry::{check_announce_entry, AgentList, AgentRecord, JoinTokenInfo};
 
 use crate::cli::{print_json, write_query};
 
@@ -57,6 +57,18 @@ pub enum AgentsCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Restrict what an agent may announce in the mesh (every mesh agent refuses the rest)
+    Announce {
+        name: String,
+        /// A CIDR or domain pattern it may announce, like 10.20.0.0/16 or *.internal.example (repeatable)
+        #[arg(long, value_parser = announce_entry, required_unless_present = "any")]
+        allow: Vec<String>,
+        /// Lift the restriction: the agent may announce anything again
+        #[arg(long, conflicts_with = "allow")]
+        any: bool,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Join tokens, which agents trade for their credential on first start
     Token {
         #[command(subcommand)]
@@ -76,6 +88,9 @@ pub enum TokenCommand {
         /// How many agents may enrol with it [default: no limit]
         #[arg(long)]
         uses: Option<u64>,
+        /// The agents enrolled with it may announce only this in the mesh, a CIDR or domain pattern like 10.20.0.0/16 or *.internal.example (repeatable) [default: anything]
+        #[arg(long, value_parser = announce_entry)]
+        mesh_announce: Vec<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -163,9 +178,38 @@ pub async fn run(command: AgentsCommand, client: &Client) -> Result<()> {
                 "agent {name}'s credential is revoked; it needs a new join token to come back"
             );
         }
+        AgentsCommand::Announce {
+            name,
+            allow,
+            any,
+            output,
+        } => {
+            let path = format!("/v1/agents/{}/announce", segment(&name));
+            let body = json!({ "allow": (!any).then_some(&allow) });
+            let answer: Value = parse(client.post_json(&path, &body).await?)?;
+            if output.json {
+                print_json(&answer);
+                return Ok(());
+            }
+            if any {
+                println!("agent {name} may announce anything in the mesh");
+            } else {
+                println!(
+                    "agent {name} may announce only {} in the mesh",
+                    allow.join(", ")
+                );
+            }
+        }
         AgentsCommand::Token { command } => token(command, client).await?,
     }
     Ok(())
+}
+
+/// A `--mesh-announce` or `--allow` value, checked as the servers check it.
+fn announce_entry(text: &str) -> Result<String, String> {
+    let entry = text.trim();
+    check_announce_entry(entry)?;
+    Ok(entry.to_string())
 }
 
 async fn token(command: TokenCommand, client: &Client) -> Result<()> {
@@ -174,9 +218,13 @@ async fn token(command: TokenCommand, client: &Client) -> Result<()> {
             pool,
             ttl,
             uses,
+            mesh_announce,
             output,
         } => {
             let mut body = json!({ "pool": pool });
+            if !mesh_announce.is_empty() {
+                body["mesh_announce"] = json!(mesh_announce);
+            }
             if let Some(ttl) = ttl {
                 body["ttl"] = json!(ttl);
             }
@@ -191,8 +239,13 @@ async fn token(command: TokenCommand, client: &Client) -> Result<()> {
             let uses = created["uses_left"]
                 .as_u64()
                 .map_or("unlimited".to_string(), |n| n.to_string());
+            let announce = if mesh_announce.is_empty() {
+                String::new()
+            } else {
+                format!(", mesh announce only {}", mesh_announce.join(", "))
+            };
             println!(
-                "join token {} for pool {pool}: expires {}, uses {uses}",
+                "join token {} for pool {pool}: expires {}, uses {uses}{announce}",
                 created["id"].as_str().unwrap_or_default(),
                 time_text(created["expires_at_ms"].as_i64()),
             );

@@ -6,63 +6,16 @@
 //! advertises gets a SOCKS5 error at once, and no connection reaches it around the mesh.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
+use tandem_testkit::mesh::{curl_socks5 as curl, http_target};
 use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
-}
-
-/// An HTTP server that answers every request with `body` and counts its connections.
-async fn http_target(addr: &str, body: &'static str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (bound, connections)
-}
-
-/// `curl --socks5-hostname` through the ingress; the body on success, curl's exit code otherwise.
-async fn curl(socks: &str, url: &str, max_time: &str) -> Result<String, i32> {
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            max_time,
-            "--socks5-hostname",
-            socks,
-            url,
-        ])
-        .output()
-        .await
-        .expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
 }
 
 fn mesh_args(listen: u16, peers: &[u16]) -> Vec<String> {

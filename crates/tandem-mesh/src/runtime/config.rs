@@ -6,6 +6,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::advert::{Destination, DomainPattern, RouteSpec, DEFAULT_WEIGHT, MAX_PATH_LEN};
+use crate::policy::Restrictions;
 use crate::table::TableConfig;
 use crate::transport::{Backoff, BackoffError, SettingsError, TransportSettings};
 
@@ -36,6 +37,9 @@ pub struct MeshConfig {
     pub exit_dial_timeout: Duration,
     /// This agent takes connections in (SOCKS5 or port-forwards): its health needs a route.
     pub ingress: bool,
+    /// What the servers let each origin announce, as known at the start (this agent's own
+    /// exit routes included); [`super::MeshRuntime::restrict`] changes it later.
+    pub restrictions: Restrictions,
 }
 
 impl MeshConfig {
@@ -53,6 +57,7 @@ impl MeshConfig {
             transport: TransportSettings::default(),
             exit_dial_timeout: DEFAULT_EXIT_DIAL_TIMEOUT,
             ingress: false,
+            restrictions: Restrictions::none(),
         }
     }
 

@@ -189,6 +189,20 @@ impl Core {
         self.lock().peers.get(peer).map(|l| l.conn.clone())
     }
 
+    /// Starts showing `addr` as a peer address that is dialed.
+    pub fn add_dial(&self, addr: &str) {
+        let state = DialState {
+            since_ms: unix_ms(),
+            ..DialState::default()
+        };
+        self.lock().dials.insert(addr.to_owned(), state);
+    }
+
+    /// `addr` is dialed no more.
+    pub fn remove_dial(&self, addr: &str) {
+        self.lock().dials.remove(addr);
+    }
+
     pub fn set_dial(&self, addr: &str, update: impl FnOnce(&mut DialState)) {
         let mut state = self.lock();
         if let Some(dial) = state.dials.get_mut(addr) {

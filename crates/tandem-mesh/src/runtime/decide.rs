@@ -1,9 +1,41 @@
 //! The runtime's small decisions, as pure functions: how long an open may wait for its
-//! acknowledgement, and whether the agent can carry traffic in its roles.
+//! acknowledgement, whether the agent can carry traffic in its roles, which of its exit routes
+//! it may advertise, and which dial loops to start and stop when its peers change.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::config::MeshRoles;
+use crate::advert::{AgentId, Destination, RouteSpec};
+use crate::policy::AnnouncePolicy;
+
+/// This agent's exit routes split by what `policy` lets it announce: the ones to advertise,
+/// and the refused destinations.
+pub fn own_routes(
+    me: &AgentId,
+    exits: Vec<RouteSpec>,
+    policy: &dyn AnnouncePolicy,
+) -> (Vec<RouteSpec>, Vec<Destination>) {
+    let (kept, refused): (Vec<RouteSpec>, Vec<RouteSpec>) = exits
+        .into_iter()
+        .partition(|route| policy.may_announce(me, &route.dest));
+    (kept, refused.into_iter().map(|route| route.dest).collect())
+}
+
+/// Which addresses to start and stop dialing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DialChanges {
+    pub start: Vec<String>,
+    pub stop: Vec<String>,
+}
+
+/// The dial loops to start (wanted, not running) and stop (running, not wanted).
+pub fn dial_changes(running: &BTreeSet<String>, wanted: &BTreeSet<String>) -> DialChanges {
+    DialChanges {
+        start: wanted.difference(running).cloned().collect(),
+        stop: running.difference(wanted).cloned().collect(),
+    }
+}
 
 /// The shortest wait for an open's acknowledgement (loopback and LAN RTTs are tiny, but the
 /// exit still dials the destination).
@@ -57,6 +89,39 @@ pub fn mesh_health(facts: &MeshFacts) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_routes_outside_the_restriction_are_not_advertised() {
+        let me = AgentId::new("exit-a").expect("valid name");
+        let lists = std::collections::BTreeMap::from([(
+            "exit-a".to_string(),
+            vec!["10.20.0.0/16".to_string()],
+        )]);
+        let (policy, _) = crate::policy::Restrictions::from_lists(&lists);
+        let route = |d: &str| RouteSpec::new(d.parse().expect("valid destination"), 100);
+        let exits = vec![
+            route("10.20.0.0/16"),
+            route("10.30.0.0/16"),
+            route("10.20.5.0/24"),
+        ];
+        let (kept, refused) = own_routes(&me, exits.clone(), &policy);
+        assert_eq!(kept, vec![exits[0].clone(), exits[2].clone()]);
+        assert_eq!(refused, vec![exits[1].dest.clone()]);
+        let (kept, refused) = own_routes(&me, exits.clone(), &crate::policy::AllowAll);
+        assert_eq!((kept, refused.len()), (exits, 0));
+    }
+
+    #[test]
+    fn dial_changes_start_the_new_and_stop_the_gone() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let changes = dial_changes(&set(&["a:1", "b:1"]), &set(&["b:1", "c:1"]));
+        assert_eq!(changes.start, ["c:1"]);
+        assert_eq!(changes.stop, ["a:1"]);
+        assert_eq!(
+            dial_changes(&set(&["a:1"]), &set(&["a:1"])),
+            DialChanges::default()
+        );
+    }
 
     #[test]
     fn the_open_timeout_is_four_rtts_within_bounds() {

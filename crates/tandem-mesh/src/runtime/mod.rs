@@ -1,6 +1,6 @@
 //! The mesh runtime: the I/O around one [`RouteTable`]. It owns this agent's
-//! [`MeshEndpoint`], dials its configured peers (and again, with backoff, when a connection
-//! ends), takes the peers that dial in, feeds every message and every peer up or down to the
+//! [`MeshEndpoint`], dials its configured peers and those the servers offer (and again, with
+//! backoff, when a connection ends), takes the peers that dial in, feeds every message and every peer up or down to the
 //! table and sends what the table answers at once; it originates and refreshes this agent's
 //! exit routes and calls `expire` at the table's deadline. It serves the flows peers open (as
 //! exit or transit), and opens flows for the ingress through [`MeshDialer`].
@@ -20,19 +20,20 @@ mod splice;
 pub(crate) use splice::TCP_READ_BUFFER;
 mod status;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tandem_tls::AgentTls;
 use tokio::task::JoinHandle;
 
 pub use config::{MeshConfig, MeshConfigError, MeshRoles};
-pub use decide::{mesh_health, open_timeout, MeshFacts};
+pub use decide::{dial_changes, mesh_health, open_timeout, own_routes, DialChanges, MeshFacts};
 pub use status::{MeshStatus, PeerStatus};
 
 use self::core::Core;
 use self::flows::Exits;
 use crate::advert::AgentId;
-use crate::policy::AllowAll;
+use crate::policy::Restrictions;
 use crate::table::RouteTable;
 use crate::transport::{EndpointError, MeshEndpoint};
 
@@ -62,6 +63,10 @@ pub(crate) struct Inner {
     core: Core,
     exits: Exits,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// A dial loop per peer address: the configured ones and those the servers offer.
+    dials: Mutex<BTreeMap<String, JoinHandle<()>>>,
+    /// The restrictions the table's policy was made of.
+    restrictions: Mutex<Restrictions>,
 }
 
 impl std::fmt::Debug for MeshRuntime {
@@ -89,20 +94,22 @@ impl MeshRuntime {
         let mut table = RouteTable::new(
             me.clone(),
             config.table.clone(),
-            Arc::new(AllowAll),
+            Arc::new(config.restrictions.clone()),
             core::unix_ms(),
         );
-        let exit_routes = config.exits();
+        let (exit_routes, refused) = own_routes(&me, config.exits(), &config.restrictions);
+        log_refused_own(&refused, &config.restrictions, &me);
         if !exit_routes.is_empty() {
             // No peer yet: nothing to send.
             let _ = table.originate(exit_routes, 0)?;
         }
-        let core = Core::new(table, config.peers.iter().cloned());
+        let core = Core::new(table, std::iter::empty());
         let exits = Exits {
             routes: config.exit_routes.clone(),
             domains: config.exit_domains.clone(),
             dial_timeout: config.exit_dial_timeout,
         };
+        let restrictions = Mutex::new(config.restrictions.clone());
         let inner = Arc::new(Inner {
             me,
             config,
@@ -110,18 +117,17 @@ impl MeshRuntime {
             core,
             exits,
             tasks: Mutex::new(Vec::new()),
+            dials: Mutex::new(BTreeMap::new()),
+            restrictions,
         });
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(peering::accept_loop(inner.clone())),
             tokio::spawn(peering::clock_loop(inner.clone())),
         ];
-        for addr in &inner.config.peers {
-            tasks.push(tokio::spawn(peering::dial_loop(
-                inner.clone(),
-                addr.clone(),
-            )));
-        }
         *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        let runtime = Self { inner };
+        runtime.dial(runtime.inner.config.peers.iter().cloned().collect());
+        let inner = &runtime.inner;
         tracing::info!(
             me = %inner.me,
             listen = ?inner.endpoint.local_addr().ok(),
@@ -129,7 +135,76 @@ impl MeshRuntime {
             exits = inner.config.exits().len(),
             "mesh started"
         );
-        Ok(Self { inner })
+        Ok(runtime)
+    }
+
+    /// Dials the configured peers and `learned` (the addresses the servers offer), and no
+    /// others: a dial loop starts for each new address and stops for each one gone. A stopped
+    /// loop's connection stays until it ends by itself (or is cut off, e.g. on revocation):
+    /// a peer that leaves the registry has usually stopped anyway, and closing a working path
+    /// on a directory change would only reset flows.
+    pub fn set_learned_peers(&self, learned: impl IntoIterator<Item = String>) {
+        let wanted = self
+            .inner
+            .config
+            .peers
+            .iter()
+            .cloned()
+            .chain(learned)
+            .collect();
+        self.dial(wanted);
+    }
+
+    fn dial(&self, wanted: BTreeSet<String>) {
+        let inner = &self.inner;
+        let mut dials = inner.dials.lock().unwrap_or_else(|e| e.into_inner());
+        let running = dials.keys().cloned().collect();
+        let changes = dial_changes(&running, &wanted);
+        for addr in changes.stop {
+            if let Some(task) = dials.remove(&addr) {
+                task.abort();
+            }
+            inner.core.remove_dial(&addr);
+            tracing::info!(%addr, "mesh peer address dialed no more");
+        }
+        for addr in changes.start {
+            inner.core.add_dial(&addr);
+            let task = tokio::spawn(peering::dial_loop(inner.clone(), addr.clone()));
+            dials.insert(addr, task);
+        }
+    }
+
+    /// Applies the servers' announce restrictions: advertisements from a restricted origin
+    /// for anything outside its list are refused from now on, and stored ones are dropped; this
+    /// agent's own exit routes outside its list are withdrawn (and come back when allowed).
+    /// Nothing happens when they did not change.
+    pub fn restrict(&self, restrictions: Restrictions) {
+        let inner = &self.inner;
+        {
+            let mut current = inner.restrictions.lock().unwrap_or_else(|e| e.into_inner());
+            if *current == restrictions {
+                return;
+            }
+            *current = restrictions.clone();
+        }
+        let (own, refused) = own_routes(&inner.me, inner.config.exits(), &restrictions);
+        log_refused_own(&refused, &restrictions, &inner.me);
+        inner
+            .core
+            .change(|table, now| table.set_policy(Arc::new(restrictions), now));
+        if inner.config.exits().is_empty() {
+            return;
+        }
+        let mut failed = None;
+        inner.core.change(|table, now| {
+            table.originate(own, now).unwrap_or_else(|e| {
+                failed = Some(e);
+                crate::Output::default()
+            })
+        });
+        if let Some(e) = failed {
+            tracing::error!("this agent's allowed exit routes cannot be advertised: {e}");
+        }
     }
 
     pub fn me(&self) -> &AgentId {
@@ -157,10 +232,36 @@ impl MeshRuntime {
     pub fn shutdown(&self) {
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for task in tasks {
+        let dials =
+            std::mem::take(&mut *self.inner.dials.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks.into_iter().chain(dials.into_values()) {
             task.abort();
         }
         self.inner.endpoint.close();
+    }
+}
+
+/// Says in the log which of this agent's exit routes it does not advertise, and why.
+fn log_refused_own(
+    refused: &[crate::advert::Destination],
+    restrictions: &Restrictions,
+    me: &AgentId,
+) {
+    if refused.is_empty() {
+        return;
+    }
+    let allowed: Vec<String> = restrictions
+        .list(me)
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for dest in refused {
+        tracing::warn!(
+            %dest,
+            allowed = %allowed.join(", "),
+            "exit route not advertised: the servers restrict what this agent may announce"
+        );
     }
 }
 

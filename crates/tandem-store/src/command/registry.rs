@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tandem_registry::{check_name, CheckReport, Registration, Report};
+use tandem_registry::{
+    check_announce_list, check_name, CheckReport, MeshMembership, Registration, Report,
+};
 
 use super::{check_public_key, check_ttl, Rejection};
 
@@ -79,6 +81,80 @@ pub enum RegistryCommand {
     Remove {
         names: Vec<String>,
     },
+    // New variants go below: a variant's place is its number in the encoded log.
+    /// A registered agent says which mesh it is in and where its peers reach it (`None`: it
+    /// has no mesh now). Kept beside the agent's row, and removed with it.
+    MeshJoin {
+        credential_id: String,
+        name: String,
+        membership: Option<MeshMembership>,
+    },
+    /// What an enrolled agent may announce in the mesh (`None`: anything).
+    SetAnnounce {
+        name: String,
+        allow: Option<Vec<String>>,
+    },
+    /// A join token as [`RegistryCommand::TokenCreate`] makes it, whose agents may announce
+    /// only `mesh_announce`.
+    TokenCreateRestricted {
+        token: TokenSpec,
+        mesh_announce: Vec<String>,
+    },
+}
+
+/// A join token to create: enrols agents into `pool`, `uses` times (`None`: unlimited) until
+/// `ttl_ms` past the stamp (`None`: until revoked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenSpec {
+    pub id: String,
+    pub pool: String,
+    pub secret_sha256: Vec<u8>,
+    pub ttl_ms: Option<u64>,
+    pub uses: Option<u64>,
+}
+
+impl TokenSpec {
+    /// The plain [`RegistryCommand::TokenCreate`] of this token, which every server knows.
+    pub fn into_command(self) -> RegistryCommand {
+        RegistryCommand::TokenCreate {
+            id: self.id,
+            pool: self.pool,
+            secret_sha256: self.secret_sha256,
+            ttl_ms: self.ttl_ms,
+            uses: self.uses,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Rejection> {
+        check_new_token(
+            &self.id,
+            &self.pool,
+            &self.secret_sha256,
+            self.ttl_ms,
+            self.uses,
+        )
+    }
+}
+
+fn check_new_token(
+    id: &str,
+    pool: &str,
+    secret_sha256: &[u8],
+    ttl_ms: Option<u64>,
+    uses: Option<u64>,
+) -> Result<(), Rejection> {
+    check_id("a join token's id", id)?;
+    check_name("pool", pool).map_err(Rejection::invalid)?;
+    check_sha256(secret_sha256)?;
+    if let Some(ttl_ms) = ttl_ms {
+        check_ttl("a join token's ttl", ttl_ms)?;
+    }
+    if uses == Some(0) {
+        return Err(Rejection::invalid(
+            "a join token needs at least 1 use; leave the number of uses out for unlimited",
+        ));
+    }
+    Ok(())
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
@@ -115,30 +191,44 @@ fn check_names(names: &[String]) -> Result<(), Rejection> {
     names.iter().try_for_each(|name| check_agent_name(name))
 }
 
+fn check_announce(allow: &[String]) -> Result<(), Rejection> {
+    check_announce_list(allow).map_err(|e| Rejection::invalid(format!("mesh announce: {e}")))
+}
+
 impl RegistryCommand {
     /// Checks everything that can be checked without the state; runs again at apply time.
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {
+            RegistryCommand::TokenCreateRestricted {
+                token,
+                mesh_announce,
+            } => {
+                check_announce(mesh_announce)?;
+                token.validate()
+            }
+            RegistryCommand::MeshJoin {
+                credential_id,
+                name,
+                membership,
+            } => {
+                check_id("a credential's id", credential_id)?;
+                check_agent_name(name)?;
+                match membership {
+                    Some(membership) => membership.check().map_err(Rejection::invalid),
+                    None => Ok(()),
+                }
+            }
+            RegistryCommand::SetAnnounce { name, allow } => {
+                check_agent_name(name)?;
+                allow.as_deref().map_or(Ok(()), check_announce)
+            }
             RegistryCommand::TokenCreate {
                 id,
                 pool,
                 secret_sha256,
                 ttl_ms,
                 uses,
-            } => {
-                check_id("a join token's id", id)?;
-                check_name("pool", pool).map_err(Rejection::invalid)?;
-                check_sha256(secret_sha256)?;
-                if let Some(ttl_ms) = ttl_ms {
-                    check_ttl("a join token's ttl", *ttl_ms)?;
-                }
-                if *uses == Some(0) {
-                    return Err(Rejection::invalid(
-                        "a join token needs at least 1 use; leave the number of uses out for unlimited",
-                    ));
-                }
-                Ok(())
-            }
+            } => check_new_token(id, pool, secret_sha256, *ttl_ms, *uses),
             RegistryCommand::TokenRevoke { id } => check_id("a join token's id", id),
             RegistryCommand::Enroll {
                 token_id,
@@ -179,6 +269,7 @@ impl RegistryCommand {
                     address: address.clone(),
                     labels: labels.clone(),
                     version: version.clone(),
+                    mesh: None,
                     report: Report {
                         checks: checks.clone(),
                         load: None,
@@ -348,6 +439,46 @@ mod tests {
         assert!(token(Some(crate::command::MAX_TTL_MS + 1), None)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn mesh_commands_check_their_lists_and_addresses() {
+        let restricted = |allow: &[&str]| RegistryCommand::TokenCreateRestricted {
+            token: TokenSpec {
+                id: "tok-1".into(),
+                pool: "exits".into(),
+                secret_sha256: vec![1; 32],
+                ttl_ms: None,
+                uses: None,
+            },
+            mesh_announce: allow.iter().map(|a| a.to_string()).collect(),
+        };
+        assert!(restricted(&["10.20.0.0/16", "*.internal.example"])
+            .validate()
+            .is_ok());
+        let bad = restricted(&["notacidr"]).validate().unwrap_err();
+        assert!(bad.message.contains("notacidr"), "{}", bad.message);
+        let set = |allow: Option<Vec<String>>| RegistryCommand::SetAnnounce {
+            name: "exit-a".into(),
+            allow,
+        };
+        assert!(set(None).validate().is_ok());
+        assert!(set(Some(vec![])).validate().is_ok());
+        assert!(set(Some(vec!["10.0.0.0/99".into()])).validate().is_err());
+        let join = |address: &str| RegistryCommand::MeshJoin {
+            credential_id: "cred-1".into(),
+            name: "exit-a".into(),
+            membership: Some(MeshMembership {
+                mesh: "default".into(),
+                address: address.into(),
+            }),
+        };
+        assert!(join("10.0.0.7:4433").validate().is_ok());
+        assert!(join("").validate().is_err());
+        for command in [restricted(&["10.20.0.0/16"]), set(None), join("a:1")] {
+            let command = Command::Registry(command);
+            assert_eq!(Command::decode(&command.encode()).unwrap(), command);
+        }
     }
 
     #[test]

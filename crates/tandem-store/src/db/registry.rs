@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tandem_registry::{CheckReport, CheckStatus, JoinTokenInfo};
+use tandem_registry::{CheckReport, CheckStatus, JoinTokenInfo, MeshMember, MeshMembership};
 
 use crate::command::{Outcome, RegistryCommand, Rejection};
 use crate::db::apply::{ApplyError, Applying};
@@ -27,6 +27,29 @@ pub(super) fn apply(
             ttl_ms,
             uses,
         } => create_token(applying, id, pool, secret_sha256, *ttl_ms, *uses),
+        RegistryCommand::TokenCreateRestricted {
+            token,
+            mesh_announce,
+        } => {
+            let t = token;
+            let created =
+                create_token(applying, &t.id, &t.pool, &t.secret_sha256, t.ttl_ms, t.uses)?;
+            applying
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO _tandem_join_token_announce (token_id, allow) VALUES (?1, ?2)",
+                )?
+                .execute(params![t.id, json_text(mesh_announce)])?;
+            Ok(created)
+        }
+        RegistryCommand::MeshJoin {
+            credential_id,
+            name,
+            membership,
+        } => mesh_join(applying, credential_id, name, membership.as_ref()),
+        RegistryCommand::SetAnnounce { name, allow } => {
+            set_announce(applying, name, allow.as_deref())
+        }
         RegistryCommand::TokenRevoke { id } => revoke_token(applying, id),
         RegistryCommand::Enroll {
             token_id,
@@ -134,6 +157,8 @@ fn record(
     let mut pools = BTreeSet::new();
     for row in &removed {
         conn.prepare_cached("DELETE FROM _tandem_agents WHERE name = ?1")?
+            .execute([&row.name])?;
+        conn.prepare_cached("DELETE FROM _tandem_mesh_members WHERE name = ?1")?
             .execute([&row.name])?;
         pools.insert(row.pool.as_str());
     }
@@ -267,6 +292,14 @@ fn enroll(
     ])?;
     conn.prepare_cached("UPDATE _tandem_join_tokens SET uses_left = ?2 WHERE id = ?1")?
         .execute(params![token_id, redeemed.uses_left.map(saturating_i64)])?;
+    // The new credential announces what its token allows: a restricted token's list, or,
+    // from an unrestricted token, anything (a restriction of an earlier holder of the name
+    // does not carry over).
+    let token_allow: Option<String> = conn
+        .prepare_cached("SELECT allow FROM _tandem_join_token_announce WHERE token_id = ?1")?
+        .query_row([token_id], |r| r.get(0))
+        .optional()?;
+    store_announce(conn, credential.name, token_allow.as_deref())?;
     Ok(Outcome::AgentEnrolled {
         pool: redeemed.pool.to_string(),
         credential_id: credential.credential_id.to_string(),
@@ -296,14 +329,19 @@ fn report(
     name: &str,
     checks: &[CheckReport],
 ) -> Result<Outcome, ApplyError> {
-    let stored = credential(applying.conn, credential_id)?;
-    rules::authorize(stored.as_ref(), credential_id, name)?;
-    // A row another credential registered is not this agent's until it registers again.
-    let row = agent(applying.conn, name)?
-        .filter(|row| row.credential_id == credential_id)
-        .ok_or_else(|| rules::not_registered(name))?;
+    let row = own_row(applying.conn, credential_id, name)?;
     let after = rules::reported(&row, checks, applying.now);
     answer_state(applying, &row, after)
+}
+
+/// The row of agent `name`, registered with its unrevoked credential `credential_id`.
+fn own_row(conn: &Connection, credential_id: &str, name: &str) -> Result<AgentRow, ApplyError> {
+    let stored = credential(conn, credential_id)?;
+    rules::authorize(stored.as_ref(), credential_id, name)?;
+    // A row another credential registered is not this agent's until it registers again.
+    Ok(agent(conn, name)?
+        .filter(|row| row.credential_id == credential_id)
+        .ok_or_else(|| rules::not_registered(name))?)
 }
 
 /// Records `after`, the row's change if it has one, and answers the agent's state.
@@ -336,17 +374,113 @@ fn revoke_agent(applying: &mut Applying<'_>, name: &str) -> Result<Outcome, Appl
         )?
         .execute(params![name, applying.now])? as u64;
     record(applying, Vec::new(), row.into_iter().collect())?;
+    store_announce(conn, name, None)?;
     Ok(Outcome::AgentRevoked { credentials })
+}
+
+fn json_text(list: &[String]) -> String {
+    // Plain data always serialises.
+    serde_json::to_string(list).unwrap_or_default()
+}
+
+/// Stores what agent `name` may announce, as JSON text; `None` lifts the restriction.
+fn store_announce(conn: &Connection, name: &str, allow: Option<&str>) -> rusqlite::Result<()> {
+    match allow {
+        Some(allow) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO _tandem_mesh_announce (name, allow) VALUES (?1, ?2)",
+            )?
+            .execute(params![name, allow])?,
+        None => conn
+            .prepare_cached("DELETE FROM _tandem_mesh_announce WHERE name = ?1")?
+            .execute([name])?,
+    };
+    Ok(())
+}
+
+/// A registered agent's mesh membership, from its own credential; answers the agent's state.
+fn mesh_join(
+    applying: &mut Applying<'_>,
+    credential_id: &str,
+    name: &str,
+    membership: Option<&MeshMembership>,
+) -> Result<Outcome, ApplyError> {
+    let row = own_row(applying.conn, credential_id, name)?;
+    match membership {
+        Some(m) => applying
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO _tandem_mesh_members (name, mesh, address) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, m.mesh, m.address])?,
+        None => applying
+            .conn
+            .prepare_cached("DELETE FROM _tandem_mesh_members WHERE name = ?1")?
+            .execute([name])?,
+    };
+    Ok(Outcome::AgentState { state: row.state() })
+}
+
+/// Restricts (or frees) what an enrolled agent may announce.
+fn set_announce(
+    applying: &mut Applying<'_>,
+    name: &str,
+    allow: Option<&[String]>,
+) -> Result<Outcome, ApplyError> {
+    let conn = applying.conn;
+    let enrolled = conn
+        .prepare_cached(
+            "SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1 AND revoked_at IS NULL",
+        )?
+        .exists([name])?;
+    if !enrolled {
+        return Err(Rejection::not_found(format!(
+            "agent {name} is not enrolled (`tandem agents ls` lists the registered agents)"
+        ))
+        .into());
+    }
+    store_announce(conn, name, allow.map(json_text).as_deref())?;
+    Ok(Outcome::AgentsChanged { count: 1 })
+}
+
+/// Every agent's mesh membership, by name.
+pub(super) fn mesh_members(conn: &Connection) -> rusqlite::Result<Vec<MeshMember>> {
+    conn.prepare_cached("SELECT name, mesh, address FROM _tandem_mesh_members ORDER BY name")?
+        .query_map([], |r| {
+            Ok(MeshMember {
+                name: r.get(0)?,
+                mesh: r.get(1)?,
+                address: r.get(2)?,
+            })
+        })?
+        .collect()
+}
+
+/// Every restricted agent's list, by name.
+pub(super) fn announce_limits(
+    conn: &Connection,
+) -> rusqlite::Result<BTreeMap<String, Vec<String>>> {
+    conn.prepare_cached("SELECT name, allow FROM _tandem_mesh_announce ORDER BY name")?
+        .query_map([], |r| Ok((r.get(0)?, json_column(r, 1)?)))?
+        .collect()
 }
 
 /// Removes every join token expired for longer than [`crate::rules::registry::EXPIRED_TOKEN_KEPT_MS`] by `now`;
 /// answers how many.
 pub(super) fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
-    Ok(conn
+    let removed = conn
         .prepare_cached("DELETE FROM _tandem_join_tokens WHERE expires_at <= ?1")?
         .execute([ttl::expired_through(
             now.saturating_sub(crate::rules::registry::EXPIRED_TOKEN_KEPT_MS),
-        )])? as u64)
+        )])? as u64;
+    if removed > 0 {
+        conn.prepare_cached(
+            "DELETE FROM _tandem_join_token_announce
+             WHERE token_id NOT IN (SELECT id FROM _tandem_join_tokens)",
+        )?
+        .execute([])?;
+    }
+    Ok(removed)
 }
 
 /// Counts above `i64::MAX` are stored as `i64::MAX`: SQLite holds signed integers.
