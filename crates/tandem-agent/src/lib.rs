@@ -13,7 +13,9 @@ mod local_api;
 mod mesh;
 mod reporter;
 mod settings;
+mod socks5_tokens;
 mod status;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,6 +236,13 @@ async fn serve(
         .with_deadline(CALL_DEADLINE);
     let client = Arc::new(client);
     let _ = shared.client.set(client.clone());
+    let token_keys = mesh_part
+        .as_ref()
+        .and_then(|part| part.token_keys.clone())
+        .map(|keys| {
+            keys.set_client(client.clone());
+            tokio::spawn(keys.follow())
+        });
     let revocations = mesh_part.as_ref().map(|part| {
         tokio::spawn(mesh::follow_revocations(
             client.clone(),
@@ -253,7 +262,7 @@ async fn serve(
     }
     .run()
     .await;
-    if let Some(task) = revocations {
+    for task in [revocations, token_keys].into_iter().flatten() {
         task.abort();
     }
     drop(mesh_part);

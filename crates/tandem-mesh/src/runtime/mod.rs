@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: what it is started with.
 //! - [`decide`]: its pure decisions (an open's acknowledgement timeout, health by role).
+//! - [`resolve`]: how an exit resolves names: the system resolver or its own DNS servers.
 //! - `core`: the table and the live peers under one lock; `peering`: the connection tasks;
 //!   `flows`: exit and transit; `dialer`: the ingress side; `splice`: bytes both ways.
 
@@ -16,6 +17,7 @@ pub mod decide;
 mod dialer;
 mod flows;
 mod peering;
+pub mod resolve;
 mod splice;
 mod status;
 
@@ -26,6 +28,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{MeshConfig, MeshConfigError, MeshRoles};
 pub use decide::{mesh_health, open_timeout, MeshFacts};
+pub use resolve::DnsServer;
 pub use status::{MeshStatus, PeerStatus};
 
 use self::core::Core;
@@ -60,6 +63,8 @@ pub(crate) struct Inner {
     endpoint: MeshEndpoint,
     core: Core,
     exits: Exits,
+    /// Why this exit's routes are withdrawn now (its upstream probe fails), if they are.
+    withdrawn: Mutex<Option<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -101,6 +106,7 @@ impl MeshRuntime {
             routes: config.exit_routes.clone(),
             domains: config.exit_domains.clone(),
             dial_timeout: config.exit_dial_timeout,
+            resolver: resolve::ExitResolver::new(&config.exit_dns),
         };
         let inner = Arc::new(Inner {
             me,
@@ -108,6 +114,7 @@ impl MeshRuntime {
             endpoint,
             core,
             exits,
+            withdrawn: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let mut tasks = vec![
@@ -150,6 +157,63 @@ impl MeshRuntime {
             .into_iter()
             .filter(|peer| cut_off(peer) && self.inner.core.disconnect(peer, reason))
             .collect()
+    }
+
+    /// Withdraws this exit's own routes from every peer at once, e.g. while its upstream probe
+    /// fails; `reason` shows in its health until [`MeshRuntime::restore_exits`]. Answers false
+    /// when they were withdrawn already.
+    pub fn withdraw_exits(&self, reason: &str) -> bool {
+        let mut withdrawn = self
+            .inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let first = withdrawn.is_none();
+        *withdrawn = Some(reason.to_owned());
+        if first {
+            let dests: Vec<_> = self
+                .inner
+                .config
+                .exits()
+                .into_iter()
+                .map(|r| r.dest)
+                .collect();
+            self.inner
+                .core
+                .change(|table, now| table.withdraw_own(&dests, now));
+        }
+        first
+    }
+
+    /// Advertises this exit's own routes again after [`MeshRuntime::withdraw_exits`]; answers
+    /// false when they were not withdrawn.
+    pub fn restore_exits(&self) -> bool {
+        let mut withdrawn = self
+            .inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if withdrawn.take().is_none() {
+            return false;
+        }
+        let routes = self.inner.config.exits();
+        self.inner.core.change(|table, now| {
+            // The same routes were accepted at start, so this does not fail.
+            table.originate(routes, now).unwrap_or_else(|e| {
+                tracing::error!("this exit's routes cannot be advertised again: {e}");
+                crate::Output::default()
+            })
+        });
+        true
+    }
+
+    /// Why this exit's routes are withdrawn now, if they are.
+    pub fn exits_withdrawn(&self) -> Option<String> {
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops dialing and closes every connection now.
