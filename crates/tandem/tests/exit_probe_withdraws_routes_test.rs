@@ -8,46 +8,16 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tandem_testkit::{
+    curl_socks5, free_ports, join_token, wait_until, AgentProcess, Cluster, HttpTarget, DEADLINE,
+};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
 }
 
-/// An HTTP server on `addr` that answers every request with "upstream".
-async fn http_target(addr: &str) -> String {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer =
-                    "HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nupstream";
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    bound
-}
-
 async fn curl(socks: &str, url: &str) -> bool {
-    tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            "3",
-            "--socks5-hostname",
-            socks,
-            url,
-        ])
-        .output()
-        .await
-        .is_ok_and(|out| out.status.success())
+    curl_socks5(socks, None, url, "3").await.is_ok()
 }
 
 async fn healthz(agent: &AgentProcess) -> Value {
@@ -89,8 +59,8 @@ async fn a_failing_probe_moves_traffic_to_the_backup_exit_and_back() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     cluster.leader().await;
     let join = join_token(&cluster, "mesh", json!({})).await;
-    let target = http_target("127.0.0.2:0").await;
-    let url = format!("http://{target}/");
+    let target = HttpTarget::start("127.0.0.2:0", "upstream").await;
+    let url = target.url();
     let folder = tempfile::tempdir().expect("a folder");
     let upstream_ok = folder.path().join("upstream-ok");
     std::fs::write(&upstream_ok, "").expect("write the flag file");

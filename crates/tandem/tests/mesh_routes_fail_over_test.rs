@@ -6,63 +6,21 @@
 //! advertises gets a SOCKS5 error at once, and no connection reaches it around the mesh.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tandem_testkit::{
+    curl_socks5, free_ports, join_token, wait_until, AgentProcess, Cluster, HttpTarget, DEADLINE,
+};
 use tokio::time::Instant;
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
 }
 
-/// An HTTP server that answers every request with `body` and counts its connections.
-async fn http_target(addr: &str, body: &'static str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (bound, connections)
-}
-
-/// `curl --socks5-hostname` through the ingress; the body on success, curl's exit code otherwise.
+/// curl through the ingress; the body on success, curl's exit code otherwise.
 async fn curl(socks: &str, url: &str, max_time: &str) -> Result<String, i32> {
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            max_time,
-            "--socks5-hostname",
-            socks,
-            url,
-        ])
-        .output()
-        .await
-        .expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
+    curl_socks5(socks, None, url, max_time).await
 }
 
 fn mesh_args(listen: u16, peers: &[u16]) -> Vec<String> {
@@ -84,8 +42,8 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     cluster.leader().await;
     let token = join_token(&cluster, "mesh", json!({})).await;
-    let (target, _) = http_target("127.0.0.2:0", "hello through the mesh").await;
-    let (forbidden, forbidden_hits) = http_target("127.0.0.3:0", "never").await;
+    let target = HttpTarget::start("127.0.0.2:0", "hello through the mesh").await;
+    let forbidden = HttpTarget::start("127.0.0.3:0", "never").await;
 
     let ports = free_ports(6).expect("free ports");
     let (e1, e2, t1, t2, ingress, socks) =
@@ -106,7 +64,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     let ingress_agent = start(&cluster, "in-1", &token, ingress_args);
     let wrong_password = format!("socks5h://alice:guess@127.0.0.1:{socks}");
     let socks = format!("socks5h://alice:s3cret@127.0.0.1:{socks}");
-    let url = format!("http://{target}/");
+    let url = target.url();
 
     let mut answer = Err(0);
     wait_until(
@@ -127,7 +85,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
 
     // No exit advertises 127.0.0.3: an error at once, and nothing reaches it around the mesh.
     let started = Instant::now();
-    let refused = curl(&socks, &format!("http://{forbidden}/"), "5").await;
+    let refused = curl(&socks, &forbidden.url(), "5").await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -135,7 +93,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
         started.elapsed()
     );
     assert_eq!(
-        forbidden_hits.load(Ordering::SeqCst),
+        forbidden.connections(),
         0,
         "a connection went around the mesh"
     );

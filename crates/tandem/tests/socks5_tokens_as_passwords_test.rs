@@ -7,56 +7,20 @@
 //! dialed for it, and the ingress's log never shows a token.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use serde_json::json;
-use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tandem_testkit::{
+    curl_socks5, free_ports, join_token, wait_until, AgentProcess, Cluster, HttpTarget, DEADLINE,
+};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
 }
 
-/// An HTTP server that answers every request with "hello" and counts its connections.
-async fn http_target(addr: &str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind(addr).await.expect("bind the target");
-    let bound = listener.local_addr().expect("its address").to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let answer =
-                    "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (bound, connections)
-}
-
 /// curl through the SOCKS5 proxy `socks` as `user` with `password`: the body, or curl's exit
 /// code.
 async fn curl(socks: &str, user: &str, password: &str, url: &str) -> Result<String, i32> {
-    let out = tokio::process::Command::new("curl")
-        .args(["--silent", "--max-time", "5", "--socks5-hostname", socks])
-        .arg("--proxy-user")
-        .arg(format!("{user}:{password}"))
-        .arg(url)
-        .output()
-        .await
-        .expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
+    curl_socks5(socks, Some(&format!("{user}:{password}")), url, "5").await
 }
 
 /// A token as a SOCKS5 client gives it: up to its first dot, and the rest.
@@ -74,8 +38,8 @@ async fn a_token_with_the_socks5_claim_opens_the_proxy_and_others_are_refused() 
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     let leader = cluster.leader().await;
     let join = join_token(&cluster, "mesh", json!({})).await;
-    let (target, connections) = http_target("127.0.0.2:0").await;
-    let url = format!("http://{target}/");
+    let target = HttpTarget::start("127.0.0.2:0", "hello").await;
+    let url = target.url();
 
     let ports = free_ports(3).expect("free ports");
     let (exit_port, ingress_port, socks_port) = (ports[0], ports[1], ports[2]);
@@ -175,7 +139,7 @@ async fn a_token_with_the_socks5_claim_opens_the_proxy_and_others_are_refused() 
     let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
     let forged = format!("{signed}.{flipped}{}", &signature[1..]);
 
-    let dialed = connections.load(Ordering::SeqCst);
+    let dialed = target.connections();
     for (what, token) in [
         ("without the claim", &no_claim),
         ("for another ingress", &other_ingress),
@@ -190,7 +154,7 @@ async fn a_token_with_the_socks5_claim_opens_the_proxy_and_others_are_refused() 
     let refused = curl(&socks, "ann", "not-a-token", &url).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(
-        connections.load(Ordering::SeqCst),
+        target.connections(),
         dialed,
         "a refused client's connection was dialed"
     );

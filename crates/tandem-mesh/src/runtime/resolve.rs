@@ -52,7 +52,7 @@ impl<'de> serde::Deserialize<'de> for DnsServer {
 pub(super) enum ExitResolver {
     System,
     /// Only these servers; the hosts file is not read, so what they answer is what is dialed.
-    Servers(TokioResolver),
+    Servers(Box<TokioResolver>),
 }
 
 impl std::fmt::Debug for ExitResolver {
@@ -84,7 +84,7 @@ impl ExitResolver {
         let mut builder =
             TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
         builder.options_mut().use_hosts_file = ResolveHosts::Never;
-        Self::Servers(builder.build())
+        Self::Servers(Box::new(builder.build()))
     }
 
     /// The addresses of `host` (an IP address is its own), each with `port`.
