@@ -13,7 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tandem_mesh::ingress::ForwardSpec;
 use tandem_mesh::runtime::{DnsServer, MeshConfig, MeshConfigError};
-use tandem_mesh::transport::Backoff;
+use tandem_mesh::transport::{Backoff, BackoffError};
 use tandem_mesh::{DomainPattern, TableConfig, DEFAULT_WEIGHT};
 use tandem_registry::{check_name, CheckKind, MAX_CHECKS, MAX_FIELD_LEN};
 use tandem_settings::{settings, ConfigError, Span};
@@ -497,7 +497,16 @@ impl AgentSettings {
         }
         if let Some(config) = self.mesh_config()? {
             config.check().map_err(|e| match e {
-                MeshConfigError::Reconnect(e) => ConfigError(format!("--mesh-reconnect-*: {e}")),
+                MeshConfigError::Reconnect(e) => {
+                    let flags = match e {
+                        BackoffError::Multiplier(_) => "--mesh-reconnect-multiplier",
+                        BackoffError::Jitter(_) => "--mesh-reconnect-jitter",
+                        BackoffError::Delays { .. } => {
+                            "--mesh-reconnect-initial-delay, --mesh-reconnect-max-delay"
+                        }
+                    };
+                    ConfigError(format!("{flags}: {e}"))
+                }
                 e => ConfigError(format!("mesh: {e}")),
             })?;
         }
@@ -1088,15 +1097,15 @@ mod tests {
         for (flags, expected) in [
             (
                 &["--mesh-reconnect-multiplier", "0.5"][..],
-                "--mesh-reconnect-*: reconnect multiplier 0.5 must be at least 1",
+                "--mesh-reconnect-multiplier: reconnect multiplier 0.5 must be at least 1",
             ),
             (
                 &["--mesh-reconnect-jitter", "1.5"],
-                "jitter 1.5 must be between 0 and 1",
+                "--mesh-reconnect-jitter: reconnect jitter 1.5 must be between 0 and 1",
             ),
             (
                 &["--mesh-reconnect-initial-delay", "2m"],
-                "initial_delay 120s must be above zero and at most max_delay",
+                "--mesh-reconnect-initial-delay, --mesh-reconnect-max-delay: reconnect initial_delay 120s",
             ),
             (&["--mesh-reconnect-multiplier", "fast"], "invalid float"),
             (

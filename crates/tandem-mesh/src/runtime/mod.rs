@@ -160,8 +160,8 @@ impl MeshRuntime {
     }
 
     /// Withdraws this exit's own routes from every peer at once, e.g. while its upstream probe
-    /// fails; `reason` shows in its health until [`MeshRuntime::restore_exits`]. Answers false
-    /// when they were withdrawn already.
+    /// fails; `reason` shows in its status until [`MeshRuntime::restore_exits`]. Answers false
+    /// when they were withdrawn already (then only the reason is replaced).
     pub fn withdraw_exits(&self, reason: &str) -> bool {
         let mut withdrawn = self
             .inner

@@ -10,3 +10,4 @@ mod no_route_fails_at_once_without_dialing_test;
 mod silent_transit_is_suspected_and_skipped_test;
 mod stream_through_a_dead_transit_is_reset_test;
 mod traffic_flows_ingress_transit_exit_test;
+mod withdrawn_exit_routes_leave_the_ingress_test;
