@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::support::{addr, config, eventually, exit, start};
+use crate::support::{addr, eventually, exit, ingress};
 
 /// An exit that withdraws its routes (as its upstream probe does while it fails) takes them
 /// from its peers at once, well before any TTL, and is unhealthy with the reason; restored,
@@ -8,9 +8,7 @@ use crate::support::{addr, config, eventually, exit, start};
 #[tokio::test]
 async fn withdrawn_exit_routes_leave_the_ingress_and_come_back() {
     let exit = exit("exit-1", &[]);
-    let mut ingress_config = config(&[addr(&exit)]);
-    ingress_config.ingress = true;
-    let ingress = start("ingress-1", ingress_config);
+    let ingress = ingress("ingress-1", &[addr(&exit)]);
     eventually(
         Duration::from_secs(5),
         "the ingress learns the route",
