@@ -282,23 +282,35 @@ pub fn spawn_checks(
         .enumerate()
         .map(|(index, spec)| {
             let board = board.clone();
-            let http = http.clone();
-            let interval = spec.interval.map_or(Duration::from_secs(1), |i| i.0);
-            let timeout = spec.timeout.map_or(Duration::from_secs(1), |t| t.0);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(interval);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticks.tick().await;
-                    let result = run_once(&spec, &http, timeout).await;
-                    let status = result.status;
-                    if board.record(index, result) {
-                        tracing::info!(check = %spec.name(), status = status.as_str(), "check changed");
-                    }
+            let name = spec.name();
+            spawn_check(spec, http.clone(), move |result| {
+                let status = result.status;
+                if board.record(index, result) {
+                    tracing::info!(check = %name, status = status.as_str(), "check changed");
                 }
             })
         })
         .collect()
+}
+
+/// Runs `spec` every interval (the first run at once) and hands each result to `record`,
+/// until the returned handle is aborted. The agent's checks and an exit's upstream probe both
+/// run this way.
+pub fn spawn_check(
+    spec: CheckSpec,
+    http: reqwest::Client,
+    mut record: impl FnMut(CheckResult) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let interval = spec.interval.map_or(Duration::from_secs(1), |i| i.0);
+    let timeout = spec.timeout.map_or(Duration::from_secs(1), |t| t.0);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            record(run_once(&spec, &http, timeout).await);
+        }
+    })
 }
 
 #[cfg(test)]

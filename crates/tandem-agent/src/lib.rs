@@ -13,7 +13,9 @@ mod local_api;
 mod mesh;
 mod reporter;
 mod settings;
+mod socks5_tokens;
 mod status;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +252,13 @@ async fn serve(
         let port = part.runtime.local_addr().ok()?.port();
         settings.mesh_membership(port)
     });
+    let token_keys = mesh_part
+        .as_ref()
+        .and_then(|part| part.token_keys.clone())
+        .map(|keys| {
+            keys.set_client(client.clone());
+            tokio::spawn(keys.follow())
+        });
     let follower = mesh_part.as_ref().map(|part| {
         let mut follower = mesh::DirectoryFollower {
             client: client.clone(),
@@ -277,7 +286,7 @@ async fn serve(
     }
     .run()
     .await;
-    if let Some(task) = follower {
+    for task in [follower, token_keys].into_iter().flatten() {
         task.abort();
     }
     drop(mesh_part);

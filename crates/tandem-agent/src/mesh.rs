@@ -20,7 +20,8 @@ use tandem_tls::{AgentTls, RevocationCheck};
 
 use crate::credential::StoredCredential;
 use crate::settings::AgentSettings;
-use crate::AgentError;
+use crate::socks5_tokens::TokenKeys;
+use crate::{upstream, AgentError};
 
 /// How often the agent asks the servers for its mesh directory while its mesh runs.
 pub const DIRECTORY_EVERY: Duration = Duration::from_secs(2);
@@ -201,10 +202,15 @@ impl RevocationCheck for RevokedAgents {
     }
 }
 
-/// The running mesh: the runtime and the ingress listeners. Dropping it stops both.
+/// The running mesh: the runtime, the ingress listeners and the exit's upstream probe.
+/// Dropping it stops them all.
 pub struct MeshPart {
     pub runtime: Arc<MeshRuntime>,
+    /// The key set SOCKS5 tokens are verified with (`--socks5-tokens`); it needs the client to
+    /// the servers, which comes later.
+    pub token_keys: Option<Arc<TokenKeys>>,
     _ingresses: Vec<Ingress>,
+    probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The agent's TLS identity on the mesh, from its enrolment credential.
@@ -227,6 +233,9 @@ pub fn agent_tls(
 impl Drop for MeshPart {
     /// The runtime may be shared (the local API shows it); it stops with the agent all the same.
     fn drop(&mut self) {
+        if let Some(probe) = &self.probe {
+            probe.abort();
+        }
         self.runtime.shutdown();
     }
 }
@@ -258,14 +267,17 @@ pub async fn start(
     })?;
     let runtime = Arc::new(runtime);
     let dialer: Arc<dyn MeshDialer> = runtime.clone();
+    let token_keys = settings
+        .socks5_tokens
+        .then(|| Arc::new(TokenKeys::new(&stored.name, &stored.pool)));
     let mut ingresses = Vec::new();
     if let Some(listen) = settings.socks5_listen {
         let listener = bind(listen, "--socks5-listen").await?;
-        tracing::info!(%listen, "SOCKS5 into the mesh");
+        tracing::info!(%listen, tokens = token_keys.is_some(), "SOCKS5 into the mesh");
         ingresses.push(serve_socks5(
             listener,
             dialer.clone(),
-            socks5_auth(settings),
+            socks5_auth(settings, token_keys.clone()),
             IngressLimits::default(),
         ));
     }
@@ -279,9 +291,14 @@ pub async fn start(
             IngressLimits::default(),
         ));
     }
+    let probe = settings
+        .exit_probe()
+        .map(|probe| upstream::spawn_probe(probe, runtime.clone()));
     Ok(Some(MeshPart {
         runtime,
+        token_keys,
         _ingresses: ingresses,
+        probe,
     }))
 }
 
@@ -296,20 +313,33 @@ async fn bind(
     })
 }
 
-/// No authentication, or the configured user name and password (compared in constant time).
-fn socks5_auth(settings: &AgentSettings) -> Socks5Auth {
-    match (&settings.socks5_username, &settings.socks5_password) {
-        (Some(user), Some(password)) => {
-            let (user, password) = (user.clone(), password.clone());
-            Socks5Auth::password(move |given_user, given_password| {
-                // Both compared whatever the first answers, so timing tells nothing.
-                let user_matches = same_bytes(given_user.as_bytes(), user.as_bytes());
-                let password_matches = same_bytes(given_password.as_bytes(), password.as_bytes());
-                user_matches & password_matches
-            })
-        }
-        _ => Socks5Auth::NoAuth,
+/// No authentication, or the configured user name and password (compared in constant time),
+/// or a token, or either.
+fn socks5_auth(settings: &AgentSettings, tokens: Option<Arc<TokenKeys>>) -> Socks5Auth {
+    let pair = match (&settings.socks5_username, &settings.socks5_password) {
+        (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+        _ => None,
+    };
+    if pair.is_none() && tokens.is_none() {
+        return Socks5Auth::NoAuth;
     }
+    let pair = Arc::new(pair);
+    Socks5Auth::password_async(Arc::new(move |given_user: &str, given_password: &str| {
+        let fixed = pair.as_ref().as_ref().is_some_and(|(user, password)| {
+            // Both compared whatever the first answers, so timing tells nothing.
+            let user_matches = same_bytes(given_user.as_bytes(), user.as_bytes());
+            let password_matches = same_bytes(given_password.as_bytes(), password.as_bytes());
+            user_matches & password_matches
+        });
+        let tokens = tokens.clone().filter(|_| !fixed);
+        let (user, token) = (given_user.to_owned(), given_password.to_owned());
+        Box::pin(async move {
+            match tokens {
+                Some(tokens) => tokens.accepts(&user, &token).await,
+                None => fixed,
+            }
+        })
+    }))
 }
 
 fn same_bytes(given: &[u8], expected: &[u8]) -> bool {

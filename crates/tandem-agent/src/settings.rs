@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use tandem_mesh::ingress::ForwardSpec;
-use tandem_mesh::runtime::MeshConfig;
+use tandem_mesh::runtime::{DnsServer, MeshConfig, MeshConfigError};
+use tandem_mesh::transport::{Backoff, BackoffError};
 use tandem_mesh::{DomainPattern, TableConfig, DEFAULT_WEIGHT};
 use tandem_registry::{
     check_name, CheckKind, MeshMembership, DEFAULT_MESH, MAX_CHECKS, MAX_FIELD_LEN,
@@ -84,6 +85,19 @@ impl CheckSpec {
         let mut name = format!("{}:{}", kind_word(self.kind), self.target);
         tandem_registry::truncate_output(&mut name, MAX_FIELD_LEN);
         name
+    }
+
+    /// Refuses a target of the wrong shape, an interval under 100ms or a zero timeout.
+    fn check(&self) -> Result<(), String> {
+        self.check_target()?;
+        if self.interval.is_some_and(|i| i.0 < MIN_INTERVAL)
+            || self.timeout.is_some_and(|t| t.0.is_zero())
+        {
+            return Err(format!(
+                "check {self}: its interval must be at least 100ms and its timeout above 0"
+            ));
+        }
+        Ok(())
     }
 
     fn check_target(&self) -> Result<(), String> {
@@ -287,20 +301,26 @@ settings! {
     mesh_name: String, file "agent.mesh_name", shown "default", env "TANDEM_AGENT_MESH_NAME";
     /// Where other agents reach this agent's mesh, host:port, as registered with the servers for --mesh-peer auto
     mesh_advertise: String, file "agent.mesh_advertise", shown "the host of --address with the port of --mesh-listen", env "TANDEM_AGENT_MESH_ADVERTISE";
-    /// Address of a SOCKS5 proxy (CONNECT) into the mesh, e.g. 127.0.0.1:1080; without --socks5-username and --socks5-password it asks no authentication
+    /// Address of a SOCKS5 proxy (CONNECT) into the mesh, e.g. 127.0.0.1:1080; without --socks5-username/--socks5-password or --socks5-tokens it asks no authentication
     socks5_listen: SocketAddr, file "agent.socks5_listen", shown "unset: no SOCKS5", env "TANDEM_AGENT_SOCKS5_LISTEN";
     /// The user name SOCKS5 clients must give (RFC 1929); with --socks5-password, and only then, clients must authenticate
     socks5_username: String, file "agent.socks5_username", shown "unset: no authentication", env "TANDEM_AGENT_SOCKS5_USERNAME";
     /// The password SOCKS5 clients must give with --socks5-username
     socks5_password: String, file "agent.socks5_password", shown "unset", env "TANDEM_AGENT_SOCKS5_PASSWORD";
+    /// Accept tokens the cluster issued with the claim "socks5": true, or a list naming this agent or "pool:<its pool>": the token up to its first dot as the user name, the rest as the password (with or without --socks5-username)
+    socks5_tokens: bool = false, file "agent.socks5_tokens", shown "false", env "TANDEM_AGENT_SOCKS5_TOKENS";
     /// A port-forward into the mesh, LISTEN=HOST:PORT; in the file a table {listen = "127.0.0.1:5432", to = "db.internal:5432"} (repeatable; the variable separates them with commas)
     forward: Vec<ForwardSpec> = Vec::new(), file "agent.forwards", shown "none", env "TANDEM_AGENT_FORWARDS", split ',';
     /// A CIDR this agent exits to and advertises in the mesh (repeatable; the variable separates them with commas)
     exit_route: Vec<IpNet> = Vec::new(), file "agent.exit_routes", shown "none", env "TANDEM_AGENT_EXIT_ROUTES", split ',';
-    /// A domain pattern this agent exits to and advertises, db.internal.example or *.internal.example; resolved here with the system resolver (repeatable; the variable separates them with commas)
+    /// A domain pattern this agent exits to and advertises, db.internal.example or *.internal.example; resolved here, with the system resolver unless --exit-dns is given (repeatable; the variable separates them with commas)
     exit_domain: Vec<String> = Vec::new(), file "agent.exit_domains", shown "none", env "TANDEM_AGENT_EXIT_DOMAINS", split ',';
     /// The weight of this agent's exit routes; a higher weight is preferred (primary and backup exits)
     exit_weight: u32 = DEFAULT_WEIGHT, file "agent.exit_weight", shown "100", env "TANDEM_AGENT_EXIT_WEIGHT";
+    /// A DNS server this exit resolves destination names with, IP or IP:PORT, instead of the system resolver (repeatable; the variable separates them with commas)
+    exit_dns: Vec<DnsServer> = Vec::new(), file "agent.exit_dns", shown "none: the system resolver", env "TANDEM_AGENT_EXIT_DNS", split ',';
+    /// An upstream probe, http:URL, tcp:HOST:PORT or exec:COMMAND as for --check (in the file also a table with interval and timeout): while it fails, this exit withdraws its routes
+    exit_probe: CheckSpec, file "agent.exit_probe", shown "none", env "TANDEM_AGENT_EXIT_PROBE";
     /// How long a recovered mesh path must stay up before traffic moves back to it
     mesh_hold_down: Span = Span::secs(5), file "agent.mesh_hold_down", shown "5s", env "TANDEM_AGENT_MESH_HOLD_DOWN";
     /// The longest mesh path accepted, in agents
@@ -309,6 +329,16 @@ settings! {
     mesh_route_ttl: Span = Span::secs(90), file "agent.mesh_route_ttl", shown "90s", env "TANDEM_AGENT_MESH_ROUTE_TTL";
     /// How often this agent re-advertises its exit routes; at most half of mesh_route_ttl
     mesh_advertise_interval: Span = Span::secs(30), file "agent.mesh_advertise_interval", shown "30s", env "TANDEM_AGENT_MESH_ADVERTISE_INTERVAL";
+    /// How long to wait before dialing a lost mesh peer again the first time
+    mesh_reconnect_initial_delay: Span = Span::secs(1), file "agent.mesh_reconnect_initial_delay", shown "1s", env "TANDEM_AGENT_MESH_RECONNECT_INITIAL_DELAY";
+    /// The longest wait between two dials of a lost mesh peer
+    mesh_reconnect_max_delay: Span = Span::secs(60), file "agent.mesh_reconnect_max_delay", shown "60s", env "TANDEM_AGENT_MESH_RECONNECT_MAX_DELAY";
+    /// What the wait is multiplied by after each failed dial (at least 1)
+    mesh_reconnect_multiplier: f64 = 2.0, file "agent.mesh_reconnect_multiplier", shown "2", env "TANDEM_AGENT_MESH_RECONNECT_MULTIPLIER";
+    /// How far each wait is spread at random, as a fraction (0 to 1), so that agents do not dial in lockstep
+    mesh_reconnect_jitter: f64 = 0.2, file "agent.mesh_reconnect_jitter", shown "0.2", env "TANDEM_AGENT_MESH_RECONNECT_JITTER";
+    /// How many times a lost mesh peer is dialed again before giving up; 0 is forever
+    mesh_reconnect_max_retries: u32 = 0, file "agent.mesh_reconnect_max_retries", shown "0 (forever)", env "TANDEM_AGENT_MESH_RECONNECT_MAX_RETRIES";
 }
 
 /// The shortest check or report interval accepted.
@@ -404,14 +434,7 @@ impl AgentSettings {
         }
         let mut names = std::collections::BTreeSet::new();
         for check in &checks {
-            check.check_target().map_err(ConfigError)?;
-            if check.interval.is_some_and(|i| i.0 < MIN_INTERVAL)
-                || check.timeout.is_some_and(|t| t.0.is_zero())
-            {
-                return Err(ConfigError(format!(
-                    "check {check}: its interval must be at least 100ms and its timeout above 0"
-                )));
-            }
+            check.check().map_err(ConfigError)?;
             if !names.insert(check.name()) {
                 return Err(ConfigError(format!(
                     "check {:?} is declared twice",
@@ -433,6 +456,27 @@ impl AgentSettings {
                 "--socks5-username needs --socks5-listen: there is no SOCKS5 proxy to protect"
                     .into(),
             ));
+        }
+        if self.socks5_tokens && self.socks5_listen.is_none() {
+            return Err(ConfigError(
+                "--socks5-tokens needs --socks5-listen: there is no SOCKS5 proxy to protect".into(),
+            ));
+        }
+        let exit = !self.exit_route.is_empty() || !self.exit_domain.is_empty();
+        for (flag, given) in [
+            ("--exit-dns", !self.exit_dns.is_empty()),
+            ("--exit-probe", self.exit_probe.is_some()),
+        ] {
+            if given && !exit {
+                return Err(ConfigError(format!(
+                    "{flag} is for an exit: give --exit-route or --exit-domain too"
+                )));
+            }
+        }
+        if let Some(probe) = self.exit_probe() {
+            probe
+                .check()
+                .map_err(|e| ConfigError(format!("--exit-probe: {e}")))?;
         }
         if self.mesh_listen.is_none() {
             let given = [
@@ -478,9 +522,19 @@ impl AgentSettings {
             }
         }
         if let Some(config) = self.mesh_config()? {
-            config
-                .check()
-                .map_err(|e| ConfigError(format!("mesh: {e}")))?;
+            config.check().map_err(|e| match e {
+                MeshConfigError::Reconnect(e) => {
+                    let flags = match e {
+                        BackoffError::Multiplier(_) => "--mesh-reconnect-multiplier",
+                        BackoffError::Jitter(_) => "--mesh-reconnect-jitter",
+                        BackoffError::Delays { .. } => {
+                            "--mesh-reconnect-initial-delay, --mesh-reconnect-max-delay"
+                        }
+                    };
+                    ConfigError(format!("{flags}: {e}"))
+                }
+                e => ConfigError(format!("mesh: {e}")),
+            })?;
         }
         Ok(())
     }
@@ -519,6 +573,14 @@ impl AgentSettings {
             route_ttl_ms: self.mesh_route_ttl.as_millis(),
         };
         config.advertise_interval = self.mesh_advertise_interval.0;
+        config.exit_dns = self.exit_dns.clone();
+        config.reconnect = Backoff {
+            initial_delay: self.mesh_reconnect_initial_delay.0,
+            max_delay: self.mesh_reconnect_max_delay.0,
+            multiplier: self.mesh_reconnect_multiplier,
+            jitter: self.mesh_reconnect_jitter,
+            max_retries: self.mesh_reconnect_max_retries,
+        };
         config.ingress = self.socks5_listen.is_some() || !self.forward.is_empty();
         Ok(Some(config))
     }
@@ -591,12 +653,22 @@ impl AgentSettings {
             .chain(of_kind(CheckKind::Tcp, &self.check_tcp))
             .chain(of_kind(CheckKind::Exec, &self.check_exec))
             .chain(self.check.iter().cloned())
-            .map(|check| CheckSpec {
-                interval: Some(check.interval.unwrap_or(self.check_interval)),
-                timeout: Some(check.timeout.unwrap_or(self.check_timeout)),
-                ..check
-            })
+            .map(|check| self.timed(check))
             .collect()
+    }
+
+    /// The exit's upstream probe, with its interval and timeout filled in.
+    pub fn exit_probe(&self) -> Option<CheckSpec> {
+        self.exit_probe.clone().map(|probe| self.timed(probe))
+    }
+
+    /// A check with `--check-interval` and `--check-timeout` where it has none of its own.
+    fn timed(&self, check: CheckSpec) -> CheckSpec {
+        CheckSpec {
+            interval: Some(check.interval.unwrap_or(self.check_interval)),
+            timeout: Some(check.timeout.unwrap_or(self.check_timeout)),
+            ..check
+        }
     }
 }
 
@@ -1033,6 +1105,147 @@ mod tests {
         ])
         .contains("given twice"));
         assert!(with(&["--mesh-listen", "4433"]).contains("mesh-listen"));
+    }
+
+    #[test]
+    fn reconnect_dns_probe_and_token_settings_reach_the_runtime() {
+        let s = from_flags(&[
+            "--address",
+            "10.0.0.7:80",
+            "--mesh-listen",
+            "0.0.0.0:4433",
+            "--socks5-listen",
+            "127.0.0.1:1080",
+            "--socks5-tokens",
+            "true",
+            "--exit-route",
+            "10.0.0.0/8",
+            "--exit-dns",
+            "10.0.0.2",
+            "--exit-dns",
+            "10.0.0.3:5353,[fd00::53]:53",
+            "--exit-probe",
+            "tcp:10.20.0.5:5432",
+            "--check-interval",
+            "2s",
+            "--mesh-reconnect-initial-delay",
+            "500ms",
+            "--mesh-reconnect-max-delay",
+            "10s",
+            "--mesh-reconnect-multiplier",
+            "1.5",
+            "--mesh-reconnect-jitter",
+            "0",
+            "--mesh-reconnect-max-retries",
+            "7",
+        ])
+        .unwrap();
+        assert!(s.socks5_tokens);
+        let probe = s.exit_probe().expect("a probe");
+        assert_eq!(probe.name(), "tcp:10.20.0.5:5432");
+        assert_eq!(probe.interval, Some(Span::secs(2)));
+        let config = s.mesh_config().unwrap().expect("mesh on");
+        let dns: Vec<String> = config.exit_dns.iter().map(ToString::to_string).collect();
+        assert_eq!(dns, ["10.0.0.2:53", "10.0.0.3:5353", "[fd00::53]:53"]);
+        assert_eq!(
+            config.reconnect,
+            Backoff {
+                initial_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(10),
+                multiplier: 1.5,
+                jitter: 0.0,
+                max_retries: 7,
+            }
+        );
+        let defaults =
+            from_file("[agent]\naddress = \"a:1\"\nmesh_listen = \"0.0.0.0:4433\"\n").unwrap();
+        assert!(!defaults.socks5_tokens);
+        let defaults = defaults.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(defaults.reconnect, Backoff::default());
+        assert!(defaults.exit_dns.is_empty());
+
+        let s = from_file(
+            r#"
+            [agent]
+            address = "10.0.0.7:80"
+            mesh_listen = "0.0.0.0:4433"
+            socks5_listen = "127.0.0.1:1080"
+            socks5_tokens = true
+            exit_domains = ["*.internal.example"]
+            exit_dns = ["10.0.0.2:5353"]
+            exit_probe = {http = "http://10.20.0.5/ready", interval = "5s", timeout = "2s"}
+            mesh_reconnect_multiplier = 3
+            mesh_reconnect_max_delay = "2m"
+            "#,
+        )
+        .unwrap();
+        assert!(s.socks5_tokens);
+        let probe = s.exit_probe().expect("a probe");
+        assert_eq!(probe.kind, CheckKind::Http);
+        assert_eq!(probe.timeout, Some(Span::secs(2)));
+        let config = s.mesh_config().unwrap().expect("mesh on");
+        assert_eq!(config.exit_dns[0].to_string(), "10.0.0.2:5353");
+        assert_eq!(config.reconnect.multiplier, 3.0);
+        assert_eq!(config.reconnect.max_delay, Duration::from_secs(120));
+
+        let s = from_env(&[
+            ("TANDEM_AGENT_ADDRESS", "10.0.0.7:80"),
+            ("TANDEM_AGENT_MESH_LISTEN", "0.0.0.0:4433"),
+            ("TANDEM_AGENT_EXIT_ROUTES", "10.0.0.0/8"),
+            ("TANDEM_AGENT_EXIT_DNS", "10.0.0.2,10.0.0.3"),
+            ("TANDEM_AGENT_EXIT_PROBE", "exec:pg_isready -q"),
+            ("TANDEM_AGENT_MESH_RECONNECT_JITTER", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(s.exit_dns.len(), 2);
+        assert_eq!(s.exit_probe().expect("a probe").kind, CheckKind::Exec);
+        assert_eq!(s.mesh_reconnect_jitter, 0.5);
+    }
+
+    #[test]
+    fn bad_reconnect_dns_probe_and_token_settings_name_what_is_wrong() {
+        let mesh = |extra: &[&str]| {
+            let mut flags = vec!["--address", "10.0.0.7:80", "--mesh-listen", "0.0.0.0:4433"];
+            flags.extend_from_slice(extra);
+            from_flags(&flags).unwrap_err()
+        };
+        let exit = ["--exit-route", "10.0.0.0/8"];
+        for (flags, expected) in [
+            (
+                &["--mesh-reconnect-multiplier", "0.5"][..],
+                "--mesh-reconnect-multiplier: reconnect multiplier 0.5 must be at least 1",
+            ),
+            (
+                &["--mesh-reconnect-jitter", "1.5"],
+                "--mesh-reconnect-jitter: reconnect jitter 1.5 must be between 0 and 1",
+            ),
+            (
+                &["--mesh-reconnect-initial-delay", "2m"],
+                "--mesh-reconnect-initial-delay, --mesh-reconnect-max-delay: reconnect initial_delay 120s",
+            ),
+            (&["--mesh-reconnect-multiplier", "fast"], "invalid float"),
+            (
+                &["--socks5-tokens", "true"],
+                "--socks5-tokens needs --socks5-listen",
+            ),
+            (&["--exit-dns", "10.0.0.2"], "--exit-dns is for an exit"),
+            (&["--exit-probe", "tcp:a:1"], "--exit-probe is for an exit"),
+            (
+                &[&exit[..], &["--exit-dns", "dns.example"]].concat(),
+                "not IP or IP:PORT",
+            ),
+            (
+                &[&exit[..], &["--exit-probe", "tcp:nohost"]].concat(),
+                "--exit-probe: tcp check",
+            ),
+            (
+                &[&exit[..], &["--exit-probe", "ping:x"]].concat(),
+                "http:URL, tcp:HOST:PORT",
+            ),
+        ] {
+            let err = mesh(flags);
+            assert!(err.contains(expected), "{flags:?}: {err}");
+        }
     }
 
     #[test]

@@ -7,11 +7,10 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tandem_testkit::mesh::{curl_socks5, healthz, http_target};
+use tandem_testkit::{curl_socks5, healthz, HttpTarget};
 use tandem_testkit::{
     free_ports, join_token, run_to_exit, tandem_command, wait_until, AgentProcess, Cluster,
     API_SECRET, DEADLINE,
@@ -93,8 +92,10 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         .trim()
         .to_string();
     let ingress_token = join_token(&cluster, "edge", json!({})).await;
-    let (allowed, _) = http_target("127.0.0.2:0", "allowed").await;
-    let (refused, refused_hits) = http_target("127.0.0.3:0", "after the lift").await;
+    let allowed = HttpTarget::start("127.0.0.2:0", "allowed").await;
+    let allowed = &allowed.addr;
+    let refused_target = HttpTarget::start("127.0.0.3:0", "after the lift").await;
+    let refused = &refused_target.addr;
 
     let ports = free_ports(3).expect("free ports");
     let (exit_port, ingress_port, socks) = (ports[0], ports[1], ports[2]);
@@ -126,7 +127,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
 
     let mut answer = Err(0);
     wait_until(DEADLINE, "curl to the allowed target", async || {
-        answer = curl_socks5(&socks, &url, "5").await;
+        answer = curl_socks5(&socks, None, &url, "5").await;
         answer.is_ok()
     })
     .await;
@@ -140,7 +141,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         "http://10.30.0.1/".to_string(),
     ] {
         let started = Instant::now();
-        let answer = curl_socks5(&socks, &unreachable, "5").await;
+        let answer = curl_socks5(&socks, None, &unreachable, "5").await;
         assert!(answer.is_err(), "{unreachable}: {answer:?}");
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -149,7 +150,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         );
     }
     assert_eq!(
-        refused_hits.load(Ordering::SeqCst),
+        refused_target.connections(),
         0,
         "a refused route was dialed"
     );
@@ -173,7 +174,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     })
     .await;
     assert_eq!(
-        curl_socks5(&socks, &url, "5").await,
+        curl_socks5(&socks, None, &url, "5").await,
         Ok("allowed".to_string())
     );
 
@@ -189,7 +190,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     )
     .await;
     assert_eq!(
-        curl_socks5(&socks, &format!("http://{refused}/"), "5").await,
+        curl_socks5(&socks, None, &format!("http://{refused}/"), "5").await,
         Ok("after the lift".to_string())
     );
 }

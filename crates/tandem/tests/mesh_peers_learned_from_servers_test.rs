@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tandem_testkit::mesh::{curl_socks5, healthz, http_target};
+use tandem_testkit::{curl_socks5, healthz, HttpTarget};
 use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
 
 fn tandem() -> &'static Path {
@@ -46,7 +46,8 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     cluster.leader().await;
     let token = join_token(&cluster, "mesh", json!({})).await;
-    let (target, _) = http_target("127.0.0.2:0", "found through the servers").await;
+    let target = HttpTarget::start("127.0.0.2:0", "found through the servers").await;
+    let target = &target.addr;
 
     let ports = free_ports(4).expect("free ports");
     let (exit_port, ingress_port, socks, other_port) = (ports[0], ports[1], ports[2], ports[3]);
@@ -68,7 +69,7 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
         DEADLINE,
         "curl through the ingress to reach the target behind the exit",
         async || {
-            answer = curl_socks5(&socks, &url, "3").await;
+            answer = curl_socks5(&socks, None, &url, "3").await;
             answer.is_ok()
         },
     )

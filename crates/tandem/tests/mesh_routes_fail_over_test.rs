@@ -6,16 +6,21 @@
 //! advertises gets a SOCKS5 error at once, and no connection reaches it around the mesh.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
-use tandem_testkit::mesh::{curl_socks5 as curl, http_target};
-use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
+use tandem_testkit::{
+    curl_socks5, free_ports, join_token, wait_until, AgentProcess, Cluster, HttpTarget, DEADLINE,
+};
 use tokio::time::Instant;
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
+}
+
+/// curl through the ingress; the body on success, curl's exit code otherwise.
+async fn curl(socks: &str, url: &str, max_time: &str) -> Result<String, i32> {
+    curl_socks5(socks, None, url, max_time).await
 }
 
 fn mesh_args(listen: u16, peers: &[u16]) -> Vec<String> {
@@ -37,8 +42,8 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
     cluster.leader().await;
     let token = join_token(&cluster, "mesh", json!({})).await;
-    let (target, _) = http_target("127.0.0.2:0", "hello through the mesh").await;
-    let (forbidden, forbidden_hits) = http_target("127.0.0.3:0", "never").await;
+    let target = HttpTarget::start("127.0.0.2:0", "hello through the mesh").await;
+    let forbidden = HttpTarget::start("127.0.0.3:0", "never").await;
 
     let ports = free_ports(6).expect("free ports");
     let (e1, e2, t1, t2, ingress, socks) =
@@ -59,7 +64,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
     let ingress_agent = start(&cluster, "in-1", &token, ingress_args);
     let wrong_password = format!("socks5h://alice:guess@127.0.0.1:{socks}");
     let socks = format!("socks5h://alice:s3cret@127.0.0.1:{socks}");
-    let url = format!("http://{target}/");
+    let url = target.url();
 
     let mut answer = Err(0);
     wait_until(
@@ -80,7 +85,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
 
     // No exit advertises 127.0.0.3: an error at once, and nothing reaches it around the mesh.
     let started = Instant::now();
-    let refused = curl(&socks, &format!("http://{forbidden}/"), "5").await;
+    let refused = curl(&socks, &forbidden.url(), "5").await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -88,7 +93,7 @@ async fn traffic_flows_and_moves_to_the_other_transit_when_one_dies() {
         started.elapsed()
     );
     assert_eq!(
-        forbidden_hits.load(Ordering::SeqCst),
+        forbidden.connections(),
         0,
         "a connection went around the mesh"
     );

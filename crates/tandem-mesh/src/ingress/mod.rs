@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 
 pub use forward::{serve_forward, ForwardSpec, ForwardSpecError, ForwardTarget};
 pub use socks5::{
-    reply_code, serve_socks5, CredentialCheck, HandshakeError, Socks5Auth, DEFAULT_SOCKS5_LISTEN,
+    reply_code, serve_socks5, CheckFuture, CredentialCheck, HandshakeError, Socks5Auth,
+    DEFAULT_SOCKS5_LISTEN,
 };
 pub use userpass::UserPasswordError;
 

@@ -14,7 +14,9 @@
 //! handshake timeout.
 
 use std::fmt;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +37,13 @@ use crate::transport::OpenErrorKind;
 /// is not open to the network by accident.
 pub const DEFAULT_SOCKS5_LISTEN: &str = "127.0.0.1:1080";
 
-/// Decides whether a username and password may use the proxy. The runtime's accepts a
-/// configured user and password, or a Tandem token whose claims allow it.
-pub type CredentialCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+/// Decides whether a username and password may use the proxy. The agent's accepts a
+/// configured user and password, or a Tandem token whose claims allow it; a token signed with a
+/// key not seen yet makes it fetch the key set first, hence a future.
+pub type CredentialCheck = Arc<dyn Fn(&str, &str) -> CheckFuture + Send + Sync>;
+
+/// What a [`CredentialCheck`] answers: whether the client may use the proxy.
+pub type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// How SOCKS5 clients authenticate.
 #[derive(Clone)]
@@ -49,8 +55,17 @@ pub enum Socks5Auth {
 }
 
 impl Socks5Auth {
+    /// A check that answers at once.
     pub fn password(check: impl Fn(&str, &str) -> bool + Send + Sync + 'static) -> Self {
-        Self::Password(Arc::new(check))
+        Self::Password(Arc::new(move |user, password| {
+            let accepted = check(user, password);
+            Box::pin(std::future::ready(accepted))
+        }))
+    }
+
+    /// A check that may wait (e.g. for a key set).
+    pub fn password_async(check: CredentialCheck) -> Self {
+        Self::Password(check)
     }
 }
 
@@ -195,9 +210,7 @@ where
             let started = Socks5ServerProtocol::start(stream)
                 .negotiate_auth(&[UserPassword])
                 .await?;
-            Socks5ServerProtocol::finish_auth(
-                userpass::authenticate(started, check.as_ref()).await?,
-            )
+            Socks5ServerProtocol::finish_auth(userpass::authenticate(started, check).await?)
         }
     };
     Ok(proto.read_command().await?)

@@ -13,6 +13,8 @@ use fast_socks5::consts::SOCKS5_AUTH_METHOD_PASSWORD;
 use fast_socks5::server::{AuthMethod, AuthMethodSuccessState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::socks5::CredentialCheck;
+
 /// The version byte of the sub-negotiation (not SOCKS's 5).
 const SUBNEGOTIATION_VERSION: u8 = 0x01;
 pub(super) const STATUS_SUCCESS: u8 = 0x00;
@@ -76,14 +78,14 @@ impl fmt::Debug for Credentials {
 /// Reads the client's username and password, asks `check`, and answers.
 pub(super) async fn authenticate<T>(
     started: Started<T>,
-    check: &(dyn Fn(&str, &str) -> bool + Send + Sync),
+    check: &CredentialCheck,
 ) -> Result<Accepted<T>, UserPasswordError>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut stream = started.0;
     let credentials = read_credentials(&mut stream).await?;
-    let accepted = is_accepted(&credentials, check);
+    let accepted = is_accepted(&credentials, check).await;
     let status = if accepted {
         STATUS_SUCCESS
     } else {
@@ -121,25 +123,26 @@ async fn read_field<T: AsyncRead + Unpin>(stream: &mut T) -> io::Result<Vec<u8>>
 }
 
 /// Credentials that are not UTF-8 cannot match a configured user or a token: refused.
-fn is_accepted(
-    credentials: &Credentials,
-    check: &(dyn Fn(&str, &str) -> bool + Send + Sync),
-) -> bool {
+async fn is_accepted(credentials: &Credentials, check: &CredentialCheck) -> bool {
     match (
         std::str::from_utf8(&credentials.username),
         std::str::from_utf8(&credentials.password),
     ) {
-        (Ok(username), Ok(password)) => check(username, password),
+        (Ok(username), Ok(password)) => check(username, password).await,
         _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::socks5::Socks5Auth;
     use super::*;
 
-    fn alice(user: &str, password: &str) -> bool {
-        user == "alice" && password == "s3cret"
+    fn alice() -> CredentialCheck {
+        match Socks5Auth::password(|user, password| user == "alice" && password == "s3cret") {
+            Socks5Auth::Password(check) => check,
+            Socks5Auth::NoAuth => unreachable!("a password check"),
+        }
     }
 
     async fn run(input: &[u8]) -> (Result<(), UserPasswordError>, Vec<u8>) {
@@ -147,7 +150,7 @@ mod tests {
         client.write_all(input).await.expect("write");
         // EOF after the input, so a truncated one ends instead of waiting for more.
         client.shutdown().await.expect("shutdown");
-        let result = authenticate(Started(server), &alice).await.map(drop);
+        let result = authenticate(Started(server), &alice()).await.map(drop);
         let mut answer = Vec::new();
         // The server side is dropped by now, so this reads to the end.
         client.read_to_end(&mut answer).await.expect("read");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::resolve::DnsServer;
 use crate::advert::{Destination, DomainPattern, RouteSpec, DEFAULT_WEIGHT, MAX_PATH_LEN};
 use crate::policy::Restrictions;
 use crate::table::TableConfig;
@@ -24,8 +25,10 @@ pub struct MeshConfig {
     pub peers: Vec<String>,
     /// CIDRs this agent exits to.
     pub exit_routes: Vec<IpNet>,
-    /// Domain patterns this agent exits to (resolved here with the system resolver).
+    /// Domain patterns this agent exits to (resolved here, see `exit_dns`).
     pub exit_domains: Vec<DomainPattern>,
+    /// The DNS servers this exit resolves names with; empty: the system resolver.
+    pub exit_dns: Vec<DnsServer>,
     /// The weight of this agent's exit routes (higher is preferred: primary and backup exits).
     pub exit_weight: u32,
     pub table: TableConfig,
@@ -50,6 +53,7 @@ impl MeshConfig {
             peers: Vec::new(),
             exit_routes: Vec::new(),
             exit_domains: Vec::new(),
+            exit_dns: Vec::new(),
             exit_weight: DEFAULT_WEIGHT,
             table: TableConfig::default(),
             advertise_interval: DEFAULT_ADVERTISE_INTERVAL,

@@ -60,6 +60,8 @@ pub struct MeshFacts {
     pub routes: usize,
     /// This agent's own exit routes are in its table (and so relayed to every peer).
     pub own_routes_advertised: bool,
+    /// This exit withdrew its routes on purpose: its upstream probe fails.
+    pub exits_withdrawn: bool,
 }
 
 /// Whether the agent can carry traffic in each of its roles; the first reason it cannot.
@@ -76,6 +78,9 @@ pub fn mesh_health(facts: &MeshFacts) -> Result<(), String> {
         ));
     }
     if facts.roles.exit {
+        if facts.exits_withdrawn {
+            return Err("exit routes withdrawn: the upstream probe fails".into());
+        }
         if !facts.own_routes_advertised {
             return Err("exit routes are not advertised".into());
         }
@@ -175,6 +180,11 @@ mod tests {
         assert!(mesh_health(&f).unwrap_err().contains("without peers"));
         f.peers = 1;
         assert_eq!(mesh_health(&f), Ok(()));
+        f.exits_withdrawn = true;
+        assert!(mesh_health(&f)
+            .unwrap_err()
+            .contains("upstream probe fails"));
+        f.exits_withdrawn = false;
         // Ingress and exit at once: both rules apply.
         f.roles.ingress = true;
         assert!(mesh_health(&f).is_err());

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 
 use super::config::split_host_port;
 use super::core::Core;
+use super::resolve::ExitResolver;
 use super::splice;
 use crate::advert::DomainPattern;
 use crate::transport::{FlowError, FlowRequest, IncomingFlow, OpenErrorKind};
@@ -23,6 +24,7 @@ pub(super) struct Exits {
     pub routes: Vec<IpNet>,
     pub domains: Vec<DomainPattern>,
     pub dial_timeout: Duration,
+    pub resolver: ExitResolver,
 }
 
 impl Exits {
@@ -38,7 +40,8 @@ impl Exits {
     }
 
     /// Dials `dest` (`host:port`) for a flow that ends here: refused unless advertised; names
-    /// resolved with the system resolver; the TCP handshake bounded by the dial timeout.
+    /// resolved with the exit's resolver; resolving and the TCP handshake bounded by the dial
+    /// timeout.
     pub async fn dial(&self, dest: &str) -> Result<TcpStream, (OpenErrorKind, String)> {
         let Some((host, port)) = split_host_port(dest) else {
             return Err((OpenErrorKind::Failed, format!("{dest:?} is not host:port")));
@@ -50,15 +53,11 @@ impl Exits {
             ));
         }
         let connect = async {
-            let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+            let addrs = self
+                .resolver
+                .resolve(host, port)
                 .await
-                .map_err(|e| {
-                    (
-                        OpenErrorKind::HostUnreachable,
-                        format!("cannot resolve {host}: {e}"),
-                    )
-                })?
-                .collect();
+                .map_err(|why| (OpenErrorKind::HostUnreachable, why))?;
             let mut last = (
                 OpenErrorKind::HostUnreachable,
                 format!("{host} has no address"),
@@ -158,11 +157,43 @@ mod tests {
             routes: vec!["10.0.0.0/8".parse().expect("net")],
             domains: vec![DomainPattern::parse("*.internal.example").expect("pattern")],
             dial_timeout: Duration::from_secs(1),
+            resolver: ExitResolver::System,
         };
         assert!(exits.allows("10.1.2.3"));
         assert!(!exits.allows("192.168.0.1"));
         assert!(exits.allows("DB.internal.example."));
         assert!(!exits.allows("internal.example"));
         assert!(!exits.allows("example.com"));
+    }
+
+    #[tokio::test]
+    async fn an_exit_with_dns_servers_dials_what_they_answer() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        let dns = super::super::resolve::spawn_dns_responder(
+            "db.internal.example",
+            std::net::Ipv4Addr::LOCALHOST,
+        )
+        .await;
+        let exits = Exits {
+            routes: vec![],
+            domains: vec![DomainPattern::parse("*.internal.example").expect("pattern")],
+            dial_timeout: Duration::from_secs(5),
+            resolver: ExitResolver::new(&[super::super::resolve::DnsServer(dns)]),
+        };
+        let dialed = exits
+            .dial(&format!("db.internal.example:{port}"))
+            .await
+            .expect("dialed through the exit's own DNS server");
+        let (_accepted, from) = server.accept().await.expect("accept");
+        assert_eq!(dialed.local_addr().expect("addr"), from);
+        let (kind, why) = exits
+            .dial(&format!("nope.internal.example:{port}"))
+            .await
+            .expect_err("unknown to the DNS server");
+        assert_eq!(kind, OpenErrorKind::HostUnreachable);
+        assert!(why.contains("exit's DNS servers"), "{why}");
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: what it is started with.
 //! - [`decide`]: its pure decisions (an open's acknowledgement timeout, health by role).
+//! - [`resolve`]: how an exit resolves names: the system resolver or its own DNS servers.
 //! - `core`: the table and the live peers under one lock; `peering`: the connection tasks;
 //!   `flows`: exit and transit; `dialer`: the ingress side; `splice`: bytes both ways.
 
@@ -16,6 +17,7 @@ pub mod decide;
 mod dialer;
 mod flows;
 mod peering;
+pub mod resolve;
 mod splice;
 pub(crate) use splice::TCP_READ_BUFFER;
 mod status;
@@ -28,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{MeshConfig, MeshConfigError, MeshRoles};
 pub use decide::{dial_changes, mesh_health, open_timeout, own_routes, DialChanges, MeshFacts};
+pub use resolve::DnsServer;
 pub use status::{MeshStatus, PeerStatus};
 
 use self::core::Core;
@@ -62,6 +65,8 @@ pub(crate) struct Inner {
     endpoint: MeshEndpoint,
     core: Core,
     exits: Exits,
+    /// Why this exit's routes are withdrawn now (its upstream probe fails), if they are.
+    withdrawn: Mutex<Option<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// A dial loop per peer address: the configured ones and those the servers offer.
     dials: Mutex<BTreeMap<String, JoinHandle<()>>>,
@@ -108,6 +113,7 @@ impl MeshRuntime {
             routes: config.exit_routes.clone(),
             domains: config.exit_domains.clone(),
             dial_timeout: config.exit_dial_timeout,
+            resolver: resolve::ExitResolver::new(&config.exit_dns),
         };
         let restrictions = Mutex::new(config.restrictions.clone());
         let inner = Arc::new(Inner {
@@ -116,6 +122,7 @@ impl MeshRuntime {
             endpoint,
             core,
             exits,
+            withdrawn: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             dials: Mutex::new(BTreeMap::new()),
             restrictions,
@@ -187,14 +194,33 @@ impl MeshRuntime {
             }
             *current = restrictions.clone();
         }
-        let (own, refused) = own_routes(&inner.me, inner.config.exits(), &restrictions);
+        let (_, refused) = own_routes(&inner.me, inner.config.exits(), &restrictions);
         log_refused_own(&refused, &restrictions, &inner.me);
         inner
             .core
             .change(|table, now| table.set_policy(Arc::new(restrictions), now));
+        self.advertise_own();
+    }
+
+    /// Originates this agent's exit routes as they stand now: none while an upstream probe
+    /// has them withdrawn, else those the servers' restrictions allow. The one place both
+    /// the probe and the restrictions go through, so neither undoes the other.
+    fn advertise_own(&self) {
+        let inner = &self.inner;
         if inner.config.exits().is_empty() {
             return;
         }
+        let withdrawn = inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let own = if withdrawn {
+            Vec::new()
+        } else {
+            let restrictions = inner.restrictions.lock().unwrap_or_else(|e| e.into_inner());
+            own_routes(&inner.me, inner.config.exits(), &*restrictions).0
+        };
         let mut failed = None;
         inner.core.change(|table, now| {
             table.originate(own, now).unwrap_or_else(|e| {
@@ -203,7 +229,7 @@ impl MeshRuntime {
             })
         });
         if let Some(e) = failed {
-            tracing::error!("this agent's allowed exit routes cannot be advertised: {e}");
+            tracing::error!("this agent's exit routes cannot be advertised: {e}");
         }
     }
 
@@ -226,6 +252,48 @@ impl MeshRuntime {
             .into_iter()
             .filter(|peer| cut_off(peer) && self.inner.core.disconnect(peer, reason))
             .collect()
+    }
+
+    /// Withdraws this exit's own routes from every peer at once, e.g. while its upstream probe
+    /// fails; `reason` shows in its status until [`MeshRuntime::restore_exits`]. Answers false
+    /// when they were withdrawn already (then only the reason is replaced).
+    pub fn withdraw_exits(&self, reason: &str) -> bool {
+        let first = self
+            .inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(reason.to_owned())
+            .is_none();
+        if first {
+            self.advertise_own();
+        }
+        first
+    }
+
+    /// Advertises this exit's own routes again after [`MeshRuntime::withdraw_exits`] (those
+    /// the servers' restrictions allow); answers false when they were not withdrawn.
+    pub fn restore_exits(&self) -> bool {
+        let was_withdrawn = self
+            .inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some();
+        if was_withdrawn {
+            self.advertise_own();
+        }
+        was_withdrawn
+    }
+
+    /// Why this exit's routes are withdrawn now, if they are.
+    pub fn exits_withdrawn(&self) -> Option<String> {
+        self.inner
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops dialing and closes every connection now.

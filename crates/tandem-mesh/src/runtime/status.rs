@@ -36,6 +36,8 @@ pub struct MeshStatus {
     pub route_count: usize,
     /// `None` when the agent can carry traffic in its roles, else why not.
     pub unhealthy: Option<String>,
+    /// Why this exit's routes are withdrawn (its upstream probe's last output), if they are.
+    pub exits_withdrawn: Option<String>,
 }
 
 impl MeshRuntime {
@@ -69,14 +71,23 @@ impl MeshRuntime {
             }
         }
         let routes = state.table.views(now);
-        let facts = facts_of(inner.config.roles(), state.peers.len(), &routes, &inner.me);
+        let live = state.peers.len();
         drop(state);
+        let exits_withdrawn = self.exits_withdrawn();
+        let facts = facts_of(
+            inner.config.roles(),
+            live,
+            &routes,
+            &inner.me,
+            exits_withdrawn.is_some(),
+        );
         MeshStatus {
             me: inner.me.clone(),
             roles: facts.roles,
             peer_count: facts.peers,
             route_count: facts.routes,
             unhealthy: mesh_health(&facts).err(),
+            exits_withdrawn,
             peers,
             routes,
         }
@@ -87,18 +98,26 @@ impl MeshRuntime {
         let now = self.inner.core.now_ms();
         let state = self.inner.core.lock();
         let routes = state.table.views(now);
+        let peers = state.peers.len();
+        drop(state);
         let facts = facts_of(
             self.inner.config.roles(),
-            state.peers.len(),
+            peers,
             &routes,
             &self.inner.me,
+            self.exits_withdrawn().is_some(),
         );
-        drop(state);
         mesh_health(&facts)
     }
 }
 
-fn facts_of(roles: super::MeshRoles, peers: usize, routes: &[PathView], me: &AgentId) -> MeshFacts {
+fn facts_of(
+    roles: super::MeshRoles,
+    peers: usize,
+    routes: &[PathView],
+    me: &AgentId,
+    exits_withdrawn: bool,
+) -> MeshFacts {
     MeshFacts {
         roles,
         peers,
@@ -107,5 +126,6 @@ fn facts_of(roles: super::MeshRoles, peers: usize, routes: &[PathView], me: &Age
             .filter(|v| v.state == PathState::Selected && !v.route.exits_here)
             .count(),
         own_routes_advertised: routes.iter().any(|v| &v.route.origin == me),
+        exits_withdrawn,
     }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::support::{
-    addr, config, echo_through, eventually, exit, selected_next_hop, start, EchoTarget,
+    addr, config, echo_through, eventually, exit, ingress, selected_next_hop, start, EchoTarget,
 };
 
 #[tokio::test]
@@ -12,9 +12,7 @@ async fn a_new_dial_goes_through_the_other_transit_once_the_first_is_gone() {
     let exit = exit("exit-1", &[]);
     let transit_1 = start("transit-1", config(&[addr(&exit)]));
     let transit_2 = start("transit-2", config(&[addr(&exit)]));
-    let mut ingress_config = config(&[addr(&transit_1), addr(&transit_2)]);
-    ingress_config.ingress = true;
-    let ingress = start("ingress-1", ingress_config);
+    let ingress = ingress("ingress-1", &[addr(&transit_1), addr(&transit_2)]);
 
     eventually(
         Duration::from_secs(5),

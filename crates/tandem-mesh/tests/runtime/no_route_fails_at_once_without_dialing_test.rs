@@ -5,7 +5,7 @@ use tandem_mesh::transport::OpenErrorKind;
 use tandem_mesh::MeshDialer;
 use tokio::time::Instant;
 
-use crate::support::{addr, config, eventually, start, EchoTarget};
+use crate::support::{addr, config, eventually, ingress, start, EchoTarget};
 
 #[tokio::test]
 async fn no_route_answers_no_route_at_once_and_never_dials_directly() {
@@ -13,9 +13,7 @@ async fn no_route_answers_no_route_at_once_and_never_dials_directly() {
     let mut exit_config: MeshConfig = config(&[]);
     exit_config.exit_routes = vec!["192.0.2.0/24".parse().expect("net")];
     let exit = start("exit-1", exit_config);
-    let mut ingress_config = config(&[addr(&exit)]);
-    ingress_config.ingress = true;
-    let ingress = start("ingress-1", ingress_config);
+    let ingress = ingress("ingress-1", &[addr(&exit)]);
     eventually(
         Duration::from_secs(5),
         "the ingress learns 192.0.2.0/24",

@@ -3,7 +3,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::support::{
-    addr, config, echo_through, eventually, exit, selected_next_hop, start, EchoTarget, UdpRelay,
+    addr, config, echo_through, eventually, exit, ingress, selected_next_hop, start, EchoTarget,
+    UdpRelay,
 };
 
 /// A transit that goes silent (killed with -9: no close) is found out by the first open that
@@ -15,9 +16,7 @@ async fn an_unacknowledged_open_takes_the_other_transit_before_the_peer_is_dead(
     let transit_1 = start("transit-1", config(&[addr(&exit)]));
     let transit_2 = start("transit-2", config(&[addr(&exit)]));
     let relay = UdpRelay::start(addr(&transit_1)).await;
-    let mut ingress_config = config(&[relay.addr, addr(&transit_2)]);
-    ingress_config.ingress = true;
-    let ingress = start("ingress-1", ingress_config);
+    let ingress = ingress("ingress-1", &[relay.addr, addr(&transit_2)]);
 
     eventually(
         Duration::from_secs(5),

@@ -57,6 +57,13 @@ pub fn exit(name: &str, peers: &[SocketAddr]) -> MeshRuntime {
     start(name, config)
 }
 
+/// An ingress (its health needs a route) dialing `peers`.
+pub fn ingress(name: &str, peers: &[SocketAddr]) -> MeshRuntime {
+    let mut config = config(peers);
+    config.ingress = true;
+    start(name, config)
+}
+
 pub fn addr(runtime: &MeshRuntime) -> SocketAddr {
     runtime.local_addr().expect("local addr")
 }

@@ -1,15 +1,13 @@
 use std::time::Duration;
 
-use crate::support::{addr, config, echo_through, eventually, exit, start, EchoTarget};
+use crate::support::{addr, config, echo_through, eventually, exit, ingress, start, EchoTarget};
 
 #[tokio::test]
 async fn a_dial_through_the_ingress_reaches_the_target_via_transit_and_exit() {
     let target = EchoTarget::start().await;
     let exit = exit("exit-1", &[]);
     let transit = start("transit-1", config(&[addr(&exit)]));
-    let mut ingress_config = config(&[addr(&transit)]);
-    ingress_config.ingress = true;
-    let ingress = start("ingress-1", ingress_config);
+    let ingress = ingress("ingress-1", &[addr(&transit)]);
 
     eventually(
         Duration::from_secs(5),
