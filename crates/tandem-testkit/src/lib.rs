@@ -33,6 +33,7 @@ mod http;
 pub mod jose;
 pub mod linearizability;
 mod load;
+pub mod mesh;
 mod netns;
 mod process;
 mod tokens;

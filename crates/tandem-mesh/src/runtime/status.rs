@@ -34,6 +34,8 @@ pub struct MeshStatus {
     pub peer_count: usize,
     /// Destinations with a chosen path through a peer.
     pub route_count: usize,
+    /// How often a destination's chosen path changed since the start.
+    pub route_changes: u64,
     /// `None` when the agent can carry traffic in its roles, else why not.
     pub unhealthy: Option<String>,
 }
@@ -70,12 +72,14 @@ impl MeshRuntime {
         }
         let routes = state.table.views(now);
         let facts = facts_of(inner.config.roles(), state.peers.len(), &routes, &inner.me);
+        let route_changes = state.route_changes;
         drop(state);
         MeshStatus {
             me: inner.me.clone(),
             roles: facts.roles,
             peer_count: facts.peers,
             route_count: facts.routes,
+            route_changes,
             unhealthy: mesh_health(&facts).err(),
             peers,
             routes,
