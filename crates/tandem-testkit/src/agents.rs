@@ -44,11 +44,24 @@ pub async fn join_token(cluster: &Cluster, pool: &str, extra: Value) -> String {
         .to_string()
 }
 
-/// Where an agent runs: its health endpoint, its network namespace if any, its data folder.
+/// Where an agent runs: its health endpoint, its network namespace if any, and its data
+/// folder (`None`: a new one that the agent owns).
 struct Placement {
     health_addr: String,
     namespace: Option<String>,
-    data_dir: std::path::PathBuf,
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl Placement {
+    /// On 127.0.0.1 with a free port for its health endpoint.
+    fn loopback(data_dir: Option<&Path>) -> Placement {
+        let port = free_ports(1).expect("a free port")[0];
+        Placement {
+            health_addr: format!("127.0.0.1:{port}"),
+            namespace: None,
+            data_dir: data_dir.map(Path::to_path_buf),
+        }
+    }
 }
 
 /// One `tandem agent` process.
@@ -75,11 +88,8 @@ impl AgentProcess {
         token: Option<&str>,
         extra_args: &[&str],
     ) -> AgentProcess {
-        let owned = TempDir::new().expect("an agent data folder");
-        let path = owned.path().to_path_buf();
-        let mut agent = Self::start_in(binary, cluster, name, pool, token, extra_args, &path);
-        agent._owned_data_dir = Some(owned);
-        agent
+        let place = Placement::loopback(None);
+        Self::spawn(binary, cluster, name, pool, token, extra_args, place)
     }
 
     /// Like [`AgentProcess::start`], with the data folder of an earlier agent (a restart).
@@ -92,12 +102,7 @@ impl AgentProcess {
         extra_args: &[&str],
         data_dir: &Path,
     ) -> AgentProcess {
-        let port = free_ports(1).expect("a free port")[0];
-        let place = Placement {
-            health_addr: format!("127.0.0.1:{port}"),
-            namespace: None,
-            data_dir: data_dir.to_path_buf(),
-        };
+        let place = Placement::loopback(Some(data_dir));
         Self::spawn(binary, cluster, name, pool, token, extra_args, place)
     }
 
@@ -114,15 +119,12 @@ impl AgentProcess {
         token: Option<&str>,
         extra_args: &[&str],
     ) -> AgentProcess {
-        let owned = TempDir::new().expect("an agent data folder");
         let place = Placement {
             health_addr: format!("{}:8080", network.node_ip(index)),
             namespace: Some(network.namespace(index).to_string()),
-            data_dir: owned.path().to_path_buf(),
+            data_dir: None,
         };
-        let mut agent = Self::spawn(binary, cluster, name, pool, token, extra_args, place);
-        agent._owned_data_dir = Some(owned);
-        agent
+        Self::spawn(binary, cluster, name, pool, token, extra_args, place)
     }
 
     fn spawn(
@@ -136,7 +138,15 @@ impl AgentProcess {
     ) -> AgentProcess {
         let log_dir = TempDir::new().expect("an agent log folder");
         let health_addr = place.health_addr;
-        let data_dir = place.data_dir.as_path();
+        let owned = match place.data_dir {
+            Some(_) => None,
+            None => Some(TempDir::new().expect("an agent data folder")),
+        };
+        let data_dir = place
+            .data_dir
+            .as_deref()
+            .or(owned.as_ref().map(TempDir::path))
+            .expect("a data folder, given or made");
         let servers: Vec<&str> = (0..cluster.len()).map(|i| cluster.api_addr(i)).collect();
         let mut args: Vec<String> = vec![
             "agent".into(),
@@ -172,7 +182,7 @@ impl AgentProcess {
             name: name.to_string(),
             health_addr,
             data_dir: data_dir.to_path_buf(),
-            _owned_data_dir: None,
+            _owned_data_dir: owned,
             _log_dir: log_dir,
         }
     }

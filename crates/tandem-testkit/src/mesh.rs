@@ -48,34 +48,56 @@ const AGENTS: [&str; 5] = [INGRESS, TRANSITS[0], TRANSITS[1], EXITS[0], EXITS[1]
 const TARGET_NS: usize = 1 + AGENTS.len();
 const OUTSIDE_NS: usize = TARGET_NS + 1;
 const FIRST_SPARE_NS: usize = OUTSIDE_NS + 1;
-/// The body of `/slow`: longer than any test waits for.
-const SLOW_LEN: u64 = 1 << 30;
-const SLOW_CHUNK: usize = 4096;
-const SLOW_EVERY: Duration = Duration::from_millis(20);
+/// A paced body, far longer than any test waits for.
+const ENDLESS: usize = 1 << 30;
+const PACED_CHUNK: usize = 4096;
+const PACED_EVERY: Duration = Duration::from_millis(20);
 
-/// `len` bytes drawn from `seed` (splitmix64): a body whose every byte a client can check.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+/// An endless stream of bytes drawn from a seed (splitmix64), made a chunk at a time.
+struct PatternStream {
+    state: u64,
+}
+
+impl PatternStream {
+    fn new(seed: u64) -> Self {
+        PatternStream { state: seed }
     }
+
+    /// The next `words` × 8 bytes.
+    fn next_words(&mut self, words: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(words * 8);
+        for _ in 0..words {
+            self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        bytes
+    }
+}
+
+/// `len` bytes drawn from `seed`: a body whose every byte a client can check.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = PatternStream::new(seed).next_words(len.div_ceil(8));
     bytes.truncate(len);
     bytes
 }
 
-/// The path under which the target serves `pattern(seed, len)`.
+/// The path under which the target serves `pattern(seed, len)` at once.
 pub fn bytes_path(len: usize, seed: u64) -> String {
     format!("/bytes/{len}/{seed}")
 }
 
+/// The path under which the target serves `pattern(seed, len)` slowly, 4 KiB every 20 ms
+/// (200 KiB/s), so that a fault can catch the connection in the middle.
+pub fn paced_path(len: usize, seed: u64) -> String {
+    format!("/paced/{len}/{seed}")
+}
+
 /// An HTTP server in a namespace, owned by the test process: `GET /bytes/<len>/<seed>` answers
-/// [`pattern`], `GET /slow` streams a body far too long to finish, 4 KiB every 20 ms. It
-/// records the source address of every connection it accepts.
+/// [`pattern`] at once, `GET /paced/<len>/<seed>` the same 4 KiB every 20 ms. It records the
+/// source address of every connection it accepts.
 pub struct TargetServer {
     addr: SocketAddr,
     sources: Arc<Mutex<Vec<IpAddr>>>,
@@ -148,22 +170,26 @@ async fn serve(mut stream: TcpStream) {
     let head = String::from_utf8_lossy(&head);
     let path = head.split_whitespace().nth(1).unwrap_or_default();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let numbers = |len: &str, seed: &str| Some((len.parse::<usize>().ok()?, seed.parse().ok()?));
     let _ = match parts.as_slice() {
-        ["bytes", len, seed] => match (len.parse::<usize>(), seed.parse::<u64>()) {
-            (Ok(len), Ok(seed)) => {
-                let mut answer = ok_head(len as u64);
+        ["bytes", len, seed] => match numbers(len, seed) {
+            Some((len, seed)) => {
+                let mut answer = ok_head(len);
                 answer.extend_from_slice(&pattern(seed, len));
                 stream.write_all(&answer).await
             }
-            _ => not_found(&mut stream).await,
+            None => not_found(&mut stream).await,
         },
-        ["slow"] => serve_slowly(&mut stream).await,
+        ["paced", len, seed] => match numbers(len, seed) {
+            Some((len, seed)) => serve_paced(&mut stream, len, seed).await,
+            None => not_found(&mut stream).await,
+        },
         _ => not_found(&mut stream).await,
     };
     let _ = stream.shutdown().await;
 }
 
-fn ok_head(len: u64) -> Vec<u8> {
+fn ok_head(len: usize) -> Vec<u8> {
     format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").into_bytes()
 }
 
@@ -173,14 +199,16 @@ async fn not_found(stream: &mut TcpStream) -> std::io::Result<()> {
         .await
 }
 
-async fn serve_slowly(stream: &mut TcpStream) -> std::io::Result<()> {
-    stream.write_all(&ok_head(SLOW_LEN)).await?;
-    let chunk = [b'.'; SLOW_CHUNK];
-    let mut sent = 0u64;
-    while sent < SLOW_LEN {
+async fn serve_paced(stream: &mut TcpStream, len: usize, seed: u64) -> std::io::Result<()> {
+    stream.write_all(&ok_head(len)).await?;
+    let mut bytes = PatternStream::new(seed);
+    let mut left = len;
+    while left > 0 {
+        let mut chunk = bytes.next_words(PACED_CHUNK / 8);
+        chunk.truncate(left);
         stream.write_all(&chunk).await?;
-        sent += SLOW_CHUNK as u64;
-        tokio::time::sleep(SLOW_EVERY).await;
+        left -= chunk.len();
+        tokio::time::sleep(PACED_EVERY).await;
     }
     Ok(())
 }
@@ -301,6 +329,15 @@ pub struct MeshOptions {
     pub spares: usize,
 }
 
+impl MeshOptions {
+    pub fn with_hold_down(hold_down: Duration) -> Self {
+        MeshOptions {
+            hold_down,
+            ..MeshOptions::default()
+        }
+    }
+}
+
 impl Default for MeshOptions {
     fn default() -> Self {
         MeshOptions {
@@ -316,8 +353,6 @@ pub struct MeshTopology {
     pub target: TargetServer,
     /// Reachable from every namespace, but no exit advertises it.
     pub outside: TargetServer,
-    binary: std::path::PathBuf,
-    token: String,
     cluster: Cluster,
 }
 
@@ -388,12 +423,10 @@ impl MeshTopology {
             agents,
             target,
             outside,
-            binary: binary.to_path_buf(),
-            token,
             cluster,
         };
         topology.wait_for_every_path().await;
-        topology.wait_for_traffic().await;
+        topology.wait_for_traffic("a fetch through the mesh").await;
         topology
     }
 
@@ -403,14 +436,6 @@ impl MeshTopology {
 
     pub fn network(&self) -> &ClusterNetwork {
         self.cluster.network()
-    }
-
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
-
-    pub fn join_token(&self) -> &str {
-        &self.token
     }
 
     /// The namespace index of spare `k` (see [`MeshOptions::spares`]).
@@ -465,14 +490,6 @@ impl MeshTopology {
         format!("{}:{SOCKS_PORT}", self.ip(INGRESS))
     }
 
-    /// The SOCKS5 proxy as curl's `--proxy` takes it, with the credentials and remote names.
-    pub fn socks_proxy(&self) -> String {
-        format!(
-            "socks5h://{SOCKS_USER}:{SOCKS_PASSWORD}@{}",
-            self.socks_addr()
-        )
-    }
-
     /// The port-forward's address on the ingress, `ip:port`.
     pub fn forward_addr(&self) -> String {
         format!("{}:{FORWARD_PORT}", self.ip(INGRESS))
@@ -507,7 +524,7 @@ impl MeshTopology {
         self.curl_socks(&url, max_time).await == Ok(pattern(seed, len))
     }
 
-    /// Starts a download of the target's endless `/slow` through SOCKS5 with curl.
+    /// Starts a paced download through SOCKS5 with curl, far too long to finish.
     pub fn start_download(&self) -> Download {
         let mut child = tokio::process::Command::new("curl")
             .args([
@@ -516,7 +533,7 @@ impl MeshTopology {
                 &self.socks_addr(),
                 "--proxy-user",
                 &format!("{SOCKS_USER}:{SOCKS_PASSWORD}"),
-                &self.target.url("/slow"),
+                &self.target.url(&paced_path(ENDLESS, 0)),
             ])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -554,14 +571,17 @@ impl MeshTopology {
         .await
     }
 
-    /// Waits until a fetch through SOCKS5 brings the right bytes back.
-    pub async fn wait_for_traffic(&self) {
-        let mut seed = 0;
-        wait_until(DEADLINE, "a fetch through the mesh", async || {
-            seed += 1;
-            self.fetch_checked(1000, seed, Duration::from_secs(3)).await
+    /// Fetches through SOCKS5 (each allowed 2 s) until one brings the right bytes back;
+    /// panics naming `what` after [`DEADLINE`]. Answers how many fetches it took.
+    pub async fn wait_for_traffic(&self, what: &str) -> u64 {
+        let mut attempts = 0;
+        wait_until(DEADLINE, what, async || {
+            attempts += 1;
+            self.fetch_checked(10_000, attempts, Duration::from_secs(2))
+                .await
         })
         .await;
+        attempts
     }
 
     /// Waits until the ingress's selected path is `(origin, next_hop)`; answers its `/healthz`.
@@ -594,6 +614,14 @@ mod tests {
     #[test]
     fn a_pattern_depends_on_its_seed_and_extends_itself() {
         assert_eq!(pattern(7, 100), pattern(7, 100));
+        let mut stream = PatternStream::new(7);
+        let mut chunks = stream.next_words(2);
+        chunks.extend(stream.next_words(3));
+        assert_eq!(
+            chunks,
+            pattern(7, 40),
+            "made a chunk at a time, the same bytes"
+        );
         assert_ne!(pattern(7, 100), pattern(8, 100));
         assert_eq!(pattern(7, 1000)[..100], pattern(7, 100)[..]);
         assert_eq!(pattern(7, 13).len(), 13);

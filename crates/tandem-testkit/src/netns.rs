@@ -389,7 +389,13 @@ impl ClusterNetwork {
 
     /// Removes every network fault.
     pub fn heal(&self) {
-        for i in 0..self.namespaces.len() {
+        self.heal_nodes(&(0..self.namespaces.len()).collect::<Vec<_>>());
+    }
+
+    /// Removes every network fault of the nodes `nodes` (what they block, not what others
+    /// block towards them): quicker than [`ClusterNetwork::heal`] when only they have faults.
+    pub fn heal_nodes(&self, nodes: &[usize]) {
+        for &i in nodes {
             self.nft(i, &format!("flush chain inet {FAULT_TABLE} output\n"));
         }
     }

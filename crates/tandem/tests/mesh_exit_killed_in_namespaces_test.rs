@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use tandem_testkit::mesh::{MeshOptions, MeshTopology};
-use tandem_testkit::{wait_until, DEADLINE};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -19,13 +18,9 @@ async fn the_other_exit_serves_when_the_exit_in_use_dies() {
 
     mesh.kill("e-1");
     let killed = Instant::now();
-    let mut attempts = 0;
-    wait_until(DEADLINE, "a new connection served by e-2", async || {
-        attempts += 1;
-        mesh.fetch_checked(10_000, attempts, Duration::from_secs(2))
-            .await
-    })
-    .await;
+    let attempts = mesh
+        .wait_for_traffic("a new connection served by e-2")
+        .await;
     eprintln!(
         "kill -9 of e-1 -> first connection served by e-2: {:?} ({attempts} attempt(s))",
         killed.elapsed()

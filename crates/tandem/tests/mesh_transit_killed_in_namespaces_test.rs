@@ -30,13 +30,7 @@ async fn new_connections_take_the_other_transit_and_running_ones_are_reset() {
 
     mesh.kill("t-1");
     let killed = Instant::now();
-    let mut attempts = 0;
-    wait_until(DEADLINE, "a new connection through t-2", async || {
-        attempts += 1;
-        mesh.fetch_checked(10_000, attempts, Duration::from_secs(2))
-            .await
-    })
-    .await;
+    let attempts = mesh.wait_for_traffic("a new connection through t-2").await;
     let failover = killed.elapsed();
     eprintln!(
         "kill -9 of t-1 -> first new connection through t-2: {failover:?} ({attempts} attempt(s))"

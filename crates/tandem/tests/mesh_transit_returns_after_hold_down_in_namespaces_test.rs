@@ -22,11 +22,7 @@ const LATE_SLACK: Duration = Duration::from_secs(2);
 #[tokio::test(flavor = "multi_thread")]
 async fn traffic_moves_back_to_a_returned_transit_only_after_the_hold_down() {
     let binary = Path::new(env!("CARGO_BIN_EXE_tandem"));
-    let options = MeshOptions {
-        hold_down: HOLD_DOWN,
-        ..MeshOptions::default()
-    };
-    let mut mesh = MeshTopology::start(binary, options).await;
+    let mut mesh = MeshTopology::start(binary, MeshOptions::with_hold_down(HOLD_DOWN)).await;
     mesh.wait_for_selected("e-1", "t-1").await;
 
     mesh.kill("t-1");
