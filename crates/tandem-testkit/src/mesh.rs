@@ -41,9 +41,8 @@ const MESH_PORT: u16 = 4433;
 const SOCKS_PORT: u16 = 1080;
 const FORWARD_PORT: u16 = 5432;
 const TARGET_PORT: u16 = 80;
-/// Namespaces of the topology's network: the server, the agents in the order of `AGENTS`, the
-/// target, a server outside the mesh, then the spares.
-const SERVER_NS: usize = 0;
+/// Namespaces of the topology's network: the server (0), the agents in the order of `AGENTS`,
+/// the target, a server outside the mesh, then the spares.
 const AGENTS: [&str; 5] = [INGRESS, TRANSITS[0], TRANSITS[1], EXITS[0], EXITS[1]];
 const TARGET_NS: usize = 1 + AGENTS.len();
 const OUTSIDE_NS: usize = TARGET_NS + 1;
@@ -273,11 +272,20 @@ pub fn selected_next_hops(healthz: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A stored two-hop path from exit `origin` through `next_hop`.
+/// A stored path from `origin` through `next_hop`, of any length (the table keeps one path per
+/// origin and next hop, so this is the path the hold-down applies to).
 pub fn has_path(healthz: &Value, origin: &str, next_hop: &str) -> bool {
     routes(healthz)
         .iter()
         .any(|r| r["origin"] == origin && r["next_hop"] == next_hop)
+}
+
+/// A stored two-hop path from exit `origin` through transit `next_hop`, not a longer one that
+/// also starts at `origin` and ends at `next_hop` (relayed by the other exit, say).
+pub fn has_direct_path(healthz: &Value, origin: &str, next_hop: &str) -> bool {
+    routes(healthz)
+        .iter()
+        .any(|r| r["path"] == json!([origin, next_hop]))
 }
 
 /// How often the agent's chosen paths changed since it started.
@@ -362,7 +370,6 @@ impl MeshTopology {
     pub async fn start(binary: &Path, options: MeshOptions) -> MeshTopology {
         let spares = FIRST_SPARE_NS - 1 + options.spares;
         let cluster = Cluster::start_in_namespaces_with_spares(binary, 1, spares, &[]).await;
-        assert_eq!(SERVER_NS, 0, "the cluster's node is the first namespace");
         cluster.leader().await;
         let token = join_token(&cluster, POOL, json!({})).await;
         let network = cluster.network();
@@ -554,17 +561,17 @@ impl MeshTopology {
         Download { child, received }
     }
 
-    /// Waits until the ingress stores a path from each exit through each transit; answers its
-    /// `/healthz` then.
+    /// Waits until the ingress stores a two-hop path from each exit through each transit;
+    /// answers its `/healthz` then.
     pub async fn wait_for_every_path(&self) -> Value {
         wait_for(
             DEADLINE,
-            "the ingress to store a path from each exit through each transit",
+            "the ingress to store a two-hop path from each exit through each transit",
             async || {
                 let seen = self.ingress_healthz().await;
                 EXITS
                     .iter()
-                    .all(|e| TRANSITS.iter().all(|t| has_path(&seen, e, t)))
+                    .all(|e| TRANSITS.iter().all(|t| has_direct_path(&seen, e, t)))
                     .then_some(seen)
             },
         )

@@ -33,11 +33,11 @@ async fn connections_complete_or_fail_cleanly_under_every_fault() {
             *stages.entry(stage).or_default() += 1;
         }
     }
-    let longest = history
+    let (longest, longest_at) = history
         .iter()
-        .map(|c| c.longest_stall)
+        .map(|c| (c.longest_stall, c.longest_stall_at))
         .max()
-        .unwrap_or(Duration::ZERO);
+        .unwrap_or((Duration::ZERO, ""));
     let bytes: usize = history
         .iter()
         .filter(|c| c.outcome == Outcome::Complete)
@@ -48,7 +48,7 @@ async fn connections_complete_or_fail_cleanly_under_every_fault() {
         report.figures(
             "mesh",
             &format!(
-                "{} connections checked ({complete} complete with {bytes} bytes verified, {failed} failed with an error: {stages:?}); longest stall of a step {longest:?}",
+                "{} connections checked ({complete} complete with {bytes} bytes verified, {failed} failed with an error: {stages:?}); longest wait for one step {longest:?} (at {longest_at})",
                 history.len()
             )
         )

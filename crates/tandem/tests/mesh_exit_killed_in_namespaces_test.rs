@@ -14,6 +14,7 @@ async fn the_other_exit_serves_when_the_exit_in_use_dies() {
     let mut mesh = MeshTopology::start(binary, MeshOptions::default()).await;
     mesh.wait_for_selected("e-1", "t-1").await;
     let (e1, e2) = (mesh.ip("e-1"), mesh.ip("e-2"));
+    assert!(mesh.fetch_checked(10_000, 0, Duration::from_secs(5)).await);
     assert_eq!(mesh.target.sources().last(), Some(&e1), "e-1 serves first");
 
     mesh.kill("e-1");

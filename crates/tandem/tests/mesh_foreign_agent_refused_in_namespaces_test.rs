@@ -25,6 +25,7 @@ async fn an_agent_of_another_cluster_is_refused_in_the_handshake() {
         ..MeshOptions::default()
     };
     let mesh = MeshTopology::start(binary, options).await;
+    mesh.wait_for_selected("e-1", "t-1").await;
     let foreign = mesh
         .cluster()
         .start_foreign_in(binary, mesh.spare(0), FOREIGN_SECRET)

@@ -8,18 +8,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tandem_testkit::mesh::{bytes_path, curl, pattern, selected_paths, MeshOptions, MeshTopology};
+use tandem_testkit::mesh::{bytes_path, curl, pattern, MeshOptions, MeshTopology};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn socks5_and_port_forward_carry_the_right_bytes_through_the_mesh() {
     let binary = Path::new(env!("CARGO_BIN_EXE_tandem"));
     let mesh = MeshTopology::start(binary, MeshOptions::default()).await;
-    let seen = mesh.ingress_healthz().await;
-    assert_eq!(
-        selected_paths(&seen),
-        [("e-1".to_string(), "t-1".to_string())],
-        "{seen}"
-    );
+    mesh.wait_for_selected("e-1", "t-1").await;
 
     let len = 256 * 1024;
     let url = mesh.target.url(&bytes_path(len, 11));

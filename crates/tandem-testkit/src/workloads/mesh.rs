@@ -54,8 +54,9 @@ pub struct MeshConnection {
     pub seed: u64,
     pub call: u64,
     pub ret: u64,
-    /// The longest wait for any one step.
+    /// The longest wait for any one step, and that step.
     pub longest_stall: Duration,
+    pub longest_stall_at: &'static str,
     pub outcome: Outcome,
 }
 
@@ -130,6 +131,7 @@ async fn client_loop(
             call: micros(call),
             ret: micros(Instant::now()),
             longest_stall: fetch.longest_stall,
+            longest_stall_at: fetch.longest_stall_at,
             outcome,
         };
         history
@@ -147,6 +149,7 @@ async fn client_loop(
 #[derive(Default)]
 struct Fetch {
     longest_stall: Duration,
+    longest_stall_at: &'static str,
 }
 
 impl Fetch {
@@ -157,7 +160,10 @@ impl Fetch {
     ) -> Result<T, Outcome> {
         let began = Instant::now();
         let result = tokio::time::timeout(STALL_LIMIT, step).await;
-        self.longest_stall = self.longest_stall.max(began.elapsed());
+        if began.elapsed() > self.longest_stall {
+            self.longest_stall = began.elapsed();
+            self.longest_stall_at = stage;
+        }
         match result {
             Err(_) => Err(Outcome::Hung { stage }),
             Ok(Err(e)) => Err(Outcome::Failed {
@@ -374,6 +380,7 @@ mod tests {
             call: 0,
             ret: 1,
             longest_stall: Duration::ZERO,
+            longest_stall_at: "",
             outcome,
         }
     }
