@@ -2,7 +2,8 @@
 //! password, and a port-forward), two transits, two exits, and a target HTTP server behind the
 //! exits that only the exits can reach, each in a namespace of its own on one bridge. The test
 //! process owns the target's listener, so it counts exactly which connections reach it and
-//! from which exit. Tests drive it with real curl and read the agents' `/healthz`.
+//! from which exit. Tests drive it with real curl and read the agents' `/healthz`. Each
+//! transit peers with both exits:
 //!
 //! ```text
 //!              ┌ t-1 ┐   ┌ e-1 ┐
