@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
+use crate::netns::ClusterNetwork;
 use crate::process::{free_ports, ServerProcess};
 use crate::wait::{wait_until, DEADLINE};
 
@@ -43,6 +44,26 @@ pub async fn join_token(cluster: &Cluster, pool: &str, extra: Value) -> String {
         .to_string()
 }
 
+/// Where an agent runs: its health endpoint, its network namespace if any, and its data
+/// folder (`None`: a new one that the agent owns).
+struct Placement {
+    health_addr: String,
+    namespace: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl Placement {
+    /// On 127.0.0.1 with a free port for its health endpoint.
+    fn loopback(data_dir: Option<&Path>) -> Placement {
+        let port = free_ports(1).expect("a free port")[0];
+        Placement {
+            health_addr: format!("127.0.0.1:{port}"),
+            namespace: None,
+            data_dir: data_dir.map(Path::to_path_buf),
+        }
+    }
+}
+
 /// One `tandem agent` process.
 pub struct AgentProcess {
     // Dropped first: the process is killed (its log printed on panic) before its folders go.
@@ -67,11 +88,8 @@ impl AgentProcess {
         token: Option<&str>,
         extra_args: &[&str],
     ) -> AgentProcess {
-        let owned = TempDir::new().expect("an agent data folder");
-        let path = owned.path().to_path_buf();
-        let mut agent = Self::start_in(binary, cluster, name, pool, token, extra_args, &path);
-        agent._owned_data_dir = Some(owned);
-        agent
+        let place = Placement::loopback(None);
+        Self::spawn(binary, cluster, name, pool, token, extra_args, place)
     }
 
     /// Like [`AgentProcess::start`], with the data folder of an earlier agent (a restart).
@@ -84,9 +102,51 @@ impl AgentProcess {
         extra_args: &[&str],
         data_dir: &Path,
     ) -> AgentProcess {
+        let place = Placement::loopback(Some(data_dir));
+        Self::spawn(binary, cluster, name, pool, token, extra_args, place)
+    }
+
+    /// Like [`AgentProcess::start`], inside network namespace `index` of `network`, with its
+    /// health endpoint on that namespace's address (port 8080), where the test reaches it over
+    /// the bridge. `cluster` may be another cluster than the network's (see
+    /// [`Cluster::start_foreign_in`]).
+    pub fn start_in_namespace(
+        binary: &Path,
+        cluster: &Cluster,
+        (network, index): (&ClusterNetwork, usize),
+        name: &str,
+        pool: &str,
+        token: Option<&str>,
+        extra_args: &[&str],
+    ) -> AgentProcess {
+        let place = Placement {
+            health_addr: format!("{}:8080", network.node_ip(index)),
+            namespace: Some(network.namespace(index).to_string()),
+            data_dir: None,
+        };
+        Self::spawn(binary, cluster, name, pool, token, extra_args, place)
+    }
+
+    fn spawn(
+        binary: &Path,
+        cluster: &Cluster,
+        name: &str,
+        pool: &str,
+        token: Option<&str>,
+        extra_args: &[&str],
+        place: Placement,
+    ) -> AgentProcess {
         let log_dir = TempDir::new().expect("an agent log folder");
-        let port = free_ports(1).expect("a free port")[0];
-        let health_addr = format!("127.0.0.1:{port}");
+        let health_addr = place.health_addr;
+        let owned = match place.data_dir {
+            Some(_) => None,
+            None => Some(TempDir::new().expect("an agent data folder")),
+        };
+        let data_dir = place
+            .data_dir
+            .as_deref()
+            .or(owned.as_ref().map(TempDir::path))
+            .expect("a data folder, given or made");
         let servers: Vec<&str> = (0..cluster.len()).map(|i| cluster.api_addr(i)).collect();
         let mut args: Vec<String> = vec![
             "agent".into(),
@@ -115,13 +175,14 @@ impl AgentProcess {
             log_dir.path().join(format!("agent-{name}.log")),
             data_dir.to_path_buf(),
         );
+        process.set_namespace(place.namespace);
         process.spawn();
         AgentProcess {
             process,
             name: name.to_string(),
             health_addr,
             data_dir: data_dir.to_path_buf(),
-            _owned_data_dir: None,
+            _owned_data_dir: owned,
             _log_dir: log_dir,
         }
     }
@@ -146,6 +207,15 @@ impl AgentProcess {
     /// kill -9.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// Starts the agent again after a kill or stop: same arguments, data folder and place.
+    pub fn restart(&mut self) {
+        self.process.spawn();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
     }
 
     /// SIGTERM, and the exit status once it stopped.

@@ -75,7 +75,14 @@ impl Cluster {
                     )
                 })
                 .collect();
-            let cluster = Cluster::spawn_all(binary, addrs, None, extra_args);
+            let cluster = Cluster::spawn_all(
+                binary,
+                addrs,
+                vec![None; nodes],
+                None,
+                CLUSTER_SECRET,
+                extra_args,
+            );
             match cluster.all_listening().await {
                 Ok(cluster) => return cluster,
                 Err(StartFailure::PortTaken) if attempt < START_ATTEMPTS => {
@@ -94,15 +101,53 @@ impl Cluster {
     /// address of its own (see [`ClusterNetwork`]), so that [`Cluster::network`] can cut or
     /// thin out the traffic between particular nodes. Needs root, `ip` and `nft`.
     pub async fn start_in_namespaces(binary: &Path, nodes: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_in_namespaces_with_spares(binary, nodes, 0, extra_args).await
+    }
+
+    /// Like [`Cluster::start_in_namespaces`], with `spares` more namespaces on the same bridge,
+    /// left empty for agents, targets or another cluster: namespaces `len()..len() + spares`
+    /// of [`Cluster::network`].
+    pub async fn start_in_namespaces_with_spares(
+        binary: &Path,
+        nodes: usize,
+        spares: usize,
+        extra_args: &[&str],
+    ) -> Cluster {
         assert!(nodes > 0, "a cluster needs at least one node");
-        let network = ClusterNetwork::create(nodes);
-        let addrs = (0..nodes)
-            .map(|i| {
-                let ip = network.node_ip(i);
-                (format!("{ip}:8100"), format!("{ip}:8200"))
-            })
+        let network = ClusterNetwork::create(nodes + spares);
+        let placed = (0..nodes)
+            .map(|i| (network.node_ip(i), network.namespace(i).to_string()))
             .collect();
-        let cluster = Cluster::spawn_all(binary, addrs, Some(network), extra_args);
+        Cluster::start_placed(binary, placed, Some(network), CLUSTER_SECRET, extra_args).await
+    }
+
+    /// A one-node cluster of its own in namespace `index` of this cluster's network, with
+    /// another cluster secret (so another agent CA): agents enrolled there hold credentials
+    /// that this cluster's agents must refuse.
+    pub async fn start_foreign_in(&self, binary: &Path, index: usize, secret: &str) -> Cluster {
+        let network = self.network();
+        let placed = vec![(network.node_ip(index), network.namespace(index).to_string())];
+        Cluster::start_placed(binary, placed, None, secret, &[]).await
+    }
+
+    /// Starts node `i` at `placed[i]`: its address and the namespace it runs in.
+    async fn start_placed(
+        binary: &Path,
+        placed: Vec<(String, String)>,
+        network: Option<ClusterNetwork>,
+        secret: &str,
+        extra_args: &[&str],
+    ) -> Cluster {
+        let (addrs, namespaces): (Vec<_>, Vec<_>) = placed
+            .into_iter()
+            .map(|(ip, namespace)| {
+                (
+                    (format!("{ip}:8100"), format!("{ip}:8200")),
+                    Some(namespace),
+                )
+            })
+            .unzip();
+        let cluster = Cluster::spawn_all(binary, addrs, namespaces, network, secret, extra_args);
         match cluster.all_listening().await {
             Ok(cluster) => cluster,
             // Each node has an address of its own: nothing else can hold its ports.
@@ -125,11 +170,13 @@ impl Cluster {
         Ok(self)
     }
 
-    /// Starts one node per `(raft_addr, api_addr)`, in its namespace when there is a network.
+    /// Starts one node per `(raft_addr, api_addr)`, in its namespace when it has one.
     fn spawn_all(
         binary: &Path,
         addrs: Vec<(String, String)>,
+        namespaces: Vec<Option<String>>,
         network: Option<ClusterNetwork>,
+        secret: &str,
         extra_args: &[&str],
     ) -> Cluster {
         let logs = tempfile::Builder::new()
@@ -160,7 +207,7 @@ impl Cluster {
                     "--data-dir".into(),
                     data_dir.path().display().to_string(),
                     "--secret-raft".into(),
-                    CLUSTER_SECRET.into(),
+                    secret.into(),
                     "--secret-api".into(),
                     API_SECRET.into(),
                 ];
@@ -172,7 +219,7 @@ impl Cluster {
                     logs.path().join(format!("node-{id}.log")),
                     logs.path().to_path_buf(),
                 );
-                process.set_namespace(network.as_ref().map(|n| n.namespace(i).to_string()));
+                process.set_namespace(namespaces[i].clone());
                 process.spawn();
                 ClusterNode {
                     process,
@@ -186,7 +233,7 @@ impl Cluster {
             nodes,
             logs: Some(logs),
             http: http::http_client(),
-            cluster_http: http::cluster_port_client(Some(CLUSTER_SECRET)),
+            cluster_http: http::cluster_port_client(Some(secret)),
             network,
         }
     }

@@ -42,6 +42,16 @@ pub enum FaultKind {
     /// Traffic between nodes squeezed through a link of a few hundred kbit/s: it queues, and
     /// arrives late.
     SlowLinks,
+    /// Mesh: kill -9 of a transit, restarted after the hold.
+    KillTransit,
+    /// Mesh: kill -9 of an exit, restarted after the hold.
+    KillExit,
+    /// Mesh: the ingress and a transit cut off from each other.
+    CutIngressFromTransit,
+    /// Mesh: a transit and an exit cut off from each other.
+    CutTransitFromExit,
+    /// Mesh: the ingress's packets to a transit are dropped; the transit's still arrive.
+    OneWayIngressToTransit,
 }
 
 impl FaultKind {
@@ -55,6 +65,15 @@ impl FaultKind {
         FaultKind::OneWayToLeader,
         FaultKind::LossyLinks,
         FaultKind::SlowLinks,
+    ];
+
+    /// The faults of a mesh of agents (see [`crate::workloads::mesh`]).
+    pub const MESH: [FaultKind; 5] = [
+        FaultKind::KillTransit,
+        FaultKind::KillExit,
+        FaultKind::CutIngressFromTransit,
+        FaultKind::CutTransitFromExit,
+        FaultKind::OneWayIngressToTransit,
     ];
 }
 
@@ -70,6 +89,11 @@ impl fmt::Display for FaultKind {
             FaultKind::OneWayToLeader => "one-way partition to active node",
             FaultKind::LossyLinks => "packet loss between nodes",
             FaultKind::SlowLinks => "slow links between nodes",
+            FaultKind::KillTransit => "kill -9 transit",
+            FaultKind::KillExit => "kill -9 exit",
+            FaultKind::CutIngressFromTransit => "cut ingress from transit",
+            FaultKind::CutTransitFromExit => "cut transit from exit",
+            FaultKind::OneWayIngressToTransit => "one-way ingress to transit",
         })
     }
 }
@@ -83,12 +107,12 @@ pub struct ScheduledFault {
     /// For [`FaultKind::LossyLinks`] the share of packets dropped in %, for
     /// [`FaultKind::SlowLinks`] the links' rate in kbit/s; otherwise 0.
     pub intensity: u32,
-    /// Picks the standby or the minority's members when the fault happens.
+    /// Picks the standby, the minority's members, or the agents hit when the fault happens.
     pub pick: u64,
 }
 
-/// Faults in order, drawn from `seed`: every kind once (in a seeded order), then kinds at
-/// random until the holds and calms add up to `duration`.
+/// Faults in order, drawn from `seed`: every kind of a set once (in a seeded order), then
+/// kinds of the set at random until the holds and calms add up to `duration`.
 #[derive(Clone, Debug)]
 pub struct FaultSchedule {
     pub seed: u64,
@@ -117,17 +141,23 @@ fn parse_duration(text: &str) -> Duration {
 }
 
 impl FaultSchedule {
+    /// A schedule of the faults of a cluster ([`FaultKind::ALL`]).
     pub fn new(seed: u64, duration: Duration) -> FaultSchedule {
+        FaultSchedule::of_kinds(&FaultKind::ALL, seed, duration)
+    }
+
+    /// A schedule of the faults `set`.
+    pub fn of_kinds(set: &[FaultKind], seed: u64, duration: Duration) -> FaultSchedule {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut kinds = FaultKind::ALL.to_vec();
+        let mut kinds = set.to_vec();
         kinds.shuffle(&mut rng);
         let mut faults = Vec::new();
         let mut planned = Duration::ZERO;
         let mut next = kinds.into_iter();
-        while faults.len() < FaultKind::ALL.len() || planned < duration {
+        while faults.len() < set.len() || planned < duration {
             let kind = next
                 .next()
-                .unwrap_or_else(|| FaultKind::ALL[rng.random_range(0..FaultKind::ALL.len())]);
+                .unwrap_or_else(|| set[rng.random_range(0..set.len())]);
             let fault = ScheduledFault {
                 kind,
                 hold: Duration::from_millis(rng.random_range(800..2500)),
@@ -149,9 +179,15 @@ impl FaultSchedule {
         }
     }
 
-    /// The schedule for this run: `TANDEM_FAULT_SEED` (or a fresh seed) and
-    /// `TANDEM_FAULT_DURATION` (or [`SHORT_PROFILE`]). Printed, so a failure can be replayed.
+    /// The schedule of a cluster's faults for this run: `TANDEM_FAULT_SEED` (or a fresh seed)
+    /// and `TANDEM_FAULT_DURATION` (or [`SHORT_PROFILE`]). Printed, so a failure can be
+    /// replayed.
     pub fn from_env() -> FaultSchedule {
+        FaultSchedule::from_env_of(&FaultKind::ALL)
+    }
+
+    /// Like [`FaultSchedule::from_env`], of the faults `set`.
+    pub fn from_env_of(set: &[FaultKind]) -> FaultSchedule {
         let seed = match std::env::var("TANDEM_FAULT_SEED") {
             Ok(text) => text
                 .trim()
@@ -162,7 +198,7 @@ impl FaultSchedule {
         let duration = std::env::var("TANDEM_FAULT_DURATION")
             .map(|text| parse_duration(&text))
             .unwrap_or(SHORT_PROFILE);
-        let schedule = FaultSchedule::new(seed, duration);
+        let schedule = FaultSchedule::of_kinds(set, seed, duration);
         eprintln!("{schedule}");
         schedule
     }
@@ -192,6 +228,24 @@ impl fmt::Display for FaultSchedule {
         }
         Ok(())
     }
+}
+
+/// Fault `n`, injected `at` into the run on what `detail` says: printed, counted, and held.
+pub(crate) async fn hold(
+    n: usize,
+    at: Duration,
+    fault: &ScheduledFault,
+    detail: &str,
+    counts: &mut FaultCounts,
+) {
+    eprintln!(
+        "fault {n} at {:.1}s: {} ({detail}) for {:?}",
+        at.as_secs_f64(),
+        fault.kind,
+        fault.hold
+    );
+    *counts.entry(fault.kind).or_default() += 1;
+    tokio::time::sleep(fault.hold).await;
 }
 
 impl Cluster {
@@ -257,15 +311,9 @@ impl Cluster {
                     self.network().slow_links(fault.intensity);
                     format!("node-to-node traffic at {} kbit/s", fault.intensity)
                 }
+                mesh => panic!("{mesh} is a fault of a mesh, not of a cluster"),
             };
-            eprintln!(
-                "fault {n} at {:.1}s: {} ({detail}) for {:?}",
-                at.as_secs_f64(),
-                fault.kind,
-                fault.hold
-            );
-            *counts.entry(fault.kind).or_default() += 1;
-            tokio::time::sleep(fault.hold).await;
+            hold(n, at, fault, &detail, &mut counts).await;
             match fault.kind {
                 FaultKind::KillLeader => self.start_node(leader).await,
                 FaultKind::KillStandby => self.start_node(standby).await,
@@ -303,6 +351,18 @@ mod tests {
             a.to_string(),
             FaultSchedule::new(43, a.duration).to_string()
         );
+    }
+
+    #[test]
+    fn a_schedule_of_mesh_faults_takes_only_those_and_each_of_them() {
+        let mesh = FaultSchedule::of_kinds(&FaultKind::MESH, 42, Duration::from_secs(20));
+        for kind in FaultKind::MESH {
+            assert!(mesh.faults.iter().any(|f| f.kind == kind), "{kind} missing");
+        }
+        assert!(mesh
+            .faults
+            .iter()
+            .all(|f| FaultKind::MESH.contains(&f.kind)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! fault suite it also runs clusters with each node in a network namespace of its own
 //! ([`ClusterNetwork`]: partitions, one-way partitions, packet loss, slow links), seeded fault
 //! schedules ([`faults`]), clients that record their histories ([`history`]), and the workloads
-//! with their checkers ([`workloads`], [`linearizability`]).
+//! with their checkers ([`workloads`], [`linearizability`]). For the mesh it runs `tandem
+//! agent` processes in namespaces, with a target that only the exits reach ([`mesh`]).
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
 //! panics, the last lines of every node's log are printed so a failing run shows why; a server

@@ -25,6 +25,9 @@ const SUBNET_BASE: usize = 160;
 const FIRST_NODE_HOST: usize = 10;
 /// The nftables table that holds one node's faults; deleting its rules heals the node.
 const FAULT_TABLE: &str = "tandem_faults";
+/// The nftables table that keeps a namespace reachable from a few others only; faults and
+/// heals leave it alone.
+const ONLY_FROM_TABLE: &str = "tandem_only_from";
 /// The htb class that slow traffic is sent through; everything else goes through `1:1`, which
 /// does not limit it. (The kernel here has no netem to add a fixed delay.)
 const SLOW_CLASS: &str = "1:2";
@@ -253,6 +256,51 @@ impl ClusterNetwork {
         &self.namespaces[i]
     }
 
+    /// How many namespaces the network has.
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+
+    /// Namespace `i` accepts packets from the namespaces `sources` only (and from itself), for
+    /// good: e.g. a server that only the mesh's exits may reach, so that traffic that reaches
+    /// it can only have come through the mesh.
+    pub fn accept_only_from(&self, i: usize, sources: &[usize]) {
+        let allowed = sources
+            .iter()
+            .map(|&s| self.node_ip(s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.nft(
+            i,
+            &format!(
+                "table inet {ONLY_FROM_TABLE} {{\n  chain input {{\n    type filter hook input priority 0;\n    iifname \"eth0\" ip saddr != {{ {allowed} }} drop\n  }}\n}}\n"
+            ),
+        );
+    }
+
+    /// A TCP listener on node `i`'s address in its namespace, owned by the test process: a
+    /// socket stays in the namespace it was made in, so a thread of its own enters the
+    /// namespace, binds, and hands the socket back. The test then counts exactly what reaches
+    /// it. Non-blocking, ready for `tokio::net::TcpListener::from_std`.
+    pub fn bind_tcp(&self, i: usize, port: u16) -> std::io::Result<std::net::TcpListener> {
+        let path = format!("/run/netns/{}", self.namespaces[i]);
+        let addr = format!("{}:{port}", self.node_ip(i));
+        std::thread::spawn(move || {
+            let namespace = std::fs::File::open(&path)?;
+            nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let listener = std::net::TcpListener::bind(&addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+    }
+
     fn nft(&self, i: usize, script: &str) {
         run(
             "ip",
@@ -341,7 +389,13 @@ impl ClusterNetwork {
 
     /// Removes every network fault.
     pub fn heal(&self) {
-        for i in 0..self.namespaces.len() {
+        self.heal_nodes(&(0..self.namespaces.len()).collect::<Vec<_>>());
+    }
+
+    /// Removes every network fault of the nodes `nodes` (what they block, not what others
+    /// block towards them): quicker than [`ClusterNetwork::heal`] when only they have faults.
+    pub fn heal_nodes(&self, nodes: &[usize]) {
+        for &i in nodes {
             self.nft(i, &format!("flush chain inet {FAULT_TABLE} output\n"));
         }
     }

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use tandem_testkit::{
-    curl_socks5, free_ports, join_token, wait_until, AgentProcess, Cluster, HttpTarget, DEADLINE,
+    curl_socks5, free_ports, healthz, join_token, wait_until, AgentProcess, Cluster, HttpTarget,
+    DEADLINE,
 };
 
 fn tandem() -> &'static Path {
@@ -18,13 +19,6 @@ fn tandem() -> &'static Path {
 
 async fn curl(socks: &str, url: &str) -> bool {
     curl_socks5(socks, None, url, "3").await.is_ok()
-}
-
-async fn healthz(agent: &AgentProcess) -> Value {
-    match reqwest::get(format!("{}/healthz", agent.health_url())).await {
-        Ok(reply) => reply.json().await.unwrap_or_default(),
-        Err(_) => Value::Null,
-    }
 }
 
 async fn health(agent: &AgentProcess) -> (u16, String) {

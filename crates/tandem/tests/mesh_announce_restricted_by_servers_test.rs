@@ -123,7 +123,6 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     let ingress = start(&cluster, "in-1", "edge", &ingress_token, &ingress_args);
     let socks = format!("socks5h://127.0.0.1:{socks}");
     let url = format!("http://{allowed}/");
-    let healthz_url = format!("{}/healthz", ingress.health_url());
 
     let mut answer = Err(0);
     wait_until(DEADLINE, "curl to the allowed target", async || {
@@ -132,7 +131,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     })
     .await;
     assert_eq!(answer, Ok("allowed".to_string()));
-    let seen = healthz(&healthz_url).await;
+    let seen = healthz(&ingress).await;
     assert_eq!(dests(&seen), ["10.20.0.0/16", "127.0.0.2/32"], "{seen}");
 
     // Refused destinations: a SOCKS5 error at once, and nothing reaches the target.
@@ -169,7 +168,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
     assert!(stdout_of(&narrowed).contains("may announce only 127.0.0.2/32"));
     let mut seen = Value::Null;
     wait_until(DEADLINE, "the ingress to drop 10.20.0.0/16", async || {
-        seen = healthz(&healthz_url).await;
+        seen = healthz(&ingress).await;
         dests(&seen) == ["127.0.0.2/32"]
     })
     .await;
@@ -184,7 +183,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         DEADLINE,
         "the ingress to learn every exit route",
         async || {
-            seen = healthz(&healthz_url).await;
+            seen = healthz(&ingress).await;
             dests(&seen).len() == 4
         },
     )

@@ -76,14 +76,12 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
     .await;
     assert_eq!(answer, Ok("found through the servers".to_string()));
 
-    let ingress_url = format!("{}/healthz", ingress.health_url());
-    let other_url = format!("{}/healthz", other.health_url());
     let mut seen = Value::Null;
     wait_until(
         DEADLINE,
         "the ingress to show its one peer, exit-a",
         async || {
-            seen = healthz(&ingress_url).await;
+            seen = healthz(&ingress).await;
             peers_up(&seen) == ["exit-a"]
         },
     )
@@ -91,7 +89,7 @@ async fn agents_that_peer_auto_find_each_other_through_the_servers() {
     // Both dialed each other; one connection is kept, and the other mesh stays apart.
     let listed = seen["mesh"]["peers"].as_array().map_or(0, Vec::len);
     assert_eq!(listed, 1, "{seen}");
-    let lab = healthz(&other_url).await;
+    let lab = healthz(&other).await;
     assert!(peers_up(&lab).is_empty(), "{lab}");
     let mut registered = Value::Null;
     wait_until(

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+use tandem_testkit::mesh::{healthz, path_through, peer_up, selected_next_hops};
 use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,41 +56,6 @@ async fn echo_through(forward: &str, message: &[u8]) -> Result<Vec<u8>, String> 
         .map_err(|_| "no answer within 3s".to_string())?
 }
 
-async fn healthz(url: &str) -> Value {
-    match reqwest::get(url).await {
-        Ok(reply) => reply.json().await.unwrap_or_default(),
-        Err(_) => Value::Null,
-    }
-}
-
-fn peer_up(healthz: &Value, name: &str) -> bool {
-    healthz["mesh"]["peers"]
-        .as_array()
-        .is_some_and(|p| p.iter().any(|p| p["id"] == name && p["state"] == "up"))
-}
-
-fn path_through(healthz: &Value, name: &str) -> bool {
-    healthz["mesh"]["routes"].as_array().is_some_and(|r| {
-        r.iter().any(|r| {
-            r["next_hop"] == name
-                || r["origin"] == name
-                || r["path"]
-                    .as_array()
-                    .is_some_and(|path| path.iter().any(|hop| hop == name))
-        })
-    })
-}
-
-fn selected_next_hops(healthz: &Value) -> Vec<String> {
-    healthz["mesh"]["routes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["state"] == "selected")
-        .filter_map(|r| r["next_hop"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_exit_is_cut_off_and_traffic_takes_the_other() {
     let cluster = Cluster::start(tandem(), 1, &[]).await;
@@ -125,7 +91,6 @@ async fn a_revoked_exit_is_cut_off_and_traffic_takes_the_other() {
             format!("{forward}={target}"),
         ],
     );
-    let healthz_url = format!("{}/healthz", ingress.health_url());
 
     // Both exits peered, the path through e-1 selected (the stable tie-break: lowest origin).
     let mut seen = Value::Null;
@@ -133,7 +98,7 @@ async fn a_revoked_exit_is_cut_off_and_traffic_takes_the_other() {
         DEADLINE,
         "the ingress to peer with both exits and store a path through each",
         async || {
-            seen = healthz(&healthz_url).await;
+            seen = healthz(&ingress).await;
             peer_up(&seen, "e-1")
                 && peer_up(&seen, "e-2")
                 && path_through(&seen, "e-1")
@@ -165,7 +130,7 @@ async fn a_revoked_exit_is_cut_off_and_traffic_takes_the_other() {
         DEADLINE,
         "the ingress to list no peer and no path through the revoked e-1",
         async || {
-            seen = healthz(&healthz_url).await;
+            seen = healthz(&ingress).await;
             !seen["mesh"].is_null() && !peer_up(&seen, "e-1") && !path_through(&seen, "e-1")
         },
     )
@@ -183,7 +148,7 @@ async fn a_revoked_exit_is_cut_off_and_traffic_takes_the_other() {
 
     // The ingress goes on refusing e-1 for as long as it is revoked.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let later = healthz(&healthz_url).await;
+    let later = healthz(&ingress).await;
     assert!(
         !peer_up(&later, "e-1") && !path_through(&later, "e-1"),
         "{later}"

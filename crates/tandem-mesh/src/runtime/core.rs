@@ -40,6 +40,9 @@ pub(super) struct State {
     pub table: RouteTable,
     pub peers: BTreeMap<AgentId, PeerLink>,
     pub dials: BTreeMap<String, DialState>,
+    /// How often a destination's chosen path changed since the start (a path chosen, given up
+    /// or replaced): `/healthz` shows it so that flapping can be seen and tested.
+    pub route_changes: u64,
     next_conn_id: u64,
 }
 
@@ -75,6 +78,7 @@ impl Core {
                 table,
                 peers: BTreeMap::new(),
                 dials,
+                route_changes: 0,
                 next_conn_id: 0,
             }),
             start: Instant::now(),
@@ -213,10 +217,13 @@ impl Core {
 }
 
 impl State {
-    /// Queues every outgoing message to its peer's outbox, in order.
+    /// Counts the choices that changed and queues every outgoing message to its peer's outbox,
+    /// in order.
     pub fn send(&mut self, output: Output) {
         for change in &output.changes {
-            tracing::debug!(
+            self.route_changes = self.route_changes.saturating_add(1);
+            // Rare by design (failover, hold-down), so worth a line at the default level.
+            tracing::info!(
                 dest = %change.dest,
                 previous = ?change.previous,
                 current = ?change.current,
@@ -232,5 +239,53 @@ impl State {
                 None => tracing::debug!(peer = %outgoing.to, "no outbox for a mesh message"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::advert::RouteSpec;
+    use crate::policy::AllowAll;
+    use crate::table::TableConfig;
+
+    fn agent(name: &str) -> AgentId {
+        AgentId::new(name).expect("valid test name")
+    }
+
+    fn exit_routes(cidr: &str) -> Vec<RouteSpec> {
+        vec![RouteSpec::new(
+            cidr.parse().expect("valid test prefix"),
+            100,
+        )]
+    }
+
+    #[test]
+    fn every_change_of_a_chosen_path_is_counted_and_nothing_else() {
+        let table = RouteTable::new(
+            agent("exit-a"),
+            TableConfig::default(),
+            Arc::new(AllowAll),
+            1,
+        );
+        let core = Core::new(table, Vec::new());
+        let originate = |cidr: &str| {
+            core.change(|table, now| {
+                table
+                    .originate(exit_routes(cidr), now)
+                    .expect("routes accepted")
+            })
+        };
+        originate("10.20.0.0/16");
+        assert_eq!(core.lock().route_changes, 1, "the first choice");
+        // A refresh changes no choice; a peer without paths neither.
+        core.change(|table, now| table.refresh(now));
+        core.change(|table, now| table.peer_up(agent("t-1"), now));
+        assert_eq!(core.lock().route_changes, 1);
+        // One destination given up, another chosen.
+        originate("10.30.0.0/16");
+        assert_eq!(core.lock().route_changes, 3);
     }
 }

@@ -34,6 +34,8 @@ pub struct MeshStatus {
     pub peer_count: usize,
     /// Destinations with a chosen path through a peer.
     pub route_count: usize,
+    /// How often a destination's chosen path changed since the start.
+    pub route_changes: u64,
     /// `None` when the agent can carry traffic in its roles, else why not.
     pub unhealthy: Option<String>,
     /// Why this exit's routes are withdrawn (its upstream probe's last output), if they are.
@@ -72,6 +74,7 @@ impl MeshRuntime {
         }
         let routes = state.table.views(now);
         let live = state.peers.len();
+        let route_changes = state.route_changes;
         drop(state);
         let exits_withdrawn = self.exits_withdrawn();
         let facts = facts_of(
@@ -86,6 +89,7 @@ impl MeshRuntime {
             roles: facts.roles,
             peer_count: facts.peers,
             route_count: facts.routes,
+            route_changes,
             unhealthy: mesh_health(&facts).err(),
             exits_withdrawn,
             peers,

@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod cache_take;
 pub mod fencing;
+pub mod mesh;
 pub mod register;
 pub mod registry;
 pub mod tokens;

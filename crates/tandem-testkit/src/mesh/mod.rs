@@ -1,6 +1,11 @@
-//! What the mesh tests put behind and in front of the agents: an HTTP target that counts its
-//! connections (so a test can tell that nothing was dialed), curl through a SOCKS5 ingress, and
-//! an agent's `/healthz`.
+//! What the mesh tests drive and look at. On loopback: an HTTP target that counts its
+//! connections (so a test can tell that nothing was dialed) and curl through a SOCKS5 ingress.
+//! In network namespaces: the whole topology of ingress, transits, exits and a target only the
+//! exits reach ([`MeshTopology`]). Both read the agents' `/healthz` with the same helpers.
+
+mod topology;
+
+pub use topology::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,29 +68,12 @@ pub async fn curl_socks5(
     url: &str,
     max_time: &str,
 ) -> Result<String, i32> {
-    let mut curl = tokio::process::Command::new("curl");
-    curl.args([
-        "--silent",
-        "--max-time",
-        max_time,
-        "--socks5-hostname",
-        socks,
-    ]);
+    let mut args = vec!["--max-time", max_time, "--socks5-hostname", socks];
     if let Some(user) = proxy_user {
-        curl.arg("--proxy-user").arg(user);
+        args.extend(["--proxy-user", user]);
     }
-    let out = curl.arg(url).output().await.expect("curl runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(out.status.code().unwrap_or(-1))
-    }
-}
-
-/// An agent's `/healthz` as JSON; `Null` while it does not answer.
-pub async fn healthz(url: &str) -> serde_json::Value {
-    match reqwest::get(url).await {
-        Ok(reply) => reply.json().await.unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
-    }
+    args.push(url);
+    curl(&args)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).into_owned())
 }
