@@ -11,6 +11,7 @@ mod credential;
 mod load;
 mod local_api;
 mod mesh;
+mod open_files;
 mod reporter;
 mod settings;
 mod socks5_tokens;
@@ -136,6 +137,9 @@ pub async fn run_with(settings: AgentSettings) -> Result<(), AgentError> {
         ));
     }
     let labels = settings.labels().map_err(|e| AgentError::Settings(e.0))?;
+    if settings.mesh_listen.is_some() {
+        open_files::raise_to_hard_limit();
+    }
 
     let specs = settings.checks();
     let board = Arc::new(CheckBoard::new(&specs));

@@ -47,7 +47,7 @@ pub use agents::{
 pub use cluster::{Cluster, API_SECRET, CLUSTER_SECRET, CLUSTER_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
-pub use mesh::{curl_socks5, healthz, HttpTarget};
+pub use mesh::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
 pub use netns::ClusterNetwork;
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use tokens::IssuedToken;

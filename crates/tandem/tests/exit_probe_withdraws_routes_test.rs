@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use tandem_testkit::{
-    curl_socks5, free_ports, healthz, join_token, wait_until, AgentProcess, Cluster, HttpTarget,
-    DEADLINE,
+    curl_socks5, free_ports, healthz, join_token, loopback_mesh_args, wait_until, AgentProcess,
+    Cluster, HttpTarget, DEADLINE,
 };
 
 fn tandem() -> &'static Path {
@@ -63,14 +63,14 @@ async fn a_failing_probe_moves_traffic_to_the_backup_exit_and_back() {
     let (primary_port, backup_port, ingress_port, socks_port) =
         (ports[0], ports[1], ports[2], ports[3]);
     let exit = |port: u16, weight: &str| {
-        vec![
-            "--mesh-listen".to_string(),
-            format!("127.0.0.1:{port}"),
+        let mut args = loopback_mesh_args(port, &[]);
+        args.extend([
             "--exit-route".into(),
             "127.0.0.2/32".into(),
             "--exit-weight".into(),
             weight.into(),
-        ]
+        ]);
+        args
     };
     let mut primary_args = exit(primary_port, "200");
     primary_args.extend([
@@ -82,23 +82,14 @@ async fn a_failing_probe_moves_traffic_to_the_backup_exit_and_back() {
     ]);
     let primary = start(&cluster, "exit-primary", &join, &primary_args);
     let _backup = start(&cluster, "exit-backup", &join, &exit(backup_port, "100"));
-    let ingress = start(
-        &cluster,
-        "in-1",
-        &join,
-        &[
-            "--mesh-listen".into(),
-            format!("127.0.0.1:{ingress_port}"),
-            "--mesh-peer".into(),
-            format!("127.0.0.1:{primary_port}"),
-            "--mesh-peer".into(),
-            format!("127.0.0.1:{backup_port}"),
-            "--socks5-listen".into(),
-            format!("127.0.0.1:{socks_port}"),
-            "--mesh-hold-down".into(),
-            "1s".into(),
-        ],
-    );
+    let mut ingress_args = loopback_mesh_args(ingress_port, &[primary_port, backup_port]);
+    ingress_args.extend([
+        "--socks5-listen".into(),
+        format!("127.0.0.1:{socks_port}"),
+        "--mesh-hold-down".into(),
+        "1s".into(),
+    ]);
+    let ingress = start(&cluster, "in-1", &join, &ingress_args);
     let socks = format!("127.0.0.1:{socks_port}");
 
     wait_until(

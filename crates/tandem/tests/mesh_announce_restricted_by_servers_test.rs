@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tandem_testkit::{curl_socks5, healthz, HttpTarget};
+use tandem_testkit::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
 use tandem_testkit::{
     free_ports, join_token, run_to_exit, tandem_command, wait_until, AgentProcess, Cluster,
     API_SECRET, DEADLINE,
@@ -99,10 +99,7 @@ async fn an_exit_announces_only_what_the_servers_allow() {
 
     let ports = free_ports(3).expect("free ports");
     let (exit_port, ingress_port, socks) = (ports[0], ports[1], ports[2]);
-    let mut exit_args = vec![
-        "--mesh-listen".to_string(),
-        format!("127.0.0.1:{exit_port}"),
-    ];
+    let mut exit_args = loopback_mesh_args(exit_port, &[]);
     for route in [
         "10.20.0.0/16",
         "10.30.0.0/16",
@@ -112,14 +109,8 @@ async fn an_exit_announces_only_what_the_servers_allow() {
         exit_args.extend(["--exit-route".into(), route.into()]);
     }
     let exit = start(&cluster, "e-1", "exits", &exit_token, &exit_args);
-    let ingress_args = [
-        "--mesh-listen".to_string(),
-        format!("127.0.0.1:{ingress_port}"),
-        "--mesh-peer".into(),
-        format!("127.0.0.1:{exit_port}"),
-        "--socks5-listen".into(),
-        format!("127.0.0.1:{socks}"),
-    ];
+    let mut ingress_args = loopback_mesh_args(ingress_port, &[exit_port]);
+    ingress_args.extend(["--socks5-listen".into(), format!("127.0.0.1:{socks}")]);
     let ingress = start(&cluster, "in-1", "edge", &ingress_token, &ingress_args);
     let socks = format!("socks5h://127.0.0.1:{socks}");
     let url = format!("http://{allowed}/");

@@ -77,3 +77,13 @@ pub async fn curl_socks5(
         .await
         .map(|body| String::from_utf8_lossy(&body).into_owned())
 }
+
+/// The mesh flags of an agent on 127.0.0.1: it listens on UDP port `listen` and dials the
+/// agents listening on `peers`; callers add their roles' flags.
+pub fn loopback_mesh_args(listen: u16, peers: &[u16]) -> Vec<String> {
+    let mut args = vec!["--mesh-listen".to_string(), format!("127.0.0.1:{listen}")];
+    for peer in peers {
+        args.extend(["--mesh-peer".to_string(), format!("127.0.0.1:{peer}")]);
+    }
+    args
+}
