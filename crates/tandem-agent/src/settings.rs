@@ -708,6 +708,29 @@ mod tests {
         settle(AgentArgs::default(), file)
     }
 
+    #[test]
+    fn every_agent_config_in_the_mesh_docs_loads() {
+        let page = include_str!("../../../docs/mesh.md");
+        let blocks: Vec<&str> = page
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .filter(|block| block.contains("[agent]"))
+            .collect();
+        assert!(
+            blocks.len() >= 6,
+            "the mesh page's configs: {}",
+            blocks.len()
+        );
+        for block in blocks {
+            let settings = from_file(block).unwrap_or_else(|e| panic!("{e}\nin:\n{block}"));
+            assert!(
+                settings.mesh_config().is_ok_and(|mesh| mesh.is_some()),
+                "a mesh config without a working mesh:\n{block}"
+            );
+        }
+    }
+
     /// What clap reads from an environment of `vars`. The variables are set in the process
     /// under names only this test reads (`TANDEM_SETTINGS_TEST_` before each), so that tests
     /// running at the same time see none of them.
