@@ -8,8 +8,10 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use crate::transport::{Flow, RESET_FLOW};
@@ -30,18 +32,43 @@ where
     Ok(copied)
 }
 
-/// Copies a flow's received bytes to `writer` until a clean end, then shuts `writer` down.
-/// The chunks come as quinn holds them, with no copy into a buffer of ours.
-async fn pump_flow<W>(recv: &mut RecvStream, writer: &mut W) -> io::Result<u64>
-where
-    W: AsyncWrite + Unpin + ?Sized,
-{
+/// Where a flow's received chunks go: the next hop's flow, or the destination's TCP socket.
+trait ChunkSink {
+    async fn put(&mut self, chunk: Bytes) -> io::Result<()>;
+    /// A clean end (QUIC FIN, TCP shutdown).
+    async fn end(&mut self) -> io::Result<()>;
+}
+
+impl ChunkSink for SendStream {
+    /// The chunk is handed to quinn as it is: a transit copies no relayed byte itself.
+    async fn put(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.write_chunk(chunk).await.map_err(io::Error::from)
+    }
+
+    async fn end(&mut self) -> io::Result<()> {
+        self.finish().map_err(io::Error::other)
+    }
+}
+
+impl ChunkSink for OwnedWriteHalf {
+    async fn put(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.write_all(&chunk).await
+    }
+
+    async fn end(&mut self) -> io::Result<()> {
+        self.shutdown().await
+    }
+}
+
+/// Copies a flow's received bytes to `sink` until a clean end, then ends `sink` cleanly. The
+/// chunks come as quinn holds them, with no copy into a buffer of ours.
+async fn pump_flow(recv: &mut RecvStream, sink: &mut impl ChunkSink) -> io::Result<u64> {
     let mut copied = 0;
     while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-        writer.write_all(&chunk.bytes).await?;
         copied += chunk.bytes.len() as u64;
+        sink.put(chunk.bytes).await?;
     }
-    writer.shutdown().await?;
+    sink.end().await?;
     Ok(copied)
 }
 
