@@ -4,6 +4,7 @@
 //! outboxes before the lock is released, so that each peer hears messages in table order.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -193,6 +194,17 @@ impl Core {
         self.lock().peers.get(peer).map(|l| l.conn.clone())
     }
 
+    /// The connected peer whose connection comes from `addr`, if any.
+    pub fn peer_at(&self, addr: SocketAddr) -> Option<AgentId> {
+        let state = self.lock();
+        let mut links = state.peers.iter();
+        links
+            .find(|(_, link)| {
+                link.conn.remote_address() == addr && link.conn.close_reason().is_none()
+            })
+            .map(|(peer, _)| peer.clone())
+    }
+
     /// Starts showing `addr` as a peer address that is dialed.
     pub fn add_dial(&self, addr: &str) {
         let state = DialState {
@@ -249,6 +261,7 @@ mod tests {
     use super::*;
     use crate::advert::RouteSpec;
     use crate::policy::AllowAll;
+    use crate::proof::NamedProofs;
     use crate::table::TableConfig;
 
     fn agent(name: &str) -> AgentId {
@@ -268,6 +281,9 @@ mod tests {
             agent("exit-a"),
             TableConfig::default(),
             Arc::new(AllowAll),
+            Arc::new(NamedProofs {
+                me: agent("exit-a"),
+            }),
             1,
         );
         let core = Core::new(table, Vec::new());

@@ -9,23 +9,23 @@ use tokio::sync::mpsc;
 
 use super::config::split_host_port;
 use super::Inner;
-use crate::advert::Message;
+use crate::advert::{AgentId, Message};
 use crate::transport::PeerConnection;
 
-/// Keeps dialing `addr` for as long as the runtime runs.
+/// Keeps dialing `addr` for as long as the runtime runs. An address whose agent is already
+/// connected (it dialed this agent from the address it listens on, and both kept that
+/// connection) counts as connected and is not dialed again until that connection ends.
 pub(super) async fn dial_loop(inner: Arc<Inner>, addr: String) {
     let mut attempt: u32 = 0;
     loop {
-        match dial_once(&inner, &addr).await {
-            Ok(conn) => {
+        match connect(&inner, &addr).await {
+            Ok(peer) => {
                 attempt = 0;
-                let peer = conn.peer().clone();
                 inner.core.set_dial(&addr, |d| {
                     d.peer = Some(peer.clone());
                     d.connected = true;
                     d.last_error = None;
                 });
-                attach(&inner, conn, true);
                 // Wait until no connection to the peer is left, whichever side dialed it.
                 while let Some(live) = inner.core.connection(&peer) {
                     let reason = live.closed().await;
@@ -53,14 +53,26 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, addr: String) {
     }
 }
 
-async fn dial_once(inner: &Inner, addr: &str) -> Result<PeerConnection, String> {
+/// Connects to the agent at `addr`, or finds it connected already; names the peer.
+async fn connect(inner: &Arc<Inner>, addr: &str) -> Result<AgentId, String> {
     let (host, port) = split_host_port(addr).ok_or_else(|| format!("{addr:?} is not host:port"))?;
     let target = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))?;
-    inner.endpoint.dial(target).await.map_err(|e| e.to_string())
+    if let Some(peer) = inner.core.peer_at(target) {
+        return Ok(peer);
+    }
+    match inner.endpoint.dial(target).await {
+        Ok(conn) => {
+            let peer = conn.peer().clone();
+            attach(inner, conn, true);
+            Ok(peer)
+        }
+        // Both agents dialed at once and the peer kept its own connection, which arrived here.
+        Err(e) => inner.core.peer_at(target).ok_or_else(|| e.to_string()),
+    }
 }
 
 /// Takes every peer that dials in.
