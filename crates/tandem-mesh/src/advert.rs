@@ -1,9 +1,15 @@
 //! The path-vector protocol on the wire: advertisements, withdrawals, their version envelope,
 //! their limits, and the checks every received message must pass before the table looks at it.
 //!
-//! A message is JSON in an envelope `{"version": 1, "message": {"advertise": {...}}}`. The
+//! A message is JSON in an envelope `{"version": 2, "message": {"advertise": {...}}}`. The
 //! version is read first, so a peer speaking another version gets a clear refusal, not a parse
 //! error about some field.
+//!
+//! An advertisement carries its origin's [`OriginProof`]: the origin signs what it announces
+//! (origin, sequence number, routes, TTL) and relays pass the proof on untouched, so no agent
+//! can announce routes in another's name or change what the origin said. The path is not
+//! signed: each relay appends itself. A withdrawal only takes a path away from the peer that
+//! sent it, so it needs no proof.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -13,8 +19,8 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (2: advertisements carry their origin's proof).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest encoded message accepted or produced.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The most routes one message may carry.
@@ -68,6 +74,20 @@ pub enum AdvertError {
     NotAllowed { origin: AgentId, dest: Destination },
     #[error("{peer} is not a connected peer (a message came before peer_up or after peer_down)")]
     NotAPeer { peer: AgentId },
+    #[error("the advertisement of {origin} at seq {seq} is not signed by {origin}: {why}")]
+    BadProof {
+        origin: AgentId,
+        seq: u64,
+        why: String,
+    },
+    #[error("the advertisement of {origin} at seq {seq} announces routes that {origin} no longer announces at seq {newest} (a replay)")]
+    Superseded {
+        origin: AgentId,
+        seq: u64,
+        newest: u64,
+    },
+    #[error("the advertisement of {origin} at seq {seq} has outlived its TTL (a replay)")]
+    Expired { origin: AgentId, seq: u64 },
 }
 
 /// An agent's name, checked like every agent name in the registry.
@@ -274,15 +294,76 @@ pub struct Advertisement {
     pub path: Vec<AgentId>,
     pub routes: Vec<RouteSpec>,
     pub ttl_ms: u64,
+    /// The origin's signature of [`Advertisement::statement`].
+    pub proof: OriginProof,
 }
 
-/// Routes taken back by `origin`, or by the relay at the end of `path` that no longer reaches it.
+impl Advertisement {
+    /// What the origin signs: everything but the path, which relays extend.
+    pub fn statement(&self) -> Vec<u8> {
+        statement(&self.origin, self.seq, &self.routes, self.ttl_ms)
+    }
+}
+
+/// The bytes an origin signs for its routes at `seq`: tagged, so that a signature made for
+/// anything else never passes as an advertisement, and with the routes in one order, so that
+/// relays may list them in theirs.
+pub fn statement(origin: &AgentId, seq: u64, routes: &[RouteSpec], ttl_ms: u64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Statement<'a> {
+        statement: &'static str,
+        origin: &'a AgentId,
+        seq: u64,
+        routes: Vec<&'a RouteSpec>,
+        ttl_ms: u64,
+    }
+    let mut routes: Vec<&RouteSpec> = routes.iter().collect();
+    routes.sort_by(|a, b| a.dest.cmp(&b.dest));
+    let statement = Statement {
+        statement: "tandem mesh advertisement v2",
+        origin,
+        seq,
+        routes,
+        ttl_ms,
+    };
+    // Names, destinations and numbers always serialise.
+    serde_json::to_vec(&statement).unwrap_or_default()
+}
+
+/// An origin's proof that it announced an advertisement: its agent certificate (DER) and its
+/// signature of the advertisement's statement, both base64 on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginProof {
+    #[serde(with = "base64_bytes")]
+    pub certificate: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub signature: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The relay at the end of `path` no longer carries `origin`'s routes: the path it named is
+/// gone. `seq` is the origin's sequence number the relay last passed on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
     pub origin: AgentId,
     pub seq: u64,
     pub path: Vec<AgentId>,
-    pub routes: Vec<Destination>,
 }
 
 /// A message between two peers.
@@ -371,7 +452,6 @@ impl Advertisement {
 
 impl Withdrawal {
     pub fn check(&self, receiver: Receiver<'_>) -> Result<(), AdvertError> {
-        check_routes(&self.origin, self.routes.iter())?;
         check_path(&self.origin, &self.path, receiver)
     }
 }
@@ -466,6 +546,10 @@ mod tests {
             path: path.iter().map(|n| id(n)).collect(),
             routes: vec![RouteSpec::new(dest("10.0.0.0/8"), DEFAULT_WEIGHT)],
             ttl_ms: 60_000,
+            proof: OriginProof {
+                certificate: vec![0x30, 0x82, 0xff],
+                signature: b"any bytes".to_vec(),
+            },
         }
     }
 
@@ -485,7 +569,6 @@ mod tests {
                 origin: id("exit-a"),
                 seq: 7,
                 path: vec![id("exit-a")],
-                routes: vec![dest("*.internal.example"), dest("fd00::/8")],
             }),
         ];
         for message in messages {
@@ -502,27 +585,51 @@ mod tests {
             Err(AdvertError::Garbage(_))
         ));
         assert!(matches!(
-            decode(b"{\"version\":1}"),
+            decode(b"{\"version\":2}"),
             Err(AdvertError::Garbage(_))
         ));
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(decode(&huge), Err(AdvertError::TooLarge { .. })));
-        let future = br#"{"version":2,"message":{"something_new":{}}}"#;
-        assert_eq!(
-            decode(future),
-            Err(AdvertError::UnsupportedVersion {
-                got: 2,
-                supported: PROTOCOL_VERSION
-            })
-        );
+        for other in [1, 3] {
+            let message = format!(r#"{{"version":{other},"message":{{"something_new":{{}}}}}}"#);
+            assert_eq!(
+                decode(message.as_bytes()),
+                Err(AdvertError::UnsupportedVersion {
+                    got: other,
+                    supported: PROTOCOL_VERSION
+                })
+            );
+        }
     }
 
     #[test]
     fn bad_names_and_destinations_in_a_message_are_refused_while_decoding() {
-        let bad_name = br#"{"version":1,"message":{"withdraw":{"origin":"../etc","seq":1,"path":["../etc"],"routes":["10.0.0.0/8"]}}}"#;
+        let bad_name =
+            br#"{"version":2,"message":{"withdraw":{"origin":"../etc","seq":1,"path":["../etc"]}}}"#;
         assert!(matches!(decode(bad_name), Err(AdvertError::Garbage(_))));
-        let bad_dest = br#"{"version":1,"message":{"withdraw":{"origin":"a","seq":1,"path":["a"],"routes":["*.bad..name"]}}}"#;
+        let bad_dest = br#"{"version":2,"message":{"advertise":{"origin":"a","seq":1,"path":["a"],"routes":[{"dest":"*.bad..name"}],"ttl_ms":1,"proof":{"certificate":"","signature":""}}}}"#;
         assert!(matches!(decode(bad_dest), Err(AdvertError::Garbage(_))));
+        let bad_proof = br#"{"version":2,"message":{"advertise":{"origin":"a","seq":1,"path":["a"],"routes":[{"dest":"10.0.0.0/8"}],"ttl_ms":1,"proof":{"certificate":"not base64!","signature":""}}}}"#;
+        assert!(matches!(decode(bad_proof), Err(AdvertError::Garbage(_))));
+    }
+
+    #[test]
+    fn the_statement_covers_everything_but_the_path() {
+        let signed = advert(&["exit-a"]);
+        let mut relayed = signed.clone();
+        relayed.path.push(id("transit-1"));
+        assert_eq!(relayed.statement(), signed.statement());
+        let changes: [fn(&mut Advertisement); 4] = [
+            |a| a.origin = AgentId::new("exit-b").expect("valid"),
+            |a| a.seq += 1,
+            |a| a.routes[0].weight += 1,
+            |a| a.ttl_ms += 1,
+        ];
+        for change in changes {
+            let mut changed = signed.clone();
+            change(&mut changed);
+            assert_ne!(changed.statement(), signed.statement());
+        }
     }
 
     #[test]

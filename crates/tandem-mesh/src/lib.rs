@@ -14,6 +14,7 @@
 //!
 //! - [`advert`]: the versioned wire messages, their limits and checks.
 //! - [`policy`]: which origin may announce which destinations.
+//! - [`proof`]: how origins sign their advertisements and every agent checks them.
 //! - [`select`]: the order of paths and the hold-down rule, as pure functions.
 //! - [`relay`]: what to tell the peers when the path relayed for an origin changes.
 //! - [`path`] and [`output`]: what the table reports.
@@ -29,6 +30,7 @@ pub mod ingress;
 pub mod output;
 pub mod path;
 pub mod policy;
+pub mod proof;
 pub mod relay;
 pub mod runtime;
 pub mod select;
@@ -37,11 +39,12 @@ pub mod transport;
 
 pub use advert::{
     decode, encode, AdvertError, Advertisement, AgentId, Destination, DomainPattern, Message,
-    RouteSpec, Withdrawal, DEFAULT_WEIGHT, MAX_MESSAGE_BYTES, MAX_PATH_LEN, MAX_ROUTES, MAX_TTL_MS,
-    PROTOCOL_VERSION,
+    OriginProof, RouteSpec, Withdrawal, DEFAULT_WEIGHT, MAX_MESSAGE_BYTES, MAX_PATH_LEN,
+    MAX_ROUTES, MAX_TTL_MS, PROTOCOL_VERSION,
 };
 pub use dial::{DialError, DialFuture, MeshDialer, MeshStream};
 pub use output::{Outgoing, Output, SelectionChange};
 pub use path::{PathId, PathState, PathView, SelectedRoute};
 pub use policy::{AllowAll, AllowList, AnnouncePolicy, Restrictions};
+pub use proof::{AgentProofs, OriginProofs};
 pub use table::{RouteTable, TableConfig};

@@ -4,11 +4,12 @@
 //! origin's sequence number untouched. A peer already on the path never hears it (split
 //! horizon: the peer it came from is on the path, and any other would refuse it as a loop).
 //! A peer that heard the old advertisement and may not hear the new one gets a withdrawal at
-//! once; one that will hear a smaller set over the same path gets a withdrawal of the rest.
+//! once; every other change goes out as the new advertisement, whole, with the origin's proof
+//! (a relay cannot cut an origin's signed set down to a part of it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use crate::advert::{Advertisement, AgentId, Destination, Message, Withdrawal};
+use crate::advert::{Advertisement, AgentId, Message, Withdrawal};
 use crate::output::Outgoing;
 
 /// What this agent last told its peers about one origin.
@@ -64,36 +65,7 @@ pub fn update(
 
 /// What a peer that last heard `heard` must be told so that it knows `new`.
 fn message_for(heard: Option<&Advertisement>, new: &Advertisement) -> Option<Message> {
-    match heard {
-        Some(heard) if heard == new => None,
-        Some(heard) if only_lost_routes(heard, new) => Some(Message::Withdraw(Withdrawal {
-            origin: new.origin.clone(),
-            seq: new.seq,
-            path: new.path.clone(),
-            routes: lost_routes(heard, new),
-        })),
-        _ => Some(Message::Advertise(new.clone())),
-    }
-}
-
-/// `new` is `heard` over the same path with some routes gone and nothing else changed.
-fn only_lost_routes(heard: &Advertisement, new: &Advertisement) -> bool {
-    heard.path == new.path
-        && heard.ttl_ms == new.ttl_ms
-        && new.seq >= heard.seq
-        && new.routes.len() < heard.routes.len()
-        && new.routes.iter().all(|r| heard.routes.contains(r))
-}
-
-fn lost_routes(heard: &Advertisement, new: &Advertisement) -> Vec<Destination> {
-    let kept: BTreeMap<&Destination, u32> =
-        new.routes.iter().map(|r| (&r.dest, r.weight)).collect();
-    heard
-        .routes
-        .iter()
-        .filter(|r| !kept.contains_key(&r.dest))
-        .map(|r| r.dest.clone())
-        .collect()
+    (heard != Some(new)).then(|| Message::Advertise(new.clone()))
 }
 
 fn withdraw_all(advert: &Advertisement) -> Message {
@@ -101,7 +73,6 @@ fn withdraw_all(advert: &Advertisement) -> Message {
         origin: advert.origin.clone(),
         seq: advert.seq,
         path: advert.path.clone(),
-        routes: advert.routes.iter().map(|r| r.dest.clone()).collect(),
     })
 }
 

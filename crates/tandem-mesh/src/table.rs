@@ -7,6 +7,13 @@
 //! sent at once; [`RouteTable::expire`] is called at [`RouteTable::next_deadline`]; the first
 //! sequence number given to [`RouteTable::new`] is larger than any this agent used before a
 //! restart (milliseconds since the Unix epoch at start do).
+//!
+//! Every advertisement must carry its origin's proof ([`OriginProofs`]); this agent signs its
+//! own whenever their sequence number changes. A relay can only pass an origin's words on or
+//! drop them: a withdrawal takes away the sender's whole path, and a policy refuses a path
+//! whole. Against replays, the table remembers each origin's newest advertisement: an older one
+//! may not carry routes the newest lacks, and no copy lives longer than the newest's TTL from
+//! when this agent first heard it, however often a peer repeats it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,12 +23,13 @@ use ipnet::IpNet;
 use prefix_trie::joint::JointPrefixSet;
 
 use crate::advert::{
-    self, AdvertError, Advertisement, AgentId, Destination, DomainPattern, Message, Receiver,
-    RouteSpec, Withdrawal,
+    self, AdvertError, Advertisement, AgentId, Destination, DomainPattern, Message, OriginProof,
+    Receiver, RouteSpec, Withdrawal,
 };
 use crate::output::{Output, SelectionChange};
 use crate::path::{PathId, PathState, PathView, SelectedRoute};
 use crate::policy::AnnouncePolicy;
+use crate::proof::OriginProofs;
 use crate::relay::{self, Relayed};
 use crate::select::{self, Candidate, Rank};
 
@@ -61,6 +69,7 @@ struct StoredPath {
     since_ms: u64,
     expires_ms: Option<u64>,
     held_until_ms: u64,
+    proof: OriginProof,
 }
 
 /// What a path announces, before the table stores it.
@@ -70,6 +79,23 @@ struct Heard {
     routes: BTreeMap<Destination, u32>,
     ttl_ms: u64,
     expires_ms: Option<u64>,
+    proof: OriginProof,
+}
+
+/// The newest advertisement heard from an origin, over any path.
+#[derive(Clone, Debug)]
+struct Newest {
+    seq: u64,
+    routes: BTreeMap<Destination, u32>,
+    first_heard_ms: u64,
+    ttl_ms: u64,
+}
+
+impl Newest {
+    /// No copy of this origin's advertisements lives past this.
+    fn expires_ms(&self) -> u64 {
+        self.first_heard_ms.saturating_add(self.ttl_ms)
+    }
 }
 
 /// The paths stored for one destination and the one chosen.
@@ -92,6 +118,7 @@ pub struct RouteTable {
     me: AgentId,
     config: TableConfig,
     policy: Arc<dyn AnnouncePolicy>,
+    proofs: Arc<dyn OriginProofs>,
     peers: BTreeSet<AgentId>,
     paths: BTreeMap<PathId, StoredPath>,
     dests: BTreeMap<Destination, DestState>,
@@ -102,9 +129,11 @@ pub struct RouteTable {
     /// Suspected next hops and until when.
     suspects: BTreeMap<AgentId, u64>,
     relayed: BTreeMap<AgentId, Relayed>,
-    /// The last advertisement over each path that the policy refused, with when it came: a
-    /// policy that later allows it admits it at once instead of at the origin's next refresh.
-    refused: BTreeMap<PathId, (Advertisement, u64)>,
+    /// The last advertisement over each path that the policy refused: a policy that later
+    /// allows it admits it at once instead of at the origin's next refresh.
+    refused: BTreeMap<PathId, Advertisement>,
+    /// Each origin's newest advertisement, kept while its paths are and a while after.
+    origins: BTreeMap<AgentId, Newest>,
     own_seq: u64,
     clock_ms: u64,
 }
@@ -115,12 +144,14 @@ impl RouteTable {
         me: AgentId,
         config: TableConfig,
         policy: Arc<dyn AnnouncePolicy>,
+        proofs: Arc<dyn OriginProofs>,
         first_seq: u64,
     ) -> Self {
         Self {
             me,
             config,
             policy,
+            proofs,
             peers: BTreeSet::new(),
             paths: BTreeMap::new(),
             dests: BTreeMap::new(),
@@ -129,6 +160,7 @@ impl RouteTable {
             suspects: BTreeMap::new(),
             relayed: BTreeMap::new(),
             refused: BTreeMap::new(),
+            origins: BTreeMap::new(),
             own_seq: first_seq,
             clock_ms: 0,
         }
@@ -194,7 +226,8 @@ impl RouteTable {
         }
     }
 
-    /// An advertisement from a peer: checked, stored beside every other path, relayed.
+    /// An advertisement from a peer: checked (form, origin's proof, freshness), stored beside
+    /// every other path, relayed.
     pub fn advertise(
         &mut self,
         from_peer: &AgentId,
@@ -204,47 +237,48 @@ impl RouteTable {
         self.tick(now_ms);
         self.check_sender(from_peer)?;
         advert.check(self.receiver(from_peer))?;
+        self.check_proof(&advert)?;
+        self.note_newest(&advert, now_ms)?;
         let id = PathId {
             origin: advert.origin.clone(),
             next_hop: from_peer.clone(),
         };
         if let Err(refused) = self.check_policy(&advert) {
-            self.refused.insert(id, (advert, now_ms));
+            self.refused.insert(id, advert);
             return Err(refused);
         }
         self.refused.remove(&id);
         let mut touched = Touched::default();
-        self.admit(id, advert, now_ms, now_ms, &mut touched);
+        self.admit(id, advert, now_ms, &mut touched);
         Ok(self.finish(touched, now_ms))
     }
 
-    /// Stores an allowed advertisement that came at `heard_ms`, unless it is stale.
-    fn admit(
-        &mut self,
-        id: PathId,
-        advert: Advertisement,
-        heard_ms: u64,
-        now_ms: u64,
-        touched: &mut Touched,
-    ) {
+    /// Stores an allowed advertisement, unless it is stale or its origin's newest
+    /// advertisement has expired.
+    fn admit(&mut self, id: PathId, advert: Advertisement, now_ms: u64, touched: &mut Touched) {
         if self.is_stale(&id, &advert) {
             return;
         }
+        let Some(expires_ms) = self
+            .origins
+            .get(&advert.origin)
+            .map(Newest::expires_ms)
+            .filter(|at| *at > now_ms)
+        else {
+            return;
+        };
         let heard = Heard {
             seq: advert.seq,
-            routes: advert
-                .routes
-                .iter()
-                .map(|r| (r.dest.clone(), r.weight))
-                .collect(),
+            routes: route_map(&advert.routes),
             path: advert.path,
             ttl_ms: advert.ttl_ms,
-            expires_ms: Some(heard_ms.saturating_add(advert.ttl_ms)),
+            expires_ms: Some(expires_ms),
+            proof: advert.proof,
         };
         self.put_path(id, heard, now_ms, touched);
     }
 
-    /// A withdrawal from a peer: the routes leave the path it names; a stale one is ignored.
+    /// A withdrawal from a peer: the path it names is gone; a stale one is ignored.
     pub fn withdraw(
         &mut self,
         from_peer: &AgentId,
@@ -262,18 +296,12 @@ impl RouteTable {
         if self
             .refused
             .get(&id)
-            .is_some_and(|(advert, _)| withdrawal.seq >= advert.seq)
+            .is_some_and(|advert| withdrawal.seq >= advert.seq)
         {
             self.refused.remove(&id);
         }
         if self.paths.get(&id).is_some_and(|p| withdrawal.seq >= p.seq) {
-            self.remove_routes(
-                &id,
-                &withdrawal.routes,
-                withdrawal.seq,
-                now_ms,
-                &mut touched,
-            );
+            self.drop_path(&id, now_ms, &mut touched);
         }
         Ok(self.finish(touched, now_ms))
     }
@@ -294,14 +322,8 @@ impl RouteTable {
             return Ok(self.finish(touched, now_ms));
         }
         advert::check_routes(&self.me, routes.iter().map(|r| &r.dest))?;
-        let heard = Heard {
-            seq: self.next_own_seq(),
-            path: vec![self.me.clone()],
-            routes: routes.into_iter().map(|r| (r.dest, r.weight)).collect(),
-            ttl_ms: self.config.route_ttl_ms,
-            expires_ms: None,
-        };
-        self.put_path(id, heard, now_ms, &mut touched);
+        let routes = routes.into_iter().map(|r| (r.dest, r.weight)).collect();
+        self.put_own(routes, now_ms, &mut touched);
         Ok(self.finish(touched, now_ms))
     }
 
@@ -310,13 +332,22 @@ impl RouteTable {
         self.tick(now_ms);
         let id = self.own_id();
         let mut touched = Touched::default();
-        let owns_any = self
-            .paths
-            .get(&id)
-            .is_some_and(|p| dests.iter().any(|d| p.routes.contains_key(d)));
-        if owns_any {
-            let seq = self.next_own_seq();
-            self.remove_routes(&id, dests, seq, now_ms, &mut touched);
+        let Some(own) = self.paths.get(&id) else {
+            return Output::default();
+        };
+        if !dests.iter().any(|d| own.routes.contains_key(d)) {
+            return Output::default();
+        }
+        let kept: BTreeMap<Destination, u32> = own
+            .routes
+            .iter()
+            .filter(|(dest, _)| !dests.contains(dest))
+            .map(|(dest, weight)| (dest.clone(), *weight))
+            .collect();
+        if kept.is_empty() {
+            self.drop_path(&id, now_ms, &mut touched);
+        } else {
+            self.put_own(kept, now_ms, &mut touched);
         }
         self.finish(touched, now_ms)
     }
@@ -325,16 +356,29 @@ impl RouteTable {
     /// TTL backstop does not drop them; call it well within `route_ttl_ms`.
     pub fn refresh(&mut self, now_ms: u64) -> Output {
         self.tick(now_ms);
-        let id = self.own_id();
         let mut touched = Touched::default();
-        if self.paths.contains_key(&id) {
-            let seq = self.next_own_seq();
-            if let Some(own) = self.paths.get_mut(&id) {
-                own.seq = seq;
-            }
-            touched.origins.insert(self.me.clone());
+        if let Some(own) = self.paths.get(&self.own_id()) {
+            let routes = own.routes.clone();
+            self.put_own(routes, now_ms, &mut touched);
         }
         self.finish(touched, now_ms)
+    }
+
+    /// Stores this agent's own `routes` under a new sequence number, signed.
+    fn put_own(&mut self, routes: BTreeMap<Destination, u32>, now_ms: u64, touched: &mut Touched) {
+        let seq = self.next_own_seq();
+        let ttl_ms = self.config.route_ttl_ms;
+        let statement = advert::statement(&self.me, seq, &route_specs(&routes), ttl_ms);
+        let proof = self.proofs.prove(&statement);
+        let heard = Heard {
+            seq,
+            path: vec![self.me.clone()],
+            routes,
+            ttl_ms,
+            expires_ms: None,
+            proof,
+        };
+        self.put_path(self.own_id(), heard, now_ms, touched);
     }
 
     /// An open through `next_hop` was not acknowledged: its paths rank after every other
@@ -392,6 +436,10 @@ impl RouteTable {
         let memory = self.config.route_ttl_ms.saturating_mul(LOST_MEMORY_TTLS);
         self.lost
             .retain(|_, at| now_ms.saturating_sub(*at) <= memory);
+        let heard_of: BTreeSet<&AgentId> = self.paths.keys().map(|id| &id.origin).collect();
+        self.origins.retain(|origin, newest| {
+            heard_of.contains(origin) || now_ms.saturating_sub(newest.expires_ms()) <= memory
+        });
         touched.dests.extend(self.dests.keys().cloned());
         self.finish(touched, now_ms)
     }
@@ -411,59 +459,42 @@ impl RouteTable {
         expiries.chain(lapses).chain(holds).min()
     }
 
-    /// Lets the servers change who may announce what; stored routes now refused go at once,
-    /// and the last refused advertisement over a path comes in once it is allowed (unless its
-    /// TTL ran out meanwhile).
+    /// Lets the servers change who may announce what: a stored path with a route now refused
+    /// goes at once, whole (as it would have been refused on arrival), and the last refused
+    /// advertisement over a path comes in once it is allowed (unless its origin's newest
+    /// advertisement expired meanwhile).
     pub fn set_policy(&mut self, policy: Arc<dyn AnnouncePolicy>, now_ms: u64) -> Output {
         self.tick(now_ms);
         self.policy = policy;
         let mut touched = Touched::default();
-        let refused: Vec<(PathId, Vec<Destination>)> = self
+        let refused: Vec<PathId> = self
             .paths
             .iter()
-            .filter(|(id, _)| id.origin != self.me)
-            .map(|(id, p)| {
-                let dests = p.routes.keys();
-                let refused = dests.filter(|d| !self.policy.may_announce(&id.origin, d));
-                (id.clone(), refused.cloned().collect::<Vec<_>>())
+            .filter(|(id, stored)| {
+                id.origin != self.me
+                    && stored
+                        .routes
+                        .keys()
+                        .any(|dest| !self.policy.may_announce(&id.origin, dest))
             })
-            .filter(|(_, refused)| !refused.is_empty())
+            .map(|(id, _)| id.clone())
             .collect();
-        for (id, dests) in refused {
-            let Some(stored) = self.paths.get(&id) else {
-                continue;
-            };
-            let seq = stored.seq;
-            // Kept aside whole, so that a policy that widens again brings the routes back.
-            let advert = Advertisement {
-                origin: id.origin.clone(),
-                seq,
-                path: stored.path.clone(),
-                routes: stored
-                    .routes
-                    .iter()
-                    .map(|(dest, weight)| RouteSpec::new(dest.clone(), *weight))
-                    .collect(),
-                ttl_ms: stored.ttl_ms,
-            };
-            let heard_ms = stored
-                .expires_ms
-                .map_or(now_ms, |expires| expires.saturating_sub(stored.ttl_ms));
-            self.refused.insert(id.clone(), (advert, heard_ms));
-            self.remove_routes(&id, &dests, seq, now_ms, &mut touched);
+        for id in refused {
+            // Kept aside, so that a policy that widens again brings the path back.
+            if let Some(advert) = self.paths.get(&id).map(|stored| advert_of(&id, stored)) {
+                self.refused.insert(id.clone(), advert);
+            }
+            self.drop_path(&id, now_ms, &mut touched);
         }
         let allowed: Vec<PathId> = self
             .refused
             .iter()
-            .filter(|(_, (advert, _))| self.check_policy(advert).is_ok())
+            .filter(|(_, advert)| self.check_policy(advert).is_ok())
             .map(|(id, _)| id.clone())
             .collect();
         for id in allowed {
-            let Some((advert, heard_ms)) = self.refused.remove(&id) else {
-                continue;
-            };
-            if heard_ms.saturating_add(advert.ttl_ms) > now_ms {
-                self.admit(id, advert, heard_ms, now_ms, &mut touched);
+            if let Some(advert) = self.refused.remove(&id) {
+                self.admit(id, advert, now_ms, &mut touched);
             }
         }
         self.finish(touched, now_ms)
@@ -559,6 +590,52 @@ impl RouteTable {
         }
     }
 
+    fn check_proof(&self, advert: &Advertisement) -> Result<(), AdvertError> {
+        self.proofs
+            .check(&advert.origin, &advert.statement(), &advert.proof)
+            .map_err(|why| AdvertError::BadProof {
+                origin: advert.origin.clone(),
+                seq: advert.seq,
+                why,
+            })
+    }
+
+    /// Refuses a replay (an older advertisement with routes the origin has since given up, or
+    /// any copy past the newest one's TTL) and remembers a newer advertisement.
+    fn note_newest(&mut self, advert: &Advertisement, now_ms: u64) -> Result<(), AdvertError> {
+        let newest = match self.origins.get(&advert.origin) {
+            Some(newest) if advert.seq <= newest.seq => newest,
+            _ => {
+                let newest = Newest {
+                    seq: advert.seq,
+                    routes: route_map(&advert.routes),
+                    first_heard_ms: now_ms,
+                    ttl_ms: advert.ttl_ms,
+                };
+                self.origins.insert(advert.origin.clone(), newest);
+                return Ok(());
+            }
+        };
+        let still_announced = advert
+            .routes
+            .iter()
+            .all(|r| newest.routes.get(&r.dest) == Some(&r.weight));
+        if !still_announced {
+            return Err(AdvertError::Superseded {
+                origin: advert.origin.clone(),
+                seq: advert.seq,
+                newest: newest.seq,
+            });
+        }
+        if newest.expires_ms() <= now_ms {
+            return Err(AdvertError::Expired {
+                origin: advert.origin.clone(),
+                seq: advert.seq,
+            });
+        }
+        Ok(())
+    }
+
     fn check_policy(&self, advert: &Advertisement) -> Result<(), AdvertError> {
         let refused = advert
             .routes
@@ -614,6 +691,7 @@ impl RouteTable {
             since_ms,
             expires_ms: heard.expires_ms,
             held_until_ms,
+            proof: heard.proof,
         };
         self.paths.insert(id, stored);
     }
@@ -625,34 +703,6 @@ impl RouteTable {
             now_ms.saturating_add(self.config.hold_down_ms)
         } else {
             0
-        }
-    }
-
-    fn remove_routes(
-        &mut self,
-        id: &PathId,
-        dests: &[Destination],
-        seq: u64,
-        now_ms: u64,
-        touched: &mut Touched,
-    ) {
-        let Some(stored) = self.paths.get_mut(id) else {
-            return;
-        };
-        stored.seq = stored.seq.max(seq);
-        let removed: Vec<Destination> = dests
-            .iter()
-            .filter(|d| stored.routes.remove(*d).is_some())
-            .cloned()
-            .collect();
-        let now_empty = stored.routes.is_empty();
-        for dest in removed {
-            self.unindex(&dest, id);
-            touched.dests.insert(dest);
-        }
-        touched.origins.insert(id.origin.clone());
-        if now_empty {
-            self.drop_path(id, now_ms, touched);
         }
     }
 
@@ -801,24 +851,11 @@ impl RouteTable {
             .iter()
             .filter(|(id, _)| &id.origin == origin)
             .min_by_key(|(id, stored)| (self.metric(id, stored), &id.next_hop))?;
-        let mut path = stored.path.clone();
+        let mut advert = advert_of(id, stored);
         if id.origin != self.me {
-            path.push(self.me.clone());
+            advert.path.push(self.me.clone());
         }
-        if path.len() > self.config.max_hops {
-            return None;
-        }
-        Some(Advertisement {
-            origin: origin.clone(),
-            seq: stored.seq,
-            path,
-            routes: stored
-                .routes
-                .iter()
-                .map(|(dest, weight)| RouteSpec::new(dest.clone(), *weight))
-                .collect(),
-            ttl_ms: stored.ttl_ms,
-        })
+        (advert.path.len() <= self.config.max_hops).then_some(advert)
     }
 
     // ----- views -----
@@ -885,6 +922,29 @@ impl RouteTable {
     fn tick(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
     }
+}
+
+/// The advertisement a stored path was heard as, proof included.
+fn advert_of(id: &PathId, stored: &StoredPath) -> Advertisement {
+    Advertisement {
+        origin: id.origin.clone(),
+        seq: stored.seq,
+        path: stored.path.clone(),
+        routes: route_specs(&stored.routes),
+        ttl_ms: stored.ttl_ms,
+        proof: stored.proof.clone(),
+    }
+}
+
+fn route_map(routes: &[RouteSpec]) -> BTreeMap<Destination, u32> {
+    routes.iter().map(|r| (r.dest.clone(), r.weight)).collect()
+}
+
+fn route_specs(routes: &BTreeMap<Destination, u32>) -> Vec<RouteSpec> {
+    routes
+        .iter()
+        .map(|(dest, weight)| RouteSpec::new(dest.clone(), *weight))
+        .collect()
 }
 
 #[cfg(test)]

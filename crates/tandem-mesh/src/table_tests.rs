@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::policy::{AllowAll, AllowList};
+use crate::proof::NamedProofs;
 
 const HOLD_MS: u64 = 1_000;
 const TTL_MS: u64 = 30_000;
@@ -30,18 +31,29 @@ fn config() -> TableConfig {
     }
 }
 
+fn table_with_policy(me: &str, policy: impl AnnouncePolicy + 'static) -> RouteTable {
+    let proofs = NamedProofs { me: id(me) };
+    RouteTable::new(
+        id(me),
+        config(),
+        Arc::new(policy),
+        Arc::new(proofs),
+        FIRST_SEQ,
+    )
+}
+
 /// A table for `me`, connected to `peers` at time 0.
 fn table(me: &str, peers: &[&str]) -> RouteTable {
-    let mut table = RouteTable::new(id(me), config(), Arc::new(AllowAll), FIRST_SEQ);
+    let mut table = table_with_policy(me, AllowAll);
     for peer in peers {
         let _ = table.peer_up(id(peer), 0);
     }
     table
 }
 
-/// An advertisement along `path` (origin first, sender last).
+/// An advertisement along `path` (origin first, sender last), signed by its origin.
 fn advert(path: &[&str], seq: u64, routes: &[(&str, u32)]) -> Advertisement {
-    Advertisement {
+    let mut advert = Advertisement {
         origin: id(path[0]),
         seq,
         path: path.iter().map(|n| id(n)).collect(),
@@ -50,6 +62,18 @@ fn advert(path: &[&str], seq: u64, routes: &[(&str, u32)]) -> Advertisement {
             .map(|(d, w)| RouteSpec::new(dest(d), *w))
             .collect(),
         ttl_ms: TTL_MS,
+        proof: OriginProof::default(),
+    };
+    advert.proof.signature = NamedProofs::signature(&advert.origin, &advert.statement());
+    advert
+}
+
+/// A withdrawal of the path `path` from its last hop.
+fn withdrawal(path: &[&str], seq: u64) -> Withdrawal {
+    Withdrawal {
+        origin: id(path[0]),
+        seq,
+        path: path.iter().map(|n| id(n)).collect(),
     }
 }
 
@@ -147,16 +171,20 @@ fn a_relayed_advert_is_never_sent_to_a_peer_already_on_its_path() {
 }
 
 #[test]
-fn a_duplicate_advert_refreshes_the_ttl_but_is_not_relayed_again() {
-    let mut transit = table("t-1", &["exit-a", "ingress"]);
+fn a_repeated_advert_is_not_relayed_again_and_cannot_extend_its_ttl() {
+    let mut transit = table("t-1", &["exit-a", "t-2", "ingress"]);
     let _ = hear(&mut transit, &["exit-a"], 7, &[NET], 0);
     let again = hear(&mut transit, &["exit-a"], 7, &[NET], 20_000);
     assert!(again.is_empty());
-    assert!(
-        transit.expire(TTL_MS).is_empty(),
-        "the TTL counts from the copy"
-    );
-    assert_eq!(via(&transit, IN_NET), pair("exit-a", "exit-a"));
+    // The same copy over another path lives no longer either.
+    let _ = hear(&mut transit, &["exit-a", "t-2"], 7, &[NET], 25_000);
+    let out = transit.expire(TTL_MS);
+    assert_eq!(out.changes.len(), 1, "the TTL counts from the first copy");
+    assert_eq!(via(&transit, IN_NET), None);
+    // Repeated once more after its TTL, it is a replay.
+    let replay = transit.advertise(&id("exit-a"), advert(&["exit-a"], 7, &[NET]), TTL_MS + 1);
+    assert!(matches!(replay, Err(AdvertError::Expired { seq: 7, .. })));
+    assert_eq!(via(&transit, IN_NET), None);
 }
 
 #[test]
@@ -203,7 +231,6 @@ fn a_dead_peer_triggers_withdrawals_to_the_other_peers_at_once() {
             "the origin's sequence number, not a new one"
         );
         assert_eq!(names(&sent[0].path), ["exit-a", "t-1"]);
-        assert_eq!(sent[0].routes.len(), 2);
     }
     assert_eq!(out.changes.len(), 2, "both destinations lost their route");
     assert_eq!(via(&transit, IN_NET), None);
@@ -225,41 +252,31 @@ fn a_dead_peer_with_a_backup_path_sends_the_backup_instead() {
 fn withdrawals_are_relayed() {
     let mut transit = table("t-1", &["exit-a", "ingress"]);
     let _ = hear(&mut transit, &["exit-a"], 7, &[NET], 0);
-    let withdrawal = Withdrawal {
-        origin: id("exit-a"),
-        seq: 8,
-        path: vec![id("exit-a")],
-        routes: vec![dest(NET.0)],
-    };
     let out = transit
-        .withdraw(&id("exit-a"), withdrawal, 10)
+        .withdraw(&id("exit-a"), withdrawal(&["exit-a"], 8), 10)
         .expect("withdrawal accepted");
     let sent = withdrawals_to(&out, "ingress");
     assert_eq!(sent.len(), 1);
-    assert_eq!(names(&sent[0].path), ["exit-a", "t-1"]);
-    assert_eq!(sent[0].routes, vec![dest(NET.0)]);
+    assert_eq!(
+        (names(&sent[0].path), sent[0].seq),
+        (vec!["exit-a", "t-1"], 7)
+    );
     assert_eq!(via(&transit, IN_NET), None);
 }
 
 #[test]
-fn a_partial_withdrawal_is_relayed_as_a_withdrawal_with_the_origins_sequence_number() {
+fn routes_an_origin_gives_up_leave_with_its_new_signed_advert() {
     let mut transit = table("t-1", &["exit-a", "ingress"]);
     let _ = hear(&mut transit, &["exit-a"], 7, &[NET, ("fd00::/8", 100)], 0);
-    let withdrawal = Withdrawal {
-        origin: id("exit-a"),
-        seq: 9,
-        path: vec![id("exit-a")],
-        routes: vec![dest("fd00::/8")],
-    };
-    let out = transit
-        .withdraw(&id("exit-a"), withdrawal, 10)
-        .expect("withdrawal accepted");
-    let sent = withdrawals_to(&out, "ingress");
+    let out = hear(&mut transit, &["exit-a"], 9, &[NET], 10);
+    assert!(withdrawals_to(&out, "ingress").is_empty());
+    let sent = adverts_to(&out, "ingress");
+    assert_eq!((sent[0].seq, sent[0].routes.len()), (9, 1));
     assert_eq!(
-        (sent[0].seq, sent[0].routes.clone()),
-        (9, vec![dest("fd00::/8")])
+        sent[0].proof,
+        advert(&["exit-a"], 9, &[NET]).proof,
+        "the origin's proof, passed on untouched"
     );
-    assert!(adverts_to(&out, "ingress").is_empty());
     assert_eq!(via(&transit, IN_NET), pair("exit-a", "exit-a"));
     assert_eq!(via(&transit, "fd00::1"), None);
 }
@@ -268,20 +285,66 @@ fn a_partial_withdrawal_is_relayed_as_a_withdrawal_with_the_origins_sequence_num
 fn a_stale_withdrawal_is_ignored() {
     let mut ingress = table("ingress", &["t-1"]);
     let _ = hear(&mut ingress, &["exit-a", "t-1"], 7, &[NET], 0);
-    let stale = Withdrawal {
-        origin: id("exit-a"),
-        seq: 6,
-        path: vec![id("exit-a"), id("t-1")],
-        routes: vec![dest(NET.0)],
-    };
     let out = ingress
-        .withdraw(&id("t-1"), stale, 10)
+        .withdraw(&id("t-1"), withdrawal(&["exit-a", "t-1"], 6), 10)
         .expect("well formed");
     assert!(out.is_empty());
     assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
 }
 
 // ----- refusals -----
+
+#[test]
+fn an_advert_not_signed_by_its_origin_is_refused() {
+    let mut ingress = table("ingress", &["t-1"]);
+    // A relay that widens what the origin said.
+    let mut widened = advert(&["exit-a", "t-1"], 7, &[NET]);
+    widened.routes.push(RouteSpec::new(dest("0.0.0.0/0"), 1000));
+    // A relay that speaks in another's name.
+    let mut spoofed = advert(&["exit-a", "t-1"], 7, &[NET]);
+    spoofed.proof.signature = NamedProofs::signature(&id("t-1"), &spoofed.statement());
+    // A relay that raises the weight or the TTL.
+    let mut heavier = advert(&["exit-a", "t-1"], 7, &[NET]);
+    heavier.routes[0].weight += 1;
+    let mut longer = advert(&["exit-a", "t-1"], 7, &[NET]);
+    longer.ttl_ms += 1;
+    for forged in [widened, spoofed, heavier, longer] {
+        let refused = ingress.advertise(&id("t-1"), forged, 0);
+        assert!(
+            matches!(&refused, Err(AdvertError::BadProof { origin, .. }) if origin == &id("exit-a")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(via(&ingress, IN_NET), None);
+    assert!(ingress
+        .advertise(&id("t-1"), advert(&["exit-a", "t-1"], 7, &[NET]), 0)
+        .is_ok());
+}
+
+#[test]
+fn an_older_advert_with_routes_the_origin_gave_up_is_a_replay() {
+    let mut ingress = table("ingress", &["t-1", "t-2"]);
+    let _ = hear(
+        &mut ingress,
+        &["exit-a", "t-1"],
+        7,
+        &[NET, ("fd00::/8", 100)],
+        0,
+    );
+    let _ = hear(&mut ingress, &["exit-a", "t-1"], 8, &[NET], 10);
+    // t-2 replays the genuine seq 7 it once heard.
+    let replay = advert(&["exit-a", "t-2"], 7, &[NET, ("fd00::/8", 100)]);
+    assert_eq!(
+        ingress.advertise(&id("t-2"), replay, 20),
+        Err(AdvertError::Superseded {
+            origin: id("exit-a"),
+            seq: 7,
+            newest: 8
+        })
+    );
+    assert_eq!(via(&ingress, "fd00::1"), None);
+    assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
+}
 
 #[test]
 fn an_advert_whose_path_holds_our_id_is_dropped_as_a_loop() {
@@ -311,7 +374,7 @@ fn an_advert_over_max_hops_is_dropped() {
 #[test]
 fn an_origin_may_not_announce_a_prefix_outside_its_allow_list() {
     let policy = AllowList::new().allow(id("exit-a"), dest("10.0.0.0/8"));
-    let mut ingress = RouteTable::new(id("ingress"), config(), Arc::new(policy), FIRST_SEQ);
+    let mut ingress = table_with_policy("ingress", policy);
     let _ = ingress.peer_up(id("t-1"), 0);
     let too_wide = advert(
         &["exit-a", "t-1"],
@@ -341,7 +404,7 @@ fn an_origin_may_not_announce_a_prefix_outside_its_allow_list() {
 }
 
 #[test]
-fn a_narrower_policy_drops_routes_already_stored() {
+fn a_narrower_policy_drops_a_stored_path_with_a_refused_route_whole() {
     let mut ingress = table("ingress", &["t-1"]);
     let _ = hear(
         &mut ingress,
@@ -352,10 +415,14 @@ fn a_narrower_policy_drops_routes_already_stored() {
     );
     let policy = AllowList::new().allow(id("exit-a"), dest("fd00::/8"));
     let out = ingress.set_policy(Arc::new(policy), 10);
-    assert_eq!(out.changes.len(), 1);
+    assert_eq!(out.changes.len(), 2);
     assert_eq!(via(&ingress, IN_NET), None);
-    assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
-    // Wider again: the dropped route comes back without a new advertisement.
+    assert_eq!(
+        via(&ingress, "fd00::1"),
+        None,
+        "as the advertisement would be refused on arrival"
+    );
+    // Wider again: the path comes back without a new advertisement.
     let _ = ingress.set_policy(Arc::new(AllowAll), 20);
     assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
     assert_eq!(via(&ingress, "fd00::1"), pair("exit-a", "t-1"));
@@ -404,16 +471,9 @@ fn a_message_from_a_peer_that_is_not_connected_is_refused() {
 fn an_older_sequence_number_via_the_same_peer_is_ignored() {
     let mut ingress = table("ingress", &["t-1"]);
     let _ = hear(&mut ingress, &["exit-a", "t-1"], 7, &[NET], 0);
-    let out = hear(
-        &mut ingress,
-        &["exit-a", "t-1"],
-        6,
-        &[("fd00::/8", 100)],
-        10,
-    );
+    let out = hear(&mut ingress, &["exit-a", "t-1"], 6, &[NET], 10);
     assert!(out.is_empty());
-    assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-1"));
-    assert_eq!(via(&ingress, "fd00::1"), None);
+    assert_eq!(ingress.paths_for(&dest(NET.0), 10)[0].seq, 7);
 }
 
 #[test]
@@ -468,14 +528,8 @@ fn every_path_is_stored_and_losing_one_is_a_local_switch() {
     let _ = hear(&mut ingress, &["exit-a", "t-2"], 7, &[NET], 0);
     let _ = hear(&mut ingress, &["exit-b", "t-2"], 3, &[NET], 0);
     assert_eq!(ingress.paths_for(&dest(NET.0), 0).len(), 3);
-    let withdrawal = Withdrawal {
-        origin: id("exit-a"),
-        seq: 7,
-        path: vec![id("exit-a"), id("t-1")],
-        routes: vec![dest(NET.0)],
-    };
     let out = ingress
-        .withdraw(&id("t-1"), withdrawal, 10)
+        .withdraw(&id("t-1"), withdrawal(&["exit-a", "t-1"], 7), 10)
         .expect("accepted");
     assert_eq!(out.changes.len(), 1);
     assert_eq!(via(&ingress, IN_NET), pair("exit-a", "t-2"));
@@ -702,7 +756,13 @@ fn own_exits_are_advertised_to_every_peer_and_exit_here() {
     assert_eq!(exit.next_deadline(), None, "own routes never expire");
 
     let refreshed = exit.refresh(10_000);
-    assert_eq!(adverts_to(&refreshed, "t-1")[0].seq, FIRST_SEQ + 2);
+    let sent = adverts_to(&refreshed, "t-1");
+    assert_eq!(sent[0].seq, FIRST_SEQ + 2);
+    assert_eq!(
+        sent[0].proof.signature,
+        NamedProofs::signature(&id("exit-a"), &sent[0].statement()),
+        "signed anew with each sequence number"
+    );
 
     let gone = exit.withdraw_own(&[dest(NET.0)], 20_000);
     assert_eq!(withdrawals_to(&gone, "t-1").len(), 1);
@@ -735,7 +795,8 @@ fn views_show_selected_and_backup_paths_with_their_age_and_expiry() {
     assert_eq!(views[0].state, PathState::Selected);
     assert_eq!(views[0].route.metric, 2);
     assert_eq!(views[0].age_ms, 1_000);
-    assert_eq!(views[0].expires_in_ms, Some(TTL_MS - 1_000));
+    // Seq 7 was first heard at 1 000: no copy of it outlives that by more than the TTL.
+    assert_eq!(views[0].expires_in_ms, Some(TTL_MS - 2_000));
     assert_eq!(views[1].state, PathState::Backup);
     assert_eq!(names(&views[1].route.path), ["exit-a", "t-2", "t-1"]);
     let json = serde_json::to_value(&views[0]).expect("serialises");

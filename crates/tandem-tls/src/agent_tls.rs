@@ -5,9 +5,17 @@
 //! The dialer either names the agent it expects ([`agent_dns_name`] as the server name) or
 //! accepts any valid agent ([`ANY_AGENT_SERVER_NAME`]) when it only knows an address, as with
 //! `peers = [{address = "transit-a:4433"}]`; the name it learns is the one the certificate proves.
+//!
+//! The same identity signs what an agent tells the whole mesh (its route advertisements, which
+//! other agents relay): [`AgentTls::sign`] with the agent's key, [`AgentTls::check_signed`] by
+//! any agent, against the certificate carried beside the signature, which must pass the same
+//! checks as a peer's in a handshake and name the agent that claims to have signed.
 
 use std::fmt;
 use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
@@ -68,6 +76,26 @@ pub enum AgentTlsError {
     UnusableKey(rustls::Error),
     #[error("building the mesh TLS configuration failed: {0}")]
     Config(String),
+    #[error("the agent's private key is not a P-256 key in PKCS#8 ({0}); the credential file is damaged, enrol the agent again")]
+    SigningKey(String),
+}
+
+/// Signing failed: the system's random number generator did not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed: the system's random number generator did not answer")]
+pub struct SigningFailed;
+
+/// Why a statement signed by an agent was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedStatementError {
+    #[error("the signer's certificate is not an agent certificate: {0}")]
+    NotAnAgentCertificate(String),
+    #[error("the statement claims to come from {claimed:?}, but the certificate carried with it names {certified:?}")]
+    WrongSigner { claimed: String, certified: String },
+    #[error("the signer's certificate is refused ({0})")]
+    CertificateRefused(rustls::Error),
+    #[error("the signature does not match the statement and the certificate")]
+    BadSignature,
 }
 
 /// An agent's TLS identity on the mesh: the rustls server and client configurations built from
@@ -77,6 +105,10 @@ pub struct AgentTls {
     name: String,
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    certificate: CertificateDer<'static>,
+    signing_key: Arc<EcdsaKeyPair>,
+    verifier: Arc<AgentVerifier>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl fmt::Debug for AgentTls {
@@ -109,6 +141,9 @@ impl AgentTls {
         }
         let name = peer_agent_name(&chain).ok_or(AgentTlsError::NotAnAgentCertificate)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(private_key_pkcs8_der.to_vec()));
+        let signing_key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, private_key_pkcs8_der)
+                .map_err(|e| AgentTlsError::SigningKey(e.to_string()))?;
 
         let verifier = Arc::new(AgentVerifier::new(roots, provider.clone(), revoked)?);
         verifier
@@ -119,11 +154,15 @@ impl AgentTls {
             })?;
 
         let server = server_config(&provider, verifier.clone(), chain.clone(), key.clone_key())?;
-        let client = client_config(&provider, verifier, chain, key)?;
+        let client = client_config(&provider, verifier.clone(), chain.clone(), key)?;
         Ok(Self {
             name,
             server: Arc::new(server),
             client: Arc::new(client),
+            certificate: chain[0].clone(),
+            signing_key: Arc::new(signing_key),
+            verifier,
+            provider,
         })
     }
 
@@ -141,6 +180,63 @@ impl AgentTls {
     /// [`ANY_AGENT_SERVER_NAME`] to accept any unrevoked agent.
     pub fn client_config(&self) -> Arc<ClientConfig> {
         self.client.clone()
+    }
+
+    /// This agent's certificate (DER), to carry beside what it signs.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.certificate
+    }
+
+    /// Signs `statement` with this agent's key: ECDSA P-256 with SHA-256, ASN.1 DER encoded.
+    /// Fails only when the system's random number generator does.
+    pub fn sign(&self, statement: &[u8]) -> Result<Vec<u8>, SigningFailed> {
+        self.signing_key
+            .sign(&SystemRandom::new(), statement)
+            .map(|signature| signature.as_ref().to_vec())
+            .map_err(|_| SigningFailed)
+    }
+
+    /// Checks that agent `signer` signed `statement`: `certificate` (DER) must be a valid,
+    /// unrevoked agent certificate of this cluster naming `signer`, and `signature` must be its
+    /// key's signature of `statement`, as [`AgentTls::sign`] makes it.
+    pub fn check_signed(
+        &self,
+        signer: &str,
+        certificate: &[u8],
+        statement: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignedStatementError> {
+        let certificate = CertificateDer::from(certificate);
+        let certified = peer_agent_name(std::slice::from_ref(&certificate)).ok_or_else(|| {
+            SignedStatementError::NotAnAgentCertificate("it names no agent".into())
+        })?;
+        if certified != signer {
+            return Err(SignedStatementError::WrongSigner {
+                claimed: signer.to_owned(),
+                certified,
+            });
+        }
+        self.verifier
+            .verify_chain(&certificate, &[], UnixTime::now(), None)
+            .map_err(SignedStatementError::CertificateRefused)?;
+        let leaf = webpki::EndEntityCert::try_from(&certificate)
+            .map_err(|e| SignedStatementError::NotAnAgentCertificate(e.to_string()))?;
+        let algorithms = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .filter(|(scheme, _)| *scheme == SignatureScheme::ECDSA_NISTP256_SHA256)
+            .flat_map(|(_, algorithms)| algorithms.iter());
+        for algorithm in algorithms {
+            if leaf
+                .verify_signature(*algorithm, statement, signature)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(SignedStatementError::BadSignature)
     }
 }
 
@@ -550,6 +646,64 @@ mod tests {
         let err = AgentTls::new("garbage", &key, &ours.certificate_pem(), no_revocations())
             .expect_err("garbage");
         assert!(matches!(err, AgentTlsError::CertificateNotPem(_)), "{err}");
+    }
+
+    #[test]
+    fn a_signed_statement_checks_only_with_its_signer_and_its_words() {
+        let ca = AgentCa::from_secret(SECRET).expect("ca");
+        let exit = agent(&ca, "exit-a", no_revocations());
+        let ingress = agent(&ca, "ingress", revoking(&["gone"]));
+        let statement = b"exit-a announces 10.0.0.0/8 at seq 7";
+        let signature = exit.sign(statement).expect("signs");
+        let cert = exit.certificate().as_ref();
+        ingress
+            .check_signed("exit-a", cert, statement, &signature)
+            .expect("genuine");
+
+        let err = ingress
+            .check_signed("exit-b", cert, statement, &signature)
+            .expect_err("claimed by another agent");
+        assert!(
+            matches!(err, SignedStatementError::WrongSigner { .. }),
+            "{err}"
+        );
+        let err = ingress
+            .check_signed("exit-a", cert, b"exit-a announces 0.0.0.0/0", &signature)
+            .expect_err("other words");
+        assert!(matches!(err, SignedStatementError::BadSignature), "{err}");
+
+        // A forger with its own valid certificate cannot sign in exit-a's name.
+        let forger = agent(&ca, "forger", no_revocations());
+        let forged = forger.sign(statement).expect("signs");
+        let err = ingress
+            .check_signed("exit-a", cert, statement, &forged)
+            .expect_err("forged");
+        assert!(matches!(err, SignedStatementError::BadSignature), "{err}");
+    }
+
+    #[test]
+    fn a_statement_of_a_stranger_or_a_revoked_agent_is_refused() {
+        let ours = AgentCa::from_secret(SECRET).expect("ca");
+        let theirs = AgentCa::from_secret(OTHER_SECRET).expect("other ca");
+        let ingress = agent(&ours, "ingress", revoking(&["gone"]));
+        for (ca, name) in [(&theirs, "exit-a"), (&ours, "gone")] {
+            let signer = agent(ca, name, no_revocations());
+            let signature = signer.sign(b"routes").expect("signs");
+            let err = ingress
+                .check_signed(name, signer.certificate().as_ref(), b"routes", &signature)
+                .expect_err("refused");
+            assert!(
+                matches!(err, SignedStatementError::CertificateRefused(_)),
+                "{name}: {err}"
+            );
+        }
+        let err = ingress
+            .check_signed("exit-a", b"not a certificate", b"routes", b"sig")
+            .expect_err("garbage");
+        assert!(
+            matches!(err, SignedStatementError::NotAnAgentCertificate(_)),
+            "{err}"
+        );
     }
 
     #[test]

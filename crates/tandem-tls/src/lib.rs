@@ -35,7 +35,8 @@ mod trust;
 
 pub use agent_cert::{agent_dns_name, AgentCa, AGENT_CERT_VALIDITY};
 pub use agent_tls::{
-    peer_agent_name, AgentTls, AgentTlsError, RevocationCheck, ANY_AGENT_SERVER_NAME, MESH_ALPN,
+    peer_agent_name, AgentTls, AgentTlsError, RevocationCheck, SignedStatementError, SigningFailed,
+    ANY_AGENT_SERVER_NAME, MESH_ALPN,
 };
 pub use cluster_tls::{
     ClusterTls, DerivedCaSettings, CLIENT_ALPN, DEFAULT_NODE_CERT_VALIDITY, MAX_NODE_CERT_VALIDITY,

@@ -37,6 +37,7 @@ use self::core::Core;
 use self::flows::Exits;
 use crate::advert::AgentId;
 use crate::policy::Restrictions;
+use crate::proof::AgentProofs;
 use crate::table::RouteTable;
 use crate::transport::{EndpointError, MeshEndpoint};
 
@@ -100,6 +101,7 @@ impl MeshRuntime {
             me.clone(),
             config.table.clone(),
             Arc::new(config.restrictions.clone()),
+            Arc::new(AgentProofs::new(tls.clone())),
             core::unix_ms(),
         );
         let (exit_routes, refused) = own_routes(&me, config.exits(), &config.restrictions);

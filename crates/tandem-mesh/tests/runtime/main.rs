@@ -6,6 +6,7 @@ mod udp_relay;
 
 mod dead_transit_fails_over_to_the_other_test;
 mod exit_refuses_a_destination_it_does_not_advertise_test;
+mod forged_adverts_are_refused_test;
 mod no_route_fails_at_once_without_dialing_test;
 mod peers_and_restrictions_change_while_running_test;
 mod silent_transit_is_suspected_and_skipped_test;

@@ -18,12 +18,15 @@ async fn two_agents_of_one_cluster_peer_and_exchange_route_messages() {
         path: vec![id("exit-1")],
         routes: vec![RouteSpec::new("10.0.0.0/8".parse().expect("dest"), 100)],
         ttl_ms: 60_000,
+        proof: tandem_mesh::OriginProof {
+            certificate: b"certificate".to_vec(),
+            signature: b"signature".to_vec(),
+        },
     });
     let withdrawal = Message::Withdraw(Withdrawal {
         origin: id("exit-1"),
         seq: 2,
         path: vec![id("exit-1")],
-        routes: vec!["10.0.0.0/8".parse().expect("dest")],
     });
     // The acceptor speaks first too: the control stream is usable both ways at once.
     b_from_a.send(&advert).await.expect("send advert");
