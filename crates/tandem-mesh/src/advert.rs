@@ -31,6 +31,9 @@ pub const MAX_PATH_LEN: usize = 64;
 pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// The weight of a route that names none.
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// How far agents' clocks may disagree: an advertisement is refused once its issue time plus
+/// its TTL lies this far in the past, or when it was issued this far in the future.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 
 const MAX_DOMAIN_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
@@ -86,8 +89,14 @@ pub enum AdvertError {
         seq: u64,
         newest: u64,
     },
-    #[error("the advertisement of {origin} at seq {seq} has outlived its TTL (a replay)")]
+    #[error("the advertisement of {origin} at seq {seq} has outlived its TTL (a replay, or this agent's clock is ahead)")]
     Expired { origin: AgentId, seq: u64 },
+    #[error("the advertisement of {origin} at seq {seq} was issued {ahead_ms} ms in the future; the clocks of the two agents disagree, check their time synchronisation")]
+    IssuedInTheFuture {
+        origin: AgentId,
+        seq: u64,
+        ahead_ms: u64,
+    },
 }
 
 /// An agent's name, checked like every agent name in the registry.
@@ -294,6 +303,9 @@ pub struct Advertisement {
     pub path: Vec<AgentId>,
     pub routes: Vec<RouteSpec>,
     pub ttl_ms: u64,
+    /// When the origin signed it, in Unix milliseconds by its clock: no copy is taken after
+    /// `issued_ms + ttl_ms` (give or take [`MAX_CLOCK_SKEW_MS`]), whoever repeats it.
+    pub issued_ms: u64,
     /// The origin's signature of [`Advertisement::statement`].
     pub proof: OriginProof,
 }
@@ -301,14 +313,50 @@ pub struct Advertisement {
 impl Advertisement {
     /// What the origin signs: everything but the path, which relays extend.
     pub fn statement(&self) -> Vec<u8> {
-        statement(&self.origin, self.seq, &self.routes, self.ttl_ms)
+        statement(
+            &self.origin,
+            self.seq,
+            &self.routes,
+            self.ttl_ms,
+            self.issued_ms,
+        )
+    }
+
+    /// Refuses an advertisement that has outlived its TTL or comes from the future, by the
+    /// receiver's clock `unix_now_ms`.
+    pub fn check_issued(&self, unix_now_ms: u64) -> Result<(), AdvertError> {
+        let ahead_ms = self.issued_ms.saturating_sub(unix_now_ms);
+        if ahead_ms > MAX_CLOCK_SKEW_MS {
+            return Err(AdvertError::IssuedInTheFuture {
+                origin: self.origin.clone(),
+                seq: self.seq,
+                ahead_ms,
+            });
+        }
+        let lives_until = self
+            .issued_ms
+            .saturating_add(self.ttl_ms)
+            .saturating_add(MAX_CLOCK_SKEW_MS);
+        if lives_until < unix_now_ms {
+            return Err(AdvertError::Expired {
+                origin: self.origin.clone(),
+                seq: self.seq,
+            });
+        }
+        Ok(())
     }
 }
 
 /// The bytes an origin signs for its routes at `seq`: tagged, so that a signature made for
 /// anything else never passes as an advertisement, and with the routes in one order, so that
 /// relays may list them in theirs.
-pub fn statement(origin: &AgentId, seq: u64, routes: &[RouteSpec], ttl_ms: u64) -> Vec<u8> {
+pub fn statement(
+    origin: &AgentId,
+    seq: u64,
+    routes: &[RouteSpec],
+    ttl_ms: u64,
+    issued_ms: u64,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Statement<'a> {
         statement: &'static str,
@@ -316,6 +364,7 @@ pub fn statement(origin: &AgentId, seq: u64, routes: &[RouteSpec], ttl_ms: u64) 
         seq: u64,
         routes: Vec<&'a RouteSpec>,
         ttl_ms: u64,
+        issued_ms: u64,
     }
     let mut routes: Vec<&RouteSpec> = routes.iter().collect();
     routes.sort_by(|a, b| a.dest.cmp(&b.dest));
@@ -325,6 +374,7 @@ pub fn statement(origin: &AgentId, seq: u64, routes: &[RouteSpec], ttl_ms: u64) 
         seq,
         routes,
         ttl_ms,
+        issued_ms,
     };
     // Names, destinations and numbers always serialise.
     serde_json::to_vec(&statement).unwrap_or_default()
@@ -546,6 +596,7 @@ mod tests {
             path: path.iter().map(|n| id(n)).collect(),
             routes: vec![RouteSpec::new(dest("10.0.0.0/8"), DEFAULT_WEIGHT)],
             ttl_ms: 60_000,
+            issued_ms: 1_000_000,
             proof: OriginProof {
                 certificate: vec![0x30, 0x82, 0xff],
                 signature: b"any bytes".to_vec(),
@@ -619,17 +670,38 @@ mod tests {
         let mut relayed = signed.clone();
         relayed.path.push(id("transit-1"));
         assert_eq!(relayed.statement(), signed.statement());
-        let changes: [fn(&mut Advertisement); 4] = [
+        let changes: [fn(&mut Advertisement); 5] = [
             |a| a.origin = AgentId::new("exit-b").expect("valid"),
             |a| a.seq += 1,
             |a| a.routes[0].weight += 1,
             |a| a.ttl_ms += 1,
+            |a| a.issued_ms += 1,
         ];
         for change in changes {
             let mut changed = signed.clone();
             change(&mut changed);
             assert_ne!(changed.statement(), signed.statement());
         }
+    }
+
+    #[test]
+    fn an_advert_lives_its_ttl_from_its_issue_time_give_or_take_the_clock_skew() {
+        let advert = advert(&["exit-a"]);
+        let (issued, ttl) = (advert.issued_ms, advert.ttl_ms);
+        assert_eq!(advert.check_issued(issued), Ok(()));
+        assert_eq!(advert.check_issued(issued - MAX_CLOCK_SKEW_MS), Ok(()));
+        assert_eq!(
+            advert.check_issued(issued + ttl + MAX_CLOCK_SKEW_MS),
+            Ok(())
+        );
+        assert!(matches!(
+            advert.check_issued(issued + ttl + MAX_CLOCK_SKEW_MS + 1),
+            Err(AdvertError::Expired { .. })
+        ));
+        assert!(matches!(
+            advert.check_issued(issued - MAX_CLOCK_SKEW_MS - 1),
+            Err(AdvertError::IssuedInTheFuture { ahead_ms, .. }) if ahead_ms == MAX_CLOCK_SKEW_MS + 1
+        ));
     }
 
     #[test]

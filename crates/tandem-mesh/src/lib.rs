@@ -39,8 +39,8 @@ pub mod transport;
 
 pub use advert::{
     decode, encode, AdvertError, Advertisement, AgentId, Destination, DomainPattern, Message,
-    OriginProof, RouteSpec, Withdrawal, DEFAULT_WEIGHT, MAX_MESSAGE_BYTES, MAX_PATH_LEN,
-    MAX_ROUTES, MAX_TTL_MS, PROTOCOL_VERSION,
+    OriginProof, RouteSpec, Withdrawal, DEFAULT_WEIGHT, MAX_CLOCK_SKEW_MS, MAX_MESSAGE_BYTES,
+    MAX_PATH_LEN, MAX_ROUTES, MAX_TTL_MS, PROTOCOL_VERSION,
 };
 pub use dial::{DialError, DialFuture, MeshDialer, MeshStream};
 pub use output::{Outgoing, Output, SelectionChange};

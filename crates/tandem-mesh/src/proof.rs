@@ -1,5 +1,6 @@
 //! Who signs this agent's advertisements and checks everyone else's: the table asks through
-//! [`OriginProofs`]; [`AgentProofs`] answers with the agents' certificates from the agent CA.
+//! [`OriginProofs`]; [`AgentProofs`] answers with the agents' certificates from the agent CA
+//! and the system clock.
 
 use std::fmt;
 
@@ -7,8 +8,11 @@ use tandem_tls::AgentTls;
 
 use crate::advert::{AgentId, OriginProof};
 
-/// Signs this agent's own statements and checks the proofs of other origins.
+/// Signs this agent's own statements and checks the proofs of other origins, by a wall clock.
 pub trait OriginProofs: Send + Sync + fmt::Debug {
+    /// Unix milliseconds now: what this agent's advertisements are stamped with, and what it
+    /// judges the age of others' by.
+    fn unix_now_ms(&self) -> u64;
     /// This agent's proof of `statement`.
     fn prove(&self, statement: &[u8]) -> OriginProof;
     /// Whether `origin` signed `statement`; the error says why not.
@@ -30,6 +34,10 @@ impl AgentProofs {
 }
 
 impl OriginProofs for AgentProofs {
+    fn unix_now_ms(&self) -> u64 {
+        crate::runtime::unix_ms()
+    }
+
     fn prove(&self, statement: &[u8]) -> OriginProof {
         let signature = self.tls.sign(statement).unwrap_or_else(|e| {
             // Peers refuse the empty signature and log it; the next refresh signs again.
@@ -56,7 +64,7 @@ impl OriginProofs for AgentProofs {
 
 /// Proofs for the table's unit tests, which are about routing, not cryptography: a "signature"
 /// is the signer's name and the statement, so a changed statement or a claimed origin that did
-/// not sign fails the check.
+/// not sign fails the check. The wall clock stands still at [`NamedProofs::UNIX_NOW_MS`].
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct NamedProofs {
@@ -65,6 +73,8 @@ pub(crate) struct NamedProofs {
 
 #[cfg(test)]
 impl NamedProofs {
+    pub const UNIX_NOW_MS: u64 = 1_800_000_000_000;
+
     pub fn signature(signer: &AgentId, statement: &[u8]) -> Vec<u8> {
         [signer.as_str().as_bytes(), b"|", statement].concat()
     }
@@ -72,6 +82,10 @@ impl NamedProofs {
 
 #[cfg(test)]
 impl OriginProofs for NamedProofs {
+    fn unix_now_ms(&self) -> u64 {
+        Self::UNIX_NOW_MS
+    }
+
     fn prove(&self, statement: &[u8]) -> OriginProof {
         OriginProof {
             certificate: Vec::new(),

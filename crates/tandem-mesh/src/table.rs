@@ -69,6 +69,7 @@ struct StoredPath {
     since_ms: u64,
     expires_ms: Option<u64>,
     held_until_ms: u64,
+    issued_ms: u64,
     proof: OriginProof,
 }
 
@@ -79,6 +80,7 @@ struct Heard {
     routes: BTreeMap<Destination, u32>,
     ttl_ms: u64,
     expires_ms: Option<u64>,
+    issued_ms: u64,
     proof: OriginProof,
 }
 
@@ -238,6 +240,7 @@ impl RouteTable {
         self.check_sender(from_peer)?;
         advert.check(self.receiver(from_peer))?;
         self.check_proof(&advert)?;
+        advert.check_issued(self.proofs.unix_now_ms())?;
         self.note_newest(&advert, now_ms)?;
         let id = PathId {
             origin: advert.origin.clone(),
@@ -253,10 +256,10 @@ impl RouteTable {
         Ok(self.finish(touched, now_ms))
     }
 
-    /// Stores an allowed advertisement, unless it is stale or its origin's newest
+    /// Stores an allowed advertisement, unless it is stale or it or its origin's newest
     /// advertisement has expired.
     fn admit(&mut self, id: PathId, advert: Advertisement, now_ms: u64, touched: &mut Touched) {
-        if self.is_stale(&id, &advert) {
+        if self.is_stale(&id, &advert) || advert.check_issued(self.proofs.unix_now_ms()).is_err() {
             return;
         }
         let Some(expires_ms) = self
@@ -273,6 +276,7 @@ impl RouteTable {
             path: advert.path,
             ttl_ms: advert.ttl_ms,
             expires_ms: Some(expires_ms),
+            issued_ms: advert.issued_ms,
             proof: advert.proof,
         };
         self.put_path(id, heard, now_ms, touched);
@@ -368,7 +372,8 @@ impl RouteTable {
     fn put_own(&mut self, routes: BTreeMap<Destination, u32>, now_ms: u64, touched: &mut Touched) {
         let seq = self.next_own_seq();
         let ttl_ms = self.config.route_ttl_ms;
-        let statement = advert::statement(&self.me, seq, &route_specs(&routes), ttl_ms);
+        let issued_ms = self.proofs.unix_now_ms();
+        let statement = advert::statement(&self.me, seq, &route_specs(&routes), ttl_ms, issued_ms);
         let proof = self.proofs.prove(&statement);
         let heard = Heard {
             seq,
@@ -376,6 +381,7 @@ impl RouteTable {
             routes,
             ttl_ms,
             expires_ms: None,
+            issued_ms,
             proof,
         };
         self.put_path(self.own_id(), heard, now_ms, touched);
@@ -691,6 +697,7 @@ impl RouteTable {
             since_ms,
             expires_ms: heard.expires_ms,
             held_until_ms,
+            issued_ms: heard.issued_ms,
             proof: heard.proof,
         };
         self.paths.insert(id, stored);
@@ -932,6 +939,7 @@ fn advert_of(id: &PathId, stored: &StoredPath) -> Advertisement {
         path: stored.path.clone(),
         routes: route_specs(&stored.routes),
         ttl_ms: stored.ttl_ms,
+        issued_ms: stored.issued_ms,
         proof: stored.proof.clone(),
     }
 }

@@ -62,6 +62,7 @@ fn advert(path: &[&str], seq: u64, routes: &[(&str, u32)]) -> Advertisement {
             .map(|(d, w)| RouteSpec::new(dest(d), *w))
             .collect(),
         ttl_ms: TTL_MS,
+        issued_ms: NamedProofs::UNIX_NOW_MS,
         proof: OriginProof::default(),
     };
     advert.proof.signature = NamedProofs::signature(&advert.origin, &advert.statement());
@@ -319,6 +320,26 @@ fn an_advert_not_signed_by_its_origin_is_refused() {
     assert!(ingress
         .advertise(&id("t-1"), advert(&["exit-a", "t-1"], 7, &[NET]), 0)
         .is_ok());
+}
+
+#[test]
+fn an_advert_past_its_issue_time_and_ttl_is_refused_even_by_an_agent_that_never_heard_it() {
+    let mut ingress = table("ingress", &["t-1"]);
+    let mut kept = advert(&["exit-a", "t-1"], 7, &[NET]);
+    kept.issued_ms = NamedProofs::UNIX_NOW_MS - TTL_MS - advert::MAX_CLOCK_SKEW_MS - 1;
+    kept.proof.signature = NamedProofs::signature(&kept.origin, &kept.statement());
+    assert!(matches!(
+        ingress.advertise(&id("t-1"), kept, 0),
+        Err(AdvertError::Expired { seq: 7, .. })
+    ));
+    let mut ahead = advert(&["exit-a", "t-1"], 8, &[NET]);
+    ahead.issued_ms = NamedProofs::UNIX_NOW_MS + advert::MAX_CLOCK_SKEW_MS + 1;
+    ahead.proof.signature = NamedProofs::signature(&ahead.origin, &ahead.statement());
+    assert!(matches!(
+        ingress.advertise(&id("t-1"), ahead, 0),
+        Err(AdvertError::IssuedInTheFuture { seq: 8, .. })
+    ));
+    assert_eq!(via(&ingress, IN_NET), None);
 }
 
 #[test]

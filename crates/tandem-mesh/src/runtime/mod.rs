@@ -33,6 +33,8 @@ pub use decide::{dial_changes, mesh_health, open_timeout, own_routes, DialChange
 pub use resolve::DnsServer;
 pub use status::{MeshStatus, PeerStatus};
 
+pub(crate) use self::core::unix_ms;
+
 use self::core::Core;
 use self::flows::Exits;
 use crate::advert::AgentId;

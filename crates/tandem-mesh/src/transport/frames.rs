@@ -442,6 +442,7 @@ mod tests {
             path: vec![id("exit-1")],
             routes: vec![RouteSpec::new("10.0.0.0/8".parse().expect("dest"), 100)],
             ttl_ms: 60_000,
+            issued_ms: 1_800_000_000_000,
             proof: crate::OriginProof::default(),
         })
     }

@@ -18,6 +18,7 @@ async fn two_agents_of_one_cluster_peer_and_exchange_route_messages() {
         path: vec![id("exit-1")],
         routes: vec![RouteSpec::new("10.0.0.0/8".parse().expect("dest"), 100)],
         ttl_ms: 60_000,
+        issued_ms: 1_800_000_000_000,
         proof: tandem_mesh::OriginProof {
             certificate: b"certificate".to_vec(),
             signature: b"signature".to_vec(),
