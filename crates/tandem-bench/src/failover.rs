@@ -4,30 +4,20 @@
 //! leader, and how many failed meanwhile.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use hdrhistogram::Histogram;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::json;
 use tandem_client::Client;
 use tandem_testkit::{free_ports, poll_for, POLL_INTERVAL};
 
 use crate::etcd::member_statuses;
+use crate::local::{server_args, Folder, Processes, StopSignal};
 use crate::target::{Acknowledger, KvStore, System};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StopSignal {
-    /// A crash: SIGKILL
-    Kill,
-    /// A graceful stop: SIGTERM (the active node hands over before exiting)
-    Term,
-}
 
 /// Settings of the failover workload only.
 #[derive(Args)]
@@ -59,41 +49,15 @@ struct Ack {
     by: Acknowledger,
 }
 
-/// Where the nodes keep their data and logs.
-enum Folder {
-    Temporary(tempfile::TempDir),
-    Kept(PathBuf),
-}
-
-impl Folder {
-    fn path(&self) -> &std::path::Path {
-        match self {
-            Folder::Temporary(dir) => dir.path(),
-            Folder::Kept(path) => path,
-        }
-    }
-}
-
+/// The cluster under test: one process per node.
 struct LocalCluster {
     system: System,
-    program: PathBuf,
-    dir: Folder,
-    node_args: Vec<Vec<String>>,
+    nodes: Processes,
     /// Each node's client address: Tandem's API, etcd's client port.
     endpoints: Vec<String>,
-    children: Vec<Option<Child>>,
 }
 
 const SECRET_API: &str = "bench-failover-api-secret-0001";
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 impl LocalCluster {
     fn start(system: System, extra: &[String], keep_in: Option<&PathBuf>) -> Result<LocalCluster> {
@@ -102,60 +66,44 @@ impl LocalCluster {
             System::Etcd => PathBuf::from("etcd"),
         };
         let dir = match keep_in {
-            Some(path) => {
-                if path.exists() {
-                    bail!("{} already exists; name a new folder", path.display());
-                }
-                std::fs::create_dir_all(path)?;
-                Folder::Kept(path.clone())
-            }
-            None => {
-                Folder::Temporary(tempfile::tempdir().context("cannot make a temporary folder")?)
-            }
+            Some(path) => Folder::kept(path, true)?,
+            None => Folder::temporary("tandem-bench-failover-")?,
         };
         // Per node: a port for its peers, then one for clients.
         let ports = free_ports(NODES * 2).context("cannot find free ports on 127.0.0.1")?;
-        let peer = |i: usize| format!("127.0.0.1:{}", ports[2 * i]);
+        let peers: Vec<String> = (0..NODES)
+            .map(|i| format!("127.0.0.1:{}", ports[2 * i]))
+            .collect();
         let endpoints: Vec<String> = (0..NODES)
             .map(|i| format!("127.0.0.1:{}", ports[2 * i + 1]))
             .collect();
         let data_dir = |i: usize| dir.path().join(format!("n{}", i + 1)).display().to_string();
-        let mut node_args: Vec<Vec<String>> = match system {
-            System::Tandem => {
-                let nodes: Vec<String> = (0..NODES)
-                    .map(|i| format!("{} {} {}", i + 1, peer(i), endpoints[i]))
-                    .collect();
-                (0..NODES)
-                    .map(|i| {
-                        vec![
-                            "server".into(),
-                            "--node-id".into(),
-                            (i + 1).to_string(),
-                            "--nodes".into(),
-                            nodes.join("\n"),
-                            "--data-dir".into(),
-                            data_dir(i),
-                            "--secret-raft".into(),
-                            "bench-failover-raft-secret-001".into(),
-                            "--secret-api".into(),
-                            SECRET_API.into(),
-                        ]
-                    })
-                    .collect()
-            }
+        let node_args: Vec<Vec<String>> = match system {
+            System::Tandem => (0..NODES)
+                .map(|i| {
+                    server_args(
+                        i,
+                        &peers,
+                        &endpoints,
+                        dir.path(),
+                        "bench-failover-raft-secret-001",
+                        SECRET_API,
+                    )
+                })
+                .collect(),
             // etcd's defaults otherwise, among them an fsync of its write-ahead log before a
             // write is acknowledged.
             System::Etcd => {
                 let initial: Vec<String> = (0..NODES)
-                    .map(|i| format!("n{}=http://{}", i + 1, peer(i)))
+                    .map(|i| format!("n{}=http://{}", i + 1, peers[i]))
                     .collect();
                 (0..NODES)
                     .map(|i| {
                         vec![
                             format!("--name=n{}", i + 1),
                             format!("--data-dir={}", data_dir(i)),
-                            format!("--listen-peer-urls=http://{}", peer(i)),
-                            format!("--initial-advertise-peer-urls=http://{}", peer(i)),
+                            format!("--listen-peer-urls=http://{}", peers[i]),
+                            format!("--initial-advertise-peer-urls=http://{}", peers[i]),
                             format!("--listen-client-urls=http://{}", endpoints[i]),
                             format!("--advertise-client-urls=http://{}", endpoints[i]),
                             format!("--initial-cluster={}", initial.join(",")),
@@ -167,59 +115,22 @@ impl LocalCluster {
                     .collect()
             }
         };
-        for args in &mut node_args {
+        let mut nodes = Processes::new(program, dir, Some("warn"));
+        for (i, mut args) in node_args.into_iter().enumerate() {
             args.extend(extra.iter().cloned());
+            nodes.add(format!("node{}", i + 1), args);
         }
-        let mut cluster = LocalCluster {
+        nodes.spawn_all().with_context(|| match system {
+            System::Tandem => "cannot start the cluster",
+            System::Etcd => {
+                "cannot start etcd: install it (Debian: apt-get install etcd-server) or put it on PATH"
+            }
+        })?;
+        Ok(LocalCluster {
             system,
-            program,
-            dir,
-            node_args,
+            nodes,
             endpoints,
-            children: (0..NODES).map(|_| None).collect(),
-        };
-        for i in 0..NODES {
-            cluster.spawn(i)?;
-        }
-        Ok(cluster)
-    }
-
-    fn log_path(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("node{}.log", i + 1))
-    }
-
-    fn spawn(&mut self, i: usize) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(i))?;
-        let child = Command::new(&self.program)
-            .args(&self.node_args[i])
-            .env("TANDEM_LOG_LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| match self.system {
-                System::Tandem => format!("cannot start {}", self.program.display()),
-                System::Etcd => "cannot start etcd: install it (Debian: apt-get install etcd-server) or put it on PATH".into(),
-            })?;
-        self.children[i] = Some(child);
-        Ok(())
-    }
-
-    fn stop(&mut self, i: usize, signal: StopSignal) -> Result<()> {
-        let Some(mut child) = self.children[i].take() else {
-            bail!("node {} is not running", i + 1);
-        };
-        let pid = Pid::from_raw(i32::try_from(child.id())?);
-        let signal = match signal {
-            StopSignal::Kill => Signal::SIGKILL,
-            StopSignal::Term => Signal::SIGTERM,
-        };
-        kill(pid, signal)?;
-        child.wait()?;
-        Ok(())
+        })
     }
 
     /// The leader's index in `endpoints` and how its acknowledgements look, once a majority
@@ -247,7 +158,7 @@ impl LocalCluster {
         .map_err(|_| {
             anyhow!(
                 "no leader after {DEADLINE:?}; logs in {}",
-                self.dir.path().display()
+                self.nodes.dir().display()
             )
         })
     }
@@ -383,7 +294,7 @@ pub async fn failover(
         let stopped_node = index + 1;
         let failed_before = failed.load(Ordering::Relaxed);
         let stopped_at = Instant::now();
-        cluster.stop(index, args.signal)?;
+        cluster.nodes.stop(index, args.signal)?;
         // Polled often: the time comes from the acknowledgement, but the next round waits.
         let first = poll_for(DEADLINE, Duration::from_millis(5), async || {
             acks.lock()
@@ -403,7 +314,7 @@ pub async fn failover(
                 first.as_secs_f64() * 1000.0
             );
         }
-        cluster.spawn(index)?;
+        cluster.nodes.spawn(index)?;
         cluster.caught_up(index).await?;
     }
     stop.store(true, Ordering::Relaxed);

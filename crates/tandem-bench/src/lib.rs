@@ -18,6 +18,7 @@ mod etcd;
 #[path = "etcd_absent.rs"]
 mod etcd;
 mod failover;
+pub mod local;
 mod mesh;
 mod run;
 mod target;

@@ -28,6 +28,9 @@ enum Command {
     Agent(Box<AgentCommand>),
     /// Show the cluster: the active node, term, members and their progress
     Status(Target),
+    /// Run a local cluster for development: servers (and agents) of this binary on free ports,
+    /// printing the addresses and the secret; Ctrl-C stops all of it
+    Dev(crate::dev_cli::DevArgs),
     /// Run SQL: statements that write are replicated; SELECTs return rows
     Sql(SqlArgs),
     /// Key/value store
@@ -315,6 +318,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Server(args) => return serve(*args).await,
         Command::Agent(command) => return agent(*command).await,
         Command::Status(target) => status(&target).await,
+        Command::Dev(args) => crate::dev_cli::dev(args).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
         Command::Cache { command, target } => cache(command, &target).await,

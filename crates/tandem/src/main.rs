@@ -3,6 +3,7 @@
 
 mod agents_cli;
 mod cli;
+mod dev_cli;
 mod mesh_cli;
 
 use std::process::ExitCode;
