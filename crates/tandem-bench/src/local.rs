@@ -205,12 +205,21 @@ impl Processes {
         Ok(())
     }
 
-    /// A process that has exited on its own (its index), with its status.
+    /// A process that has exited on its own (its index), with its status; it counts as not
+    /// running from then on, so each exit is answered once.
     pub fn exited(&mut self) -> Option<(usize, std::process::ExitStatus)> {
-        self.children.iter_mut().enumerate().find_map(|(i, child)| {
-            let status = child.as_mut()?.try_wait().ok()??;
-            Some((i, status))
-        })
+        let (i, status) = self
+            .children
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, child)| Some((i, child.as_mut()?.try_wait().ok()??)))?;
+        self.children[i] = None;
+        Some((i, status))
+    }
+
+    /// How many processes run.
+    pub fn running(&self) -> usize {
+        self.children.iter().flatten().count()
     }
 }
 

@@ -26,8 +26,14 @@ enum Command {
     /// Run an agent: enrol with a join token, register with the servers, run health checks and
     /// report health and load (see docs/agents.md)
     Agent(Box<AgentCommand>),
-    /// Show the cluster: the active node, term, members and their progress
-    Status(Target),
+    /// Show the cluster: one row per server (role, standing, term, applied index, lag, last
+    /// contact); --json prints the API's answer
+    Status {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        output: crate::agents_cli::Output,
+    },
     /// Run a local cluster for development: servers (and agents) of this binary on free ports,
     /// printing the addresses and the secret; Ctrl-C stops all of it
     Dev(crate::dev_cli::DevArgs),
@@ -317,7 +323,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => return serve(*args).await,
         Command::Agent(command) => return agent(*command).await,
-        Command::Status(target) => status(&target).await,
+        Command::Status { target, output } => match target.client() {
+            Ok(client) => {
+                crate::status_cli::status(&client, target.secret_or_default(), output.json).await
+            }
+            Err(e) => Err(e),
+        },
         Command::Dev(args) => crate::dev_cli::dev(args).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
@@ -454,12 +465,6 @@ fn print_raw(reply: Reply) -> Result<()> {
     if !reply.body.ends_with(b"\n") {
         out.write_all(b"\n")?;
     }
-    Ok(())
-}
-
-async fn status(target: &Target) -> Result<()> {
-    let client = target.client()?;
-    print_json(&ok_json(client.get("/v1/cluster").await?)?);
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! `tandem dev`: a local cluster in one command. Servers (and agents, if asked) of this binary on
 //! free 127.0.0.1 ports, their data and logs in a temporary folder (or `--data-dir`, kept and
-//! reused), the addresses and the secret printed with a line to try. Ctrl-C or SIGTERM stops
-//! every process it started and waits for them; so does a process that exits on its own.
+//! reused), the addresses and the secret printed with a line to try. A process that exits (say,
+//! one killed to watch a failover) is reported and the others keep running; Ctrl-C or SIGTERM
+//! stops every process it started and waits for them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -309,7 +310,8 @@ fn pid_text(pid: Option<u32>) -> String {
     pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())
 }
 
-/// Waits for Ctrl-C, SIGTERM or a process that exits on its own; says which.
+/// Waits for Ctrl-C, SIGTERM or the last process to exit, reporting each process that exits
+/// meanwhile; says why it stopped waiting.
 async fn stopped(processes: &mut Processes) -> Result<String> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut every = tokio::time::interval(Duration::from_millis(500));
@@ -318,12 +320,15 @@ async fn stopped(processes: &mut Processes) -> Result<String> {
             _ = tokio::signal::ctrl_c() => return Ok("interrupted".into()),
             _ = terminate.recv() => return Ok("terminated".into()),
             _ = every.tick() => {
-                if let Some((i, status)) = processes.exited() {
-                    return Ok(format!(
-                        "{} exited on its own ({status}; its log: {})",
+                while let Some((i, status)) = processes.exited() {
+                    eprintln!(
+                        "tandem dev: {} exited ({status}); its log: {}",
                         processes.name(i),
                         processes.log_path(i).display()
-                    ));
+                    );
+                }
+                if processes.running() == 0 {
+                    return Ok("every process has exited".into());
                 }
             }
         }

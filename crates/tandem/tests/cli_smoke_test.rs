@@ -96,7 +96,7 @@ async fn the_cli_writes_reads_and_reports_status() {
     assert_eq!(rows["columns"], json!(["id", "name"]), "{rows}");
     assert_eq!(rows["rows"], json!([[1, "first"], [2, "second"]]), "{rows}");
 
-    let status = parse("status", &cli.ok(&["status"]).await);
+    let status = parse("status", &cli.ok(&["status", "--json"]).await);
     assert_eq!(
         status["leader_id"].as_u64(),
         Some(cluster.node_id(leader)),

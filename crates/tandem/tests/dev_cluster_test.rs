@@ -1,5 +1,6 @@
-//! `tandem dev` starts a local cluster in one command, prints how to reach it, serves, and on
-//! Ctrl-C stops every process it started and removes its temporary folder.
+//! `tandem dev` starts a local cluster in one command, prints how to reach it, serves (also when
+//! one of its servers is killed, which `tandem status` then shows), and on Ctrl-C stops every
+//! process it started and removes its temporary folder.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -62,7 +63,7 @@ fn is_running(pid: i32) -> bool {
 }
 
 #[tokio::test]
-async fn tandem_dev_serves_a_cluster_and_ctrl_c_leaves_nothing_running() {
+async fn tandem_dev_serves_a_cluster_through_a_kill_and_ctrl_c_leaves_nothing_running() {
     let mut child = tandem_command(tandem())
         .args(["dev", "--servers", "3", "--agents", "1"])
         .stdout(Stdio::piped())
@@ -119,6 +120,34 @@ async fn tandem_dev_serves_a_cluster_and_ctrl_c_leaves_nothing_running() {
         "{agents}"
     );
 
+    // One server killed: the others keep serving, and `tandem status` names it unreachable.
+    let killed = printed.pids[0];
+    kill(Pid::from_raw(killed), Signal::SIGKILL).expect("kill a server");
+    let put = client
+        .put_bytes("/v1/kv/greeting", b"still here".to_vec())
+        .await
+        .expect("a put after the kill");
+    assert!(put.status.is_success(), "{}", put.status);
+    let mut status = tandem_command(tandem());
+    status
+        .env("TANDEM_ADDR", printed.addrs.join(","))
+        .env("TANDEM_SECRET_API", &printed.secret)
+        .arg("status");
+    let table = run_to_exit(status, DEADLINE).await;
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert_eq!(rows[0][3], "unreachable", "server 1 was killed: {table}");
+    assert_eq!(
+        rows.iter().filter(|row| row[4] == "active").count(),
+        1,
+        "one active server: {table}"
+    );
+
     let dev = Pid::from_raw(child.id().expect("pid") as i32);
     kill(dev, Signal::SIGINT).expect("Ctrl-C");
     let status = tokio::time::timeout(DEADLINE, child.wait())
@@ -126,6 +155,15 @@ async fn tandem_dev_serves_a_cluster_and_ctrl_c_leaves_nothing_running() {
         .expect("tandem dev stops")
         .expect("status");
     assert!(status.success(), "{status}");
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().expect("stderr");
+    tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr)
+        .await
+        .expect("stderr");
+    assert!(
+        stderr.contains("server-1 exited"),
+        "the kill is reported: {stderr}"
+    );
     for pid in &printed.pids {
         assert!(!is_running(*pid), "process {pid} outlived tandem dev");
     }
