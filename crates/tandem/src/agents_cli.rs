@@ -396,7 +396,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Unix milliseconds as an RFC 3339 time, or `never`.
-fn time_text(at_ms: Option<i64>) -> String {
+pub(crate) fn time_text(at_ms: Option<i64>) -> String {
     at_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(|ms| {

@@ -277,7 +277,10 @@ enum LockCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Every published key with its server and dates, and this server's signing key
-    List,
+    List {
+        #[command(flatten)]
+        output: crate::agents_cli::Output,
+    },
     /// The public key set (JWKS) as verifiers fetch it
     Jwks,
     /// Make, publish and sign with a new key on the server addressed; the old one is retired
@@ -666,10 +669,75 @@ async fn lock(command: LockCommand, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// `GET /v1/keys` as tables: one row per published key, the server's own signing key marked;
+/// then the key peers, if any.
+fn keys_table(answer: &Value) -> String {
+    let time = |v: &Value| crate::agents_cli::time_text(v.as_i64()).replace("never", "-");
+    let rows = answer["keys"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|key| {
+            let signing = key["kid"] == answer["signing_kid"];
+            vec![
+                key["kid"].as_str().unwrap_or_default().to_string(),
+                key["node_id"].to_string(),
+                time(&key["published_at_ms"]),
+                time(&key["retired_at_ms"]),
+                time(&key["remove_at_ms"]),
+                if signing { "yes" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = crate::agents_cli::table(
+        &[
+            "KID",
+            "SERVER",
+            "PUBLISHED",
+            "RETIRED",
+            "REMOVED AT",
+            "SIGNING",
+        ],
+        rows,
+    );
+    let peers = answer["peers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !peers.is_empty() {
+        let rows = peers
+            .iter()
+            .map(|peer| {
+                vec![
+                    peer["url"].as_str().unwrap_or_default().to_string(),
+                    peer["key_count"].to_string(),
+                    time(&peer["last_success_ms"]),
+                    peer["last_error"].as_str().unwrap_or("-").to_string(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&crate::agents_cli::table(
+            &["KEY PEER", "KEYS", "LAST FETCHED", "LAST ERROR"],
+            rows,
+        ));
+    }
+    out
+}
+
 async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
     let client = target.client()?;
     let reply = match command {
-        KeysCommand::List => client.get("/v1/keys").await?,
+        KeysCommand::List { output } => {
+            let answer = ok_json(client.get("/v1/keys").await?)?;
+            if output.json {
+                print_json(&answer);
+            } else {
+                print!("{}", keys_table(&answer));
+            }
+            return Ok(());
+        }
         KeysCommand::Jwks => client.get("/.well-known/jwks.json").await?,
         KeysCommand::Rotate => client.post_json("/v1/keys/rotate", &json!({})).await?,
         KeysCommand::Issue { claims, ttl } => {
@@ -749,5 +817,39 @@ async fn snapshot(command: SnapshotCommand) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keys_table_marks_the_signing_key_and_lists_key_peers() {
+        let answer = json!({
+            "signing_kid": "k2",
+            "keys": [
+                {"kid": "k1", "node_id": 1, "published_at_ms": 0, "retired_at_ms": 1000, "remove_at_ms": 2000},
+                {"kid": "k2", "node_id": 1, "published_at_ms": 1000, "retired_at_ms": null, "remove_at_ms": null},
+            ],
+            "peers": [{"url": "https://idp.example/jwks", "key_count": 0, "last_success_ms": null,
+                       "last_error": "timed out"}],
+        });
+        let text = keys_table(&answer);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("KID"), "{text}");
+        assert!(
+            lines[1].starts_with("k1") && !lines[1].ends_with("yes"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("k2") && lines[2].ends_with("yes"),
+            "{text}"
+        );
+        assert!(lines[4].starts_with("KEY PEER"), "{text}");
+        assert!(
+            lines[5].starts_with("https://idp.example/jwks") && lines[5].ends_with("timed out"),
+            "{text}"
+        );
     }
 }

@@ -136,8 +136,16 @@ async fn the_cli_writes_reads_and_reports_status() {
             .is_some_and(|keys| keys.iter().any(|k| k["kid"] == rotated["kid"])),
         "{jwks}"
     );
-    let listed = parse("keys list", &cli.ok(&["keys", "list"]).await);
+    let listed = parse("keys list", &cli.ok(&["keys", "list", "--json"]).await);
     assert_eq!(listed["signing_kid"], rotated["kid"], "{listed}");
+    let table = cli.ok(&["keys", "list"]).await;
+    let rotated_kid = rotated["kid"].as_str().expect("a kid");
+    let signing_row = table
+        .lines()
+        .find(|line| line.starts_with(rotated_kid))
+        .unwrap_or_else(|| panic!("the new key is listed: {table}"));
+    assert!(signing_row.trim_end().ends_with("yes"), "{table}");
+    assert!(table.starts_with("KID"), "{table}");
 
     // Without the secret the CLI is refused.
     let mut command = tandem_command(tandem());
