@@ -150,10 +150,7 @@ pub async fn list(State(registry): State<Registry>, uri: Uri) -> Result<Response
         .await?;
     let mut index = registry_index(&registry, pool.clone()).await?;
     if let Some(seen) = query.index {
-        let wait = match query.wait.as_deref() {
-            Some(text) => Duration::from_millis(parse_ttl(text)?).min(MAX_WAIT),
-            None => DEFAULT_WAIT,
-        };
+        let wait = wait_of(query.wait.as_deref())?;
         let mut changes = registry.data().db().registry_changes();
         let deadline = tokio::time::Instant::now() + wait;
         // An index that went backwards (a restore) answers at once, as a change would.
@@ -183,6 +180,14 @@ pub async fn list(State(registry): State<Registry>, uri: Uri) -> Result<Response
         .headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(index));
     Ok(response)
+}
+
+/// A blocking read's `wait`: its default, and never more than the most.
+pub(crate) fn wait_of(wait: Option<&str>) -> Result<Duration, ApiError> {
+    Ok(match wait {
+        Some(text) => Duration::from_millis(parse_ttl(text)?).min(MAX_WAIT),
+        None => DEFAULT_WAIT,
+    })
 }
 
 async fn registry_index(registry: &Registry, pool: Option<String>) -> Result<u64, ApiError> {

@@ -16,6 +16,7 @@ use crate::agent_api::{self, require_agent_credential};
 use crate::agents_api;
 use crate::data_api::ApiEndpoint;
 use crate::error::{secrets_match, ApiError};
+use crate::events_api;
 use crate::forward::Needs;
 use crate::health::{self, NodeHealth};
 use crate::replicated::Replicated;
@@ -23,7 +24,9 @@ use crate::state::{ApiSecret, ApiState};
 use crate::token_api;
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let any_node: [(&str, MethodRouter<ApiState>); 8] = [
+    let any_node: [(&str, MethodRouter<ApiState>); 9] = [
+        // Each server's own feed.
+        ("/v1/events", get(events_api::list)),
         ("/v1/sys/active", get(sys_active)),
         // The same answer under its first name.
         ("/v1/sys/leader", get(sys_active)),

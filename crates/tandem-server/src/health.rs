@@ -253,19 +253,10 @@ pub async fn sys_health(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_ha::ActiveNode;
+    use crate::test_views::active_view;
 
     fn view(active: Option<u64>, is_self: bool) -> ActiveView {
-        ActiveView {
-            active: active.map(|id| ActiveNode {
-                id,
-                api_addr: String::new(),
-                cluster_addr: String::new(),
-            }),
-            fencing_token: 1,
-            is_self,
-            stepping_down: false,
-        }
+        active_view(active, 1, is_self)
     }
 
     #[test]

@@ -18,7 +18,9 @@ use tokio::sync::watch;
 
 use crate::active_channel::ActiveChannel;
 use crate::error::ApiError;
+use crate::events::{EventKind, Events};
 use crate::replicated::Replicated;
+use serde_json::json;
 
 /// How often a server checks whether its key is due for rotation, and whether departed
 /// servers' keys need retiring; more often while it has no key to sign with.
@@ -66,6 +68,7 @@ pub struct Keys {
     pub policy: Arc<KeyPolicy>,
     pub data: Replicated,
     pub active: ActiveChannel,
+    pub events: Events,
 }
 
 pub struct KeyRing {
@@ -208,7 +211,10 @@ pub async fn rotate(keys: &Keys, rotate_now: bool) -> Result<Option<String>, Api
                     keep_for_ms,
                 })
                 .await?;
-            tracing::info!(kid, "signing key retired");
+            keys.events.record(
+                EventKind::KeyRetired,
+                json!({ "kid": kid, "node_id": keys.node_id }),
+            );
         }
         for kid in plan.forget {
             ring.forget(&kid);
@@ -265,7 +271,10 @@ async fn publish(keys: &Keys, key: &SigningKey) -> Result<(), ApiError> {
             .iter()
             .any(|k| k.kid == key.kid())
         {
-            tracing::info!(kid = key.kid(), algorithm = %key.algorithm(), "signing key published");
+            keys.events.record(
+                EventKind::KeyPublished,
+                json!({ "kid": key.kid(), "node_id": keys.node_id, "algorithm": key.algorithm().to_string() }),
+            );
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -291,7 +300,10 @@ pub async fn retire_departed(keys: &Keys) -> Result<(), ApiError> {
                 keep_for_ms: keys.policy.token_duration.as_millis() as u64,
             })
             .await?;
-        tracing::info!(kid, "retired the key of a server that left the cluster");
+        keys.events.record(
+            EventKind::KeyRetired,
+            json!({ "kid": kid, "reason": "its server left the cluster" }),
+        );
     }
     Ok(())
 }

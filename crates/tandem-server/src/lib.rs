@@ -10,6 +10,8 @@ mod cluster_api;
 pub mod config;
 mod data_api;
 mod error;
+mod events;
+mod events_api;
 mod extract;
 mod forward;
 mod health;
@@ -19,6 +21,8 @@ mod registry;
 mod replicated;
 mod server;
 mod state;
+#[cfg(test)]
+mod test_views;
 mod token_api;
 
 pub use active_channel::Advertised;

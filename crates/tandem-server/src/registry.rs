@@ -19,7 +19,9 @@ use tandem_store::{AgentRow, Command, Outcome, RegistryCommand};
 use tandem_tls::AgentCa;
 
 use crate::error::ApiError;
+use crate::events::{EventKind, Events};
 use crate::replicated::Replicated;
+use serde_json::json;
 
 /// How often the active server looks for agents that fell silent.
 const LIVENESS_CHECK: Duration = Duration::from_millis(200);
@@ -76,6 +78,7 @@ struct RegistryParts {
     rows: Mutex<HashMap<Option<String>, RowsAt>>,
     /// The servers' API addresses, active first, as told to agents; refreshed every second.
     servers: Mutex<(Option<tokio::time::Instant>, Arc<Vec<String>>)>,
+    events: Events,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,6 +91,7 @@ impl Registry {
         agent_ca: AgentCa,
         policy: LivenessPolicy,
         report_every: Duration,
+        events: Events,
     ) -> Registry {
         Registry(Arc::new(RegistryParts {
             data,
@@ -99,6 +103,7 @@ impl Registry {
             verified: Mutex::new(HashMap::new()),
             rows: Mutex::new(HashMap::new()),
             servers: Mutex::new((None, Arc::new(Vec::new()))),
+            events,
         }))
     }
 
@@ -269,7 +274,7 @@ impl Registry {
         self.0.data.propose(Command::Registry(command)).await
     }
 
-    /// Notes a state change in the log and the metrics.
+    /// Notes a state change in the log, the events feed and the metrics.
     pub fn note_change(&self, name: &str, pool: &str, from: Option<AgentState>, to: AgentState) {
         if from == Some(to) {
             return;
@@ -281,6 +286,10 @@ impl Registry {
             from = from_text,
             to = to.as_str(),
             "agent state changed"
+        );
+        self.0.events.record(
+            EventKind::AgentStateChanged,
+            json!({ "agent": name, "pool": pool, "from": from_text, "to": to.as_str() }),
         );
         metrics::counter!("tandem_agent_state_changes_total", "to" => to.as_str()).increment(1);
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::os::unix::fs::DirBuilderExt;
-use tandem_ha::{now_ms, HaBackend, RaftHa, RaftReplicator};
+use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
 use tandem_registry::LivenessPolicy;
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::active_channel::{ActiveChannel, Advertised};
 use crate::cluster_api::{ClusterPort, ClusterSecrets};
 use crate::config::{load_or_generate_secret, Settings};
+use crate::events::{self, Events, RaftFacts};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
 use crate::registry::Registry;
@@ -229,12 +230,14 @@ impl RunningServer {
             request_timeout,
             settings.max_body_bytes,
         );
+        let events = Events::new(node_id);
         let keys = Keys {
             node_id,
             ring: Arc::new(key_ring),
             policy: Arc::new(key_policy(&settings)),
             data: data.clone(),
             active: active.clone(),
+            events: events.clone(),
         };
         let health = NodeHealth {
             node_id,
@@ -254,6 +257,7 @@ impl RunningServer {
             },
             // Three reports in every `down_after`: one lost report never marks an agent down.
             settings.agent_down_after.0 / 3,
+            events.clone(),
         );
         let api_state = ApiState {
             data: data.clone(),
@@ -262,6 +266,7 @@ impl RunningServer {
             health,
             secret: ApiSecret(secret_api.into()),
             registry: registry.clone(),
+            events: events.clone(),
         };
         let cluster_port = ClusterPort {
             node_id,
@@ -278,7 +283,20 @@ impl RunningServer {
         };
 
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![
+            tokio::spawn(events::follow(
+                events.clone(),
+                ha.watch(),
+                ActiveView::clone,
+                events::active_events,
+            )),
+            tokio::spawn(events::follow(
+                events,
+                raft.metrics(),
+                raft_facts,
+                events::raft_events,
+            )),
+        ];
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -576,5 +594,17 @@ async fn advertise(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// What of Raft's metrics the events feed follows.
+fn raft_facts(metrics: &openraft::RaftMetrics<NodeId, ClusterNode>) -> RaftFacts {
+    let membership = metrics.membership_config.membership();
+    RaftFacts {
+        term: metrics.current_term,
+        leader: metrics.current_leader,
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        snapshot_index: metrics.snapshot.map(|id| id.index),
     }
 }

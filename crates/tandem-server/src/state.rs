@@ -1,12 +1,13 @@
 //! What the client API's handlers are given. Each handler takes only the part it needs (axum's
 //! `FromRef`): the replicated state, the channel to the active node, the signing keys, this
-//! node's health, the API secret, or the agent registry.
+//! node's health, the API secret, the agent registry, or this server's events feed.
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 
 use crate::active_channel::ActiveChannel;
+use crate::events::Events;
 use crate::health::NodeHealth;
 use crate::keys::Keys;
 use crate::registry::Registry;
@@ -24,4 +25,5 @@ pub struct ApiState {
     pub health: NodeHealth,
     pub secret: ApiSecret,
     pub registry: Registry,
+    pub events: Events,
 }

@@ -63,8 +63,16 @@ async fn a_killed_agent_is_out_of_picks_within_down_after_and_a_second() {
         "api-2 was still picked {detected:?} after kill -9"
     );
     wait_for_agent_states(&cluster, &["api-2"], "down").await;
-    // The change shows in the active server's metrics and log.
+    // The change shows in the active server's metrics, log and events feed.
     let active = cluster.leader().await;
+    let feed = cluster.get(active, "/v1/events").await.json();
+    let went_down = feed["events"].as_array().into_iter().flatten().any(|e| {
+        e["kind"] == "agent_state_changed"
+            && e["detail"]["agent"] == "api-2"
+            && e["detail"]["from"] == "passing"
+            && e["detail"]["to"] == "down"
+    });
+    assert!(went_down, "{feed}");
     wait_until(DEADLINE, "the metrics to count api-2 down", async || {
         let metrics = cluster.get(active, "/metrics").await.text();
         metrics.contains("tandem_agents{pool=\"api\",state=\"down\"} 1")
