@@ -176,12 +176,22 @@ pub fn summary(runtime: &MeshRuntime) -> MeshSummary {
             .to_string(),
         })
         .collect();
-    let mut summary = MeshSummary { peers, routes };
+    let mut summary = MeshSummary {
+        peers,
+        routes,
+        route_changes: status.route_changes,
+    };
     if summary.check().is_err() {
         // Rare (a domain pattern past the servers' field limit): leave out what they would
         // refuse rather than lose the whole summary.
         let fits = |peers: Vec<MeshPeer>, routes: Vec<MeshRoute>| {
-            MeshSummary { peers, routes }.check().is_ok()
+            MeshSummary {
+                peers,
+                routes,
+                ..MeshSummary::default()
+            }
+            .check()
+            .is_ok()
         };
         summary
             .routes

@@ -97,7 +97,17 @@ fn run_writer(db: Arc<Database>, unflushed: Unflushed, writes: mpsc::Receiver<Lo
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = commit(&db, &batch).map_err(|e| e.to_string());
+        metrics::histogram!("tandem_raft_log_write_seconds").record(started.elapsed());
+        let appended: usize = batch
+            .iter()
+            .map(|write| match write {
+                LogWrite::Append { entries, .. } => entries.len(),
+                _ => 0,
+            })
+            .sum();
+        metrics::counter!("tandem_raft_log_entries_written_total").increment(appended as u64);
         if result.is_ok() {
             let mut unflushed = lock(&unflushed);
             for write in &batch {

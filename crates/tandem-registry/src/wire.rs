@@ -297,6 +297,10 @@ pub struct MeshSummary {
     pub peers: Vec<MeshPeer>,
     #[serde(default)]
     pub routes: Vec<MeshRoute>,
+    /// How often a destination's chosen path changed since the agent started (older agents
+    /// send none: 0).
+    #[serde(default)]
+    pub route_changes: u64,
 }
 
 /// One mesh peer of an agent.
@@ -650,6 +654,7 @@ mod tests {
             mesh: Some(MeshSummary {
                 peers: vec![peer("10.0.0.1:4433")],
                 routes: vec![route("10.0.0.0/8")],
+                ..Default::default()
             }),
         };
         assert!(with_mesh.check().is_ok());
@@ -661,16 +666,19 @@ mod tests {
         let many_peers = MeshSummary {
             peers: vec![peer("10.0.0.1:4433"); MAX_MESH_PEERS + 1],
             routes: vec![],
+            ..Default::default()
         };
         assert!(many_peers.check().unwrap_err().contains("256"));
         let many_routes = MeshSummary {
             peers: vec![],
             routes: vec![route("10.0.0.0/8"); MAX_MESH_ROUTES + 1],
+            ..Default::default()
         };
         assert!(many_routes.check().unwrap_err().contains("4096"));
         let long = MeshSummary {
             peers: vec![],
             routes: vec![route(&"x".repeat(MAX_FIELD_LEN + 1))],
+            ..Default::default()
         };
         assert!(long.check().is_err());
         let bad_rtt = MeshSummary {
@@ -679,6 +687,7 @@ mod tests {
                 ..peer("10.0.0.1:4433")
             }],
             routes: vec![],
+            ..Default::default()
         };
         assert!(bad_rtt.check().is_err());
     }

@@ -125,6 +125,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             state.health.clone(),
             served_by,
         ))
+        .layer(middleware::from_fn(crate::server_metrics::count_requests))
         .with_state(state)
 }
 

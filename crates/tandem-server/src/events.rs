@@ -103,6 +103,7 @@ impl Events {
         let id = feed.next_id;
         feed.next_id += 1;
         tracing::info!(event = kind.as_str(), id, %detail, "cluster event");
+        metrics::counter!("tandem_events_total", "kind" => kind.as_str()).increment(1);
         if feed.events.len() == RETAINED {
             feed.events.pop_front();
         }

@@ -109,11 +109,26 @@ async fn route_to_active(
         headers.contains_key(FORWARDED_BY_HEADER),
         headers.contains_key(NO_FORWARDING_HEADER),
     );
+    let counted = |decision: &'static str| {
+        metrics::counter!("tandem_api_routed_total", "decision" => decision).increment(1);
+    };
     match decision {
-        Route::Local => next.run(request).await,
-        Route::Unavailable => no_active(),
-        Route::Redirect(active) => redirect(&active, request.uri()),
-        Route::Forward(active) => guard.channel.forward(active, request).await,
+        Route::Local => {
+            counted("local");
+            next.run(request).await
+        }
+        Route::Unavailable => {
+            counted("unavailable");
+            no_active()
+        }
+        Route::Redirect(active) => {
+            counted("redirect");
+            redirect(&active, request.uri())
+        }
+        Route::Forward(active) => {
+            counted("forward");
+            guard.channel.forward(active, request).await
+        }
     }
 }
 

@@ -204,6 +204,11 @@ pub async fn healthz(
     axum::Json(report)
 }
 
+/// The upper bounds of the latency histograms' buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 static METRICS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
     std::sync::OnceLock::new();
 
@@ -211,8 +216,12 @@ static METRICS: std::sync::OnceLock<Option<metrics_exporter_prometheus::Promethe
 /// shares it).
 pub fn install_metrics() {
     METRICS.get_or_init(|| {
+        // Latencies as histograms (Prometheus can aggregate them across servers), with buckets
+        // from half a millisecond (a write's fsync) to five seconds.
+        let latencies = metrics_exporter_prometheus::Matcher::Suffix("_seconds".into());
         metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
+            .set_buckets_for_metric(latencies, LATENCY_BUCKETS)
+            .and_then(|builder| builder.install_recorder())
             .map_err(|e| tracing::warn!(error = %e, "metrics are not recorded"))
             .ok()
     });

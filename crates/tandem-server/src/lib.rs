@@ -20,6 +20,7 @@ mod keys;
 mod registry;
 mod replicated;
 mod server;
+mod server_metrics;
 mod state;
 #[cfg(test)]
 mod test_views;

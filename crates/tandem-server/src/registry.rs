@@ -186,6 +186,14 @@ impl Registry {
         checks: Vec<CheckReport>,
         mesh: Option<MeshSummary>,
     ) {
+        metrics::counter!("tandem_agent_reports_total").increment(1);
+        if let Some(mesh) = &mesh {
+            let agent = name.to_string();
+            let up = mesh.peers.iter().filter(|p| p.state == "up").count();
+            metrics::gauge!("tandem_mesh_peers_up", "agent" => agent.clone()).set(up as f64);
+            metrics::gauge!("tandem_mesh_route_changes", "agent" => agent)
+                .set(mesh.route_changes as f64);
+        }
         let now = Heard {
             at_ms: now_ms(),
             load,

@@ -73,7 +73,14 @@ impl Replicated {
     /// than an error, so it can travel to the node that asked for it.
     pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
         command.validate()?;
-        Ok(self.0.replicator.propose(command).await?)
+        let proposed = self.0.replicator.propose(command).await;
+        let result = match &proposed {
+            Ok(Ok(_)) => "applied",
+            Ok(Err(_)) => "refused",
+            Err(_) => "failed",
+        };
+        metrics::counter!("tandem_raft_proposals_total", "result" => result).increment(1);
+        Ok(proposed?)
     }
 
     /// Waits until this node may serve a read at `consistency`. Only the active node serves

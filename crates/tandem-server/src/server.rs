@@ -26,6 +26,7 @@ use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
 use crate::registry::Registry;
 use crate::replicated::Replicated;
+use crate::server_metrics::{self, keep_gauges};
 use crate::state::{ApiSecret, ApiState};
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +297,8 @@ impl RunningServer {
                 raft_facts,
                 events::raft_events,
             )),
+            tokio::spawn(keep_gauges(raft.metrics(), server_metrics::raft_gauges)),
+            tokio::spawn(keep_gauges(ha.watch(), server_metrics::ha_gauges)),
         ];
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;

@@ -169,7 +169,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        Self::blocking(ErrorVerb::Write, move || db.apply(&entries)).await
+        Self::blocking(ErrorVerb::Write, move || {
+            let started = std::time::Instant::now();
+            let applied = db.apply(&entries);
+            metrics::histogram!("tandem_raft_apply_seconds").record(started.elapsed());
+            metrics::counter!("tandem_raft_applied_entries_total").increment(entries.len() as u64);
+            applied
+        })
+        .await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -194,6 +201,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             files.save(&meta, &bytes)?;
             db.replace_with(&files.data())?;
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "installed snapshot");
+            metrics::counter!("tandem_raft_snapshots_total", "how" => "installed").increment(1);
+            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes.len() as f64);
             Ok(())
         })
         .await
@@ -242,6 +251,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             files.save(&meta, &bytes)?;
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
+            metrics::counter!("tandem_raft_snapshots_total", "how" => "built").increment(1);
+            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes.len() as f64);
             Ok(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(bytes)),
