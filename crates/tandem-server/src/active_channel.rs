@@ -22,7 +22,9 @@ use crate::replicated::Replicated;
 
 /// The client headers a forwarded request carries to the active node (the cluster port rebuilds
 /// the request from exactly these).
-pub const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["authorization", "content-type", "accept"];
+/// The dashboard's session cookie authorises its reads on the active node as here.
+pub const FORWARDED_REQUEST_HEADERS: [&str; 4] =
+    ["authorization", "cookie", "content-type", "accept"];
 /// Response header naming the standby that forwarded the request.
 pub const FORWARDED_VIA_HEADER: &str = "tandem-forwarded-via";
 pub const STEP_DOWN_PATH: &str = "/v1/sys/step-down";

@@ -22,6 +22,7 @@ use crate::health::{self, NodeHealth};
 use crate::replicated::Replicated;
 use crate::state::{ApiSecret, ApiState};
 use crate::token_api;
+use crate::ui;
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     let any_node: [(&str, MethodRouter<ApiState>); 9] = [
@@ -112,6 +113,12 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/v1/sys/health", get(health::sys_health))
         .route("/metrics", get(health::metrics))
+        // The dashboard: the page is public, its data needs a session or the secret.
+        .route("/ui", get(ui::page))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
+        .route("/ui/session", post(ui::sign_in))
+        .route("/ui/session/end", post(ui::sign_out))
         // The public key set, at the paths verifiers look for it.
         .route("/v1/keys/jwks", get(token_api::jwks))
         .route("/.well-known/jwks.json", get(token_api::jwks))
@@ -169,7 +176,9 @@ async fn require_api_secret(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !secrets_match(given.trim().as_bytes(), secret.0.as_bytes()) {
+    let authorised = secrets_match(given.trim().as_bytes(), secret.0.as_bytes())
+        || ui::has_session(request.method(), request.headers(), &secret);
+    if !authorised {
         return ApiError::unauthorized().into_response();
     }
     next.run(request).await

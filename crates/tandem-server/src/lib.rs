@@ -25,6 +25,7 @@ mod state;
 #[cfg(test)]
 mod test_views;
 mod token_api;
+mod ui;
 
 pub use active_channel::Advertised;
 pub use agents_api::INDEX_HEADER;

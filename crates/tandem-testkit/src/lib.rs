@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod browser;
 mod cluster;
 pub mod faults;
 pub mod history;
@@ -44,6 +45,7 @@ pub mod workloads;
 pub use agents::{
     agent_states, join_token, pick, wait_for_agent_states, AgentProcess, CheckTarget,
 };
+pub use browser::Browser;
 pub use cluster::{Cluster, API_SECRET, CLUSTER_SECRET, CLUSTER_SECRET_HEADER};
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
