@@ -3,6 +3,7 @@
 //! active node's duties while this node holds the role, until a shutdown signal.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,25 +285,38 @@ impl RunningServer {
         };
 
         let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        // The observers end with the server, not with the watches they follow.
+        let observe = |work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+            let stopping = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = work => {}
+                    () = stopping => {}
+                }
+            })
+        };
         let mut tasks = vec![
-            tokio::spawn(events::follow(
+            observe(Box::pin(events::follow(
                 events.clone(),
                 ha.watch(),
                 ActiveView::clone,
                 events::active_events,
-            )),
-            tokio::spawn(events::follow(
+            ))),
+            observe(Box::pin(events::follow(
                 events,
                 raft.metrics(),
                 raft_facts,
                 events::raft_events,
-            )),
-            tokio::spawn(keep_gauges(raft.metrics(), server_metrics::raft_gauges)),
-            tokio::spawn(keep_gauges(ha.watch(), server_metrics::ha_gauges)),
+            ))),
+            observe(Box::pin(keep_gauges(
+                raft.metrics(),
+                server_metrics::raft_gauges,
+            ))),
+            observe(Box::pin(keep_gauges(ha.watch(), server_metrics::ha_gauges))),
         ];
-        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
         let api_app = crate::api::router(api_state, settings.max_body_bytes);
         let cluster_app = crate::cluster_api::router(cluster_port, api_app.clone());
         let stop_cluster = until_stopped(stopped.clone());
