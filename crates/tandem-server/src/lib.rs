@@ -17,6 +17,8 @@ mod join_token;
 mod keys;
 mod registry;
 mod replicated;
+mod rqlite;
+mod rqlite_api;
 mod server;
 mod state;
 mod token_api;
