@@ -167,8 +167,14 @@ impl Flags {
                 )));
             }
             if IGNORED_FLAGS.iter().any(|(k, _)| *k == key) {
+                // Checked as rqlite checks them, so a typo is not silently taken.
                 if key.ends_with("timeout") {
                     go_duration(&key, &value)?;
+                }
+                if key == "retries" && value.parse::<i64>().is_err() {
+                    return Err(ApiError::bad_request(format!(
+                        "retries {value:?} is not a whole number"
+                    )));
                 }
                 continue;
             }

@@ -120,6 +120,7 @@ fn flags_are_parsed_and_unknown_ones_refused() {
     assert!(refused("query", "/db/query?freshness=soon").contains("not a duration"));
     assert!(refused("query", "/db/query?q=").contains("q is empty"));
     assert!(refused("execute", "/db/execute?timeout=x").contains("not a duration"));
+    assert!(refused("execute", "/db/execute?retries=two").contains("not a whole number"));
 }
 
 #[test]
