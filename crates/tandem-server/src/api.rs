@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::active_channel::{ActiveChannel, STEP_DOWN_PATH};
@@ -20,6 +21,7 @@ use crate::events_api;
 use crate::forward::Needs;
 use crate::health::{self, NodeHealth};
 use crate::replicated::Replicated;
+use crate::rqlite_api;
 use crate::state::{ApiSecret, ApiState};
 use crate::token_api;
 use crate::ui;
@@ -103,6 +105,9 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     for endpoint in ApiEndpoint::ALL {
         authenticated = authenticated.route(endpoint.path(), endpoint.route(&state));
     }
+    for (path, route) in rqlite_api::routes(&state) {
+        authenticated = authenticated.route(path, route);
+    }
     let authenticated = authenticated.layer(middleware::from_fn_with_state(
         state.secret.clone(),
         require_api_secret,
@@ -111,6 +116,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/health", get(health::alive))
         .route("/ready", get(health::ready))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(rqlite_api::readyz))
         .route("/v1/sys/health", get(health::sys_health))
         .route("/metrics", get(health::metrics))
         // The dashboard: the page is public, its data needs a session or the secret.
@@ -174,7 +180,7 @@ async fn require_api_secret(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(presented_secret)
         .unwrap_or_default();
     let authorised = secrets_match(given.trim().as_bytes(), secret.0.as_bytes())
         || ui::has_session(request.method(), request.headers(), &secret);
@@ -182,6 +188,20 @@ async fn require_api_secret(
         return ApiError::unauthorized().into_response();
     }
     next.run(request).await
+}
+
+/// The secret an `Authorization` header presents: `Bearer <secret>`, or HTTP basic auth with
+/// the secret as the password (any user name), which is how rqlite clients send credentials.
+fn presented_secret(authorization: &str) -> Option<String> {
+    if let Some(secret) = authorization.strip_prefix("Bearer ") {
+        return Some(secret.to_string());
+    }
+    let encoded = authorization.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(password.to_string())
 }
 
 /// Who is active. The `leader_*` fields are the same facts under their first names.
@@ -220,4 +240,23 @@ async fn step_down(State(health): State<NodeHealth>) -> Result<axum::Json<Value>
 async fn take_snapshot(State(data): State<Replicated>) -> Result<axum::Json<Value>, ApiError> {
     let index = data.snapshot().await?;
     Ok(axum::Json(json!({ "snapshot_index": index })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presented_secret;
+
+    #[test]
+    fn the_secret_comes_as_a_bearer_token_or_a_basic_auth_password() {
+        assert_eq!(presented_secret("Bearer s3cret").as_deref(), Some("s3cret"));
+        // "rqlite:s3cret:with:colons" in base64: the password runs to the end.
+        assert_eq!(
+            presented_secret("Basic cnFsaXRlOnMzY3JldDp3aXRoOmNvbG9ucw==").as_deref(),
+            Some("s3cret:with:colons")
+        );
+        assert_eq!(presented_secret("Basic not base64!"), None);
+        // "nocolon" in base64: no password at all.
+        assert_eq!(presented_secret("Basic bm9jb2xvbg=="), None);
+        assert_eq!(presented_secret("Digest x"), None);
+    }
 }

@@ -428,19 +428,21 @@ fn to_params(value: Option<Value>) -> Result<Params, ApiError> {
         )),
         Some(Value::Object(map)) => Ok(Params::Named(
             map.iter()
-                .map(|(k, v)| {
-                    let name = if k.starts_with([':', '@', '$']) {
-                        k.clone()
-                    } else {
-                        format!(":{k}")
-                    };
-                    Ok((name, convert(v)?))
-                })
+                .map(|(k, v)| Ok((param_name(k), convert(v)?)))
                 .collect::<Result<_, ApiError>>()?,
         )),
         Some(other) => Err(ApiError::bad_request(format!(
             "params must be an array or an object, not {other}"
         ))),
+    }
+}
+
+/// A named parameter's name as SQLite binds it: `:name` unless it names its own prefix.
+pub fn param_name(name: &str) -> String {
+    if name.starts_with([':', '@', '$']) {
+        name.to_string()
+    } else {
+        format!(":{name}")
     }
 }
 

@@ -41,7 +41,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong secret: send `Authorization: Bearer <secret-api>`",
+            "missing or wrong secret: send `Authorization: Bearer <secret-api>`, or HTTP basic auth with the secret as the password",
         )
     }
 

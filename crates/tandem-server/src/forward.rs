@@ -5,7 +5,7 @@
 //! refuses with 503 when no active node is known.
 
 use axum::extract::{Request, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -19,6 +19,51 @@ use crate::state::ApiState;
 /// The client header that asks for a redirect instead of forwarding.
 pub const NO_FORWARDING_HEADER: &str = "x-tandem-no-request-forwarding";
 
+/// How a client says what it wants of this layer: in Tandem's own words, or in rqlite's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?consistency=stale` reads locally; the `X-Tandem-No-Request-Forwarding` header asks for
+    /// a redirect, which is a 307.
+    Tandem,
+    /// `?level=none` reads locally; `?redirect` (or Tandem's header) asks for a redirect, which
+    /// is a 301, the one rqlite clients follow.
+    Rqlite,
+}
+
+impl Dialect {
+    fn reads_locally(self, uri: &Uri) -> bool {
+        match self {
+            Dialect::Tandem => uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=stale")),
+            Dialect::Rqlite => crate::rqlite::reads_locally(uri),
+        }
+    }
+
+    fn wants_redirect(self, uri: &Uri, headers: &HeaderMap) -> bool {
+        headers.contains_key(NO_FORWARDING_HEADER)
+            || (self == Dialect::Rqlite && crate::rqlite::wants_redirect(uri))
+    }
+
+    /// A redirect answered in this dialect. rqlite clients follow a 301, and only expect one
+    /// when they asked for it: otherwise a standby that cannot forward says so (503), and the
+    /// client retries, where a redirect could pin it to an active node that just died.
+    fn answer_redirect(self, response: Response, asked: bool) -> Response {
+        if self != Dialect::Rqlite || response.status() != StatusCode::TEMPORARY_REDIRECT {
+            return response;
+        }
+        if !asked {
+            return ApiError::unavailable(
+                "this node cannot reach the active node right now; retry shortly (or ask for a redirect with ?redirect)",
+            )
+            .into_response();
+        }
+        let mut response = response;
+        *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        response
+    }
+}
+
 /// Where a request must be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
@@ -31,13 +76,10 @@ pub enum Needs {
 }
 
 impl Needs {
-    /// Where this request must be served.
-    pub fn of(self, uri: &Uri) -> Needs {
-        let stale = uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|pair| pair == "consistency=stale"));
+    /// Where this request must be served, given how it says it.
+    pub fn of(self, dialect: Dialect, uri: &Uri) -> Needs {
         match self {
-            Needs::ActiveUnlessStale if stale => Needs::AnyNode,
+            Needs::ActiveUnlessStale if dialect.reads_locally(uri) => Needs::AnyNode,
             Needs::ActiveUnlessStale => Needs::ActiveNode,
             other => other,
         }
@@ -45,11 +87,22 @@ impl Needs {
 
     /// `route` behind this layer, declaring what it needs.
     pub fn serve(self, route: MethodRouter<ApiState>, state: &ApiState) -> MethodRouter<ApiState> {
+        self.serve_in(Dialect::Tandem, route, state)
+    }
+
+    /// `route` behind this layer, for clients that speak `dialect`.
+    pub fn serve_in(
+        self,
+        dialect: Dialect,
+        route: MethodRouter<ApiState>,
+        state: &ApiState,
+    ) -> MethodRouter<ApiState> {
         if self == Needs::AnyNode {
             return route;
         }
         let guard = RouteGuard {
             needs: self,
+            dialect,
             channel: state.active.clone(),
         };
         route.route_layer(middleware::from_fn_with_state(guard, route_to_active))
@@ -94,6 +147,7 @@ fn no_active() -> Response {
 #[derive(Clone)]
 struct RouteGuard {
     needs: Needs,
+    dialect: Dialect,
     channel: ActiveChannel,
 }
 
@@ -102,17 +156,18 @@ async fn route_to_active(
     request: Request,
     next: Next,
 ) -> Response {
-    let headers = request.headers();
+    let dialect = guard.dialect;
+    let asked = dialect.wants_redirect(request.uri(), request.headers());
     let decision = route(
-        guard.needs.of(request.uri()),
+        guard.needs.of(dialect, request.uri()),
         &guard.channel.view(),
-        headers.contains_key(FORWARDED_BY_HEADER),
-        headers.contains_key(NO_FORWARDING_HEADER),
+        request.headers().contains_key(FORWARDED_BY_HEADER),
+        asked,
     );
     let counted = |decision: &'static str| {
         metrics::counter!("tandem_api_routed_total", "decision" => decision).increment(1);
     };
-    match decision {
+    let response = match decision {
         Route::Local => {
             counted("local");
             next.run(request).await
@@ -129,7 +184,8 @@ async fn route_to_active(
             counted("forward");
             guard.channel.forward(active, request).await
         }
-    }
+    };
+    dialect.answer_redirect(response, asked)
 }
 
 #[cfg(test)]
@@ -157,18 +213,62 @@ mod tests {
     fn a_read_needs_the_active_node_unless_it_asks_for_stale() {
         let uri = |s: &str| s.parse::<Uri>().unwrap();
         let read = Needs::ActiveUnlessStale;
-        assert_eq!(read.of(&uri("/v1/kv/a")), Needs::ActiveNode);
-        assert_eq!(read.of(&uri("/v1/kv/a?consistency=stale")), Needs::AnyNode);
+        let tandem = Dialect::Tandem;
+        assert_eq!(read.of(tandem, &uri("/v1/kv/a")), Needs::ActiveNode);
         assert_eq!(
-            read.of(&uri("/v1/kv/a?consistency=linearizable")),
+            read.of(tandem, &uri("/v1/kv/a?consistency=stale")),
+            Needs::AnyNode
+        );
+        assert_eq!(
+            read.of(tandem, &uri("/v1/kv/a?consistency=linearizable")),
             Needs::ActiveNode
         );
         assert_eq!(
-            Needs::ActiveNode.of(&uri("/v1/kv/a?consistency=stale")),
+            Needs::ActiveNode.of(tandem, &uri("/v1/kv/a?consistency=stale")),
             Needs::ActiveNode,
             "a write is never served by a standby"
         );
-        assert_eq!(Needs::AnyNode.of(&uri("/health")), Needs::AnyNode);
+        assert_eq!(Needs::AnyNode.of(tandem, &uri("/health")), Needs::AnyNode);
+    }
+
+    #[test]
+    fn rqlite_clients_say_it_in_their_words() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let read = Needs::ActiveUnlessStale;
+        let rqlite = Dialect::Rqlite;
+        assert_eq!(
+            read.of(rqlite, &uri("/db/query?level=none&q=x")),
+            Needs::AnyNode
+        );
+        assert_eq!(
+            read.of(rqlite, &uri("/db/query?level=weak")),
+            Needs::ActiveNode
+        );
+        assert_eq!(
+            read.of(Dialect::Tandem, &uri("/db/query?level=none")),
+            Needs::ActiveNode,
+            "each dialect reads only its own words"
+        );
+        let none = HeaderMap::new();
+        assert!(rqlite.wants_redirect(&uri("/db/execute?redirect"), &none));
+        assert!(!rqlite.wants_redirect(&uri("/db/execute?pretty"), &none));
+        assert!(!Dialect::Tandem.wants_redirect(&uri("/v1/kv/a?redirect"), &none));
+        let redirect = || ApiError::redirect("http://h2:8200/db/execute".into(), 2).into_response();
+        let asked = rqlite.answer_redirect(redirect(), true);
+        assert_eq!(asked.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            asked.headers()["location"],
+            "http://h2:8200/db/execute",
+            "the location is kept"
+        );
+        assert_eq!(
+            rqlite.answer_redirect(redirect(), false).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            Dialect::Tandem.answer_redirect(redirect(), false).status(),
+            StatusCode::TEMPORARY_REDIRECT
+        );
     }
 
     #[test]

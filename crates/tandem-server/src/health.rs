@@ -104,24 +104,29 @@ pub struct NodeHealth {
 }
 
 impl NodeHealth {
-    fn standing(&self) -> Standing {
+    pub(crate) fn standing(&self) -> Standing {
         self.standing_in(&self.data.status())
     }
 
-    /// The standing from a replication status already read.
-    fn standing_in(&self, status: &ReplicationStatus) -> Standing {
-        let view = self.ha.view();
-        let contact = view.other_active().and_then(|a| {
+    /// Milliseconds since this node last heard from the active node it knows, as `status` says;
+    /// `None` when it is the active node itself, knows none, or never heard from it.
+    pub(crate) fn active_contact_ms(view: &ActiveView, status: &ReplicationStatus) -> Option<u64> {
+        view.other_active().and_then(|a| {
             status
                 .members
                 .iter()
                 .find(|m| m.id == a.id)
                 .and_then(|m| m.last_contact_ms)
-        });
+        })
+    }
+
+    /// The standing from a replication status already read.
+    fn standing_in(&self, status: &ReplicationStatus) -> Standing {
+        let view = self.ha.view();
         standing(
             &view,
             status.millis_since_quorum_ack,
-            contact,
+            NodeHealth::active_contact_ms(&view, status),
             self.contact_stale_after_ms,
             self.quorum_stale_after_ms,
         )

@@ -19,6 +19,8 @@ mod join_token;
 mod keys;
 mod registry;
 mod replicated;
+mod rqlite;
+mod rqlite_api;
 mod server;
 mod server_metrics;
 mod state;

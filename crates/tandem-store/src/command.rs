@@ -120,6 +120,14 @@ pub enum Command {
     /// A change to the agent registry: join tokens, enrolment, and agents' rows. Declared last:
     /// a variant's place is its number in the encoded log, which entries already written keep.
     Registry(RegistryCommand),
+    /// Statements that answer one by one, as rqlite's API runs them: a statement that fails is
+    /// answered with its error and the others still run, unless `all_or_nothing`, where the
+    /// first failure undoes the statements before it and ends the request. A statement that
+    /// only reads answers its rows.
+    SqlEach {
+        statements: Vec<Statement>,
+        all_or_nothing: bool,
+    },
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -179,6 +187,11 @@ impl Command {
                 }
                 fence(f)
             }
+            // Each statement's own refusal (a nondeterministic one included) is its answer.
+            Command::SqlEach { statements, .. } if statements.is_empty() => {
+                Err(Rejection::invalid("no statements to execute"))
+            }
+            Command::SqlEach { .. } => Ok(()),
             Command::KvPut {
                 key,
                 ttl_ms,
@@ -365,8 +378,16 @@ pub struct StatementResult {
     pub last_insert_id: i64,
 }
 
+/// What one statement of a [`Command::SqlEach`] answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SqlAnswer {
+    Changed(StatementResult),
+    Rows(crate::QueryRows),
+    Failed(String),
+}
+
 /// What applying a command answers when it succeeds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Sql {
         results: Vec<StatementResult>,
@@ -417,6 +438,11 @@ pub enum Outcome {
     },
     /// Raft's own entries (blank, membership) answer nothing.
     Nothing,
+    /// One answer per statement of a [`Command::SqlEach`], up to the one that ended it, each
+    /// with the seconds it took on the active node.
+    SqlAnswers {
+        answers: Vec<(SqlAnswer, f64)>,
+    },
 }
 
 /// The result of applying one command, as the state machine hands it back through Raft.
@@ -458,6 +484,11 @@ mod tests {
         assert_eq!(variant(&Command::Batch(vec![])), 12u32.to_le_bytes());
         let revoke = Command::Registry(RegistryCommand::Revoke { name: "a".into() });
         assert_eq!(variant(&revoke), 13u32.to_le_bytes());
+        let each = Command::SqlEach {
+            statements: vec![],
+            all_or_nothing: false,
+        };
+        assert_eq!(variant(&each), 14u32.to_le_bytes());
         // Inside the registry's commands the same holds: the mesh's came last.
         let set = Command::Registry(RegistryCommand::SetAnnounce {
             name: "a".into(),

@@ -13,7 +13,7 @@ use tandem_raft::{Entry, LogId, StoredMembership};
 use tandem_registry::JoinTokenInfo;
 
 use crate::command::{
-    Applied, Command, Fence, Outcome, Params, Rejection, Statement, StatementResult,
+    Applied, Command, Fence, Outcome, Params, Rejection, SqlAnswer, Statement, StatementResult,
 };
 use crate::error::{ReadError, StoreError};
 use crate::guard::{Mode, SqlGuard, STATEMENT_STEP_LIMIT};
@@ -113,11 +113,18 @@ pub struct PublishedKey {
 }
 
 /// Rows of a read-only query.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRows {
     pub columns: Vec<String>,
+    /// Each column's declared type, lower-cased; for a column without one (an expression), the
+    /// storage class of its value in the first row, or "" when there is none (as rqlite says it).
+    pub types: Vec<String>,
     pub rows: Vec<Vec<SqlValue>>,
 }
+
+/// Why a query that writes is refused; it begins with rqlite's words for it, which rqlite
+/// clients look for.
+pub const QUERY_WRITES: &str = "attempt to change database via query operation: send this statement to /v1/sql/execute (rqlite clients: /db/execute) so that it is replicated";
 
 /// The largest answer a query may build, so that one read cannot exhaust the node's memory.
 pub const MAX_QUERY_RESULT_BYTES: usize = 64 * 1024 * 1024;
@@ -463,6 +470,10 @@ impl StateDb {
         };
         match command {
             Command::Sql { statements, fence } => self.apply_sql(applying, statements, fence),
+            Command::SqlEach {
+                statements,
+                all_or_nothing,
+            } => self.apply_sql_each(applying, statements, *all_or_nothing),
             Command::KvPut {
                 key,
                 value,
@@ -547,6 +558,48 @@ impl StateDb {
         Ok(Outcome::Sql { results })
     }
 
+    /// Runs the statements of one request each on its own (see [`Command::SqlEach`]).
+    fn apply_sql_each(
+        &self,
+        applying: &mut Applying<'_>,
+        statements: &[Statement],
+        all_or_nothing: bool,
+    ) -> Result<Outcome, ApplyError> {
+        // User SQL may not control transactions, so this name cannot clash with one of theirs.
+        const SAVEPOINT: &str = "tandem_sql_each";
+        if all_or_nothing {
+            applying
+                .conn
+                .execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
+        }
+        let mut answers = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let started = std::time::Instant::now();
+            let answer = self.answer_user_statement(applying.conn, statement);
+            let seconds = started.elapsed().as_secs_f64();
+            match answer {
+                Ok(answer) => answers.push((answer, seconds)),
+                Err(ApplyError::Rejected(rejection)) => {
+                    answers.push((SqlAnswer::Failed(rejection.message), seconds));
+                    if all_or_nothing {
+                        applying.conn.execute_batch(&format!(
+                            "ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"
+                        ))?;
+                        return Ok(Outcome::SqlAnswers { answers });
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if all_or_nothing {
+            applying
+                .conn
+                .execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
+        }
+        applying.count_write();
+        Ok(Outcome::SqlAnswers { answers })
+    }
+
     /// Removes every key, cache entry, lease and join token expired by `now`, and every retired
     /// signing key whose last token has expired; answers how many.
     fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
@@ -557,11 +610,13 @@ impl StateDb {
             + registry::expire(conn, now)?)
     }
 
-    fn execute_user_statement(
+    /// Prepares a user statement for a write, with its parameters bound; a nondeterministic
+    /// one is refused.
+    fn prepare_user_statement<'c>(
         &self,
-        conn: &Connection,
+        conn: &'c Connection,
         statement: &Statement,
-    ) -> Result<StatementResult, ApplyError> {
+    ) -> Result<rusqlite::Statement<'c>, ApplyError> {
         if let Some(reason) = sql::nondeterminism(&statement.sql, &statement.params) {
             return Err(Rejection::invalid(reason).into());
         }
@@ -570,6 +625,38 @@ impl StateDb {
         self.write_guard.set(None);
         let mut stmt = prepared.map_err(|e| self.user_error(&self.write_guard, e))?;
         bind(&mut stmt, &statement.params)?;
+        Ok(stmt)
+    }
+
+    fn execute_user_statement(
+        &self,
+        conn: &Connection,
+        statement: &Statement,
+    ) -> Result<StatementResult, ApplyError> {
+        let mut stmt = self.prepare_user_statement(conn, statement)?;
+        self.execute_prepared(conn, &mut stmt)
+    }
+
+    /// Runs a user statement in a write, answering its rows when it only reads.
+    fn answer_user_statement(
+        &self,
+        conn: &Connection,
+        statement: &Statement,
+    ) -> Result<SqlAnswer, ApplyError> {
+        let mut stmt = self.prepare_user_statement(conn, statement)?;
+        if stmt.readonly() && stmt.column_count() > 0 {
+            return Ok(SqlAnswer::Rows(
+                self.collect_rows(&mut stmt, &self.write_guard)?,
+            ));
+        }
+        Ok(SqlAnswer::Changed(self.execute_prepared(conn, &mut stmt)?))
+    }
+
+    fn execute_prepared(
+        &self,
+        conn: &Connection,
+        stmt: &mut rusqlite::Statement<'_>,
+    ) -> Result<StatementResult, ApplyError> {
         let _limit = self.write_guard.limit_steps();
         // `changes()` keeps the count of the last INSERT/UPDATE/DELETE even across DDL, so
         // count this statement's own changes from the running total.
@@ -584,7 +671,61 @@ impl StateDb {
         drop(rows);
         Ok(StatementResult {
             rows_affected: conn.total_changes() - changes_before,
-            last_insert_id: conn.last_insert_rowid(),
+            last_insert_id: if self.write_guard.inserts() {
+                conn.last_insert_rowid()
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Steps a prepared statement to its end, keeping its rows (at most
+    /// [`MAX_QUERY_RESULT_BYTES`] of them).
+    fn collect_rows(
+        &self,
+        stmt: &mut rusqlite::Statement<'_>,
+        guard: &SqlGuard,
+    ) -> Result<QueryRows, ApplyError> {
+        let _limit = guard.limit_steps();
+        let mut rows = stmt.raw_query();
+        // The columns are read once the statement has run: SQLite prepares it again when the
+        // schema changed since this connection last read it, and that can change its columns.
+        let mut described: Option<(Vec<String>, Vec<String>)> = None;
+        let mut out: Vec<Vec<SqlValue>> = Vec::new();
+        let mut result_bytes = 0;
+        while let Some(row) = rows.next().map_err(|e| self.user_error(guard, e))? {
+            let width = described
+                .get_or_insert_with(|| describe(row.as_ref()))
+                .0
+                .len();
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                let value = SqlValue::from(row.get_ref(i).map_err(|e| self.user_error(guard, e))?);
+                result_bytes += value.size_in_memory();
+                values.push(value);
+            }
+            if result_bytes > MAX_QUERY_RESULT_BYTES {
+                return Err(Rejection::invalid(format!(
+                    "the result is larger than {} MiB; select fewer rows or columns (LIMIT, WHERE)",
+                    MAX_QUERY_RESULT_BYTES >> 20
+                ))
+                .into());
+            }
+            out.push(values);
+        }
+        drop(rows);
+        let (columns, mut types) = described.unwrap_or_else(|| describe(stmt));
+        if let Some(first) = out.first() {
+            for (declared, value) in types.iter_mut().zip(first) {
+                if declared.is_empty() {
+                    *declared = value.storage_class().to_string();
+                }
+            }
+        }
+        Ok(QueryRows {
+            columns,
+            types,
+            rows: out,
         })
     }
 
@@ -632,42 +773,67 @@ impl StateDb {
 
     /// Runs a read-only statement on this replica's copy.
     pub fn query(&self, statement: &Statement) -> Result<QueryRows, ReadError> {
+        self.with_reader(|conn, guard| self.query_on(conn, guard, statement))
+    }
+
+    /// Runs read-only statements on this replica's copy, all on one snapshot; each answers on
+    /// its own (with the seconds it took), so one that fails leaves the others their rows.
+    pub fn query_each(
+        &self,
+        statements: &[Statement],
+    ) -> Result<Vec<(SqlAnswer, f64)>, StoreError> {
+        self.with_reader(|conn, guard| {
+            conn.execute_batch("BEGIN").map_err(StoreError::from)?;
+            let mut answers = Vec::with_capacity(statements.len());
+            for statement in statements {
+                let started = std::time::Instant::now();
+                let answer = self.query_on(conn, guard, statement);
+                let seconds = started.elapsed().as_secs_f64();
+                match answer {
+                    Ok(rows) => answers.push((SqlAnswer::Rows(rows), seconds)),
+                    Err(ReadError::Rejected(rejection)) => {
+                        answers.push((SqlAnswer::Failed(rejection.message), seconds))
+                    }
+                    Err(ReadError::Store(e)) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        return Err(e.into());
+                    }
+                }
+            }
+            conn.execute_batch("COMMIT").map_err(StoreError::from)?;
+            Ok(answers)
+        })
+        .map_err(read_store_error)
+    }
+
+    /// Whether `sql` only reads; one that cannot be prepared counts as a read, so that its
+    /// error is answered without a round through the log.
+    pub fn is_read_only(&self, sql: &str) -> bool {
         self.with_reader(|conn, guard| {
             guard.set(Some(Mode::Read));
-            let prepared = conn.prepare(&statement.sql);
+            let prepared = conn.prepare(sql);
             guard.set(None);
-            let reject = |e: rusqlite::Error| ReadError::from(self.user_error(guard, e));
-            let mut stmt = prepared.map_err(reject)?;
-            if !stmt.readonly() {
-                return Err(Rejection::invalid(
-                    "this statement writes; send it to /v1/sql/execute so that it is replicated",
-                )
-                .into());
-            }
-            bind(&mut stmt, &statement.params).map_err(ReadError::from)?;
-            let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-            let _limit = guard.limit_steps();
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            let mut result_bytes = 0;
-            while let Some(row) = rows.next().map_err(reject)? {
-                let mut values = Vec::with_capacity(columns.len());
-                for i in 0..columns.len() {
-                    let value = SqlValue::from(row.get_ref(i).map_err(reject)?);
-                    result_bytes += value.size_in_memory();
-                    values.push(value);
-                }
-                if result_bytes > MAX_QUERY_RESULT_BYTES {
-                    return Err(Rejection::invalid(format!(
-                        "the result is larger than {} MiB; select fewer rows or columns (LIMIT, WHERE)",
-                        MAX_QUERY_RESULT_BYTES >> 20
-                    ))
-                    .into());
-                }
-                out.push(values);
-            }
-            Ok(QueryRows { columns, rows: out })
+            let _ = guard.take_denial();
+            Ok(prepared.map(|stmt| stmt.readonly()).unwrap_or(true))
         })
+        .unwrap_or(true)
+    }
+
+    fn query_on(
+        &self,
+        conn: &Connection,
+        guard: &SqlGuard,
+        statement: &Statement,
+    ) -> Result<QueryRows, ReadError> {
+        guard.set(Some(Mode::Read));
+        let prepared = conn.prepare(&statement.sql);
+        guard.set(None);
+        let mut stmt = prepared.map_err(|e| ReadError::from(self.user_error(guard, e)))?;
+        if !stmt.readonly() {
+            return Err(Rejection::invalid(QUERY_WRITES).into());
+        }
+        bind(&mut stmt, &statement.params).map_err(ReadError::from)?;
+        Ok(self.collect_rows(&mut stmt, guard)?)
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
@@ -882,6 +1048,18 @@ impl StateDb {
         )?;
         Ok(())
     }
+}
+
+/// A statement's column names and declared types (lower-cased, "" where none is declared).
+fn describe(stmt: &rusqlite::Statement<'_>) -> (Vec<String>, Vec<String>) {
+    stmt.columns()
+        .map(|c| {
+            (
+                c.name().to_string(),
+                c.decl_type().unwrap_or_default().to_ascii_lowercase(),
+            )
+        })
+        .unzip()
 }
 
 fn read_store_error(e: ReadError) -> StoreError {

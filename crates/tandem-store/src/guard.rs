@@ -63,6 +63,8 @@ impl Drop for StepLimit<'_> {
 struct GuardState {
     active: Option<Mode>,
     denial: Option<String>,
+    /// The statement last prepared under the checks inserts rows.
+    inserts: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,7 @@ impl SqlGuard {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if mode.is_some() {
             state.denial = None;
+            state.inserts = false;
         }
         state.active = mode;
     }
@@ -136,11 +139,23 @@ impl SqlGuard {
         StepLimit(&self.checks_left)
     }
 
+    /// Whether the statement last prepared under the checks inserts rows: only such a one
+    /// has a last inserted row id of its own (the connection's would otherwise show an earlier
+    /// statement's, or one of Tandem's own rows).
+    pub fn inserts(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).inserts
+    }
+
     fn decide(&self, ctx: &AuthContext<'_>) -> Authorization {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mode) = state.active else {
             return Authorization::Allow;
         };
+        // CREATE writes the schema table, which is no row of the user's.
+        if matches!(ctx.action, AuthAction::Insert { table_name } if !table_name.starts_with("sqlite_"))
+        {
+            state.inserts = true;
+        }
         let denial = refusal(mode, &ctx.action);
         match denial {
             Some(reason) => {
@@ -162,6 +177,33 @@ const SCHEMA_PRAGMAS: &[&str] = &[
     "index_xinfo",
     "foreign_key_list",
 ];
+
+/// Pragmas a read may query (never set): they only report a setting of the connection or the
+/// database. SQLAlchemy asks for `read_uncommitted` when it connects, and rqlite's
+/// documentation reads `foreign_keys`.
+const REPORTING_PRAGMAS: &[&str] = &[
+    "read_uncommitted",
+    "foreign_keys",
+    "user_version",
+    "application_id",
+    "schema_version",
+    "encoding",
+    "page_size",
+    "page_count",
+    "freelist_count",
+    "compile_options",
+    "database_list",
+    "collation_list",
+    "function_list",
+    "pragma_list",
+];
+
+/// Whether a read may run `PRAGMA name` (with `value` when it sets one).
+fn read_may_use_pragma(name: &str, value: Option<&str>) -> bool {
+    let name = name.to_ascii_lowercase();
+    SCHEMA_PRAGMAS.contains(&name.as_str())
+        || (value.is_none() && REPORTING_PRAGMAS.contains(&name.as_str()))
+}
 
 fn refusal(mode: Mode, action: &AuthAction<'_>) -> Option<String> {
     if let Some(table) = table_of(action) {
@@ -188,12 +230,13 @@ fn refusal(mode: Mode, action: &AuthAction<'_>) -> Option<String> {
         AuthAction::Unknown { code, .. } => {
             Some(format!("this statement needs an operation Tandem does not allow (SQLite action {code})"))
         }
-        AuthAction::Pragma { pragma_name, .. } => match mode {
+        AuthAction::Pragma { pragma_name, pragma_value } => match mode {
             Mode::Write => Some(format!("PRAGMA {pragma_name} is not allowed in a replicated write")),
-            Mode::Read if SCHEMA_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) => None,
+            Mode::Read if read_may_use_pragma(pragma_name, *pragma_value) => None,
             Mode::Read => Some(format!(
-                "PRAGMA {pragma_name} is not allowed; queries may use {}",
-                SCHEMA_PRAGMAS.join(", ")
+                "PRAGMA {pragma_name} is not allowed; queries may use {}, and read (not set) {}",
+                SCHEMA_PRAGMAS.join(", "),
+                REPORTING_PRAGMAS.join(", ")
             )),
         },
         AuthAction::Function { function_name }

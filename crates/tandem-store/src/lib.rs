@@ -17,6 +17,7 @@ pub mod rules;
 pub mod sql;
 mod state_machine;
 
+pub use command::SqlAnswer;
 pub use command::{
     Applied, Command, Fence, Outcome, Params, RegistryCommand, Rejection, RejectionKind, Statement,
     TokenSpec,

@@ -48,6 +48,18 @@ impl SqlValue {
         })
     }
 
+    /// SQLite's name for the value's storage class, as rqlite names a column's type when the
+    /// column has no declared one; a NULL has none.
+    pub fn storage_class(&self) -> &'static str {
+        match self {
+            SqlValue::Null => "",
+            SqlValue::Integer(_) => "integer",
+            SqlValue::Real(_) => "real",
+            SqlValue::Text(_) => "text",
+            SqlValue::Blob(_) => "blob",
+        }
+    }
+
     /// Roughly what the value takes in memory, to bound the size of an answer.
     pub fn size_in_memory(&self) -> usize {
         std::mem::size_of::<SqlValue>()

@@ -67,6 +67,8 @@ fn queries_cannot_change_their_pooled_connection() {
     for sql in [
         "BEGIN",
         "PRAGMA query_only = 0",
+        "PRAGMA read_uncommitted = 1",
+        "PRAGMA wal_checkpoint",
         "ATTACH DATABASE 'x.db' AS x",
     ] {
         let refused = db.query(&statement(sql, vec![])).expect_err(sql);
@@ -76,6 +78,10 @@ fn queries_cannot_change_their_pooled_connection() {
         .query(&statement("PRAGMA table_info(t)", vec![]))
         .expect("schema pragmas are allowed in queries");
     assert_eq!(columns.rows.len(), 1);
+    let setting = db
+        .query(&statement("PRAGMA read_uncommitted", vec![]))
+        .expect("reporting pragmas may be read");
+    assert_eq!(setting.rows, vec![vec![SqlValue::Integer(0)]]);
     // A later write is visible to every pooled reader: none is stuck in an old transaction.
     execute(&db, 2, "INSERT INTO t VALUES (7)", vec![]).expect("inserted");
     for _ in 0..8 {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use crate::http::{self, HttpReply};
+use crate::http::{self, Auth, HttpReply};
 use crate::netns::ClusterNetwork;
 use crate::process::{free_ports, ServerProcess};
 use crate::wait::{wait_for, DEADLINE};
@@ -514,7 +514,7 @@ impl Cluster {
             &self.http,
             method,
             format!("{}{path}", self.api_url(i)),
-            Some(API_SECRET),
+            Some(Auth::Bearer(API_SECRET)),
             body,
             Some(timeout),
         )
@@ -529,17 +529,38 @@ impl Cluster {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> HttpReply {
+        self.send_as(i, method, path, body, Auth::Bearer(API_SECRET))
+            .await
+    }
+
+    /// One request to node `i` as rqlite clients send it: the API secret as the password of
+    /// HTTP basic auth; panics if no HTTP answer comes back.
+    pub async fn rqlite(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> HttpReply {
+        let auth = Auth::Basic {
+            user: "app",
+            secret: API_SECRET,
+        };
+        self.send_as(i, method, path, body, auth).await
+    }
+
+    async fn send_as(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        auth: Auth<'_>,
+    ) -> HttpReply {
         let url = format!("{}{path}", self.api_url(i));
-        http::send(
-            &self.http,
-            method.clone(),
-            url,
-            Some(API_SECRET),
-            body,
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path} on node index {i}: no answer: {e}"))
+        http::send(&self.http, method.clone(), url, Some(auth), body, None)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} on node index {i}: no answer: {e}"))
     }
 
     pub async fn get(&self, i: usize, path: &str) -> HttpReply {

@@ -124,7 +124,7 @@ impl<Op> ClientContext<Op> {
             &self.http,
             method,
             url,
-            Some(bearer),
+            Some(crate::http::Auth::Bearer(bearer)),
             body,
             Some(OPERATION_TIMEOUT),
         )

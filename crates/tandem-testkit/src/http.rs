@@ -154,18 +154,29 @@ impl HttpReply {
     }
 }
 
-/// Sends one request; `bearer` becomes `Authorization: Bearer <bearer>`.
+/// How a request presents the API secret.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Auth<'a> {
+    /// `Authorization: Bearer <secret>`, as Tandem's clients send it.
+    Bearer(&'a str),
+    /// HTTP basic auth with the secret as the password, as rqlite clients send it.
+    Basic { user: &'a str, secret: &'a str },
+}
+
+/// Sends one request, authenticated as `auth` says.
 pub(crate) async fn send(
     http: &reqwest::Client,
     method: Method,
     url: String,
-    bearer: Option<&str>,
+    auth: Option<Auth<'_>>,
     body: Option<(&str, Vec<u8>)>,
     timeout: Option<Duration>,
 ) -> Result<HttpReply, reqwest::Error> {
     let mut request = http.request(method, &url);
-    if let Some(secret) = bearer {
-        request = request.bearer_auth(secret);
+    match auth {
+        Some(Auth::Bearer(secret)) => request = request.bearer_auth(secret),
+        Some(Auth::Basic { user, secret }) => request = request.basic_auth(user, Some(secret)),
+        None => {}
     }
     if let Some((content_type, bytes)) = body {
         request = request
