@@ -1,0 +1,238 @@
+//! The active role held as a lease on a lock in an external service ([`LockService`]: a
+//! PostgreSQL row, an etcd key). One task per server runs for the lock, renews it, follows
+//! whoever holds it, and drops the role the moment its lease runs out, even while the service
+//! does not answer; what it concludes is [`LockLease`]'s. Every call to the service is bounded
+//! in time, so a step-down never hangs on an unreachable service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::lock_lease::{Attempt, LockLease};
+use crate::{ActiveNode, ActiveView, HaBackend, HaError};
+
+/// A lock in an external service, as one server sees it.
+#[async_trait::async_trait]
+pub trait LockService: Send + 'static {
+    /// One attempt: take or renew the lock when `take`, else only read who holds it.
+    async fn attempt(&mut self, take: bool) -> Result<Attempt, String>;
+
+    /// Gives up the lock held with `token`, so that a standby takes it at once.
+    async fn release(&mut self, token: u64) -> Result<(), String>;
+
+    /// Forgets connections after a failed or timed-out call; the next attempt makes new ones.
+    fn reset(&mut self);
+}
+
+/// What the server asks of the lock's task.
+enum Request {
+    /// Release the lock and stay out of the running for one TTL; answers when released.
+    StandAside(oneshot::Sender<Result<(), HaError>>),
+}
+
+/// An [`HaBackend`] whose active node is the holder of a leased lock.
+pub struct LeasedHa {
+    name: &'static str,
+    view: watch::Receiver<ActiveView>,
+    requests: mpsc::Sender<Request>,
+    ttl: Duration,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeasedHa {
+    /// Starts running for `service`'s lock as `me`, with leases of `ttl`.
+    pub fn start(
+        name: &'static str,
+        service: impl LockService,
+        me: ActiveNode,
+        ttl: Duration,
+    ) -> Arc<LeasedHa> {
+        let (view_tx, view) = watch::channel(ActiveView::default());
+        let (requests, requests_rx) = mpsc::channel(4);
+        let runner = LockRunner {
+            name,
+            lease: LockLease::new(me, ttl),
+            service,
+            ttl,
+            view: view_tx,
+            stand_aside_until: None,
+        };
+        let task = tokio::spawn(runner.run(requests_rx));
+        Arc::new(LeasedHa {
+            name,
+            view,
+            requests,
+            ttl,
+            task,
+        })
+    }
+
+    fn stopped(&self) -> HaError {
+        HaError::Stopped(format!("the {} lock task ended", self.name))
+    }
+}
+
+impl Drop for LeasedHa {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[async_trait::async_trait]
+impl HaBackend for LeasedHa {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Any server that reaches the lock service can take over.
+    fn ha_available(&self) -> bool {
+        true
+    }
+
+    fn watch(&self) -> watch::Receiver<ActiveView> {
+        self.view.clone()
+    }
+
+    async fn acquire(&self) -> Result<u64, HaError> {
+        let mut view = self.view.clone();
+        let held = view.wait_for(|v| v.is_self).await;
+        held.map(|v| v.fencing_token).map_err(|_| self.stopped())
+    }
+
+    async fn step_down(&self) -> Result<(), HaError> {
+        if !self.view.borrow().is_self {
+            return Ok(());
+        }
+        let (done, released) = oneshot::channel();
+        self.requests
+            .send(Request::StandAside(done))
+            .await
+            .map_err(|_| self.stopped())?;
+        released.await.map_err(|_| self.stopped())??;
+        // A standby takes the released lock at its next attempt, within a third of the TTL.
+        let mut view = self.view.clone();
+        let moved = view.wait_for(|v| v.other_active().is_some());
+        let handed_over = tokio::time::timeout(self.ttl, moved)
+            .await
+            .map(|moved| moved.is_ok());
+        match handed_over {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.stopped()),
+            Err(_) => Err(HaError::NoSuccessor(format!(
+                "no other server took the {} lock within {:?}",
+                self.name, self.ttl
+            ))),
+        }
+    }
+}
+
+/// The task that holds or follows the lock.
+struct LockRunner<S> {
+    name: &'static str,
+    lease: LockLease,
+    service: S,
+    ttl: Duration,
+    view: watch::Sender<ActiveView>,
+    /// After a step-down this node leaves the lock to the others until then.
+    stand_aside_until: Option<Instant>,
+}
+
+impl<S: LockService> LockRunner<S> {
+    async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut next = Instant::now();
+        loop {
+            // The role ends when the lease does, even while an attempt is still pending.
+            let lease_end = self.lease.tenure().map(|t| t.until);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    self.attempt().await;
+                    next = self.lease.next_attempt(Instant::now());
+                }
+                _ = sleep_until_some(lease_end) => {
+                    if self.lease.expire(Instant::now()) {
+                        tracing::warn!(backend = self.name, "the lock could not be renewed in time; this node is no longer active");
+                        self.publish();
+                    }
+                }
+                request = requests.recv() => match request {
+                    Some(Request::StandAside(done)) => {
+                        let _ = done.send(self.stand_aside().await);
+                        next = Instant::now() + self.lease.renew_every();
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn attempt(&mut self) {
+        let sent_at = Instant::now();
+        let timeout = self.lease.attempt_timeout(sent_at);
+        let take = self.stand_aside_until.is_none_or(|until| sent_at >= until);
+        let attempt = match tokio::time::timeout(timeout, self.service.attempt(take)).await {
+            Ok(Ok(attempt)) => attempt,
+            Ok(Err(e)) => {
+                tracing::debug!(backend = self.name, error = %e, "lock attempt failed");
+                self.service.reset();
+                Attempt::Failed
+            }
+            Err(_) => {
+                tracing::debug!(backend = self.name, ?timeout, "lock attempt timed out");
+                self.service.reset();
+                Attempt::Failed
+            }
+        };
+        let was_self = self.lease.view().is_self;
+        self.lease.record(attempt, sent_at, Instant::now());
+        if was_self && !self.lease.view().is_self {
+            tracing::warn!(backend = self.name, "this node lost the lock");
+        }
+        self.publish();
+    }
+
+    async fn stand_aside(&mut self) -> Result<(), HaError> {
+        let Some(tenure) = self.lease.tenure() else {
+            return Ok(());
+        };
+        self.stand_aside_until = Some(Instant::now() + self.ttl);
+        // From here this node acts no more, whether or not the release reaches the service.
+        self.lease.released();
+        self.publish();
+        let release = self.service.release(tenure.token);
+        match tokio::time::timeout(self.lease.renew_every(), release).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.service.reset();
+                Err(HaError::Timeout(format!(
+                    "the {} lock was not released ({e}); a standby takes it when it expires",
+                    self.name
+                )))
+            }
+            Err(_) => {
+                self.service.reset();
+                Err(HaError::Timeout(format!(
+                    "the {} lock service did not answer the release; a standby takes the lock when it expires",
+                    self.name
+                )))
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let view = self.lease.view().clone();
+        self.view.send_if_modified(|current| {
+            let changed = *current != view;
+            *current = view;
+            changed
+        });
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
