@@ -1,8 +1,11 @@
 //! `ha_storage = postgres`: the active node is the holder of one lock row in PostgreSQL. Every
 //! server runs for it on a connection of its own (so renewals never queue behind other work),
 //! renews it every third of the lock's TTL, and reads it to learn which node is active. A
-//! database that restarts is reconnected to at the next attempt.
+//! database that restarts is reconnected to at the next attempt. When the active node is
+//! chosen by etcd instead, the same schema keeps a fencing floor that its writes are checked
+//! against ([`check_fence_floor`]).
 
+mod fence_floor;
 mod lock_row;
 mod schema;
 
@@ -11,6 +14,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
+pub use fence_floor::{check_fence_floor, raise_fence_floor};
 pub use lock_row::{check_fence, Claimant, ACTIVE_LOCK};
 pub use schema::{migrate, quoted, SCHEMA_VERSION};
 

@@ -21,6 +21,13 @@ const MIGRATIONS: &[&str] = &[
         token bigint NOT NULL,
         expires_at timestamptz NOT NULL
     )",
+    // 2: the lowest fencing token a write may carry when the active node is chosen elsewhere
+    // (etcd): each new holder raises it before it acts.
+    "CREATE TABLE {schema}.fence_floor (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        token bigint NOT NULL
+    );
+    INSERT INTO {schema}.fence_floor (id, token) VALUES (1, 0)",
 ];
 
 /// The version this server brings a schema to.
