@@ -236,3 +236,94 @@ async fn sleep_until_some(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// How the stand-in lock service answers.
+    #[derive(Clone, Copy, Debug)]
+    enum Mode {
+        /// This node holds the lock with this token.
+        Grants(u64),
+        /// Never answers, as an unreachable database.
+        Hangs,
+    }
+
+    struct StandIn(Arc<Mutex<Mode>>);
+
+    impl StandIn {
+        fn mode(&self) -> Mode {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LockService for StandIn {
+        async fn attempt(&mut self, _take: bool) -> Result<Attempt, String> {
+            match self.mode() {
+                Mode::Grants(token) => Ok(Attempt::Holding { token }),
+                Mode::Hangs => std::future::pending().await,
+            }
+        }
+
+        async fn release(&mut self, _token: u64) -> Result<(), String> {
+            match self.mode() {
+                Mode::Grants(_) => Ok(()),
+                Mode::Hangs => std::future::pending().await,
+            }
+        }
+
+        fn reset(&mut self) {}
+    }
+
+    const TTL: Duration = Duration::from_secs(3);
+
+    fn started(mode: Mode) -> (Arc<LeasedHa>, Arc<Mutex<Mode>>) {
+        let shared = Arc::new(Mutex::new(mode));
+        let me = ActiveNode {
+            id: 1,
+            api_addr: "127.0.0.1:8200".into(),
+            cluster_addr: "127.0.0.1:8100".into(),
+        };
+        let ha = LeasedHa::start("stand-in", StandIn(shared.clone()), me, TTL);
+        (ha, shared)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_role_ends_with_the_last_lease_while_the_service_hangs() {
+        let (ha, mode) = started(Mode::Grants(7));
+        assert_eq!(ha.acquire().await.unwrap(), 7);
+        let renewed_by = Instant::now();
+        *mode.lock().unwrap() = Mode::Hangs;
+        let mut view = ha.watch();
+        view.wait_for(|v| !v.is_self).await.unwrap();
+        // The last renewal went out at most a third of the TTL before the service hung.
+        let held_for = renewed_by.elapsed();
+        assert!(
+            held_for <= TTL && held_for >= TTL - TTL / 3,
+            "held the role {held_for:?} past the last answer"
+        );
+        assert_eq!(ha.view().active, None);
+        // It comes back when the service does.
+        *mode.lock().unwrap() = Mode::Grants(8);
+        assert_eq!(ha.acquire().await.unwrap(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_down_never_hangs_on_the_service() {
+        let (ha, mode) = started(Mode::Grants(3));
+        ha.acquire().await.unwrap();
+        *mode.lock().unwrap() = Mode::Hangs;
+        let asked = Instant::now();
+        let stepped = ha.step_down().await;
+        assert!(matches!(stepped, Err(HaError::Timeout(_))), "{stepped:?}");
+        assert!(asked.elapsed() <= TTL / 3, "took {:?}", asked.elapsed());
+        assert!(
+            !ha.view().is_self,
+            "acts no more once it asked to step down"
+        );
+    }
+}
