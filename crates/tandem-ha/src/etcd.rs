@@ -2,8 +2,9 @@
 //! `{prefix}active`. A server holds an etcd lease of the lock's TTL, keeps it alive every third
 //! of it, and creates the key under that lease only where no key exists (a transaction on the
 //! key's create revision); the fencing token is the key's create revision, which grows with
-//! every new holder. etcd is reached through its JSON gateway (`/v3/...`) over HTTP, so the
-//! build needs no protobuf compiler. Calls go to one member at a time and move to the next
+//! every new holder. Standbys watch the key, so a released or expired lock is taken at once.
+//! etcd is reached through its JSON gateway (`/v3/...`) over HTTP, so the build needs no
+//! protobuf compiler. Calls go to one member at a time and move to the next
 //! member when one fails, so one dead member costs a retry, not the role.
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use crate::leased_ha::{LeasedHa, LockService};
 use crate::lock_lease::Attempt;
@@ -42,6 +44,19 @@ pub fn start(me: ActiveNode, settings: EtcdLockSettings) -> Result<Arc<LeasedHa>
         .timeout(per_call)
         .build()
         .map_err(|e| format!("etcd client: {e}"))?;
+    // The watch is one long response: no overall timeout, only one to connect.
+    let watch_http = reqwest::Client::builder()
+        .connect_timeout(per_call)
+        .build()
+        .map_err(|e| format!("etcd client: {e}"))?;
+    let key = format!("{}{ACTIVE_KEY}", settings.prefix);
+    let changes = Arc::new(Notify::new());
+    let watcher = tokio::spawn(watch_key(
+        watch_http,
+        settings.endpoints.clone(),
+        key.clone(),
+        changes.clone(),
+    ));
     let ttl = settings.ttl;
     let value = json!({
         "id": me.id,
@@ -55,10 +70,12 @@ pub fn start(me: ActiveNode, settings: EtcdLockSettings) -> Result<Arc<LeasedHa>
             endpoints: settings.endpoints.clone(),
             current: 0,
         },
-        key: format!("{}{ACTIVE_KEY}", settings.prefix),
+        key,
         value,
         ttl_secs: ttl.as_secs().max(1),
         lease: None,
+        changes,
+        watcher,
     };
     Ok(LeasedHa::start("etcd", service, me, ttl))
 }
@@ -131,6 +148,47 @@ struct EtcdLock {
     ttl_secs: u64,
     /// This node's lease, once granted.
     lease: Option<u64>,
+    /// Signalled by the watch on the leader key.
+    changes: Arc<Notify>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EtcdLock {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+/// How long the watch waits before it tries the next member.
+const WATCH_RETRY: Duration = Duration::from_millis(200);
+
+/// Watches the leader key, on one member after another, and signals every change to it: a
+/// standby then tries for the lock at once when the holder releases it or its lease ends (etcd
+/// deletes the key with the lease), instead of at its next attempt.
+async fn watch_key(
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    key: String,
+    changes: Arc<Notify>,
+) {
+    let body = json!({ "create_request": { "key": BASE64.encode(&key) } });
+    for endpoint in endpoints.iter().cycle() {
+        let sent = http
+            .post(format!("{endpoint}/v3/watch"))
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(mut reply) = sent.and_then(|reply| reply.error_for_status()) {
+            // The key may have changed while no watch was in place.
+            changes.notify_one();
+            while let Ok(Some(chunk)) = reply.chunk().await {
+                if chunk.windows(8).any(|w| w == b"\"events\"") {
+                    changes.notify_one();
+                }
+            }
+        }
+        tokio::time::sleep(WATCH_RETRY).await;
+    }
 }
 
 impl EtcdLock {
@@ -236,6 +294,10 @@ impl LockService for EtcdLock {
             .post("/v3/lease/revoke", json!({ "ID": lease.to_string() }))
             .await
             .map(|_| ())
+    }
+
+    fn changes(&self) -> Option<Arc<Notify>> {
+        Some(self.changes.clone())
     }
 
     fn reset(&mut self) {

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
-use crate::lock_lease::{Attempt, LockLease};
+use crate::lock_lease::{Attempt, LockLease, EXPIRY_SLACK};
 use crate::{ActiveNode, ActiveView, HaBackend, HaError};
 
 /// A lock in an external service, as one server sees it.
@@ -24,6 +24,12 @@ pub trait LockService: Send + 'static {
 
     /// Forgets connections after a failed or timed-out call; the next attempt makes new ones.
     fn reset(&mut self);
+
+    /// Signalled when the lock may have changed hands (a watch on it), so that the next
+    /// attempt goes out at once rather than at its time; `None` when the service only polls.
+    fn changes(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// What the server asks of the lock's task.
@@ -142,6 +148,7 @@ struct LockRunner<S> {
 impl<S: LockService> LockRunner<S> {
     async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut next = Instant::now();
+        let changes = self.service.changes();
         loop {
             // The role ends when the lease does, even while an attempt is still pending.
             let lease_end = self.lease.tenure().map(|t| t.until);
@@ -155,6 +162,11 @@ impl<S: LockService> LockRunner<S> {
                         tracing::warn!(backend = self.name, "the lock could not be renewed in time; this node is no longer active");
                         self.publish();
                     }
+                }
+                _ = notified_or_pending(changes.as_deref()) => {
+                    // Not sooner than a standby would try after an expiry, however often the
+                    // lock changes.
+                    next = next.min(Instant::now() + EXPIRY_SLACK);
                 }
                 request = requests.recv() => match request {
                     Some(Request::StandAside(done)) => {
@@ -227,6 +239,13 @@ impl<S: LockService> LockRunner<S> {
             *current = view;
             changed
         });
+    }
+}
+
+async fn notified_or_pending(changes: Option<&Notify>) {
+    match changes {
+        Some(changes) => changes.notified().await,
+        None => std::future::pending().await,
     }
 }
 

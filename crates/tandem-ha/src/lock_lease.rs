@@ -162,7 +162,7 @@ impl LockLease {
 /// clock has passed it too; also the quickest a standby asks again while a lease is ending
 /// (etcd tells the time left in whole seconds, so a lease may end up to a second after it
 /// says).
-const EXPIRY_SLACK: Duration = Duration::from_millis(50);
+pub const EXPIRY_SLACK: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

@@ -47,11 +47,17 @@ async fn one_holder_replaced_when_it_dies_or_steps_down() {
         assert!(!n.view().is_self, "node {} also active", i + 1);
     }
 
-    // A step-down hands the key over at once.
+    // A step-down hands the key over at once: the standbys watch the key.
+    let asked = tokio::time::Instant::now();
     nodes[index]
         .step_down()
         .await
         .expect("a standby takes over");
+    assert!(
+        asked.elapsed() < TTL / 4,
+        "the handover took {:?}",
+        asked.elapsed()
+    );
     let (next, second_token) = the_active(&refs).await;
     assert_ne!(next, index);
     assert!(second_token > first_token);
