@@ -2,10 +2,16 @@
 //! [`HaBackend`] — never Raft, a database or a lock service directly — which node is active,
 //! with which fencing token, and tells it to step down; and it writes and reads through one
 //! [`Replicator`]. The built-in backends are the Raft cluster itself ([`RaftHa`],
-//! [`RaftReplicator`]); external ones (PostgreSQL, etcd) implement the same traits.
+//! [`RaftReplicator`]); external ones implement the same traits: a [`LeasedHa`] holds the active
+//! role as a lease on a lock in another service: a row in PostgreSQL ([`postgres`]) or a key in
+//! etcd ([`etcd`]).
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod etcd;
+mod leased_ha;
+mod lock_lease;
+pub mod postgres;
 mod proposals;
 mod raft;
 mod raft_replicator;
@@ -18,6 +24,7 @@ use std::fmt;
 use tokio::sync::watch;
 
 pub use clock::now_ms;
+pub use leased_ha::LeasedHa;
 pub use raft::RaftHa;
 pub use raft_replicator::RaftReplicator;
 pub use replicator::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};

@@ -19,6 +19,13 @@ use tandem_tls::ClusterPemFiles;
 use tandem_keys::SigningAlgorithm;
 use tandem_raft::NodeId;
 
+mod backend;
+
+pub use backend::{
+    BackendSettings, Backends, EtcdEndpoint, ExternalHa, HaStorageKind, PostgresBackend,
+    PostgresTls, StorageKind,
+};
+
 /// A line of the node list: `id addr_cluster addr_api`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeEntry {
@@ -190,7 +197,7 @@ settings! {
     /// TOML file given with `--config`.
     args ServerArgs, file FileSettings, settings Settings,
     config_env "TANDEM_CONFIG",
-    config_help "TOML file with settings, in the tables [cluster], [api], [keys], [agents] and [log] (see docs/configuration.md)";
+    config_help "TOML file with settings, in the tables [cluster], [api], [keys], [agents], [backend] and [log] (see docs/configuration.md)";
     /// This node's id; must be one of the ids in the node list
     node_id: NodeId = 1, file "cluster.node_id", shown "1", env "TANDEM_NODE_ID";
     /// Take the node id from elsewhere: `k8s` reads a StatefulSet hostname (`tandem-0` is node 1)
@@ -258,6 +265,24 @@ settings! {
     agent_down_after: Span = Span::secs(3), file "agents.down_after", shown "3s", env "TANDEM_AGENT_DOWN_AFTER";
     /// An agent down this long is removed from the registry
     agent_deregister_after: Span = Span::secs(72 * 3600), file "agents.deregister_after", shown "72h", env "TANDEM_AGENT_DEREGISTER_AFTER";
+    /// Where the replicated state lives: raft (the servers' own Raft cluster) or postgres (tables in the PostgreSQL database at postgres_url)
+    storage: StorageKind = StorageKind::Raft, file "backend.storage", shown "raft", env "TANDEM_STORAGE";
+    /// What decides the active node: raft (only with storage = raft), postgres (a lock row in PostgreSQL) or etcd (an election on etcd_endpoints)
+    ha_storage: HaStorageKind, file "backend.ha_storage", shown "raft with storage = raft, postgres with storage = postgres", env "TANDEM_HA_STORAGE";
+    /// PostgreSQL connection string (postgres://user:password@host:5432/database, or key=value pairs)
+    postgres_url: String, file "backend.postgres_url", shown "unset", env "TANDEM_POSTGRES_URL";
+    /// Connections each server keeps open to PostgreSQL
+    postgres_pool_size: usize = 16, file "backend.postgres_pool_size", shown "16", env "TANDEM_POSTGRES_POOL_SIZE";
+    /// TLS to PostgreSQL: disable, or verify-full (the server's certificate checked against the system's roots and its host name)
+    postgres_tls: PostgresTls = PostgresTls::Disable, file "backend.postgres_tls", shown "disable", env "TANDEM_POSTGRES_TLS";
+    /// The PostgreSQL schema that holds this cluster's tables, one schema per cluster
+    postgres_schema: String = "tandem".into(), file "backend.postgres_schema", shown "tandem", env "TANDEM_POSTGRES_SCHEMA";
+    /// Client URLs of every member of the etcd cluster, separated by commas (host:port means http://host:port)
+    etcd_endpoints: Vec<EtcdEndpoint> = Vec::new(), file "backend.etcd_endpoints", shown "none", env "TANDEM_ETCD_ENDPOINTS", split ',';
+    /// Prefix of this cluster's keys in etcd
+    etcd_prefix: String = "/tandem/".into(), file "backend.etcd_prefix", shown "/tandem/", env "TANDEM_ETCD_PREFIX";
+    /// How long the active node's lock in PostgreSQL or etcd lasts unless renewed (every third of it): a standby takes over within this long after the active node dies
+    lock_ttl: Span = Span::secs(3), file "backend.lock_ttl", shown "3s", env "TANDEM_LOCK_TTL";
     /// Log filter, as RUST_LOG spells it (`info`, `tandem=debug,openraft=warn`)
     log_level: String = "info,openraft=warn".into(), file "log.level", shown "info,openraft=warn", env "TANDEM_LOG_LEVEL";
     /// Log format: text or json
@@ -319,6 +344,7 @@ impl Settings {
             &mut self.api_addr,
             &mut self.cluster_addr,
             &mut self.instance_id,
+            &mut self.postgres_url,
         ]);
         for path in [
             &mut self.cluster_ca_file,
@@ -442,7 +468,25 @@ impl Settings {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
         }
         self.validate_keys()?;
-        self.validate_agents()
+        self.validate_agents()?;
+        self.backends().map(|_| ())
+    }
+
+    /// The backends this server uses; an impossible combination is an error saying why.
+    pub fn backends(&self) -> Result<Backends, ConfigError> {
+        BackendSettings {
+            storage: self.storage,
+            ha_storage: self.ha_storage,
+            postgres_url: self.postgres_url.as_deref(),
+            postgres_pool_size: self.postgres_pool_size,
+            postgres_tls: self.postgres_tls,
+            postgres_schema: &self.postgres_schema,
+            etcd_endpoints: &self.etcd_endpoints,
+            etcd_prefix: &self.etcd_prefix,
+            lock_ttl: self.lock_ttl,
+        }
+        .choose()
+        .map_err(ConfigError)
     }
 
     fn validate_agents(&self) -> Result<(), ConfigError> {
@@ -787,6 +831,70 @@ mod tests {
         assert_eq!(s.request_timeout, Span::millis(1500));
         assert_eq!(s.key_algorithm, SigningAlgorithm::Eddsa);
         assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn backends_have_every_spelling() {
+        let s = from_file(
+            r#"
+            [backend]
+            storage = "postgres"
+            ha_storage = "etcd"
+            postgres_url = "postgres://tandem@db:5432/tandem"
+            postgres_pool_size = 4
+            postgres_tls = "verify-full"
+            postgres_schema = "cluster_a"
+            etcd_endpoints = ["e1:2379", "http://e2:2379"]
+            etcd_prefix = "/a/"
+            lock_ttl = "5s"
+            "#,
+        )
+        .unwrap();
+        let Backends::Postgres { postgres, ha } = s.backends().unwrap() else {
+            panic!("postgres storage expected");
+        };
+        assert_eq!(postgres.pool_size, 4);
+        assert_eq!(postgres.tls, PostgresTls::VerifyFull);
+        assert_eq!(postgres.schema, "cluster_a");
+        assert_eq!(
+            ha,
+            ExternalHa::Etcd {
+                endpoints: vec![
+                    EtcdEndpoint("http://e1:2379".into()),
+                    EtcdEndpoint("http://e2:2379".into())
+                ],
+                prefix: "/a/".into(),
+                lock_ttl: Duration::from_secs(5),
+            }
+        );
+        let s = from_flags_and_env(
+            &[
+                "--storage",
+                "postgres",
+                "--lock-ttl",
+                "2s",
+                "--postgres-url",
+                "host=db user=tandem",
+                "--ha-storage",
+                "etcd",
+                "--etcd-endpoints",
+                "e1:2379,e2:2379,e3:2379",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.backends().unwrap().names(), ("postgres", "etcd"));
+        assert_eq!(s.etcd_endpoints.len(), 3);
+        assert_eq!(s.lock_ttl, Span::secs(2));
+        let err = from_flags_and_env(&["--ha-storage", "postgres"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "ha_storage = postgres needs storage = postgres: with storage = raft the Raft leader is the active node (ha_storage = raft)"
+        );
+        assert_eq!(
+            from_flags_and_env(&[], &[]).unwrap().backends().unwrap(),
+            Backends::Raft
+        );
     }
 
     #[test]

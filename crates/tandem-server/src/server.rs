@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::active_channel::{ActiveChannel, Advertised};
 use crate::cluster_api::{ClusterPort, ClusterSecrets};
-use crate::config::{load_or_generate_secret, Settings};
+use crate::config::{load_or_generate_secret, Backends, ConfigError, Settings};
 use crate::events::{self, Events, RaftFacts};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
@@ -57,6 +57,8 @@ pub enum StartError {
     Raft(String),
     #[error("signing keys: {0}")]
     Keys(#[from] tandem_keys::KeyError),
+    #[error("{0}")]
+    Backends(ConfigError),
 }
 
 /// How often the active node looks for keys, cache entries and leases that are due.
@@ -132,6 +134,11 @@ fn secret(
 
 impl RunningServer {
     pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+        if let Backends::Postgres { .. } = settings.backends().map_err(StartError::Backends)? {
+            return Err(StartError::Backends(ConfigError(
+                "storage = postgres is not available in this version yet; use storage = raft (the default)".into(),
+            )));
+        }
         let data_dir = settings.data_dir.clone();
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -345,9 +352,10 @@ impl RunningServer {
             "tandem server started"
         );
         tracing::info!(
-            backend = ha.name(),
+            storage = "raft",
+            ha_storage = ha.name(),
             ha_available = clustered,
-            "HA backend in use{}",
+            "backends in use{}",
             if clustered {
                 ""
             } else {

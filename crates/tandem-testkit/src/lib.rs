@@ -5,7 +5,9 @@
 //! ([`ClusterNetwork`]: partitions, one-way partitions, packet loss, slow links), seeded fault
 //! schedules ([`faults`]), clients that record their histories ([`history`]), and the workloads
 //! with their checkers ([`workloads`], [`linearizability`]). For the mesh it runs `tandem
-//! agent` processes in namespaces, with a target that only the exits reach ([`mesh`]).
+//! agent` processes in namespaces, with a target that only the exits reach ([`mesh`]). For the
+//! external backends it runs a real PostgreSQL server ([`PostgresServer`]) and a real etcd cluster
+//! ([`EtcdCluster`]).
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
 //! panics, the last lines of every node's log are printed so a failing run shows why; a server
@@ -29,6 +31,7 @@
 mod agents;
 mod browser;
 mod cluster;
+mod etcd;
 pub mod faults;
 pub mod history;
 mod http;
@@ -37,6 +40,7 @@ pub mod linearizability;
 mod load;
 pub mod mesh;
 mod netns;
+mod postgres;
 mod process;
 mod tokens;
 mod wait;
@@ -47,10 +51,12 @@ pub use agents::{
 };
 pub use browser::Browser;
 pub use cluster::{Cluster, API_SECRET, CLUSTER_SECRET, CLUSTER_SECRET_HEADER};
+pub use etcd::EtcdCluster;
 pub use http::{cluster_port_client, http_client, ApiErrorBody, HttpReply};
 pub use load::{SteadyWrites, WriteLog};
 pub use mesh::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
 pub use netns::ClusterNetwork;
+pub use postgres::PostgresServer;
 pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 pub use tokens::IssuedToken;
 pub use wait::{poll_for, wait_for, wait_until, TimedOut, DEADLINE, POLL_INTERVAL};

@@ -150,3 +150,29 @@ async fn an_unknown_key_in_the_config_file_is_refused() {
     assert!(stderr.contains("hearbeat_ms"), "{stderr}");
     assert!(stderr.contains(&config_arg), "names the file: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn impossible_backend_combinations_are_refused() {
+    let stderr = refused(&["--ha-storage", "etcd"]).await;
+    assert!(
+        stderr.contains("ha_storage = etcd needs storage = postgres"),
+        "{stderr}"
+    );
+    let stderr = refused(&["--storage", "postgres"]).await;
+    assert!(
+        stderr.contains("storage = postgres needs postgres_url"),
+        "{stderr}"
+    );
+    let stderr = refused(&[
+        "--storage",
+        "postgres",
+        "--postgres-url",
+        "postgres://tandem@127.0.0.1:1/tandem",
+        "--ha-storage",
+        "etcd",
+    ])
+    .await;
+    assert!(stderr.contains("needs etcd_endpoints"), "{stderr}");
+    let stderr = refused(&["--postgres-url", "postgres://tandem@127.0.0.1:1/tandem"]).await;
+    assert!(stderr.contains("postgres_url is set"), "{stderr}");
+}
