@@ -128,9 +128,7 @@ fn session_valid(secret: &ApiSecret, token: &str, now: u64) -> bool {
 }
 
 fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(tandem_ha::now_ms() / 1000).unwrap_or(0)
 }
 
 #[cfg(test)]
