@@ -84,6 +84,11 @@ fn try_run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
     }
 }
 
+/// The folder whose files `ip netns exec` mounts over `/etc` for the namespace `name`.
+fn etc_folder(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(name)
+}
+
 fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -103,6 +108,7 @@ fn remove_stale() {
                     let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
                 }
                 let _ = try_run("ip", &["netns", "del", name], None);
+                let _ = std::fs::remove_dir_all(etc_folder(name));
             }
         }
     }
@@ -301,6 +307,22 @@ impl ClusterNetwork {
         .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
     }
 
+    /// Gives processes started in namespace `i` with `ip netns exec` an `/etc/hosts` of their
+    /// own: `localhost` and these `(address, name)` pairs. A name resolves there as a cluster's
+    /// DNS would resolve it (a StatefulSet pod's name, say), without touching the machine's
+    /// `/etc/hosts`.
+    pub fn set_hosts(&self, i: usize, names: &[(String, String)]) {
+        let folder = etc_folder(&self.namespaces[i]);
+        std::fs::create_dir_all(&folder)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", folder.display()));
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (address, name) in names {
+            hosts.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::write(folder.join("hosts"), hosts)
+            .unwrap_or_else(|e| panic!("cannot write {}/hosts: {e}", folder.display()));
+    }
+
     fn nft(&self, i: usize, script: &str) {
         run(
             "ip",
@@ -406,6 +428,7 @@ impl Drop for ClusterNetwork {
         // Deleting a namespace deletes its end of the veth, and with it the bridge's end.
         for namespace in &self.namespaces {
             let _ = try_run("ip", &["netns", "del", namespace], None);
+            let _ = std::fs::remove_dir_all(etc_folder(namespace));
         }
         let _ = try_run("ip", &["link", "del", &self.bridge], None);
     }

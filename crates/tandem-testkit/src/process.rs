@@ -67,6 +67,9 @@ pub struct ServerProcess {
     log_path: PathBuf,
     work_dir: PathBuf,
     stdout_path: Option<PathBuf>,
+    /// Environment variables set for the process, on top of the test's own environment less
+    /// its Tandem settings.
+    env: Vec<(String, String)>,
     /// The network namespace to run in (through `ip netns exec`, which execs the binary, so
     /// the child's pid is the server's and signals reach it).
     namespace: Option<String>,
@@ -92,6 +95,7 @@ impl ServerProcess {
             log_path,
             work_dir,
             stdout_path: None,
+            env: Vec::new(),
             namespace: None,
             child: None,
             paused: false,
@@ -111,6 +115,12 @@ impl ServerProcess {
     /// a test can read exactly what that start printed. `None` goes back to the log.
     pub fn set_stdout(&mut self, path: Option<PathBuf>) {
         self.stdout_path = path;
+    }
+
+    /// From the next start on, set these environment variables (as a container or a service
+    /// manager would).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
     }
 
     /// From the next start on, run inside this network namespace.
@@ -152,6 +162,7 @@ impl ServerProcess {
             command.env_remove(key);
         }
         command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.args)
             .current_dir(&self.work_dir)
             .stdin(Stdio::null())
