@@ -29,6 +29,8 @@ pub enum ClientError {
     Deadline(Duration, String),
     #[error("{0}: the request may or may not have been applied; not retried because it is not idempotent")]
     OutcomeUnknown(String),
+    #[error("cannot write the download: {0}")]
+    Sink(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
 }
@@ -93,6 +95,12 @@ impl Reply {
     }
 }
 
+/// A server's answer to one attempt: read whole, or, for a download, a success still open.
+enum Answer {
+    Read(Reply),
+    Open(reqwest::Response),
+}
+
 /// Makes the value sent as `Authorization: Bearer <value>`, once per request: an agent's
 /// short-lived signed assertion, for one.
 pub type BearerSource = Arc<dyn Fn() -> String + Send + Sync>;
@@ -140,12 +148,15 @@ pub fn base_url(endpoint: &str) -> String {
 const MAX_REDIRECTS: usize = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a download may take in all; each read must still come within [`REQUEST_TIMEOUT`].
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 fn http_client(request_timeout: Duration) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .timeout(request_timeout)
+        .read_timeout(request_timeout)
         .build()
         .map_err(ClientError::Build)
 }
@@ -216,13 +227,16 @@ impl Client {
             .clone()
     }
 
+    /// One attempt at one URL. A 2xx answer to a streamed request is handed over unread;
+    /// everything else is read whole, since the retry rules look at it.
     async fn send_once(
         &self,
         method: &Method,
         url: &str,
         body: &Option<Vec<u8>>,
         content_type: &str,
-    ) -> Result<Reply, reqwest::Error> {
+        stream: bool,
+    ) -> Result<Answer, reqwest::Error> {
         let mut request = self.http.request(method.clone(), url);
         if let Some(bearer) = self.auth.bearer() {
             request = request.header(AUTHORIZATION, format!("Bearer {bearer}"));
@@ -232,15 +246,23 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.clone());
         }
+        if stream {
+            // A large body takes as long as it takes; a stalled one is caught by the read
+            // timeout instead.
+            request = request.timeout(DOWNLOAD_TIMEOUT);
+        }
         let response = request.send().await?;
         let status = response.status();
+        if stream && status.is_success() {
+            return Ok(Answer::Open(response));
+        }
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
-        Ok(Reply {
+        Ok(Answer::Read(Reply {
             status,
             headers,
             body,
-        })
+        }))
     }
 
     /// Sends a request to the cluster and answers the first reply that is not a redirect or a
@@ -254,6 +276,75 @@ impl Client {
         body: Option<Vec<u8>>,
         content_type: &str,
     ) -> Result<Reply, ClientError> {
+        match self
+            .answer(method, path_and_query, body, content_type, false)
+            .await?
+        {
+            Answer::Read(reply) => Ok(reply),
+            Answer::Open(_) => unreachable!("only a streamed request is answered unread"),
+        }
+    }
+
+    /// Downloads the answer to a GET into `sink` as it arrives, so a large body (a backup) is
+    /// never held in memory, calling `progress(bytes so far, Content-Length)` after every
+    /// chunk. Answers the headers and the number of bytes written. An error status is an
+    /// error. A download cut off in the middle is an error too, not retried: the sink already
+    /// holds part of it.
+    pub async fn download<W>(
+        &self,
+        path_and_query: &str,
+        sink: &mut W,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<(HeaderMap, u64), ClientError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut response = match self
+            .answer(Method::GET, path_and_query, None, "", true)
+            .await?
+        {
+            Answer::Open(response) => response,
+            Answer::Read(reply) => {
+                reply.error_for_status()?;
+                return Err(ClientError::Unreachable(format!(
+                    "{path_and_query}: an answer that is neither a success nor an error"
+                )));
+            }
+        };
+        let total = response.content_length();
+        let headers = response.headers().clone();
+        let cut_off = |e: String| ClientError::Unreachable(format!("{path_and_query}: {e}"));
+        let mut written = 0u64;
+        progress(written, total);
+        while let Some(chunk) = response.chunk().await.map_err(|e| cut_off(e.to_string()))? {
+            sink.write_all(&chunk)
+                .await
+                .map_err(|e| ClientError::Sink(e.to_string()))?;
+            written += chunk.len() as u64;
+            progress(written, total);
+        }
+        sink.flush()
+            .await
+            .map_err(|e| ClientError::Sink(e.to_string()))?;
+        if total.is_some_and(|total| total != written) {
+            return Err(cut_off(format!(
+                "the server announced {} bytes but sent {written}",
+                total.unwrap_or_default()
+            )));
+        }
+        Ok((headers, written))
+    }
+
+    /// The retry loop of [`Client::send`] and [`Client::download`].
+    async fn answer(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        stream: bool,
+    ) -> Result<Answer, ClientError> {
         let started = tokio::time::Instant::now();
         let endpoints = self.endpoint_list();
         let idempotent = is_idempotent(&method, path_and_query);
@@ -263,7 +354,10 @@ impl Client {
             let index = (self.preferred.load(Ordering::Relaxed) + attempt) % endpoints.len();
             let mut url = format!("{}{}", endpoints[index], path_and_query);
             for _ in 0..=MAX_REDIRECTS {
-                match self.send_once(&method, &url, &body, content_type).await {
+                match self
+                    .send_once(&method, &url, &body, content_type, stream)
+                    .await
+                {
                     // Sent but unanswered: only a request that may be repeated is sent again.
                     Err(e) if !e.is_connect() && !idempotent => {
                         return Err(ClientError::OutcomeUnknown(format!("{url}: {e}")));
@@ -272,11 +366,11 @@ impl Client {
                         last_problem = format!("{url}: {e}");
                         break;
                     }
-                    Ok(reply) if reply.status == StatusCode::TEMPORARY_REDIRECT => {
+                    Ok(Answer::Read(reply)) if reply.status == StatusCode::TEMPORARY_REDIRECT => {
                         let Some(location) =
                             reply.headers.get(LOCATION).and_then(|l| l.to_str().ok())
                         else {
-                            return Ok(reply);
+                            return Ok(Answer::Read(reply));
                         };
                         url = location.to_string();
                         if let Some(known) =
@@ -285,22 +379,22 @@ impl Client {
                             self.preferred.store(known, Ordering::Relaxed);
                         }
                     }
-                    Ok(reply)
+                    Ok(Answer::Read(reply))
                         if reply.status == StatusCode::SERVICE_UNAVAILABLE
                             && !reply.is_final_503()
                             && (idempotent || !reply.outcome_unknown()) =>
                     {
                         last_problem = format!("{url}: {}", String::from_utf8_lossy(&reply.body));
                         if started.elapsed() >= self.deadline {
-                            return Ok(reply);
+                            return Ok(Answer::Read(reply));
                         }
                         break;
                     }
-                    Ok(reply) => {
+                    Ok(answer) => {
                         if attempt > 0 {
                             self.preferred.store(index, Ordering::Relaxed);
                         }
-                        return Ok(reply);
+                        return Ok(answer);
                     }
                 }
             }
@@ -410,6 +504,14 @@ mod tests {
     /// A server on a free local port that answers every request with 200 and an empty body, and
     /// hands over the `Authorization` header of each request it saw.
     async fn recording_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        scripted_server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await
+    }
+
+    /// A server on a free local port that writes `answer` (raw HTTP) to every request and then
+    /// closes the connection, and hands over the `Authorization` header of each request.
+    async fn scripted_server(
+        answer: &'static [u8],
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -436,15 +538,60 @@ mod tests {
                         })
                         .unwrap_or_default();
                     let _ = seen.send(auth);
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
+                    let _ = stream.write_all(answer).await;
                 });
             }
         });
         (addr, heard)
+    }
+
+    #[tokio::test]
+    async fn a_download_streams_the_body_and_reports_progress() {
+        let (addr, _) = scripted_server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\ntandem-applied-index: 7\r\nconnection: close\r\n\r\nhello world",
+        )
+        .await;
+        let client = Client::new(&[addr], None).unwrap();
+        let mut sink = Vec::new();
+        let mut seen = Vec::new();
+        let (headers, bytes) = client
+            .download("/v1/backup", &mut sink, |done, total| {
+                seen.push((done, total))
+            })
+            .await
+            .unwrap();
+        assert_eq!((bytes, sink.as_slice()), (11, &b"hello world"[..]));
+        assert_eq!(headers["tandem-applied-index"], "7");
+        assert_eq!(seen.first(), Some(&(0, Some(11))));
+        assert_eq!(seen.last(), Some(&(11, Some(11))));
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_short_or_refused_is_an_error() {
+        let (short, _) = scripted_server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\nonly this",
+        )
+        .await;
+        let client = Client::new(&[short], None).unwrap();
+        let cut = client
+            .download("/v1/backup", &mut Vec::new(), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(cut, ClientError::Unreachable(_)), "{cut}");
+
+        let (refusing, _) = scripted_server(
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 48\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"unauthorized\",\"message\":\"no\"}}",
+        )
+        .await;
+        let client = Client::new(&[refusing], None).unwrap();
+        let refused = client
+            .download("/v1/backup", &mut Vec::new(), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, ClientError::Api { status, code, .. } if *status == StatusCode::UNAUTHORIZED && code == "unauthorized"),
+            "{refused}"
+        );
     }
 
     /// A local address where nothing listens.

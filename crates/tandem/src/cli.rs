@@ -8,6 +8,8 @@ use tandem_client::{segment, Client, Reply};
 use tandem_server::config::LogFormat;
 use tandem_server::{RunningServer, ServerArgs, Settings};
 
+use crate::progress;
+
 #[derive(Parser)]
 #[command(
     name = "tandem",
@@ -765,6 +767,7 @@ async fn snapshot(command: SnapshotCommand) -> Result<()> {
     match command {
         SnapshotCommand::Create(target) => {
             let client = target.client()?;
+            let spinner = progress::spinner("building a snapshot on the active server");
             let reply = client
                 .send(
                     tandem_client::Method::POST,
@@ -772,27 +775,48 @@ async fn snapshot(command: SnapshotCommand) -> Result<()> {
                     None,
                     "",
                 )
-                .await?;
-            print_json(&ok_json(reply)?);
+                .await;
+            spinner.finish_and_clear();
+            print_json(&ok_json(reply?)?);
             Ok(())
         }
         SnapshotCommand::Backup { out, target } => {
             let client = target.client()?;
-            let reply = client
-                .get(&format!("/v1/backup?{}", target.read_query()))
-                .await?
-                .error_for_status()?;
-            std::fs::write(&out, &reply.body)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            let index = reply
-                .headers
+            // Into a file beside the target, renamed when complete: an interrupted download
+            // never leaves a file that looks like a backup.
+            let partial = out.with_extension("partial");
+            let mut file = tokio::fs::File::create(&partial)
+                .await
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let bar = progress::bytes(&format!("downloading {}", out.display()));
+            let downloaded = client
+                .download(
+                    &format!("/v1/backup?{}", target.read_query()),
+                    &mut file,
+                    |done, total| progress::advance(&bar, done, total),
+                )
+                .await;
+            bar.finish_and_clear();
+            let (headers, bytes) = match downloaded {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e.into());
+                }
+            };
+            file.sync_all()
+                .await
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, &out).with_context(|| {
+                format!("cannot move {} to {}", partial.display(), out.display())
+            })?;
+            let index = headers
                 .get("tandem-applied-index")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
             eprintln!(
-                "wrote {} ({} bytes, up to log index {index})",
+                "wrote {} ({bytes} bytes, up to log index {index})",
                 out.display(),
-                reply.body.len()
             );
             Ok(())
         }
@@ -809,7 +833,10 @@ async fn snapshot(command: SnapshotCommand) -> Result<()> {
             }
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
-            tandem_server::restore_backup(&backup, &data_dir)?;
+            let spinner = progress::spinner(&format!("restoring into {}", data_dir.display()));
+            let restored = tandem_server::restore_backup(&backup, &data_dir);
+            spinner.finish_and_clear();
+            restored?;
             eprintln!(
                 "restored {} into {}; restore the same file on every node, then start them all",
                 backup.display(),

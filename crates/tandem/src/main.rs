@@ -5,6 +5,7 @@ mod agents_cli;
 mod cli;
 mod dev_cli;
 mod mesh_cli;
+mod progress;
 mod status_cli;
 
 use std::process::ExitCode;

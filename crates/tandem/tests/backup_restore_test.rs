@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use tandem_testkit::{run_to_exit, tandem_command, Cluster};
+use tandem_testkit::{run_to_exit, tandem_command, Cluster, API_SECRET};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
@@ -55,9 +55,25 @@ async fn a_backup_restored_on_every_node_brings_the_data_back() {
         backup.body.starts_with(b"SQLite format 3\0"),
         "the backup is a SQLite file"
     );
+    // The CLI streams the same download to a file, and that file is what gets restored.
     let folder = tempfile::tempdir().expect("temporary folder");
     let file = folder.path().join("backup.db");
-    std::fs::write(&file, &backup.body).expect("save the backup");
+    let mut download = tandem_command(tandem());
+    download
+        .args(["snapshot", "backup", "--out"])
+        .arg(&file)
+        .args(["--addr", cluster.api_addr(standby)])
+        .env("TANDEM_SECRET_API", API_SECRET);
+    let output = run_to_exit(download, Duration::from_secs(30)).await;
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "snapshot backup: {said}");
+    assert!(said.contains("bytes, up to log index"), "{said}");
+    let saved = std::fs::read(&file).expect("the downloaded backup");
+    assert!(saved.starts_with(b"SQLite format 3\0"), "a SQLite file");
+    assert!(
+        !file.with_extension("partial").exists(),
+        "the partial download was renamed"
+    );
 
     // Written after the backup: must not come back.
     client
