@@ -180,6 +180,8 @@ pub fn summary(runtime: &MeshRuntime) -> MeshSummary {
         peers,
         routes,
         route_changes: status.route_changes,
+        bytes_sent: status.traffic.sent,
+        bytes_received: status.traffic.received,
     };
     if summary.check().is_err() {
         // Rare (a domain pattern past the servers' field limit): leave out what they would

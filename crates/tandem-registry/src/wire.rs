@@ -301,6 +301,12 @@ pub struct MeshSummary {
     /// send none: 0).
     #[serde(default)]
     pub route_changes: u64,
+    /// UDP bytes the agent's mesh connections sent and received since it started (older agents
+    /// send none: 0).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
 }
 
 /// One mesh peer of an agent.

@@ -191,8 +191,15 @@ impl Registry {
             let agent = name.to_string();
             let up = mesh.peers.iter().filter(|p| p.state == "up").count();
             metrics::gauge!("tandem_mesh_peers_up", "agent" => agent.clone()).set(up as f64);
-            metrics::gauge!("tandem_mesh_route_changes", "agent" => agent)
+            metrics::gauge!("tandem_mesh_route_changes", "agent" => agent.clone())
                 .set(mesh.route_changes as f64);
+            // The agent counts; the server passes its totals on (a restart starts them again,
+            // which Prometheus reads as a counter reset).
+            for (direction, bytes) in [("sent", mesh.bytes_sent), ("received", mesh.bytes_received)]
+            {
+                metrics::counter!("tandem_mesh_bytes_total", "agent" => agent.clone(), "direction" => direction)
+                    .absolute(bytes);
+            }
         }
         let now = Heard {
             at_ms: now_ms(),

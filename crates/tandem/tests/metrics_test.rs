@@ -168,6 +168,7 @@ async fn every_documented_metric_is_served_and_moves_with_its_event() {
             );
             let has = |name: &str| after.0.contains_key(name);
             (after.0.get("tandem_mesh_route_changes") >= Some(&1.0)
+                && after.0.get("tandem_mesh_bytes_total") > Some(&0.0)
                 && has("tandem_key_peer_last_success_timestamp_seconds")
                 && has("tandem_key_peer_fetch_failures_total"))
             .then_some(())
@@ -206,6 +207,7 @@ async fn every_documented_metric_is_served_and_moves_with_its_event() {
         "tandem_agent_state_changes_total",
         "tandem_agent_picks_total",
         "tandem_mesh_route_changes",
+        "tandem_mesh_bytes_total",
     ] {
         assert!(
             moved(&before.0, &after.0, name),

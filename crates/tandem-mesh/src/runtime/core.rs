@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::advert::{AgentId, Message};
 use crate::output::Output;
 use crate::table::RouteTable;
-use crate::transport::PeerConnection;
+use crate::transport::{PeerConnection, Traffic};
 
 /// The live connection to one peer.
 pub(super) struct PeerLink {
@@ -44,6 +44,8 @@ pub(super) struct State {
     /// How often a destination's chosen path changed since the start (a path chosen, given up
     /// or replaced): `/healthz` shows it so that flapping can be seen and tested.
     pub route_changes: u64,
+    /// What the connections that are gone carried; the live ones add their own.
+    pub traffic_of_closed: Traffic,
     next_conn_id: u64,
 }
 
@@ -80,6 +82,7 @@ impl Core {
                 peers: BTreeMap::new(),
                 dials,
                 route_changes: 0,
+                traffic_of_closed: Traffic::default(),
                 next_conn_id: 0,
             }),
             start: Instant::now(),
@@ -135,7 +138,7 @@ impl Core {
             }
             old.conn.close("replaced by a newer connection");
             let output = state.table.peer_down(&peer, now);
-            state.peers.remove(&peer);
+            state.remove_link(&peer);
             state.send(output);
         }
         state.next_conn_id += 1;
@@ -164,7 +167,7 @@ impl Core {
         if state.peers.get(peer).map(|l| l.conn_id) != Some(conn_id) {
             return;
         }
-        state.peers.remove(peer);
+        state.remove_link(peer);
         let output = state.table.peer_down(peer, now);
         state.send(output);
         drop(state);
@@ -177,7 +180,7 @@ impl Core {
     pub fn disconnect(&self, peer: &AgentId, reason: &str) -> bool {
         let now = self.now_ms();
         let mut state = self.lock();
-        let Some(link) = state.peers.remove(peer) else {
+        let Some(link) = state.remove_link(peer) else {
             return false;
         };
         link.conn.close(reason);
@@ -229,6 +232,22 @@ impl Core {
 }
 
 impl State {
+    /// Takes the link to `peer` out, keeping what its connection carried in the totals.
+    pub fn remove_link(&mut self, peer: &AgentId) -> Option<PeerLink> {
+        let link = self.peers.remove(peer)?;
+        self.traffic_of_closed = self.traffic_of_closed + link.conn.traffic();
+        Some(link)
+    }
+
+    /// What every connection, gone or live, has carried.
+    pub fn traffic(&self) -> Traffic {
+        self.peers
+            .values()
+            .fold(self.traffic_of_closed, |total, link| {
+                total + link.conn.traffic()
+            })
+    }
+
     /// Counts the choices that changed and queues every outgoing message to its peer's outbox,
     /// in order.
     pub fn send(&mut self, output: Output) {

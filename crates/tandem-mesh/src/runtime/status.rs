@@ -7,6 +7,7 @@ use super::decide::{mesh_health, MeshFacts};
 use super::MeshRuntime;
 use crate::advert::AgentId;
 use crate::path::{PathState, PathView};
+use crate::transport::Traffic;
 
 /// One peer: connected, or a configured address not connected now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -16,6 +17,8 @@ pub struct PeerStatus {
     /// Its UDP address (the remote address of a connection, else the configured address).
     pub address: String,
     pub rtt_ms: Option<f64>,
+    /// What the live connection carried so far (none for a peer not connected).
+    pub traffic: Option<Traffic>,
     /// `up`, or `down` for a configured peer not connected.
     pub state: &'static str,
     /// Unix milliseconds since the state holds.
@@ -36,6 +39,8 @@ pub struct MeshStatus {
     pub route_count: usize,
     /// How often a destination's chosen path changed since the start.
     pub route_changes: u64,
+    /// UDP bytes of every mesh connection since the agent started, as on the wire.
+    pub traffic: Traffic,
     /// `None` when the agent can carry traffic in its roles, else why not.
     pub unhealthy: Option<String>,
     /// Why this exit's routes are withdrawn (its upstream probe's last output), if they are.
@@ -55,6 +60,7 @@ impl MeshRuntime {
                 id: Some(id.clone()),
                 address: link.conn.remote_address().to_string(),
                 rtt_ms: Some(link.conn.rtt().as_secs_f64() * 1000.0),
+                traffic: Some(link.conn.traffic()),
                 state: "up",
                 since_ms: link.since_ms,
                 last_error: None,
@@ -66,6 +72,7 @@ impl MeshRuntime {
                     id: dial.peer.clone(),
                     address: addr.clone(),
                     rtt_ms: None,
+                    traffic: None,
                     state: "down",
                     since_ms: dial.since_ms,
                     last_error: dial.last_error.clone(),
@@ -75,6 +82,7 @@ impl MeshRuntime {
         let routes = state.table.views(now);
         let live = state.peers.len();
         let route_changes = state.route_changes;
+        let traffic = state.traffic();
         drop(state);
         let exits_withdrawn = self.exits_withdrawn();
         let facts = facts_of(
@@ -90,6 +98,7 @@ impl MeshRuntime {
             peer_count: facts.peers,
             route_count: facts.routes,
             route_changes,
+            traffic,
             unhealthy: mesh_health(&facts).err(),
             exits_withdrawn,
             peers,

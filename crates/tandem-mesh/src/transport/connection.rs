@@ -13,6 +13,24 @@ use super::flow::{read_flow_frame, Flow, IncomingFlow};
 use super::frames::{encode_control_frame, ControlDecoder, FlowOpen, FrameError, OpenReply};
 use crate::advert::{AgentId, Message};
 
+/// Bytes a mesh connection, or all of an agent's, carried each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl std::ops::Add for Traffic {
+    type Output = Traffic;
+
+    fn add(self, other: Traffic) -> Traffic {
+        Traffic {
+            sent: self.sent.saturating_add(other.sent),
+            received: self.received.saturating_add(other.received),
+        }
+    }
+}
+
 /// The largest read from the control stream at once.
 const CONTROL_READ_CHUNK: usize = 64 * 1024;
 
@@ -73,6 +91,16 @@ impl PeerConnection {
 
     pub fn remote_address(&self) -> SocketAddr {
         self.inner.connection.remote_address()
+    }
+
+    /// UDP bytes sent and received on this connection so far: relayed traffic, QUIC's own
+    /// overhead, keep-alives and route messages, as on the wire. Still readable once closed.
+    pub fn traffic(&self) -> Traffic {
+        let stats = self.inner.connection.stats();
+        Traffic {
+            sent: stats.udp_tx.bytes,
+            received: stats.udp_rx.bytes,
+        }
     }
 
     /// The current round-trip time estimate; an open's acknowledgement timeout derives from it.

@@ -19,7 +19,7 @@ pub mod frames;
 pub mod settings;
 
 pub use backoff::{Backoff, BackoffError};
-pub use connection::PeerConnection;
+pub use connection::{PeerConnection, Traffic};
 pub use endpoint::MeshEndpoint;
 pub use error::{
     ControlError, EndpointError, FlowError, PeeringError, CLOSE_GARBAGE, CLOSE_NORMAL, CLOSE_SELF,

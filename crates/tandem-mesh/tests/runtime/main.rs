@@ -12,4 +12,5 @@ mod peers_and_restrictions_change_while_running_test;
 mod silent_transit_is_suspected_and_skipped_test;
 mod stream_through_a_dead_transit_is_reset_test;
 mod traffic_flows_ingress_transit_exit_test;
+mod traffic_is_counted_test;
 mod withdrawn_exit_routes_leave_the_ingress_test;
