@@ -128,6 +128,34 @@ impl EchoTarget {
     }
 }
 
+/// An echo target behind `exit-1`, reached from `ingress-1` through `transit-1`.
+pub struct Line {
+    pub target: EchoTarget,
+    pub exit: MeshRuntime,
+    pub transit: MeshRuntime,
+    pub ingress: MeshRuntime,
+}
+
+/// Starts a [`Line`] and waits until the ingress knows the route to the exit.
+pub async fn line_through_one_transit() -> Line {
+    let target = EchoTarget::start().await;
+    let exit = exit("exit-1", &[]);
+    let transit = start("transit-1", config(&[addr(&exit)]));
+    let ingress = ingress("ingress-1", &[addr(&transit)]);
+    eventually(
+        Duration::from_secs(5),
+        "the ingress learns the route",
+        || ingress.status().route_count == 1,
+    )
+    .await;
+    Line {
+        target,
+        exit,
+        transit,
+        ingress,
+    }
+}
+
 /// Dials `port` on 127.0.0.1 through `dialer` and checks that bytes come back.
 pub async fn echo_through(dialer: &dyn MeshDialer, port: u16) -> Result<(), String> {
     let mut stream = dialer

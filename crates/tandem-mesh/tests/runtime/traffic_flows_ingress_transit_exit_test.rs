@@ -1,20 +1,13 @@
-use std::time::Duration;
-
-use crate::support::{addr, config, echo_through, eventually, exit, ingress, start, EchoTarget};
+use crate::support::{echo_through, line_through_one_transit, Line};
 
 #[tokio::test]
 async fn a_dial_through_the_ingress_reaches_the_target_via_transit_and_exit() {
-    let target = EchoTarget::start().await;
-    let exit = exit("exit-1", &[]);
-    let transit = start("transit-1", config(&[addr(&exit)]));
-    let ingress = ingress("ingress-1", &[addr(&transit)]);
-
-    eventually(
-        Duration::from_secs(5),
-        "the ingress learns the route",
-        || ingress.status().route_count == 1,
-    )
-    .await;
+    let Line {
+        target,
+        exit,
+        transit,
+        ingress,
+    } = line_through_one_transit().await;
     echo_through(&ingress, target.addr.port())
         .await
         .expect("echo through the mesh");

@@ -3,23 +3,19 @@ use std::time::Duration;
 use tandem_mesh::MeshDialer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{addr, config, eventually, exit, ingress, start, EchoTarget};
+use crate::support::{eventually, line_through_one_transit, Line};
 
 /// Bytes sent through the ingress to an echo target and back.
 const PAYLOAD: usize = 1024 * 1024;
 
 #[tokio::test]
 async fn every_agent_counts_the_bytes_it_carries_and_keeps_them_when_a_peer_goes() {
-    let target = EchoTarget::start().await;
-    let exit = exit("exit-1", &[]);
-    let transit = start("transit-1", config(&[addr(&exit)]));
-    let ingress = ingress("ingress-1", &[addr(&transit)]);
-    eventually(
-        Duration::from_secs(5),
-        "the ingress learns the route",
-        || ingress.status().route_count == 1,
-    )
-    .await;
+    let Line {
+        target,
+        exit: _exit,
+        transit,
+        ingress,
+    } = line_through_one_transit().await;
     let transit_before = transit.status().traffic;
     let ingress_before = ingress.status().traffic;
 
