@@ -7,11 +7,13 @@
 pub mod directory;
 pub mod liveness;
 pub mod pick;
+pub mod route_switch;
 pub mod state;
 pub mod wire;
 
 pub use directory::{mesh_peers, MeshMember};
 pub use liveness::{due_changes, Liveness, LivenessChange, LivenessPolicy};
 pub use pick::{pick, rendezvous_weight, Candidate, PickRequest, Strategy};
+pub use route_switch::{route_switches, RouteSwitch};
 pub use state::{health_of, state_of};
 pub use wire::*;

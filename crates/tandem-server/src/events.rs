@@ -28,6 +28,8 @@ pub enum EventKind {
     MemberAdded,
     MemberRemoved,
     AgentStateChanged,
+    /// An agent's chosen mesh path to a destination changed (as its heartbeats show).
+    RouteChanged,
     KeyPublished,
     KeyRetired,
     /// This server's state machine took a snapshot (built or installed).
@@ -48,6 +50,7 @@ impl EventKind {
             EventKind::MemberAdded => "member_added",
             EventKind::MemberRemoved => "member_removed",
             EventKind::AgentStateChanged => "agent_state_changed",
+            EventKind::RouteChanged => "route_changed",
             EventKind::KeyPublished => "key_published",
             EventKind::KeyRetired => "key_retired",
             EventKind::SnapshotTaken => "snapshot_taken",

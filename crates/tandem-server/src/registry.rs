@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tandem_ha::now_ms;
 use tandem_registry::{
-    due_changes, AgentRecord, AgentState, CheckReport, Liveness, LivenessChange, LivenessPolicy,
-    MeshAgent, MeshSummary,
+    due_changes, route_switches, AgentRecord, AgentState, CheckReport, Liveness, LivenessChange,
+    LivenessPolicy, MeshAgent, MeshSummary,
 };
 use tandem_store::{AgentRow, Command, Outcome, RegistryCommand};
 use tandem_tls::AgentCa;
@@ -208,11 +208,22 @@ impl Registry {
             mesh,
         };
         let mut heard = lock(&self.0.heard);
-        match heard.get_mut(name) {
-            Some(last) => *last = now,
-            None => {
-                heard.insert(name.to_string(), now);
-            }
+        let before = heard.insert(name.to_string(), now).and_then(|h| h.mesh);
+        // Compared with the agent's previous heartbeat to this server: the first one since it
+        // took the role has nothing to compare with, so a failover of the servers is not
+        // mistaken for one of the mesh.
+        let after = heard.get(name).and_then(|h| h.mesh.as_ref());
+        let switches = match (&before, after) {
+            (Some(before), Some(after)) => route_switches(before, after),
+            _ => Vec::new(),
+        };
+        drop(heard);
+        for switch in switches {
+            tracing::info!(agent = name, dest = %switch.dest, from = ?switch.from, to = ?switch.to, "agent's mesh route changed");
+            self.0.events.record(
+                EventKind::RouteChanged,
+                json!({ "agent": name, "dest": switch.dest, "from": switch.from, "to": switch.to }),
+            );
         }
     }
 

@@ -1,13 +1,13 @@
 //! Every server keeps an events feed (`GET /v1/events`): a standby saw the cluster elect its
 //! first active node, and a reader waiting with `since` and `wait` hears at once that the active
-//! node moved after it was killed.
+//! node moved after it was killed; the active server reports an agent whose mesh route changed.
 
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tandem_testkit::{Cluster, DEADLINE};
+use tandem_testkit::{free_ports, join_token, loopback_mesh_args, AgentProcess, Cluster, DEADLINE};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
@@ -131,4 +131,43 @@ async fn bad_queries_are_refused_and_the_feed_needs_the_secret() {
         .await
         .expect("an answer");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_agent_losing_its_route_is_an_event_on_the_active_server() {
+    let cluster = Cluster::start(tandem(), 1, &[]).await;
+    let token = join_token(&cluster, "edge", serde_json::json!({})).await;
+    let ports = free_ports(2).expect("free ports");
+    let mut exit_args = loopback_mesh_args(ports[0], &[]);
+    exit_args.extend(["--exit-route".into(), "10.77.0.0/16".into()]);
+    let peer_args = loopback_mesh_args(ports[1], &[ports[0]]);
+    let start = |name: &str, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        AgentProcess::start(tandem(), &cluster, name, "edge", Some(&token), &args)
+    };
+    let mut exit = start("exit-e", &exit_args);
+    let _peer = start("peer-e", &peer_args);
+    // The servers have heard the peer's route to the exit.
+    tandem_testkit::wait_for(DEADLINE, "the peer's route in GET /v1/mesh", async || {
+        let mesh = cluster.get(0, "/v1/mesh").await.json();
+        mesh["agents"]
+            .as_array()?
+            .iter()
+            .any(|a| a["name"] == "peer-e" && a["routes"].as_array().is_some_and(|r| !r.is_empty()))
+            .then_some(())
+    })
+    .await;
+
+    exit.kill();
+    let switch = tandem_testkit::wait_for(DEADLINE, "a route_changed event", async || {
+        let feed = cluster.get(0, "/v1/events").await.json();
+        events_of(&feed).into_iter().find(|e| {
+            e["kind"] == "route_changed"
+                && e["detail"]["agent"] == "peer-e"
+                && e["detail"]["to"].is_null()
+        })
+    })
+    .await;
+    assert_eq!(switch["detail"]["dest"], "10.77.0.0/16", "{switch}");
+    assert_eq!(switch["detail"]["from"], "exit-e via exit-e", "{switch}");
 }
