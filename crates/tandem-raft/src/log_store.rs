@@ -407,6 +407,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         self.committed_index.store(log_id.index, Ordering::Relaxed);
+        metrics::gauge!("tandem_raft_commit_index").set(log_id.index as f64);
         // Not waited for nor fsynced on its own: it is a hint that lets a restart apply
         // committed entries sooner; losing it costs nothing but a round of replication.
         let bytes = Self::encode(&ErrorSubject::Store, &log_id)?;

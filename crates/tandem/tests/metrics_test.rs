@@ -193,6 +193,7 @@ async fn every_documented_metric_is_served_and_moves_with_its_event() {
         "tandem_raft_applied_entries_total",
         "tandem_raft_snapshots_total",
         "tandem_raft_snapshot_index",
+        "tandem_raft_commit_index",
         "tandem_raft_applied_index",
         "tandem_raft_last_log_index",
         "tandem_api_requests_total",
