@@ -30,9 +30,12 @@ RUN apt-get update \
 COPY --from=build /out/tandem /usr/local/bin/tandem
 
 # Listen on all of the container's interfaces; a server's default node list binds to 127.0.0.1,
-# which nothing outside the container can reach.
+# which nothing outside the container can reach. The API beyond loopback needs a TLS choice: plain
+# HTTP here, for a container network or a TLS-terminating proxy; TANDEM_API_TLS=auto makes the
+# server speak HTTPS with a certificate from the cluster's CA (docs/operations.md).
 ENV TANDEM_DATA_DIR=/var/lib/tandem \
     TANDEM_NODES="1 0.0.0.0:8100 0.0.0.0:8200" \
+    TANDEM_API_TLS=off \
     TANDEM_LOG_FORMAT=json
 VOLUME ["/var/lib/tandem"]
 # 8200: client API, /ui, /metrics. 8100: cluster port (mutual TLS). 4433/udp: an agent's mesh.

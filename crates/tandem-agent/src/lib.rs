@@ -232,6 +232,7 @@ async fn serve(
         .and_then(|c| c.with_request_timeout(CALL_TIMEOUT))
         .map_err(|e| AgentError::Settings(e.to_string()))?
         .with_deadline(CALL_DEADLINE);
+    let client = trusting_the_servers_ca(client, settings)?;
     let client = Arc::new(client);
     let _ = shared.client.set(client.clone());
     // Asked once before the mesh starts, so that it starts under the servers' restrictions
@@ -317,6 +318,7 @@ async fn enrol(
         .and_then(|c| c.with_request_timeout(CALL_TIMEOUT))
         .map_err(|e| AgentError::Settings(e.to_string()))?
         .with_deadline(CALL_DEADLINE);
+    let client = trusting_the_servers_ca(client, settings)?;
     tracing::info!(name = %enrollment.name, "enrolling with the join token");
     let answer = credential::enrol(&client, &enrollment, shared).await?;
     let stored = StoredCredential::from_enrolment(answer, &key);
@@ -328,6 +330,19 @@ async fn enrol(
         "enrolled; later starts use the saved credential"
     );
     Ok(stored)
+}
+
+/// `client` reaching the servers over HTTPS with the CA of `ca_file`, when one is given.
+fn trusting_the_servers_ca(client: Client, settings: &AgentSettings) -> Result<Client, AgentError> {
+    let Some(path) = &settings.ca_file else {
+        return Ok(client);
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        AgentError::Settings(format!("cannot read the CA file {}: {e}", path.display()))
+    })?;
+    client
+        .with_ca_pem(&pem)
+        .map_err(|e| AgentError::Settings(format!("{}: {e}", path.display())))
 }
 
 /// Waits for SIGTERM or SIGINT.

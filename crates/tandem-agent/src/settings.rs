@@ -261,6 +261,8 @@ settings! {
     config_help "TOML file with settings, in the table [agent] (see docs/agents.md)";
     /// Servers to talk to, host:port, comma-separated; needed on the first start, later the agent also knows the servers it was told of
     servers: Vec<String> = Vec::new(), file "agent.servers", shown "the servers known from the last start", env "TANDEM_AGENT_SERVERS", split ',';
+    /// PEM file of the CA the servers' API certificates chain to (`tandem cluster ca` prints it); with it, the servers are reached over HTTPS
+    ca_file: PathBuf, file "agent.ca_file", shown "unset: plain HTTP", env "TANDEM_AGENT_CA_FILE";
     /// The pool this agent serves in; the join token must be for this pool
     pool: String, file "agent.pool", shown "the join token's pool", env "TANDEM_AGENT_POOL";
     /// Join token, traded on the first start for this agent's own credential (later starts do not need it)

@@ -31,6 +31,8 @@ pub enum ClientError {
     OutcomeUnknown(String),
     #[error("cannot write the download: {0}")]
     Sink(String),
+    #[error("the CA file holds no usable PEM certificate: {0}")]
+    Ca(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(reqwest::Error),
 }
@@ -133,6 +135,9 @@ pub struct Client {
     /// so it stays usable when the list shrinks.
     preferred: AtomicUsize,
     deadline: Duration,
+    request_timeout: Duration,
+    /// The only CAs trusted for HTTPS, when given ([`Client::with_ca_pem`]).
+    ca: Option<Vec<reqwest::Certificate>>,
 }
 
 /// `host:port` or a full URL; answers the base URL without a trailing slash.
@@ -145,20 +150,34 @@ pub fn base_url(endpoint: &str) -> String {
     }
 }
 
+/// [`base_url`] over HTTPS: a bare `host:port` or an `http://` URL becomes `https://`.
+fn https_url(endpoint: &str) -> String {
+    let url = base_url(endpoint);
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url,
+    }
+}
+
 const MAX_REDIRECTS: usize = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a download may take in all; each read must still come within [`REQUEST_TIMEOUT`].
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-fn http_client(request_timeout: Duration) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+fn http_client(
+    request_timeout: Duration,
+    ca: Option<&[reqwest::Certificate]>,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .timeout(request_timeout)
-        .read_timeout(request_timeout)
-        .build()
-        .map_err(ClientError::Build)
+        .read_timeout(request_timeout);
+    if let Some(ca) = ca {
+        builder = builder.tls_certs_only(ca.iter().cloned());
+    }
+    builder.build().map_err(ClientError::Build)
 }
 
 impl Client {
@@ -179,9 +198,11 @@ impl Client {
         Ok(Client {
             endpoints: RwLock::new(endpoints.iter().map(|e| base_url(e)).collect()),
             auth,
-            http: http_client(REQUEST_TIMEOUT)?,
+            http: http_client(REQUEST_TIMEOUT, None)?,
             preferred: AtomicUsize::new(0),
             deadline: Duration::from_secs(15),
+            request_timeout: REQUEST_TIMEOUT,
+            ca: None,
         })
     }
 
@@ -194,7 +215,23 @@ impl Client {
     /// How long one attempt at one server may take (30 s unless set): a server that hangs is
     /// given up after this long and the next one tried.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Result<Self, ClientError> {
-        self.http = http_client(timeout)?;
+        self.http = http_client(timeout, self.ca.as_deref())?;
+        self.request_timeout = timeout;
+        Ok(self)
+    }
+
+    /// Reaches every server over HTTPS, trusting only the CA certificates in `pem` (what
+    /// `tandem cluster ca` prints, or the CA of the servers' own certificates).
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        let ca = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Ca(e.to_string()))?;
+        if ca.is_empty() {
+            return Err(ClientError::Ca("no certificate found".into()));
+        }
+        self.http = http_client(self.request_timeout, Some(&ca))?;
+        self.ca = Some(ca);
+        let https: Arc<[String]> = self.endpoint_list().iter().map(|e| https_url(e)).collect();
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = https;
         Ok(self)
     }
 
@@ -204,7 +241,11 @@ impl Client {
         if endpoints.is_empty() {
             return;
         }
-        let new: Arc<[String]> = endpoints.iter().map(|e| base_url(e)).collect();
+        let tls = self.ca.is_some();
+        let new: Arc<[String]> = endpoints
+            .iter()
+            .map(|e| if tls { https_url(e) } else { base_url(e) })
+            .collect();
         *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = new;
         self.preferred.store(0, Ordering::Relaxed);
     }
@@ -442,6 +483,37 @@ impl Client {
     }
 }
 
+/// `GET /v1/cluster/ca` of the server at `addr` over HTTPS without checking its certificate,
+/// as `curl -k` would: how a client gets the CA to check every later connection with. Only for
+/// bootstrapping on a network the operator trusts.
+pub async fn fetch_ca_unverified(addr: &str) -> Result<String, ClientError> {
+    let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(ClientError::Build)?;
+    let url = format!("{}/v1/cluster/ca", https_url(addr));
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ClientError::Unreachable(format!("{url}: {e}")))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Unreachable(format!("{url}: {e}")))?
+        .to_vec();
+    let reply = Reply {
+        status,
+        headers,
+        body,
+    }
+    .error_for_status()?;
+    Ok(String::from_utf8_lossy(&reply.body).into_owned())
+}
+
 /// May this request be sent again when its first attempt's outcome is unknown? GET, PUT and
 /// DELETE may, unless they are conditional (`if_revision`: a retry of an applied compare-and-set
 /// would fail and hide that it succeeded); POST may not, except an agent's calls about itself
@@ -482,6 +554,16 @@ mod tests {
     fn endpoints_become_base_urls() {
         assert_eq!(base_url("127.0.0.1:8200"), "http://127.0.0.1:8200");
         assert_eq!(base_url("http://a:1/"), "http://a:1");
+        assert_eq!(https_url("127.0.0.1:8200"), "https://127.0.0.1:8200");
+        assert_eq!(https_url("http://a:1/"), "https://a:1");
+        assert_eq!(https_url("https://a:1"), "https://a:1");
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let client = Client::new(&["a:1".to_string()], None).unwrap();
+        let refused = client.with_ca_pem(b"not a certificate").err();
+        assert!(matches!(refused, Some(ClientError::Ca(_))), "{refused:?}");
     }
 
     #[test]

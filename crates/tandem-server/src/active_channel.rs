@@ -56,6 +56,8 @@ struct ChannelParts {
     local: Replicated,
     request_timeout: Duration,
     max_body_bytes: usize,
+    /// `http` or `https`: how clients reach every server's API (the same on all of them).
+    api_scheme: &'static str,
 }
 
 impl ActiveChannel {
@@ -66,6 +68,7 @@ impl ActiveChannel {
         local: Replicated,
         request_timeout: Duration,
         max_body_bytes: usize,
+        api_scheme: &'static str,
     ) -> ActiveChannel {
         ActiveChannel(Arc::new(ChannelParts {
             node_id,
@@ -74,6 +77,7 @@ impl ActiveChannel {
             local,
             request_timeout,
             max_body_bytes,
+            api_scheme,
         }))
     }
 
@@ -196,7 +200,7 @@ impl ActiveChannel {
             // Never reached the active node: nothing happened, and the client may go there itself.
             Err(e) if e.is_connect() => {
                 tracing::debug!(active = active.id, error = %e, "cannot reach the active node; redirecting the client");
-                return redirect(&active, &parts.uri);
+                return self.redirect(&active, &parts.uri);
             }
             // Reached it, but no answer came back (it died or stalled): it may have been applied.
             Err(e) => {
@@ -227,10 +231,13 @@ impl ActiveChannel {
     }
 }
 
-/// Sends the client to the active node's API (307), keeping the path and query.
-pub fn redirect(active: &ActiveNode, uri: &Uri) -> Response {
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    ApiError::redirect(format!("http://{}{}", active.api_addr, path), active.id).into_response()
+impl ActiveChannel {
+    /// Sends the client to the active node's API (307), keeping the path and query.
+    pub fn redirect(&self, active: &ActiveNode, uri: &Uri) -> Response {
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let location = format!("{}://{}{}", self.0.api_scheme, active.api_addr, path);
+        ApiError::redirect(location, active.id).into_response()
+    }
 }
 
 /// On the active node: records a member's advertised addresses.

@@ -22,7 +22,7 @@ use crate::forward::Needs;
 use crate::health::{self, NodeHealth};
 use crate::replicated::Replicated;
 use crate::rqlite_api;
-use crate::state::{ApiSecret, ApiState};
+use crate::state::{ApiCa, ApiSecret, ApiState};
 use crate::token_api;
 use crate::ui;
 
@@ -129,6 +129,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/keys/jwks", get(token_api::jwks))
         .route("/.well-known/jwks.json", get(token_api::jwks))
         .route("/api/pkeys", get(token_api::jwks))
+        // The CA clients check the API's certificate with; public, as a CA certificate is.
+        .route("/v1/cluster/ca", get(api_ca))
         .merge(authenticated)
         .merge(agents)
         .fallback(unknown_route)
@@ -202,6 +204,20 @@ fn presented_secret(authorization: &str) -> Option<String> {
         .ok()?;
     let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     Some(password.to_string())
+}
+
+/// The API CA in PEM, when this server's certificate comes from it.
+async fn api_ca(State(ca): State<ApiCa>) -> Result<Response, ApiError> {
+    match ca.0 {
+        Some(pem) => Ok((
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_string(),
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(
+            "this server's API has no CA of the cluster's: it speaks plain HTTP, or its certificate comes from api_tls_cert_file (ask whoever issued it for the CA)",
+        )),
+    }
 }
 
 /// Who is active. The `leader_*` fields are the same facts under their first names.

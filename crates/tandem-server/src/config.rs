@@ -19,8 +19,33 @@ use tandem_tls::ClusterPemFiles;
 use tandem_keys::SigningAlgorithm;
 use tandem_raft::NodeId;
 
+/// `FromStr` (case-insensitive, trimmed) and `Display` of a setting's value enum, as clap
+/// spells its values.
+macro_rules! value_enum_text {
+    ($($ty:ty),*) => {$(
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                <$ty as clap::ValueEnum>::from_str(text.trim(), true)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let value = clap::ValueEnum::to_possible_value(self)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                f.write_str(&value)
+            }
+        }
+    )*};
+}
+
+mod api_tls;
 mod backend;
 
+pub use api_tls::{ApiTls, ApiTlsMode};
 pub use backend::{
     BackendSettings, Backends, EtcdEndpoint, ExternalHa, HaStorageKind, PostgresBackend,
     PostgresTls, StorageKind,
@@ -243,6 +268,12 @@ settings! {
         formerly "request_timeout_ms" "request-timeout-ms" "TANDEM_REQUEST_TIMEOUT_MS", read MillisIfBare;
     /// Largest request body the API accepts, in bytes
     max_body_bytes: usize = 8 * 1024 * 1024, file "api.max_body_bytes", shown "8388608", env "TANDEM_MAX_BODY_BYTES";
+    /// TLS on the API: auto (a certificate from a CA derived from the cluster secret) or off (plain HTTP, which an API beyond 127.0.0.1 needs said explicitly)
+    api_tls: ApiTlsMode, file "api.tls", shown "unset: plain HTTP on a loopback address, else required", env "TANDEM_API_TLS";
+    /// PEM file of the API's certificate chain, with api_tls_key_file; read again when it changes
+    api_tls_cert_file: PathBuf, file "api.tls_cert_file", shown "unset", env "TANDEM_API_TLS_CERT_FILE";
+    /// PEM file of the API's private key, with api_tls_cert_file; read again when it changes
+    api_tls_key_file: PathBuf, file "api.tls_key_file", shown "unset", env "TANDEM_API_TLS_KEY_FILE";
     /// This server's name in its signing key ids (`{instance_id}-{unique}`): letters, digits, `.`, `_` and `-`
     instance_id: String, file "keys.instance_id", shown "tandem-{node_id}", env "TANDEM_INSTANCE_ID";
     /// Signature algorithm of this server's token signing keys: es256 or eddsa
@@ -350,6 +381,8 @@ impl Settings {
             &mut self.cluster_ca_file,
             &mut self.cluster_cert_file,
             &mut self.cluster_key_file,
+            &mut self.api_tls_cert_file,
+            &mut self.api_tls_key_file,
         ] {
             *path = path.take().filter(|p| !p.as_os_str().is_empty());
         }
@@ -467,6 +500,7 @@ impl Settings {
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
         }
+        self.api_tls()?;
         self.validate_keys()?;
         self.validate_agents()?;
         self.backends().map(|_| ())
@@ -555,6 +589,17 @@ impl Settings {
     pub fn this_node(&self) -> &NodeEntry {
         // `validate` has checked that the id is in the list.
         self.nodes.get(self.node_id).unwrap_or(&self.nodes.0[0])
+    }
+
+    /// How the API is served (see [`ApiTls::choose`]).
+    pub fn api_tls(&self) -> Result<ApiTls, ConfigError> {
+        ApiTls::choose(
+            self.api_tls,
+            self.api_tls_cert_file.as_ref(),
+            self.api_tls_key_file.as_ref(),
+            &self.this_node().api_addr,
+        )
+        .map_err(ConfigError)
     }
 
     /// The operator's own cluster CA, certificate and key, when given (`validate` has checked
@@ -781,6 +826,7 @@ mod tests {
             secret = "0123456789abcdefgh"
             request_timeout = "2s"
             max_body_bytes = 1024
+            tls = "auto"
             [keys]
             algorithm = "eddsa"
             token_duration = "10m"
@@ -790,6 +836,7 @@ mod tests {
             "#,
         )
         .unwrap();
+        assert_eq!(s.api_tls, Some(ApiTlsMode::Auto));
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/tandem"));
         assert_eq!(s.node_id, 2);
         assert_eq!(s.secret_cluster.as_deref(), Some("0123456789abcdef"));
@@ -821,6 +868,7 @@ mod tests {
             request_timeout_ms = 1500
             key_algorithm = "eddsa"
             log_level = "debug"
+            api_tls = "off"
             "#,
         )
         .unwrap();

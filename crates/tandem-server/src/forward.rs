@@ -12,7 +12,7 @@ use axum::routing::MethodRouter;
 use tandem_ha::{ActiveNode, ActiveView};
 use tandem_raft::wire::FORWARDED_BY_HEADER;
 
-use crate::active_channel::{redirect, ActiveChannel};
+use crate::active_channel::ActiveChannel;
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -178,7 +178,7 @@ async fn route_to_active(
         }
         Route::Redirect(active) => {
             counted("redirect");
-            redirect(&active, request.uri())
+            guard.channel.redirect(&active, request.uri())
         }
         Route::Forward(active) => {
             counted("forward");

@@ -101,6 +101,8 @@ pub struct NodeHealth {
     pub contact_stale_after_ms: u64,
     /// An active node whose quorum has not confirmed it for this long (its lease) is unavailable.
     pub quorum_stale_after_ms: u64,
+    /// `http` or `https`: how clients reach the servers' API.
+    pub api_scheme: &'static str,
 }
 
 impl NodeHealth {

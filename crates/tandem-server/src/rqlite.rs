@@ -564,7 +564,7 @@ pub struct NodeEntry {
 
 /// `/nodes`: by default a map from node id to node; with `?ver=2` a `nodes` list. Non-voters
 /// are left out unless `?nonvoters`.
-pub fn nodes_body(nodes: &[NodeEntry], flags: &Flags, version: &str) -> Value {
+pub fn nodes_body(nodes: &[NodeEntry], flags: &Flags, version: &str, scheme: &str) -> Value {
     let mut nodes: Vec<&NodeEntry> = nodes
         .iter()
         .filter(|n| n.voter || flags.nonvoters)
@@ -573,7 +573,7 @@ pub fn nodes_body(nodes: &[NodeEntry], flags: &Flags, version: &str) -> Value {
     let entry = |n: &NodeEntry| {
         let mut node = json!({
             "id": n.id.to_string(),
-            "api_addr": api_url(&n.api_addr),
+            "api_addr": api_url(scheme, &n.api_addr),
             "addr": n.cluster_addr,
             "version": version,
             "voter": n.voter,
@@ -597,12 +597,12 @@ pub fn nodes_body(nodes: &[NodeEntry], flags: &Flags, version: &str) -> Value {
     )
 }
 
-/// rqlite gives a node's API address as a URL.
-pub fn api_url(api_addr: &str) -> String {
+/// rqlite gives a node's API address as a URL (`scheme` is `http` or `https`).
+pub fn api_url(scheme: &str, api_addr: &str) -> String {
     if api_addr.contains("://") || api_addr.is_empty() {
         api_addr.to_string()
     } else {
-        format!("http://{api_addr}")
+        format!("{scheme}://{api_addr}")
     }
 }
 

@@ -259,7 +259,7 @@ async fn nodes(State(health): State<NodeHealth>, uri: Uri) -> Result<Response, A
             leader: active == Some(m.id),
         })
         .collect();
-    let body = rqlite::nodes_body(&entries, &flags, VERSION);
+    let body = rqlite::nodes_body(&entries, &flags, VERSION, health.api_scheme);
     Ok(json_answer(StatusCode::OK, &body, flags.pretty))
 }
 

@@ -3,7 +3,7 @@
 //! active node's duties while this node holds the role, until a shutdown signal.
 
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,21 +14,21 @@ use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
 use tandem_registry::LivenessPolicy;
 use tandem_store::{Command, StateMachine};
-use tandem_tls::{AgentCa, ClusterTls, DerivedCaSettings, TlsListener};
+use tandem_tls::{AgentCa, ClusterTls, DerivedCaSettings, TlsListener, API_CERT_FILES_CHECK};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::active_channel::{ActiveChannel, Advertised};
 use crate::cluster_api::{ClusterPort, ClusterSecrets};
-use crate::config::{load_or_generate_secret, Backends, ConfigError, Settings};
+use crate::config::{load_or_generate_secret, ApiTls, Backends, ConfigError, Settings};
 use crate::events::{self, Events, RaftFacts};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
 use crate::registry::Registry;
 use crate::replicated::Replicated;
 use crate::server_metrics::{self, keep_gauges};
-use crate::state::{ApiSecret, ApiState};
+use crate::state::{ApiCa, ApiSecret, ApiState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -74,7 +74,9 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Renews the cluster certificate; stopped, not awaited, at shutdown.
-    certificate_rotation: tokio::task::JoinHandle<()>,
+    /// The cluster certificate's rotation and the API certificate's refresh, which run until
+    /// aborted.
+    certificate_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The cluster channel's mutual TLS: certificates from the operator's files when given,
@@ -103,6 +105,43 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError>
         ))
     })?;
     TcpListener::bind(first).await.map_err(err)
+}
+
+/// The API server's serving future, plain or over TLS.
+type ServeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+
+/// The API's TLS identity, if it speaks TLS: a certificate issued for the names clients dial
+/// (the listening and the advertised host, and this machine's loopback names), or the files.
+fn api_tls(
+    choice: &ApiTls,
+    settings: &Settings,
+    secret_cluster: &str,
+) -> Result<Option<tandem_tls::ApiTls>, StartError> {
+    Ok(match choice {
+        ApiTls::Plain => None,
+        ApiTls::Files { cert, key } => Some(tandem_tls::ApiTls::from_files(cert, key)?),
+        ApiTls::Derived => {
+            let mut names = Vec::new();
+            for addr in [
+                &settings.this_node().api_addr,
+                &settings.advertised().api_addr,
+            ] {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr.as_str(), |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let unspecified = host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified());
+                if !unspecified {
+                    names.push(host.to_string());
+                }
+            }
+            names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
+            names.dedup();
+            Some(tandem_tls::ApiTls::from_secret(secret_cluster, names)?)
+        }
+    })
 }
 
 fn secret(
@@ -195,6 +234,8 @@ impl RunningServer {
         .map_err(|e| StartError::RaftConfig(e.to_string()))?;
 
         let tls = cluster_tls(&settings, &secret_cluster)?;
+        let api_tls_choice = settings.api_tls().map_err(StartError::Backends)?;
+        let api_tls = api_tls(&api_tls_choice, &settings, &secret_cluster)?;
         let http = tls
             .https_client_builder()
             .connect_timeout(Duration::from_secs(2))
@@ -238,6 +279,7 @@ impl RunningServer {
             data.clone(),
             request_timeout,
             settings.max_body_bytes,
+            api_tls_choice.scheme(),
         );
         let events = Events::new(node_id);
         let keys = Keys {
@@ -256,6 +298,7 @@ impl RunningServer {
             // is out of reach. A leader's quorum confirmation is as fresh as its lease.
             contact_stale_after_ms: settings.heartbeat.as_millis() * 5,
             quorum_stale_after_ms: settings.election_timeout_max.as_millis(),
+            api_scheme: api_tls_choice.scheme(),
         };
         let registry = Registry::new(
             data.clone(),
@@ -276,6 +319,7 @@ impl RunningServer {
             secret: ApiSecret(secret_api.into()),
             registry: registry.clone(),
             events: events.clone(),
+            api_ca: ApiCa(api_tls.as_ref().and_then(|tls| tls.ca_pem().map(Arc::from))),
         };
         let cluster_port = ClusterPort {
             node_id,
@@ -337,17 +381,26 @@ impl RunningServer {
             }
         }));
         let stop_api = until_stopped(stopped.clone());
+        let serve_api = match &api_tls {
+            Some(tls) => {
+                let listener = TlsListener::new(api_listener, tls.acceptor());
+                let serve = axum::serve(listener, api_app).with_graceful_shutdown(stop_api);
+                Box::pin(serve.into_future()) as ServeFuture
+            }
+            None => {
+                let serve = axum::serve(api_listener, api_app).with_graceful_shutdown(stop_api);
+                Box::pin(serve.into_future())
+            }
+        };
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(api_listener, api_app)
-                .with_graceful_shutdown(stop_api)
-                .await
-            {
+            if let Err(e) = serve_api.await {
                 tracing::error!(error = %e, "API listener failed");
             }
         }));
         let clustered = settings.nodes.0.len() > 1;
         tracing::info!(
             node_id, api = %this.api_addr, cluster = %this.cluster_addr,
+            api_scheme = api_tls_choice.scheme(),
             data_dir = %data_dir.display(), nodes = settings.nodes.0.len(),
             "tandem server started"
         );
@@ -393,14 +446,15 @@ impl RunningServer {
             registry,
             stopped.clone(),
         )));
-        let certificate_rotation = tls.spawn_rotation();
+        let mut certificate_tasks = vec![tls.spawn_rotation()];
+        certificate_tasks.extend(api_tls.map(|tls| tls.spawn_refresh(API_CERT_FILES_CHECK)));
         Ok(RunningServer {
             node_id,
             raft,
             ha,
             stop,
             tasks,
-            certificate_rotation,
+            certificate_tasks,
         })
     }
 
@@ -430,7 +484,9 @@ impl RunningServer {
             }
         }
         let _ = self.stop.send(true);
-        self.certificate_rotation.abort();
+        for task in &self.certificate_tasks {
+            task.abort();
+        }
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }

@@ -17,6 +17,11 @@ use crate::replicated::Replicated;
 #[derive(Clone)]
 pub struct ApiSecret(pub Arc<str>);
 
+/// The CA certificate (PEM) that clients trust for this API, when the server issues its own
+/// certificate from the cluster's API CA (`api_tls = auto`).
+#[derive(Clone)]
+pub struct ApiCa(pub Option<Arc<str>>);
+
 #[derive(Clone, FromRef)]
 pub struct ApiState {
     pub data: Replicated,
@@ -26,4 +31,5 @@ pub struct ApiState {
     pub secret: ApiSecret,
     pub registry: Registry,
     pub events: Events,
+    pub api_ca: ApiCa,
 }

@@ -211,6 +211,10 @@ impl Cluster {
                     "--secret-api".into(),
                     API_SECRET.into(),
                 ];
+                if namespaces[i].is_some() {
+                    // Its own address, beyond loopback: plain HTTP must be asked for.
+                    args.extend(["--api-tls".into(), "off".into()]);
+                }
                 args.extend(extra_args.iter().map(|a| a.to_string()));
                 let mut process = ServerProcess::new(
                     format!("node {id} (index {i}, api {api_addr})"),

@@ -57,6 +57,6 @@ pub use load::{SteadyWrites, WriteLog};
 pub use mesh::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
 pub use netns::ClusterNetwork;
 pub use postgres::PostgresServer;
-pub use process::{free_ports, run_to_exit, tandem_command, ServerProcess};
+pub use process::{free_ports, local_node_list, run_to_exit, tandem_command, ServerProcess};
 pub use tokens::IssuedToken;
 pub use wait::{poll_for, wait_for, wait_until, TimedOut, DEADLINE, POLL_INTERVAL};

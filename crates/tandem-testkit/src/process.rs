@@ -27,6 +27,21 @@ pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
         .collect()
 }
 
+/// A node list of `nodes` servers on free ports of 127.0.0.1 (`id cluster_addr api_addr`, one
+/// a line), with the API addresses in node order.
+pub fn local_node_list(nodes: usize) -> std::io::Result<(String, Vec<String>)> {
+    let ports = free_ports(nodes * 2)?;
+    let apis: Vec<String> = (0..nodes)
+        .map(|i| format!("127.0.0.1:{}", ports[2 * i + 1]))
+        .collect();
+    let lines: Vec<String> = apis
+        .iter()
+        .enumerate()
+        .map(|(i, api)| format!("{} 127.0.0.1:{} {api}", i + 1, ports[2 * i]))
+        .collect();
+    Ok((lines.join("\n"), apis))
+}
+
 /// Settings a developer's shell may hold (`TANDEM_SECRET_API`, `RUST_LOG`, ...) must not leak
 /// into the processes a test starts.
 fn inherited_settings() -> Vec<String> {

@@ -269,7 +269,7 @@ impl ClusterTls {
 }
 
 /// The one crypto provider of the whole graph, passed explicitly rather than installed globally.
-fn aws_lc_provider() -> Arc<CryptoProvider> {
+pub(crate) fn aws_lc_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

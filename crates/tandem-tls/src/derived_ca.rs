@@ -23,6 +23,9 @@ pub const DERIVED_CA_COMMON_NAME: &str = "Tandem cluster CA";
 /// Subject common name of every derived agent CA.
 pub const AGENT_CA_COMMON_NAME: &str = "Tandem agent CA";
 
+/// Subject common name of every derived API CA.
+pub const API_CA_COMMON_NAME: &str = "Tandem API CA";
+
 /// What a derived CA signs; each purpose has its own labels, so its own key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CaPurpose {
@@ -30,6 +33,9 @@ pub enum CaPurpose {
     Cluster,
     /// Certificates of enrolled agents.
     Agents,
+    /// The servers' certificates on the client API (`api_tls = "auto"`). A CA of its own, so a
+    /// client that trusts it trusts no cluster-channel certificate.
+    Api,
 }
 
 impl CaPurpose {
@@ -38,6 +44,7 @@ impl CaPurpose {
         match self {
             CaPurpose::Cluster => b"tandem cluster ca v1",
             CaPurpose::Agents => b"tandem agent ca v1",
+            CaPurpose::Api => b"tandem api ca v1",
         }
     }
 
@@ -45,6 +52,7 @@ impl CaPurpose {
         match self {
             CaPurpose::Cluster => DERIVED_CA_COMMON_NAME,
             CaPurpose::Agents => AGENT_CA_COMMON_NAME,
+            CaPurpose::Api => API_CA_COMMON_NAME,
         }
     }
 }

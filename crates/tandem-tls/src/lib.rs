@@ -24,6 +24,7 @@
 
 mod agent_cert;
 mod agent_tls;
+mod api_tls;
 mod client;
 mod cluster_tls;
 mod derived_ca;
@@ -38,11 +39,14 @@ pub use agent_tls::{
     peer_agent_name, AgentTls, AgentTlsError, RevocationCheck, SignedStatementError, SigningFailed,
     ANY_AGENT_SERVER_NAME, MESH_ALPN,
 };
+pub use api_tls::{ApiTls, API_CERT_FILES_CHECK, API_CERT_VALIDITY};
 pub use cluster_tls::{
     ClusterTls, DerivedCaSettings, CLIENT_ALPN, DEFAULT_NODE_CERT_VALIDITY, MAX_NODE_CERT_VALIDITY,
     MIN_NODE_CERT_VALIDITY, SERVER_ALPN,
 };
-pub use derived_ca::{AGENT_CA_COMMON_NAME, DERIVED_CA_COMMON_NAME, MIN_SECRET_LEN};
+pub use derived_ca::{
+    AGENT_CA_COMMON_NAME, API_CA_COMMON_NAME, DERIVED_CA_COMMON_NAME, MIN_SECRET_LEN,
+};
 pub use error::TlsError;
 pub use listener::{TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use node_cert::node_dns_name;

@@ -36,20 +36,27 @@ pub(crate) fn issue_node_certificate(
     now: SystemTime,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-
     let node_name = node_dns_name(node_id);
-    let params = leaf_params(
-        vec![CLUSTER_SERVER_NAME.to_string(), node_name.clone()],
-        &[(DnType::CommonName, &node_name)],
-        now,
-        validity,
-    )?;
+    let names = vec![CLUSTER_SERVER_NAME.to_string(), node_name.clone()];
+    issue_leaf(ca, names, &node_name, validity, now, provider)
+}
 
+/// Issues a certificate for `names` (DNS names or IP addresses) with a new P-256 key and a
+/// random serial, signed by `ca`, valid from a little before `now` until `now + validity`.
+pub(crate) fn issue_leaf(
+    ca: &DerivedCa,
+    names: Vec<String>,
+    common_name: &str,
+    validity: Duration,
+    now: SystemTime,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let params = leaf_params(names, &[(DnType::CommonName, common_name)], now, validity)?;
     let certificate = params.signed_by(&key, ca.issuer())?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     CertifiedKey::from_der(vec![certificate.der().clone()], key_der, provider)
-        .map_err(|e| TlsError::Config(format!("loading the freshly issued node key: {e}")))
+        .map_err(|e| TlsError::Config(format!("loading a freshly issued key: {e}")))
 }
 
 /// The parameters of a leaf certificate for `dns_names` with `subject`, valid from a little

@@ -66,29 +66,38 @@ impl ClusterPemFiles {
         &self,
         provider: &CryptoProvider,
     ) -> Result<CertifiedKey, TlsError> {
-        let chain = read_certificates(&self.certificate_chain)?;
-        let key_pem = read(&self.private_key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NotPemKey {
-            path: self.private_key.clone(),
-            detail: e.to_string(),
-        })?;
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|source| TlsError::UnusableKey {
-                path: self.private_key.clone(),
-                source,
-            })?;
-        let certified = CertifiedKey::new(chain, signing_key);
-        certified
-            .keys_match()
-            .map_err(|source| TlsError::KeyMismatch {
-                cert: self.certificate_chain.clone(),
-                key: self.private_key.clone(),
-                source,
-            })?;
-        Ok(certified)
+        load_certified_key(&self.certificate_chain, &self.private_key, provider)
     }
+}
+
+/// A certificate chain (leaf first) and its private key from PEM files, checked to match.
+pub(crate) fn load_certified_key(
+    chain_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = read_certificates(chain_path)?;
+    let key_pem = read(key_path)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NotPemKey {
+        path: key_path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|source| TlsError::UnusableKey {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|source| TlsError::KeyMismatch {
+            cert: chain_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            source,
+        })?;
+    Ok(certified)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -36,6 +36,11 @@ enum Command {
         #[command(flatten)]
         output: crate::agents_cli::Output,
     },
+    /// The cluster as a whole: the CA of its API's certificates
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Run a local cluster for development: servers (and agents) of this binary on free ports,
     /// printing the addresses and the secret; Ctrl-C stops all of it
     Dev(crate::dev_cli::DevArgs),
@@ -140,11 +145,36 @@ struct Target {
     /// Read consistency: linearizable, active or stale
     #[arg(long, default_value = "linearizable", global = true)]
     consistency: String,
+    #[command(flatten)]
+    ca: CaFile,
+}
+
+/// The CA that servers' API certificates must chain to.
+#[derive(Args, Debug, Clone)]
+struct CaFile {
+    /// PEM file of the CA the servers' API certificates chain to (`tandem cluster ca` prints it); with it, servers are reached over HTTPS [default: plain HTTP]
+    #[arg(long = "ca-file", env = "TANDEM_CA_FILE", global = true)]
+    path: Option<PathBuf>,
+}
+
+impl CaFile {
+    /// A client of `addrs` with `secret` that trusts this CA, if one is given.
+    fn client(&self, addrs: &[String], secret: Option<String>) -> Result<Client> {
+        let client = Client::new(addrs, secret)?;
+        let Some(path) = &self.path else {
+            return Ok(client);
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        client
+            .with_ca_pem(&pem)
+            .with_context(|| format!("{}", path.display()))
+    }
 }
 
 impl Target {
     fn client(&self) -> Result<Client> {
-        Ok(Client::new(&self.addrs, self.secret_or_default())?)
+        self.ca.client(&self.addrs, self.secret_or_default())
     }
 
     /// `--secret`, or the one a local single node saved in its data folder.
@@ -301,6 +331,23 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the CA (PEM) that the API certificates of a cluster with `api_tls = auto` chain to,
+    /// for clients' --ca-file
+    Ca {
+        /// A server's API address
+        #[arg(long = "addr", env = "TANDEM_ADDR", default_value = "127.0.0.1:8200")]
+        addr: String,
+        /// Fetch it over an unverified HTTPS connection, as `curl -k` would: only to bootstrap,
+        /// on a network you trust, then compare it with another server's
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        ca: CaFile,
+    },
+}
+
+#[derive(Subcommand)]
 enum SnapshotCommand {
     /// Build a Raft snapshot on the node now
     Create(Target),
@@ -330,10 +377,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Agent(command) => return agent(*command).await,
         Command::Status { target, output } => match target.client() {
             Ok(client) => {
-                crate::status_cli::status(&client, target.secret_or_default(), output.json).await
+                let secret = target.secret_or_default();
+                let client_of = |addr: String| target.ca.client(&[addr], secret.clone()).ok();
+                crate::status_cli::status(&client, client_of, output.json).await
             }
             Err(e) => Err(e),
         },
+        Command::Cluster { command } => cluster(command).await,
         Command::Dev(args) => crate::dev_cli::dev(args).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
@@ -761,6 +811,21 @@ async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
     };
     print_json(&ok_json(reply)?);
     Ok(())
+}
+
+async fn cluster(command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Ca { addr, insecure, ca } => {
+            let pem = if insecure {
+                tandem_client::fetch_ca_unverified(&addr).await?
+            } else {
+                let reply = ca.client(&[addr], None)?.get("/v1/cluster/ca").await?;
+                String::from_utf8_lossy(&reply.error_for_status()?.body).into_owned()
+            };
+            print!("{pem}");
+            Ok(())
+        }
+    }
 }
 
 async fn snapshot(command: SnapshotCommand) -> Result<()> {

@@ -20,7 +20,12 @@ struct Seen {
     own: Option<Value>,
 }
 
-pub async fn status(client: &Client, secret: Option<String>, json: bool) -> Result<()> {
+/// `client_of` makes a client of one server's API address alone.
+pub async fn status(
+    client: &Client,
+    client_of: impl Fn(String) -> Option<Client>,
+    json: bool,
+) -> Result<()> {
     let cluster: Value = parse(client.get("/v1/cluster").await?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&cluster)?);
@@ -30,8 +35,8 @@ pub async fn status(client: &Client, secret: Option<String>, json: bool) -> Resu
     let mut asks = JoinSet::new();
     for (i, member) in members.iter().enumerate() {
         let addr = member["api_addr"].as_str().unwrap_or_default().to_string();
-        let secret = secret.clone();
-        asks.spawn(async move { (i, ask(addr, secret).await) });
+        let client = client_of(addr);
+        asks.spawn(async move { (i, ask(client).await) });
     }
     let mut own: Vec<Option<Value>> = vec![None; members.len()];
     while let Some(done) = asks.join_next().await {
@@ -49,10 +54,8 @@ pub async fn status(client: &Client, secret: Option<String>, json: bool) -> Resu
 }
 
 /// `GET /v1/cluster` of one server alone, if it answers.
-async fn ask(addr: String, secret: Option<String>) -> Option<Value> {
-    let client = Client::new(std::slice::from_ref(&addr), secret)
-        .ok()?
-        .with_deadline(ASK_EACH);
+async fn ask(client: Option<Client>) -> Option<Value> {
+    let client = client?.with_deadline(ASK_EACH);
     parse(client.get("/v1/cluster").await.ok()?).ok()
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tandem_testkit::{free_ports, run_to_exit, tandem_command};
+use tandem_testkit::{free_ports, local_node_list, run_to_exit, tandem_command};
 use tempfile::TempDir;
 
 fn tandem() -> &'static Path {
@@ -15,18 +15,7 @@ const GOOD_SECRET: &str = "sixteen-chars-or-more";
 
 /// A three-node list on free ports.
 fn three_nodes() -> String {
-    let ports = free_ports(6).expect("free ports on 127.0.0.1");
-    (0..3)
-        .map(|i| {
-            format!(
-                "{} 127.0.0.1:{} 127.0.0.1:{}",
-                i + 1,
-                ports[2 * i],
-                ports[2 * i + 1]
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    local_node_list(3).expect("free ports on 127.0.0.1").0
 }
 
 /// Runs `tandem server <args>` in a fresh folder and answers its stderr, after checking that

@@ -304,21 +304,21 @@ async fn the_example_server_settings_start_a_server() {
     );
     server.set_env(env);
     server.spawn();
-    let http = http_client();
-    let secret = &secrets["TANDEM_SECRET_API"];
-    let answered = poll_for(DEADLINE, POLL_INTERVAL, async || {
-        let response = http
-            .get(format!("http://{api}/v1/cluster"))
-            .bearer_auth(secret)
-            .send()
-            .await
-            .ok()?;
-        response.status().is_success().then_some(())
+    // The example's API speaks TLS with the cluster's CA: fetched once unverified, as the
+    // example's comment says, then every request checks the certificate against it.
+    let ca = poll_for(DEADLINE, POLL_INTERVAL, async || {
+        tandem_client::fetch_ca_unverified(&api).await.ok()
     })
     .await;
+    let ca = ca.unwrap_or_else(|e| panic!("the CA from {api}: {e}\n{}", server.log_tail(30)));
+    let secret = &secrets["TANDEM_SECRET_API"];
+    let client = tandem_client::Client::new(std::slice::from_ref(&api), Some(secret.clone()))
+        .and_then(|c| c.with_ca_pem(ca.as_bytes()))
+        .expect("a client that checks the CA");
+    let answered = client.get("/v1/cluster").await;
     assert!(
-        answered.is_ok(),
-        "the server answers with the example's API secret:\n{}",
+        answered.as_ref().is_ok_and(|r| r.status.is_success()),
+        "the server answers over HTTPS with the example's API secret: {answered:?}\n{}",
         server.log_tail(30)
     );
     assert!(

@@ -42,27 +42,6 @@ pub enum PostgresTls {
     VerifyFull,
 }
 
-macro_rules! value_enum_text {
-    ($($ty:ty),*) => {$(
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(text: &str) -> Result<Self, String> {
-                <$ty as clap::ValueEnum>::from_str(text.trim(), true)
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let value = clap::ValueEnum::to_possible_value(self)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default();
-                f.write_str(&value)
-            }
-        }
-    )*};
-}
-
 value_enum_text!(StorageKind, HaStorageKind, PostgresTls);
 
 /// One etcd member's client URL. A bare `host:port` means `http://host:port`.

@@ -325,7 +325,7 @@ fn nodes_come_as_a_map_or_with_ver_2_as_a_list() {
         node(1, true, true, true),
         node(3, false, true, false),
     ];
-    let legacy = nodes_body(&nodes, &Flags::default(), "v");
+    let legacy = nodes_body(&nodes, &Flags::default(), "v", "http");
     assert_eq!(
         legacy,
         json!({
@@ -341,7 +341,7 @@ fn nodes_come_as_a_map_or_with_ver_2_as_a_list() {
         nonvoters: true,
         ..Flags::default()
     };
-    let listed = nodes_body(&nodes, &flags, "v");
+    let listed = nodes_body(&nodes, &flags, "v", "http");
     let ids: Vec<&str> = listed["nodes"]
         .as_array()
         .unwrap()

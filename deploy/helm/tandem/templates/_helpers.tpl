@@ -16,6 +16,11 @@
 {{- default (include "tandem.fullname" .) .Values.secrets.existingSecret -}}
 {{- end -}}
 
+{{/* The probes' scheme: HTTPS when the API speaks TLS (the kubelet does not check the certificate). */}}
+{{- define "tandem.apiScheme" -}}
+{{- if eq .Values.server.apiTls "auto" -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
+
 {{- define "tandem.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
