@@ -91,6 +91,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Membership: add a server (started with --join) or remove one, while the cluster serves
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Snapshots, backups and restore
     Snapshot {
         #[command(subcommand)]
@@ -301,6 +308,28 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Add a server: it joins as a learner, catches up, then votes (start it first, with its
+    /// own node id, a node-list line for itself, --join and the cluster's secrets)
+    Add {
+        /// The new server's node id (not in use in this cluster)
+        #[arg(long)]
+        node_id: u64,
+        /// Its cluster port, host:port (the node list's addr_raft)
+        #[arg(long)]
+        raft_addr: String,
+        /// Its client API, host:port
+        #[arg(long)]
+        api_addr: String,
+    },
+    /// Remove a server (the active one hands its role over first); then stop it
+    Remove {
+        /// The node id to remove
+        node_id: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum SnapshotCommand {
     /// Build a Raft snapshot on the node now
     Create(Target),
@@ -348,6 +377,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(client) => crate::mesh_cli::run(command, &client).await,
             Err(e) => Err(e),
         },
+        Command::Cluster { command, target } => cluster(command, &target).await,
         Command::Snapshot { command } => snapshot(command).await,
         Command::Bench { target, args } => tandem_bench::run(args, target.servers()).await,
     };
@@ -756,6 +786,39 @@ async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
         KeysCommand::Verify { token } => {
             client
                 .post_json("/v1/tokens/verify", &json!({ "token": token }))
+                .await?
+        }
+    };
+    print_json(&ok_json(reply)?);
+    Ok(())
+}
+
+async fn cluster(command: ClusterCommand, target: &Target) -> Result<()> {
+    let client = target.client()?;
+    let reply = match command {
+        ClusterCommand::Add {
+            node_id,
+            raft_addr,
+            api_addr,
+        } => {
+            let spinner = progress::spinner(&format!(
+                "adding node {node_id}: learner, catching up, then voter"
+            ));
+            let body = json!({ "raft_addr": raft_addr, "api_addr": api_addr });
+            let reply = client
+                .send(
+                    tandem_client::Method::PUT,
+                    &format!("/v1/cluster/members/{node_id}"),
+                    Some(body.to_string().into_bytes()),
+                    "application/json",
+                )
+                .await;
+            spinner.finish_and_clear();
+            reply?
+        }
+        ClusterCommand::Remove { node_id } => {
+            client
+                .delete(&format!("/v1/cluster/members/{node_id}"))
                 .await?
         }
     };
