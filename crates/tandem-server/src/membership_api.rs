@@ -73,7 +73,13 @@ async fn request_change(
         .await?;
     match step {
         MembershipStep::StepDownFirst => {
-            health.ha.step_down().await.map_err(|e| {
+            // Its own task: a forwarding standby drops this request when the active role moves,
+            // and a hand-over stopped half-way would leave this node quiet.
+            let ha = health.ha.clone();
+            let handed_over = tokio::spawn(async move { ha.step_down().await })
+                .await
+                .map_err(ApiError::internal)?;
+            handed_over.map_err(|e| {
                 ApiError::unavailable(format!(
                     "node {} is the active node and must hand its role over before it is removed, but could not: {e}",
                     health.node_id

@@ -60,7 +60,8 @@ async fn three_grow_to_five_and_shrink_to_three_under_writes_losing_nothing() {
         true
     })
     .await;
-    let report = cluster.get(leader, "/v1/cluster").await.json();
+    let active = cluster.leader().await;
+    let report = cluster.get(active, "/v1/cluster").await.json();
     for member in report["members"].as_array().expect("members") {
         assert_eq!(member["role"], "voter", "{member}");
         assert!(

@@ -51,23 +51,32 @@ async fn keys_of(cluster: &Cluster, i: usize, id: u64) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_removed_active_server_hands_over_first_and_its_keys_retire() {
     let mut cluster = Cluster::start(tandem(), 3, &[]).await;
-    let leader = cluster.leader().await;
-    let id = cluster.node_id(leader);
-    wait_until(DEADLINE, "the active server to publish a key", async || {
-        !keys_of(&cluster, leader, id).await.is_empty()
+    // Once every server has published its key through the active one, the elections of the
+    // first start are over.
+    wait_until(DEADLINE, "every server to publish a key", async || {
+        let leader = cluster.leader().await;
+        let mut published = Vec::new();
+        for id in 1..=3 {
+            published.push(keys_of(&cluster, leader, id).await);
+        }
+        published.iter().all(|keys| !keys.is_empty())
     })
     .await;
     let before = write_keys(&cluster, "stay-", 20).await;
+    let leader = cluster.leader().await;
+    let id = cluster.node_id(leader);
 
     succeeded(
         &cluster
             .cli(tandem(), &["cluster", "remove", &id.to_string()])
             .await,
     );
-    assert!(
-        cluster.log(leader).contains("handed the active role over"),
-        "the active server steps down before it is removed"
-    );
+    wait_until(
+        DEADLINE,
+        "the active server to say it handed its role over before its removal",
+        async || cluster.log(leader).contains("handed the active role over"),
+    )
+    .await;
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let voters: BTreeSet<u64> = others.iter().map(|&i| cluster.node_id(i)).collect();
     let new_leader = wait_for(
