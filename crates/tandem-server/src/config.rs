@@ -758,14 +758,19 @@ mod tests {
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("b:8200"));
         let s = from_flags_and_env(
-            &[],
             &[
-                ("TANDEM_NODE_ID", "4"),
-                ("TANDEM_NODES", alone),
-                ("TANDEM_JOIN", "127.0.0.1:8201"),
-                ("TANDEM_SECRET_CLUSTER", "0123456789abcdef"),
-                ("TANDEM_SECRET_API", "0123456789abcdef"),
+                "--node-id",
+                "4",
+                "--nodes",
+                alone,
+                "--join",
+                "127.0.0.1:8201",
+                "--secret-cluster",
+                "0123456789abcdef",
+                "--secret-api",
+                "0123456789abcdef",
             ],
+            &[],
         )
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("127.0.0.1:8201"));
