@@ -730,18 +730,15 @@ mod tests {
     #[test]
     fn joining_a_cluster_needs_its_secrets_and_a_host_port() {
         let alone = "4 127.0.0.1:8104 127.0.0.1:8204";
-        let err = from_flags_and_env(
-            &[
-                "--node-id",
-                "4",
-                "--nodes",
-                alone,
-                "--join",
-                "127.0.0.1:8201",
-            ],
-            &[],
-        )
-        .unwrap_err();
+        let joining = [
+            "--node-id",
+            "4",
+            "--nodes",
+            alone,
+            "--join",
+            "127.0.0.1:8201",
+        ];
+        let err = from_flags_and_env(&joining, &[]).unwrap_err();
         assert_eq!(
             err,
             "joining the cluster at 127.0.0.1:8201 needs --secret-cluster (or TANDEM_SECRET_CLUSTER), the same as on its members"
@@ -757,22 +754,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("b:8200"));
-        let s = from_flags_and_env(
-            &[
-                "--node-id",
-                "4",
-                "--nodes",
-                alone,
-                "--join",
-                "127.0.0.1:8201",
-                "--secret-cluster",
-                "0123456789abcdef",
-                "--secret-api",
-                "0123456789abcdef",
-            ],
-            &[],
-        )
-        .unwrap();
+        let secrets = [
+            "--secret-cluster",
+            "0123456789abcdef",
+            "--secret-api",
+            "0123456789abcdef",
+        ];
+        let s = from_flags_and_env(&[&joining[..], &secrets[..]].concat(), &[]).unwrap();
         assert_eq!(s.join.as_deref(), Some("127.0.0.1:8201"));
     }
 

@@ -349,7 +349,7 @@ impl RunningServer {
                 tracing::error!(error = %e, "API listener failed");
             }
         }));
-        let clustered = settings.nodes.0.len() > 1;
+        let clustered = settings.nodes.0.len() > 1 || settings.join.is_some();
         tracing::info!(
             node_id, api = %this.api_addr, cluster = %this.cluster_addr,
             data_dir = %data_dir.display(), nodes = settings.nodes.0.len(),
@@ -367,15 +367,16 @@ impl RunningServer {
             }
         );
         let advertised = settings.advertised();
+        let advertised = Advertised {
+            node_id,
+            cluster_addr: advertised.cluster_addr,
+            api_addr: advertised.api_addr,
+        };
         match (&settings.join, fresh) {
             (Some(join), true) => tasks.push(tokio::spawn(join_cluster(
                 raft.clone(),
                 join.clone(),
-                Advertised {
-                    node_id,
-                    cluster_addr: advertised.cluster_addr.clone(),
-                    api_addr: advertised.api_addr.clone(),
-                },
+                advertised.clone(),
                 secret_api_for_join,
                 stopped.clone(),
             ))),
@@ -394,11 +395,6 @@ impl RunningServer {
                 }
             }
         }
-        let advertised = Advertised {
-            node_id,
-            cluster_addr: advertised.cluster_addr,
-            api_addr: advertised.api_addr,
-        };
         tasks.push(tokio::spawn(advertise(
             active.clone(),
             data.clone(),
