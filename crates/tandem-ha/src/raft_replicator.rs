@@ -70,7 +70,27 @@ async fn carry_out(
     let failed = |e: &dyn std::fmt::Display| {
         ReplicateError::Unavailable(format!("{change} did not go through: {e}"))
     };
-    let promote = |id: NodeId| async move {
+    // A learner votes only once it has caught up, whether it was added now or by an earlier
+    // request that stopped half-way.
+    let catch_up_then_promote = |id: NodeId| async move {
+        let target = raft.metrics().borrow().last_log_index;
+        raft.wait(Some(CATCH_UP_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .map(|l| l.index)
+                        >= target
+                },
+                "the new server caught up",
+            )
+            .await
+            .map_err(|_| {
+                ReplicateError::Unavailable(format!(
+                    "node {id} joined as a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; check that it runs with --join and the cluster secret, then run the same add again to finish (or remove it)"
+                ))
+            })?;
         raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false)
             .await
             .map(|_| ())
@@ -81,27 +101,9 @@ async fn carry_out(
             raft.add_learner(*id, node.clone(), false)
                 .await
                 .map_err(|e| failed(&e))?;
-            let target = raft.metrics().borrow().last_log_index;
-            raft.wait(Some(CATCH_UP_TIMEOUT))
-                .metrics(
-                    |m| {
-                        m.replication
-                            .as_ref()
-                            .and_then(|r| r.get(id).cloned().flatten())
-                            .map(|l| l.index)
-                            >= target
-                    },
-                    "the new server caught up",
-                )
-                .await
-                .map_err(|_| {
-                    ReplicateError::Unavailable(format!(
-                        "node {id} joined as a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; check that it runs with --join and the cluster secret, then run the same add again to finish (or remove it)"
-                    ))
-                })?;
-            promote(*id).await
+            catch_up_then_promote(*id).await
         }
-        (MemberChange::Add { id, .. }, MembershipStep::Promote) => promote(*id).await,
+        (MemberChange::Add { id, .. }, MembershipStep::Promote) => catch_up_then_promote(*id).await,
         (MemberChange::Remove { id }, MembershipStep::Remove) => {
             let voter = raft
                 .metrics()

@@ -58,7 +58,8 @@ pub enum MembershipStep {
     Underway,
     /// Add the node as a learner, let it catch up, then make it a voter.
     AddLearnerThenPromote,
-    /// The node is a learner already (an earlier add stopped half-way): make it a voter.
+    /// The node is a learner already (an earlier add stopped half-way): make it a voter once it
+    /// has caught up.
     Promote,
     /// The node to remove is the leader: it hands the role over first, and the new leader
     /// removes it.
