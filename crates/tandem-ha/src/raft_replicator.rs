@@ -12,6 +12,7 @@ use tandem_raft::{
 use tandem_store::{Applied, Command};
 
 use crate::proposals::ProposalQueue;
+use crate::raft::caught_up;
 use crate::read_index::ReadIndex;
 use crate::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};
 
@@ -73,18 +74,7 @@ async fn carry_out(
     // A learner votes only once it has caught up, whether it was added now or by an earlier
     // request that stopped half-way.
     let catch_up_then_promote = |id: NodeId| async move {
-        let target = raft.metrics().borrow().last_log_index;
-        raft.wait(Some(CATCH_UP_TIMEOUT))
-            .metrics(
-                |m| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&id).cloned().flatten())
-                        .map(|l| l.index)
-                        >= target
-                },
-                "the new server caught up",
-            )
+        caught_up(raft, id, CATCH_UP_TIMEOUT)
             .await
             .map_err(|_| {
                 ReplicateError::Unavailable(format!(
