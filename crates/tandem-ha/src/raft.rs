@@ -67,6 +67,25 @@ pub fn view_from(
     }
 }
 
+/// Waits (on the leader) until member `id` has replicated the whole log as it stands now.
+pub(crate) async fn caught_up(raft: &Raft, id: NodeId, timeout: Duration) -> Result<(), String> {
+    let last = raft.metrics().borrow().last_log_index;
+    raft.wait(Some(timeout))
+        .metrics(
+            |m| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|l| l.index)
+                    >= last
+            },
+            "member caught up",
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 impl RaftHa {
     /// Starts following the Raft metrics; the returned backend pushes a new view on every change.
     pub fn start(
@@ -151,19 +170,7 @@ impl RaftHa {
         let (target, _) = self.best_successor().ok_or_else(|| {
             HaError::NoSuccessor("no other voter is in touch with this node".into())
         })?;
-        let last = self.raft.metrics().borrow().last_log_index;
-        self.raft
-            .wait(Some(CATCH_UP))
-            .metrics(
-                |m| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&target).cloned().flatten())
-                        .map(|l| l.index)
-                        >= last
-                },
-                "successor caught up",
-            )
+        caught_up(&self.raft, target, CATCH_UP)
             .await
             .map_err(|e| HaError::NoSuccessor(format!("node {target} did not catch up: {e}")))?;
         // Followers refuse to vote while this leader's lease (the longest election timeout since

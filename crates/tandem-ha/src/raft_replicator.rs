@@ -1,18 +1,25 @@
 //! The built-in replication: commands go through the Raft log, reads are confirmed with a
 //! quorum (shared read index), and the Raft metrics tell how the group stands.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tandem_raft::openraft::{ChangeMembers, ServerState};
-use tandem_raft::{ClusterNode, LogStore, NodeId, PeerContacts, Raft};
+use tandem_raft::{
+    plan_change, ClusterNode, LogStore, MemberChange, MembershipStep, MembershipView, NodeId,
+    PeerContacts, Raft,
+};
 use tandem_store::{Applied, Command};
 
 use crate::proposals::ProposalQueue;
+use crate::raft::caught_up;
 use crate::read_index::ReadIndex;
 use crate::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};
 
 /// How long a snapshot asked for by an operator may take.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a joining server may take to catch up (the log or a snapshot) before it votes.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct RaftReplicator {
     raft: Raft,
@@ -23,6 +30,8 @@ pub struct RaftReplicator {
     proposals: ProposalQueue,
     /// Leadership confirmations that concurrent linearizable reads share.
     read_index: ReadIndex,
+    /// The membership change this node is carrying out, if any: one at a time.
+    membership_change: Arc<Mutex<Option<MemberChange>>>,
 }
 
 impl RaftReplicator {
@@ -41,8 +50,76 @@ impl RaftReplicator {
             id,
             log,
             contacts,
+            membership_change: Arc::default(),
         }
     }
+
+    fn membership_view(&self) -> MembershipView {
+        let stored = self.raft.metrics().borrow().membership_config.clone();
+        let committed = stored.log_id().map(|l| l.index) <= self.log.committed_index();
+        MembershipView::from_stored(&stored, committed)
+    }
+}
+
+/// Carries out an allowed membership change with Raft: a new server is a learner until it has
+/// caught up, then becomes a voter through joint consensus; a removed one leaves the same way.
+async fn carry_out(
+    raft: &Raft,
+    change: &MemberChange,
+    step: &MembershipStep,
+) -> Result<(), ReplicateError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ReplicateError::Unavailable(format!("{change} did not go through: {e}"))
+    };
+    // A learner votes only once it has caught up, whether it was added now or by an earlier
+    // request that stopped half-way.
+    let catch_up_then_promote = |id: NodeId| async move {
+        caught_up(raft, id, CATCH_UP_TIMEOUT)
+            .await
+            .map_err(|_| {
+                ReplicateError::Unavailable(format!(
+                    "node {id} joined as a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; check that it runs with --join and the cluster secret, then run the same add again to finish (or remove it)"
+                ))
+            })?;
+        raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(&e))
+    };
+    match (change, step) {
+        (MemberChange::Add { id, node }, MembershipStep::AddLearnerThenPromote) => {
+            raft.add_learner(*id, node.clone(), false)
+                .await
+                .map_err(|e| failed(&e))?;
+            catch_up_then_promote(*id).await
+        }
+        (MemberChange::Add { id, .. }, MembershipStep::Promote) => catch_up_then_promote(*id).await,
+        (MemberChange::Remove { id }, MembershipStep::Remove) => {
+            let voter = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == *id);
+            let members = if voter {
+                ChangeMembers::RemoveVoters([*id].into())
+            } else {
+                ChangeMembers::RemoveNodes([*id].into())
+            };
+            raft.change_membership(members, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| failed(&e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Entries of a log that ends at `last` that a member which matched up to `matched` lacks.
+fn entries_behind(last: Option<u64>, matched: Option<u64>) -> u64 {
+    let count = |index: Option<u64>| index.map_or(0, |i| i + 1);
+    count(last).saturating_sub(count(matched))
 }
 
 fn role_name(state: ServerState) -> &'static str {
@@ -103,6 +180,48 @@ impl Replicator for RaftReplicator {
             .map_err(|e| ReplicateError::Unavailable(format!("cannot record the addresses: {e}")))
     }
 
+    async fn change_members(&self, change: MemberChange) -> Result<MembershipStep, ReplicateError> {
+        let started = tokio::time::Instant::now();
+        let step = loop {
+            let step = {
+                let mut running = self
+                    .membership_change
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let step =
+                    plan_change(&self.membership_view(), &change, self.id, running.as_ref())?;
+                let carried_out_here = matches!(
+                    step,
+                    MembershipStep::AddLearnerThenPromote
+                        | MembershipStep::Promote
+                        | MembershipStep::Remove
+                );
+                if carried_out_here {
+                    *running = Some(change.clone());
+                }
+                step
+            };
+            match step {
+                MembershipStep::Underway if started.elapsed() < CATCH_UP_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                MembershipStep::Underway
+                | MembershipStep::AlreadyDone
+                | MembershipStep::StepDownFirst => return Ok(step),
+                _ => break step,
+            }
+        };
+        // Its own task: a client that goes away does not stop a change half-way.
+        let (raft, running) = (self.raft.clone(), self.membership_change.clone());
+        let task = tokio::spawn(async move {
+            let outcome = carry_out(&raft, &change, &step).await;
+            *running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            outcome.map(|()| step)
+        });
+        task.await
+            .map_err(|e| ReplicateError::Internal(format!("the membership change failed: {e}")))?
+    }
+
     fn recorded_addresses(&self, id: u64) -> Option<(String, String)> {
         self.raft
             .metrics()
@@ -117,6 +236,13 @@ impl Replicator for RaftReplicator {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<_> = membership.voter_ids().collect();
+        let matched = |id: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned())
+                .flatten()
+                .map(|log_id| log_id.index)
+        };
         let members = membership
             .nodes()
             .map(|(id, n)| MemberStatus {
@@ -125,12 +251,12 @@ impl Replicator for RaftReplicator {
                 api_addr: n.api_addr.clone(),
                 voter: voters.contains(id),
                 leads: m.current_leader == Some(*id),
-                matched_index: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned())
-                    .flatten()
-                    .map(|log_id| log_id.index),
+                matched_index: matched(id),
+                lag: match (&m.replication, *id == self.id) {
+                    (Some(_), true) => Some(0),
+                    (Some(_), false) => Some(entries_behind(m.last_log_index, matched(id))),
+                    (None, _) => None,
+                },
                 last_contact_ms: if *id == self.id {
                     Some(0)
                 } else {
@@ -150,5 +276,19 @@ impl Replicator for RaftReplicator {
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             members,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_behind;
+
+    #[test]
+    fn lag_counts_the_entries_a_member_lacks() {
+        assert_eq!(entries_behind(Some(10), Some(10)), 0);
+        assert_eq!(entries_behind(Some(10), Some(7)), 3);
+        assert_eq!(entries_behind(Some(10), None), 11, "nothing replicated yet");
+        assert_eq!(entries_behind(None, None), 0);
+        assert_eq!(entries_behind(Some(3), Some(5)), 0);
     }
 }

@@ -3,6 +3,7 @@
 //! or a lock service directly — and learns from it how the replication group stands. The
 //! built-in one is the Raft cluster ([`crate::RaftReplicator`]).
 
+use tandem_raft::{MemberChange, MembershipRefusal, MembershipStep};
 use tandem_store::{Applied, Command};
 
 /// Why a write or a read barrier did not go through.
@@ -20,6 +21,9 @@ pub enum ReplicateError {
     /// The replication layer answered something this node cannot read.
     #[error("{0}")]
     Internal(String),
+    /// A membership change that the membership as it stands does not allow.
+    #[error(transparent)]
+    Membership(#[from] MembershipRefusal),
 }
 
 /// One member of the replication group, as this node sees it.
@@ -33,6 +37,8 @@ pub struct MemberStatus {
     pub leads: bool,
     /// How much of the log it has replicated, as the leader knows it.
     pub matched_index: Option<u64>,
+    /// How many entries of the leader's log it lacks (known on the leader only).
+    pub lag: Option<u64>,
     /// Milliseconds since this node last heard from it (0 for this node).
     pub last_contact_ms: Option<u64>,
 }
@@ -80,6 +86,12 @@ pub trait Replicator: Send + Sync + 'static {
         cluster_addr: String,
         api_addr: String,
     ) -> Result<(), ReplicateError>;
+
+    /// Carries out a membership change an operator asked for (on the node that may change
+    /// membership), one at a time, and answers how it went about it. A
+    /// [`MembershipStep::StepDownFirst`] is not carried out: this node must hand the active role
+    /// over, and the next one removes it.
+    async fn change_members(&self, change: MemberChange) -> Result<MembershipStep, ReplicateError>;
 
     /// The addresses recorded for member `id`, as `(cluster_addr, api_addr)`.
     fn recorded_addresses(&self, id: u64) -> Option<(String, String)>;

@@ -8,6 +8,7 @@
 mod cluster_client;
 mod contacts;
 mod log_store;
+mod membership;
 mod network;
 pub mod wire;
 
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use cluster_client::ClusterClient;
 pub use contacts::PeerContacts;
 pub use log_store::{LogStore, LogStoreError};
+pub use membership::{
+    node_list_drift, plan_change, MemberChange, MembershipRefusal, MembershipStep, MembershipView,
+};
 pub use network::HttpNetwork;
 pub use openraft;
 

@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ use crate::error::{secrets_match, ApiError};
 use crate::events_api;
 use crate::forward::Needs;
 use crate::health::{self, NodeHealth};
+use crate::membership_api;
 use crate::replicated::Replicated;
 use crate::rqlite_api;
 use crate::state::{ApiCa, ApiSecret, ApiState};
@@ -42,8 +43,12 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         ("/v1/tokens/verify", post(token_api::verify)),
     ];
     // The registry's heartbeats, loads and watches live on the active node.
-    let active_only: [(&str, MethodRouter<ApiState>); 10] = [
+    let active_only: [(&str, MethodRouter<ApiState>); 11] = [
         (STEP_DOWN_PATH, post(step_down)),
+        (
+            "/v1/cluster/members/{id}",
+            put(membership_api::add).delete(membership_api::remove),
+        ),
         (
             "/v1/join-tokens",
             get(agents_api::list_tokens).post(agents_api::create_token),

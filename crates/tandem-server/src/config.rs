@@ -82,12 +82,16 @@ impl NodeList {
     }
 }
 
-fn check_addr(addr: &str, line: usize, what: &str) -> Result<(), String> {
-    let valid = addr.parse::<std::net::SocketAddr>().is_ok()
+/// `addr` is `host:port` (a socket address, or a name and a port).
+pub(crate) fn is_host_port(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>().is_ok()
         || addr
             .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if valid {
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+fn check_addr(addr: &str, line: usize, what: &str) -> Result<(), String> {
+    if is_host_port(addr) {
         Ok(())
     } else {
         Err(format!(
@@ -234,6 +238,8 @@ settings! {
     api_addr: String, file "cluster.api_addr", shown "the API address of this node's line", env "TANDEM_API_ADDR";
     /// Address peers use to reach this node's cluster port when it differs from the cluster port address in its node-list line
     cluster_addr: String, file "cluster.cluster_addr", shown "the cluster port address of this node's line", env "TANDEM_CLUSTER_ADDR";
+    /// API address (host:port) of any member of a running cluster: on its first start this server forms no cluster of its own but asks to be added (then `tandem cluster add` finds it already added)
+    join: String, file "cluster.join", shown "unset", env "TANDEM_JOIN";
     /// Folder for the Raft log, the state database, snapshots and generated secrets
     data_dir: PathBuf = PathBuf::from("./tandem-data"), file "data_dir", shown "./tandem-data", env "TANDEM_DATA_DIR";
     /// The cluster secret: authenticates traffic on the cluster port (16+ characters, the same on every node); generated on a single node when unset
@@ -374,6 +380,7 @@ impl Settings {
             &mut self.node_id_from,
             &mut self.api_addr,
             &mut self.cluster_addr,
+            &mut self.join,
             &mut self.instance_id,
             &mut self.postgres_url,
         ]);
@@ -430,17 +437,22 @@ impl Settings {
                 self.nodes.ids_text()
             )));
         }
-        let clustered = self.nodes.0.len() > 1;
+        let clustered = self.nodes.0.len() > 1 || self.join.is_some();
         for (name, secret) in [
             ("secret_cluster", &self.secret_cluster),
             ("secret_api", &self.secret_api),
         ] {
             if secret.is_none() && clustered {
                 let (flag, env) = flag_and_env(name);
-                return Err(ConfigError(format!(
-                    "a cluster of {} nodes needs {flag} (or {env}), the same on every node",
-                    self.nodes.0.len()
-                )));
+                return Err(ConfigError(match &self.join {
+                    Some(join) => format!(
+                        "joining the cluster at {join} needs {flag} (or {env}), the same as on its members"
+                    ),
+                    None => format!(
+                        "a cluster of {} nodes needs {flag} (or {env}), the same on every node",
+                        self.nodes.0.len()
+                    ),
+                }));
             }
         }
         for (name, secret) in [
@@ -478,6 +490,7 @@ impl Settings {
         for (name, addr) in [
             ("api_addr", &self.api_addr),
             ("cluster_addr", &self.cluster_addr),
+            ("join", &self.join),
         ] {
             if let Some(addr) = addr {
                 check_addr(addr, 0, name)
@@ -757,6 +770,43 @@ mod tests {
             Settings::load(&a).unwrap_err().0,
             "a cluster of 3 nodes needs --secret-cluster (or TANDEM_SECRET_CLUSTER), the same on every node"
         );
+    }
+
+    #[test]
+    fn joining_a_cluster_needs_its_secrets_and_a_host_port() {
+        let alone = "4 127.0.0.1:8104 127.0.0.1:8204";
+        let joining = [
+            "--node-id",
+            "4",
+            "--nodes",
+            alone,
+            "--join",
+            "127.0.0.1:8201",
+        ];
+        let err = from_flags_and_env(&joining, &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "joining the cluster at 127.0.0.1:8201 needs --secret-cluster (or TANDEM_SECRET_CLUSTER), the same as on its members"
+        );
+        let mut a = args(alone, 4);
+        a.join = Some("nowhere".into());
+        assert_eq!(
+            Settings::load(&a).unwrap_err().0,
+            "join \"nowhere\" is not host:port"
+        );
+        let s = from_file(
+            "[cluster]\nnode_id = 4\nnodes = \"4 a:8100 a:8200\"\njoin = \"b:8200\"\nsecret = \"0123456789abcdef\"\n[api]\nsecret = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.join.as_deref(), Some("b:8200"));
+        let secrets = [
+            "--secret-cluster",
+            "0123456789abcdef",
+            "--secret-api",
+            "0123456789abcdef",
+        ];
+        let s = from_flags_and_env(&[&joining[..], &secrets[..]].concat(), &[]).unwrap();
+        assert_eq!(s.join.as_deref(), Some("127.0.0.1:8201"));
     }
 
     #[test]

@@ -154,11 +154,21 @@ impl NodeHealth {
                     "is_self": m.id == self.node_id,
                     "is_active": active_id == Some(m.id),
                     "is_leader": m.leads,
+                    "role": if m.voter { "voter" } else { "learner" },
                     "matched_index": m.matched_index,
+                    "lag": m.lag,
                     "last_contact_ms": m.last_contact_ms,
                 })
             })
             .collect();
+        let ids = |voter: bool| -> Vec<u64> {
+            status
+                .members
+                .iter()
+                .filter(|m| m.voter == voter)
+                .map(|m| m.id)
+                .collect()
+        };
         json!({
             "node_id": self.node_id,
             "role": status.role,
@@ -175,7 +185,19 @@ impl NodeHealth {
             "snapshot_index": status.snapshot_index,
             "purged_index": status.purged_index,
             "millis_since_quorum_ack": status.millis_since_quorum_ack,
+            "voters": ids(true),
+            "learners": ids(false),
             "members": members,
+        })
+    }
+
+    /// The membership after a change: who votes, who learns, and each one's lag.
+    pub fn membership_report(&self) -> Value {
+        let report = self.cluster_report();
+        json!({
+            "voters": report["voters"],
+            "learners": report["learners"],
+            "members": report["members"],
         })
     }
 }

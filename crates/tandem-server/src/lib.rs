@@ -17,6 +17,7 @@ mod forward;
 mod health;
 mod join_token;
 mod keys;
+mod membership_api;
 mod registry;
 mod replicated;
 mod rqlite;

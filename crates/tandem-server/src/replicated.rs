@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use tandem_ha::{HaBackend, ReplicateError, ReplicationStatus, Replicator};
+use tandem_raft::MembershipRefusal;
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::error::ApiError;
@@ -30,6 +32,19 @@ impl From<ReplicateError> for ApiError {
             ReplicateError::OutcomeUnknown(message) => ApiError::outcome_unknown(message),
             ReplicateError::Refused(message) => ApiError::bad_request(message),
             ReplicateError::Internal(message) => ApiError::internal(message),
+            ReplicateError::Membership(refusal) => {
+                let (status, code) = match &refusal {
+                    MembershipRefusal::UnknownMember { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                    MembershipRefusal::IdInUse { .. } | MembershipRefusal::AddressInUse { .. } => {
+                        (StatusCode::CONFLICT, "member_exists")
+                    }
+                    MembershipRefusal::LastVoter { .. } => (StatusCode::CONFLICT, "last_voter"),
+                    MembershipRefusal::InProgress(_) => {
+                        (StatusCode::CONFLICT, "membership_change_in_progress")
+                    }
+                };
+                ApiError::new(status, code, refusal.to_string())
+            }
         }
     }
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
-use tandem_raft::{ClusterClient, ClusterNode, HttpNetwork, LogStore, NodeId, PeerContacts, Raft};
+use tandem_raft::{
+    node_list_drift, ClusterClient, ClusterNode, HttpNetwork, LogStore, MembershipView, NodeId,
+    PeerContacts, Raft,
+};
 use tandem_registry::LivenessPolicy;
 use tandem_store::{Command, StateMachine};
 use tandem_tls::{AgentCa, ClusterTls, DerivedCaSettings, TlsListener, API_CERT_FILES_CHECK};
@@ -311,6 +314,7 @@ impl RunningServer {
             settings.agent_down_after.0 / 3,
             events.clone(),
         );
+        let secret_api_for_join = secret_api.clone();
         let api_state = ApiState {
             data: data.clone(),
             active: active.clone(),
@@ -397,7 +401,7 @@ impl RunningServer {
                 tracing::error!(error = %e, "API listener failed");
             }
         }));
-        let clustered = settings.nodes.0.len() > 1;
+        let clustered = settings.nodes.0.len() > 1 || settings.join.is_some();
         tracing::info!(
             node_id, api = %this.api_addr, cluster = %this.cluster_addr,
             api_scheme = api_tls_choice.scheme(),
@@ -415,20 +419,35 @@ impl RunningServer {
                 " (a single node: no standby can take over)"
             }
         );
-        if fresh {
-            tasks.push(tokio::spawn(form_cluster(
-                raft.clone(),
-                cluster.clone(),
-                settings.clone(),
-                stopped.clone(),
-            )));
-        }
         let advertised = settings.advertised();
         let advertised = Advertised {
             node_id,
             cluster_addr: advertised.cluster_addr,
             api_addr: advertised.api_addr,
         };
+        match (&settings.join, fresh) {
+            (Some(join), true) => tasks.push(tokio::spawn(join_cluster(
+                raft.clone(),
+                join.clone(),
+                advertised.clone(),
+                secret_api_for_join,
+                stopped.clone(),
+            ))),
+            (None, true) => tasks.push(tokio::spawn(form_cluster(
+                raft.clone(),
+                cluster.clone(),
+                settings.clone(),
+                stopped.clone(),
+            ))),
+            (_, false) => {
+                let stored =
+                    MembershipView::from_stored(&raft.metrics().borrow().membership_config, true);
+                let configured = settings.nodes.ids().into_iter().collect();
+                if let Some(drift) = node_list_drift(&configured, &stored) {
+                    tracing::warn!("{drift}");
+                }
+            }
+        }
         tasks.push(tokio::spawn(advertise(
             active.clone(),
             data.clone(),
@@ -573,6 +592,67 @@ async fn form_cluster(
         Ok(()) => tracing::info!(node_id = settings.node_id, "formed the cluster"),
         // Another node's proposal reached this one first: it is already a member.
         Err(e) => tracing::info!(reason = %e, "cluster already forming; not proposing membership"),
+    }
+}
+
+/// How often a joining server asks again to be added, while it is not a voter yet.
+const JOIN_RETRY: Duration = Duration::from_secs(2);
+
+/// On the first start of a server given `join`: asks the cluster at that address to add it
+/// (as `tandem cluster add` does, with the API secret), again until it votes. The active node
+/// adds it as a learner, sends it the log or a snapshot, then makes it a voter.
+async fn join_cluster(
+    raft: Raft,
+    join: String,
+    this: Advertised,
+    secret_api: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let client = match tandem_client::Client::new(std::slice::from_ref(&join), Some(secret_api)) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, %join, "cannot ask to join the cluster");
+            return;
+        }
+    };
+    let path = format!("/v1/cluster/members/{}", this.node_id);
+    let body = serde_json::json!({"raft_addr": this.cluster_addr, "api_addr": this.api_addr});
+    let is_voter = |raft: &Raft| {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == this.node_id)
+    };
+    let mut last_problem = String::new();
+    tracing::info!(%join, "asking the cluster to add this server");
+    while !is_voter(&raft) {
+        let asked = client
+            .send(
+                tandem_client::Method::PUT,
+                &path,
+                Some(body.to_string().into_bytes()),
+                "application/json",
+            )
+            .await;
+        let problem = match asked.map(|reply| reply.error_for_status()) {
+            Ok(Ok(_)) => {
+                tracing::info!(%join, "added to the cluster");
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        // Said once, not on every attempt.
+        if problem != last_problem {
+            tracing::warn!(%join, error = %problem, "not added to the cluster yet; asking again");
+            last_problem = problem;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(JOIN_RETRY) => {}
+            _ = stopped.changed() => return,
+        }
     }
 }
 

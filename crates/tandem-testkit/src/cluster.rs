@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::http::{self, Auth, HttpReply};
 use crate::netns::ClusterNetwork;
-use crate::process::{free_ports, ServerProcess};
+use crate::process::{free_ports, run_to_exit, tandem_command, ServerProcess};
 use crate::wait::{wait_for, DEADLINE};
 
 /// The API secret every test cluster uses (16+ characters, as the server requires).
@@ -30,6 +30,8 @@ const START_ATTEMPTS: usize = 5;
 const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a node may take to exit after SIGTERM.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a CLI command run against the cluster may take.
+const CLI_DEADLINE: Duration = Duration::from_secs(90);
 /// Per-request limit while polling, so a paused or dying node does not hold up a poll.
 const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -198,24 +200,12 @@ impl Cluster {
                     .prefix(&format!("tandem-test-node{id}-"))
                     .tempdir()
                     .expect("create a temporary data folder");
-                let mut args: Vec<String> = vec![
-                    "server".into(),
-                    "--node-id".into(),
-                    id.to_string(),
-                    "--nodes".into(),
-                    node_list.clone(),
-                    "--data-dir".into(),
-                    data_dir.path().display().to_string(),
-                    "--secret-raft".into(),
-                    secret.into(),
-                    "--secret-api".into(),
-                    API_SECRET.into(),
-                ];
+                let mut args =
+                    server_args(id as u64, &node_list, data_dir.path(), secret, extra_args);
                 if namespaces[i].is_some() {
                     // Its own address, beyond loopback: plain HTTP must be asked for.
                     args.extend(["--api-tls".into(), "off".into()]);
                 }
-                args.extend(extra_args.iter().map(|a| a.to_string()));
                 let mut process = ServerProcess::new(
                     format!("node {id} (index {i}, api {api_addr})"),
                     binary,
@@ -369,6 +359,11 @@ impl Cluster {
     /// and waits until it listens.
     pub async fn start_node(&mut self, i: usize) {
         self.nodes[i].process.spawn();
+        self.start_node_listening(i).await;
+    }
+
+    /// Waits until node `i`, just spawned, listens; panics with its log when it does not.
+    async fn start_node_listening(&mut self, i: usize) {
         match self.wait_listening(i).await {
             Ok(()) => {}
             Err(StartFailure::PortTaken) => panic!(
@@ -378,6 +373,106 @@ impl Cluster {
             ),
             Err(StartFailure::Other(message)) => panic!("{message}"),
         }
+    }
+
+    /// Starts one more server, node `len()` with id `len() + 1`, on free ports of its own: its
+    /// node list is its own line and it is given `--join` with the API address of node
+    /// `join_via`, so it asks the cluster to add it. Answers its index once it listens.
+    pub async fn start_joining(
+        &mut self,
+        binary: &Path,
+        join_via: usize,
+        extra_args: &[&str],
+    ) -> usize {
+        let i = self.len();
+        let id = self.node_id(i);
+        let ports = free_ports(2).expect("free ports on 127.0.0.1");
+        let (raft_addr, api_addr) = (
+            format!("127.0.0.1:{}", ports[0]),
+            format!("127.0.0.1:{}", ports[1]),
+        );
+        let data_dir = tempfile::Builder::new()
+            .prefix(&format!("tandem-test-node{id}-"))
+            .tempdir()
+            .expect("create a temporary data folder");
+        let logs = self.logs.as_ref().expect("the logs folder").path();
+        let join = ["--join", self.api_addr(join_via)];
+        let args = server_args(
+            id,
+            &format!("{id} {raft_addr} {api_addr}"),
+            data_dir.path(),
+            CLUSTER_SECRET,
+            &[&join[..], extra_args].concat(),
+        );
+        let mut process = ServerProcess::new(
+            format!("node {id} (index {i}, api {api_addr}, joining)"),
+            binary,
+            args,
+            logs.join(format!("node-{id}.log")),
+            logs.to_path_buf(),
+        );
+        process.spawn();
+        self.nodes.push(ClusterNode {
+            process,
+            raft_addr,
+            api_addr,
+            data_dir,
+        });
+        self.start_node_listening(i).await;
+        i
+    }
+
+    /// Runs `tandem cluster add` for server `id` at these addresses, against this cluster.
+    pub async fn cli_add(
+        &self,
+        binary: &Path,
+        id: u64,
+        raft_addr: &str,
+        api_addr: &str,
+    ) -> std::process::Output {
+        let id = id.to_string();
+        let args = [
+            "cluster",
+            "add",
+            "--node-id",
+            &id,
+            "--raft-addr",
+            raft_addr,
+            "--api-addr",
+            api_addr,
+        ];
+        self.cli(binary, &args).await
+    }
+
+    /// Runs `tandem <args> --addr <every node's API>` with the API secret, to its end.
+    pub async fn cli(&self, binary: &Path, args: &[&str]) -> std::process::Output {
+        let addrs: Vec<&str> = (0..self.len()).map(|i| self.api_addr(i)).collect();
+        let mut command = tandem_command(binary);
+        command
+            .env("TANDEM_SECRET_API", API_SECRET)
+            .args(args)
+            .arg("--addr")
+            .arg(addrs.join(","));
+        run_to_exit(command, CLI_DEADLINE).await
+    }
+
+    /// The cluster's membership as node `i` reports it at `GET /v1/cluster`: its voters and
+    /// learners, or `None` when it does not answer 200.
+    pub async fn membership(&self, i: usize) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
+        let reply = self
+            .try_send(i, Method::GET, "/v1/cluster", None, POLL_REQUEST_TIMEOUT)
+            .await
+            .ok()?;
+        if !reply.status.is_success() {
+            return None;
+        }
+        let report = reply.json();
+        let ids = |field: &str| -> Option<BTreeSet<u64>> {
+            report[field]
+                .as_array()
+                .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+        };
+        Some((ids("voters")?, ids("learners")?))
     }
 
     /// SIGSTOP node `i`: alive but silent until [`Cluster::resume`].
@@ -660,6 +755,32 @@ impl Cluster {
         )
         .await
     }
+}
+
+/// The arguments of `tandem server` for node `id` with this node list, data folder and cluster
+/// secret (and the API secret every test cluster uses), then `extra_args`.
+fn server_args(
+    id: u64,
+    node_list: &str,
+    data_dir: &Path,
+    secret: &str,
+    extra_args: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--node-id".into(),
+        id.to_string(),
+        "--nodes".into(),
+        node_list.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--secret-raft".into(),
+        secret.into(),
+        "--secret-api".into(),
+        API_SECRET.into(),
+    ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
+    args
 }
 
 impl Drop for Cluster {

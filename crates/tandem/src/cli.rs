@@ -36,11 +36,6 @@ enum Command {
         #[command(flatten)]
         output: crate::agents_cli::Output,
     },
-    /// The cluster as a whole: the CA of its API's certificates
-    Cluster {
-        #[command(subcommand)]
-        command: ClusterCommand,
-    },
     /// Run a local cluster for development: servers (and agents) of this binary on free ports,
     /// printing the addresses and the secret; Ctrl-C stops all of it
     Dev(crate::dev_cli::DevArgs),
@@ -93,6 +88,13 @@ enum Command {
     Mesh {
         #[command(subcommand)]
         command: crate::mesh_cli::MeshCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Membership: add a server (started with --join) or remove one, while the cluster serves
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -332,18 +334,31 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
+    /// Add a server: it joins as a learner, catches up, then votes (start it first, with its
+    /// own node id, a node-list line for itself, --join and the cluster's secrets)
+    Add {
+        /// The new server's node id (not in use in this cluster)
+        #[arg(long)]
+        node_id: u64,
+        /// Its cluster port, host:port (the node list's addr_raft)
+        #[arg(long)]
+        raft_addr: String,
+        /// Its client API, host:port
+        #[arg(long)]
+        api_addr: String,
+    },
+    /// Remove a server (the active one hands its role over first); then stop it
+    Remove {
+        /// The node id to remove
+        node_id: u64,
+    },
     /// Print the CA (PEM) that the API certificates of a cluster with `api_tls = auto` chain to,
-    /// for clients' --ca-file
+    /// for clients' --ca-file (asks the first --addr)
     Ca {
-        /// A server's API address
-        #[arg(long = "addr", env = "TANDEM_ADDR", default_value = "127.0.0.1:8200")]
-        addr: String,
         /// Fetch it over an unverified HTTPS connection, as `curl -k` would: only to bootstrap,
         /// on a network you trust, then compare it with another server's
         #[arg(long)]
         insecure: bool,
-        #[command(flatten)]
-        ca: CaFile,
     },
 }
 
@@ -383,7 +398,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::Cluster { command } => cluster(command).await,
         Command::Dev(args) => crate::dev_cli::dev(args).await,
         Command::Sql(args) => sql(args).await,
         Command::Kv { command, target } => kv(command, &target).await,
@@ -398,6 +412,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(client) => crate::mesh_cli::run(command, &client).await,
             Err(e) => Err(e),
         },
+        Command::Cluster { command, target } => cluster(command, &target).await,
         Command::Snapshot { command } => snapshot(command).await,
         Command::Bench { target, args } => tandem_bench::run(args, target.servers()).await,
     };
@@ -813,19 +828,56 @@ async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
     Ok(())
 }
 
-async fn cluster(command: ClusterCommand) -> Result<()> {
-    match command {
-        ClusterCommand::Ca { addr, insecure, ca } => {
-            let pem = if insecure {
-                tandem_client::fetch_ca_unverified(&addr).await?
-            } else {
-                let reply = ca.client(&[addr], None)?.get("/v1/cluster/ca").await?;
-                String::from_utf8_lossy(&reply.error_for_status()?.body).into_owned()
-            };
-            print!("{pem}");
-            Ok(())
+async fn cluster(command: ClusterCommand, target: &Target) -> Result<()> {
+    let client = || target.client();
+    let reply = match command {
+        ClusterCommand::Ca { insecure } => return print_api_ca(target, insecure).await,
+        ClusterCommand::Add {
+            node_id,
+            raft_addr,
+            api_addr,
+        } => {
+            let spinner = progress::spinner(&format!(
+                "adding node {node_id}: learner, catching up, then voter"
+            ));
+            let body = json!({ "raft_addr": raft_addr, "api_addr": api_addr });
+            let reply = client()?
+                .send(
+                    tandem_client::Method::PUT,
+                    &format!("/v1/cluster/members/{node_id}"),
+                    Some(body.to_string().into_bytes()),
+                    "application/json",
+                )
+                .await;
+            spinner.finish_and_clear();
+            reply?
         }
-    }
+        ClusterCommand::Remove { node_id } => {
+            client()?
+                .delete(&format!("/v1/cluster/members/{node_id}"))
+                .await?
+        }
+    };
+    print_json(&ok_json(reply)?);
+    Ok(())
+}
+
+/// The API CA of the first `--addr`, fetched unverified (`--insecure`) or checked with
+/// `--ca-file`.
+async fn print_api_ca(target: &Target, insecure: bool) -> Result<()> {
+    let pem = if insecure {
+        let addr = target.addrs.first().context("give a server with --addr")?;
+        tandem_client::fetch_ca_unverified(addr).await?
+    } else {
+        let reply = target
+            .ca
+            .client(&target.addrs, None)?
+            .get("/v1/cluster/ca")
+            .await?;
+        String::from_utf8_lossy(&reply.error_for_status()?.body).into_owned()
+    };
+    print!("{pem}");
+    Ok(())
 }
 
 async fn snapshot(command: SnapshotCommand) -> Result<()> {

@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tandem_testkit::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
-use tandem_testkit::{
-    free_ports, join_token, run_to_exit, tandem_command, wait_until, AgentProcess, Cluster,
-    API_SECRET, DEADLINE,
-};
+use tandem_testkit::{free_ports, join_token, wait_until, AgentProcess, Cluster, DEADLINE};
 use tokio::time::Instant;
 
 fn tandem() -> &'static Path {
@@ -23,14 +20,7 @@ fn tandem() -> &'static Path {
 
 /// `tandem <args> --addr <the cluster>` with the API secret.
 async fn cli(cluster: &Cluster, args: &[&str]) -> Output {
-    let addrs: Vec<&str> = (0..cluster.len()).map(|i| cluster.api_addr(i)).collect();
-    let mut command = tandem_command(tandem());
-    command
-        .env("TANDEM_SECRET_API", API_SECRET)
-        .args(args)
-        .arg("--addr")
-        .arg(addrs.join(","));
-    run_to_exit(command, Duration::from_secs(60)).await
+    cluster.cli(tandem(), args).await
 }
 
 fn stdout_of(output: &Output) -> String {
