@@ -174,6 +174,7 @@ impl NodeHealth {
             "purged_index": status.purged_index,
             "millis_since_quorum_ack": status.millis_since_quorum_ack,
             "members": members,
+            "storage": self.data.storage().report(),
         })
     }
 }
@@ -260,6 +261,7 @@ pub async fn sys_health(
         "node_id": health.node_id,
         "active_node": view.active.as_ref().map(|a| a.id),
         "term": view.fencing_token,
+        "nospace": health.data.storage().status().full.is_some(),
     });
     Ok((status, axum::Json(body)).into_response())
 }

@@ -994,6 +994,21 @@ impl StateDb {
         .map_err(read_store_error)
     }
 
+    /// Bytes of the database file that hold no rows: pages freed by deletes, which SQLite fills
+    /// again before it grows the file.
+    pub fn reusable_bytes(&self) -> Result<u64, StoreError> {
+        self.with_reader(|conn, _| {
+            let pragma = |name: &str| -> Result<u64, ReadError> {
+                let value: i64 = conn
+                    .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                    .map_err(StoreError::from)?;
+                Ok(u64::try_from(value).unwrap_or(0))
+            };
+            Ok(pragma("freelist_count")? * pragma("page_size")?)
+        })
+        .map_err(read_store_error)
+    }
+
     /// Writes a consistent copy of the whole database to `target` (which must not exist).
     pub fn copy_to(&self, target: &Path) -> Result<(), StoreError> {
         let target = target.to_str().ok_or_else(|| StoreError::Corrupt {
