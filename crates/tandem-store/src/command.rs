@@ -177,6 +177,15 @@ impl Command {
         }
     }
 
+    /// Whether applying this command may change the published key set.
+    pub fn changes_keys(&self) -> bool {
+        match self {
+            Command::KeyPublish { .. } | Command::KeyRetire { .. } | Command::Expire => true,
+            Command::Batch(commands) => commands.iter().any(Command::changes_keys),
+            _ => false,
+        }
+    }
+
     /// Checks everything that can be checked without the state: names, TTLs, and SQL whose
     /// result would differ between replicas. The same checks run again at apply time.
     pub fn validate(&self) -> Result<(), Rejection> {
