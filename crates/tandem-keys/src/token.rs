@@ -251,17 +251,16 @@ mod tests {
         assert!(set.knows("k1") && !set.knows("k9"));
         let by_lookup = |token: &str| verify_token(token, find);
         let by_set = |token: &str| set.verify(token);
-        let verifiers: [&dyn Fn(&str) -> Result<Claims, VerifyError>; 2] = [&by_lookup, &by_set];
+        let verifiers: [Verify; 2] = [&by_lookup, &by_set];
         for verify in verifiers {
             check_failures(verify, &key, &other);
         }
     }
 
-    fn check_failures(
-        verify: &dyn Fn(&str) -> Result<Claims, VerifyError>,
-        key: &SigningKey,
-        other: &SigningKey,
-    ) {
+    /// One way to verify a token.
+    type Verify<'a> = &'a dyn Fn(&str) -> Result<Claims, VerifyError>;
+
+    fn check_failures(verify: Verify, key: &SigningKey, other: &SigningKey) {
         let sign = |k: &SigningKey, iat: u64, ttl: u64| {
             issue_token(k, "t", Claims::new(), iat, ttl).unwrap()
         };

@@ -112,7 +112,9 @@ impl LogWrite {
 /// holds `dir`.
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     let stats = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
-    Ok(u64::from(stats.blocks_available()).saturating_mul(stats.fragment_size()))
+    Ok(stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size()))
 }
 
 /// Waits until the file system of `dir` has room for a commit of `bytes`. redb refuses every

@@ -359,7 +359,10 @@ mod tests {
             ttl_ms: 1000,
         };
         let expire = Command::Expire;
-        assert!(guard.admit(&acquire).is_ok(), "nothing sampled yet: no refusal");
+        assert!(
+            guard.admit(&acquire).is_ok(),
+            "nothing sampled yet: no refusal"
+        );
         guard.record(usage(150 * MIB, 500 * MIB));
         let refused = guard.admit(&acquire).unwrap_err();
         assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);

@@ -70,7 +70,7 @@ impl fmt::Display for ByteSize {
         let exact = UNITS
             .iter()
             .filter(|(name, _)| name.ends_with("iB"))
-            .find(|(_, scale)| self.0 >= *scale && self.0 % scale == 0);
+            .find(|(_, scale)| self.0 >= *scale && self.0.is_multiple_of(*scale));
         match exact {
             Some((name, scale)) => write!(f, "{}{name}", self.0 / scale),
             None => write!(f, "{}B", self.0),
