@@ -22,7 +22,9 @@ pub use jwks::{merge_jwks, parse_jwks, public_jwk_from_json};
 pub use key_id::{check_instance_id, new_key_id};
 pub use rotation::{departed_keys, plan_rotation, OwnKey, Publish, RotationPlan};
 pub use signing_key::SigningKey;
-pub use token::{issue_token, token_key_id, verify_token, Claims, VerifyError, SERVER_SET_CLAIMS};
+pub use token::{
+    issue_token, token_key_id, verify_token, Claims, VerifyError, VerifyingKeys, SERVER_SET_CLAIMS,
+};
 pub use vault::{KeyEncryption, KeyVault};
 
 /// The JWK and JWKS types the API serves.

@@ -1,6 +1,8 @@
+use std::collections::HashMap;
+
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
 
 use crate::{KeyError, SigningKey};
@@ -63,34 +65,116 @@ pub fn token_key_id(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid
 }
 
-/// Checks a token's signature with the key its header names (looked up by `find_key`), then
-/// its `exp` (required) and `nbf`, with no leeway. Answers its claims.
-pub fn verify_token(
-    token: &str,
-    find_key: impl Fn(&str) -> Option<Jwk>,
-) -> Result<Claims, VerifyError> {
+/// A public key ready to check signatures: decoded from its JWK once, with the validation rules
+/// of its algorithm.
+struct VerifyingKey {
+    /// `None` for a published key whose algorithm this server cannot check: every token it
+    /// signed has a bad signature.
+    decoded: Option<(DecodingKey, Validation)>,
+}
+
+impl VerifyingKey {
+    /// The key decides the algorithm, never the token: a token may not pick a weaker one. A
+    /// JWK that names no algorithm takes the one the token's header names, checked per token.
+    fn from_jwk(jwk: &Jwk, header_alg: Option<Algorithm>) -> VerifyingKey {
+        let algorithm = match jwk.common.key_algorithm {
+            Some(alg) => Algorithm::try_from(alg).ok(),
+            None => header_alg,
+        };
+        let decoded = algorithm.and_then(|algorithm| {
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            let mut validation = Validation::new(algorithm);
+            validation.leeway = 0;
+            validation.validate_nbf = true;
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp"]);
+            Some((key, validation))
+        });
+        VerifyingKey { decoded }
+    }
+}
+
+/// A key set decoded once, for verifying many tokens: build it again when the set changes.
+#[derive(Default)]
+pub struct VerifyingKeys {
+    keys: HashMap<String, VerifyingKey>,
+    /// Keys that name no algorithm: decoded per token, with the algorithm its header names.
+    undecided: HashMap<String, Jwk>,
+}
+
+impl VerifyingKeys {
+    pub fn new(set: &JwkSet) -> VerifyingKeys {
+        let mut keys = VerifyingKeys::default();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone().unwrap_or_default();
+            if jwk.common.key_algorithm.is_some() {
+                keys.keys.insert(kid, VerifyingKey::from_jwk(jwk, None));
+            } else {
+                keys.undecided.insert(kid, jwk.clone());
+            }
+        }
+        keys
+    }
+
+    /// Whether the set holds the key `kid`.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid) || self.undecided.contains_key(kid)
+    }
+
+    /// Checks a token as [`verify_token`] does, with the keys of this set.
+    pub fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        let (header, kid) = read_header(token)?;
+        if let Some(key) = self.keys.get(&kid) {
+            return check(token, &header, kid, key);
+        }
+        let jwk = self
+            .undecided
+            .get(&kid)
+            .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+        let key = VerifyingKey::from_jwk(jwk, Some(header.alg));
+        check(token, &header, kid, &key)
+    }
+}
+
+fn read_header(token: &str) -> Result<(Header, String), VerifyError> {
     let header = jsonwebtoken::decode_header(token)
         .map_err(|e| VerifyError::Malformed(format!("unreadable header: {e}")))?;
     let kid = header
         .kid
+        .clone()
         .ok_or_else(|| VerifyError::Malformed("the header names no key (\"kid\")".into()))?;
+    Ok((header, kid))
+}
+
+/// Checks a token's signature with the key its header names (looked up by `find_key`), then
+/// its `exp` (required) and `nbf`, with no leeway. Answers its claims. To verify many tokens
+/// with one key set, decode it once into [`VerifyingKeys`].
+pub fn verify_token(
+    token: &str,
+    find_key: impl Fn(&str) -> Option<Jwk>,
+) -> Result<Claims, VerifyError> {
+    let (header, kid) = read_header(token)?;
     let jwk = find_key(&kid).ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+    let key = VerifyingKey::from_jwk(&jwk, Some(header.alg));
+    check(token, &header, kid, &key)
+}
+
+/// Checks the signature of `token` (whose header is `header`, naming `kid`) with `key`, then
+/// its claims.
+fn check(
+    token: &str,
+    header: &Header,
+    kid: String,
+    key: &VerifyingKey,
+) -> Result<Claims, VerifyError> {
     let bad_signature = || VerifyError::BadSignature(kid.clone());
-    // The key decides the algorithm, never the token: a token may not pick a weaker one.
-    let algorithm = match jwk.common.key_algorithm {
-        Some(alg) => Algorithm::try_from(alg).map_err(|_| bad_signature())?,
-        None => header.alg,
+    let Some((key, validation)) = &key.decoded else {
+        return Err(bad_signature());
     };
-    if header.alg != algorithm {
+    if !validation.algorithms.contains(&header.alg) {
         return Err(bad_signature());
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| bad_signature())?;
-    let mut validation = Validation::new(algorithm);
-    validation.leeway = 0;
-    validation.validate_nbf = true;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp"]);
-    match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+    match jsonwebtoken::decode::<Claims>(token, key, validation) {
         Ok(data) => Ok(data.claims),
         Err(e) => Err(match e.into_kind() {
             ErrorKind::ExpiredSignature => VerifyError::Expired,
@@ -142,6 +226,10 @@ mod tests {
             )
             .unwrap();
             let found = |kid: &str| (kid == "k1").then(|| key.public_jwk().clone());
+            let set = VerifyingKeys::new(&JwkSet {
+                keys: vec![key.public_jwk().clone()],
+            });
+            assert_eq!(set.verify(&token), verify_token(&token, found));
             let verified = verify_token(&token, found).unwrap();
             assert_eq!(verified["sub"], "ann");
             assert_eq!(verified["iss"], "tandem");
@@ -157,21 +245,34 @@ mod tests {
         let key = SigningKey::generate(SigningAlgorithm::Es256, "k1".into()).unwrap();
         let other = SigningKey::generate(SigningAlgorithm::Es256, "k1".into()).unwrap();
         let find = |kid: &str| (kid == "k1").then(|| key.public_jwk().clone());
+        let set = VerifyingKeys::new(&JwkSet {
+            keys: vec![key.public_jwk().clone()],
+        });
+        assert!(set.knows("k1") && !set.knows("k9"));
+        let by_lookup = |token: &str| verify_token(token, find);
+        let by_set = |token: &str| set.verify(token);
+        let verifiers: [Verify; 2] = [&by_lookup, &by_set];
+        for verify in verifiers {
+            check_failures(verify, &key, &other);
+        }
+    }
+
+    /// One way to verify a token.
+    type Verify<'a> = &'a dyn Fn(&str) -> Result<Claims, VerifyError>;
+
+    fn check_failures(verify: Verify, key: &SigningKey, other: &SigningKey) {
         let sign = |k: &SigningKey, iat: u64, ttl: u64| {
             issue_token(k, "t", Claims::new(), iat, ttl).unwrap()
         };
 
-        let expired = sign(&key, now() - 100, 10);
-        assert_eq!(verify_token(&expired, find), Err(VerifyError::Expired));
+        let expired = sign(key, now() - 100, 10);
+        assert_eq!(verify(&expired), Err(VerifyError::Expired));
 
-        let forged = sign(&other, now(), 60);
-        assert!(matches!(
-            verify_token(&forged, find),
-            Err(VerifyError::BadSignature(_))
-        ));
+        let forged = sign(other, now(), 60);
+        assert!(matches!(verify(&forged), Err(VerifyError::BadSignature(_))));
 
         // Change one claim and keep the signature.
-        let good = sign(&key, now(), 60);
+        let good = sign(key, now(), 60);
         let parts: Vec<&str> = good.split('.').collect();
         let mut payload: Claims =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -183,19 +284,16 @@ mod tests {
             parts[2]
         );
         assert!(matches!(
-            verify_token(&tampered, find),
+            verify(&tampered),
             Err(VerifyError::BadSignature(_))
         ));
 
         let stranger = SigningKey::generate(SigningAlgorithm::Es256, "k9".into()).unwrap();
         assert_eq!(
-            verify_token(&sign(&stranger, now(), 60), find),
+            verify(&sign(&stranger, now(), 60)),
             Err(VerifyError::UnknownKey("k9".into()))
         );
-        assert!(matches!(
-            verify_token("abc", find),
-            Err(VerifyError::Malformed(_))
-        ));
+        assert!(matches!(verify("abc"), Err(VerifyError::Malformed(_))));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster_client::ClusterClient;
 pub use contacts::PeerContacts;
-pub use log_store::{LogStore, LogStoreError};
+pub use log_store::{free_bytes, LogStore, LogStoreError};
 pub use membership::{
     node_list_drift, plan_change, MemberChange, MembershipRefusal, MembershipStep, MembershipView,
 };

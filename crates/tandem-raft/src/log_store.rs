@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -86,9 +87,71 @@ impl LogWrite {
     }
 }
 
+/// Free space a commit leaves on the log's file system beyond twice the bytes it writes: room
+/// for the pages redb copies and for the file to grow.
+const LOG_WRITE_HEADROOM: u64 = 4 << 20;
+/// The longest pause between two looks at a file system that had no room for a commit.
+const NO_ROOM_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+impl LogWrite {
+    fn bytes(&self) -> u64 {
+        match self {
+            LogWrite::Append { entries, .. } => {
+                entries.iter().map(|(_, bytes)| bytes.len() as u64).sum()
+            }
+            LogWrite::Meta { bytes, .. }
+            | LogWrite::Purge {
+                last_purged: bytes, ..
+            } => bytes.len() as u64,
+            LogWrite::Truncate { .. } => 0,
+        }
+    }
+}
+
+/// Bytes free for this process (not counting blocks kept for root) on the file system that
+/// holds `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stats = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size()))
+}
+
+/// Waits until the file system of `dir` has room for a commit of `bytes`. redb refuses every
+/// later operation once a write has failed, and openraft stops on a failed log write: a node
+/// whose disk filled would stop, and stop again after each restart. Waiting instead leaves it a
+/// follower that lags (or a leader that commits nothing) until space returns.
+fn wait_for_room(dir: &Path, bytes: u64) {
+    let needed = bytes.saturating_mul(2).saturating_add(LOG_WRITE_HEADROOM);
+    let mut pause = Duration::from_millis(10);
+    let mut stalled = false;
+    // A file system that cannot be asked is not waited for: the commit will tell.
+    while let Some(free) = free_bytes(dir).ok().filter(|free| *free < needed) {
+        if !stalled {
+            stalled = true;
+            tracing::warn!(
+                free_bytes = free,
+                needed_bytes = needed,
+                dir = %dir.display(),
+                "no room on disk for the Raft log: its writes wait until space is freed"
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(NO_ROOM_PAUSE_MAX);
+    }
+    if stalled {
+        tracing::info!(dir = %dir.display(), "the disk has room again: Raft log writes resume");
+    }
+}
+
 /// The writer thread: waits for a write, takes every other one already waiting, commits them in
 /// one transaction and then reports each one's outcome. Ends when every [`LogStore`] is dropped.
-fn run_writer(db: Arc<Database>, unflushed: Unflushed, writes: mpsc::Receiver<LogWrite>) {
+fn run_writer(
+    db: Arc<Database>,
+    dir: PathBuf,
+    unflushed: Unflushed,
+    writes: mpsc::Receiver<LogWrite>,
+) {
     while let Ok(first) = writes.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_WRITES_PER_COMMIT {
@@ -97,6 +160,7 @@ fn run_writer(db: Arc<Database>, unflushed: Unflushed, writes: mpsc::Receiver<Lo
                 Err(_) => break,
             }
         }
+        wait_for_room(&dir, batch.iter().map(LogWrite::bytes).sum());
         let started = std::time::Instant::now();
         let result = commit(&db, &batch).map_err(|e| e.to_string());
         metrics::histogram!("tandem_raft_log_write_seconds").record(started.elapsed());
@@ -213,9 +277,14 @@ impl LogStore {
         let (writer, writes) = mpsc::channel();
         {
             let (db, unflushed) = (db.clone(), unflushed.clone());
+            // The folder, not the file: statvfs asks about the file system that holds it.
+            let dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
             std::thread::Builder::new()
                 .name("raft-log-writer".into())
-                .spawn(move || run_writer(db, unflushed, writes))
+                .spawn(move || run_writer(db, dir, unflushed, writes))
                 .map_err(|source| LogStoreError::Writer {
                     path: path.display().to_string(),
                     source,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tandem_settings::settings;
 pub use tandem_settings::{
-    AsWritten, ConfigError, FormerSpelling, MillisIfBare, ReadSetting, Setting, Span,
+    AsWritten, ByteSize, ConfigError, FormerSpelling, MillisIfBare, ReadSetting, Setting, Span,
 };
 use tandem_tls::ClusterPemFiles;
 
@@ -242,6 +242,10 @@ settings! {
     join: String, file "cluster.join", shown "unset", env "TANDEM_JOIN";
     /// Folder for the Raft log, the state database, snapshots and generated secrets
     data_dir: PathBuf = PathBuf::from("./tandem-data"), file "data_dir", shown "./tandem-data", env "TANDEM_DATA_DIR";
+    /// Most the data folder may hold (Raft log, state database, snapshots) before writes are refused with 507, like etcd's space quota (`512MiB`, `8GiB`; 0: no quota)
+    storage_quota: ByteSize = ByteSize::gib(8), file "storage_quota", shown "8GiB", env "TANDEM_STORAGE_QUOTA";
+    /// Free space kept on the data folder's file system: below it writes are refused with 507, leaving room for deletes, snapshots and compaction (0: refuse only when the disk is full)
+    storage_reserve: ByteSize = ByteSize::mib(256), file "storage_reserve", shown "256MiB", env "TANDEM_STORAGE_RESERVE";
     /// The cluster secret: authenticates traffic on the cluster port (16+ characters, the same on every node); generated on a single node when unset
     secret_cluster: String, file "cluster.secret", shown "generated", env "TANDEM_SECRET_CLUSTER",
         formerly "secret_raft" "secret-raft" "TANDEM_SECRET_RAFT";

@@ -188,6 +188,7 @@ impl NodeHealth {
             "voters": ids(true),
             "learners": ids(false),
             "members": members,
+            "storage": self.data.storage().report(),
         })
     }
 
@@ -284,6 +285,7 @@ pub async fn sys_health(
         "node_id": health.node_id,
         "active_node": view.active.as_ref().map(|a| a.id),
         "term": view.fencing_token,
+        "nospace": health.data.storage().status().full.is_some(),
     });
     Ok((status, axum::Json(body)).into_response())
 }

@@ -3,6 +3,7 @@
 //! the cluster, fetched on a timer so serving the merged set never waits on a peer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use arc_swap::ArcSwapOption;
 use tandem_ha::now_ms;
 use tandem_keys::{
     departed_keys, new_key_id, parse_jwks, plan_rotation, public_jwk_from_json, Jwk, JwkSet,
-    KeyEncryption, KeyError, KeyVault, OwnKey, Publish, SigningKey,
+    KeyEncryption, KeyError, KeyVault, OwnKey, Publish, SigningKey, VerifyingKeys,
 };
 use tandem_raft::NodeId;
 use tandem_store::{Command, PublishedKey};
@@ -79,6 +80,17 @@ pub struct KeyRing {
     /// One rotation at a time: the periodic check and `POST /v1/keys/rotate`.
     rotation: tokio::sync::Mutex<()>,
     peers: RwLock<BTreeMap<String, PeerStatus>>,
+    /// Grows whenever a peer's keys change.
+    peers_version: AtomicU64,
+    /// The merged key set as last decoded for verifying tokens.
+    decoded: ArcSwapOption<DecodedKeys>,
+}
+
+/// The merged key set decoded for verifying, and the versions of the two parts it came from:
+/// the cluster's published keys and the peers' keys.
+struct DecodedKeys {
+    version: (u64, u64),
+    keys: Arc<VerifyingKeys>,
 }
 
 impl KeyRing {
@@ -114,6 +126,8 @@ impl KeyRing {
             signer: ArcSwapOption::empty(),
             rotation: tokio::sync::Mutex::new(()),
             peers: RwLock::new(peers),
+            peers_version: AtomicU64::new(0),
+            decoded: ArcSwapOption::empty(),
         })
     }
 
@@ -169,6 +183,27 @@ pub fn merged_key_set(keys: &Keys) -> Result<JwkSet, ApiError> {
         .filter_map(|k| public_jwk_from_json(&k.jwk).ok())
         .collect();
     Ok(tandem_keys::merge_jwks(cluster, keys.ring.peer_keys()))
+}
+
+/// The merged key set decoded for verifying tokens. It is read and decoded again only after the
+/// cluster's published keys or a peer's keys have changed; otherwise verifying reads nothing.
+pub fn verifying_keys(keys: &Keys) -> Result<Arc<VerifyingKeys>, ApiError> {
+    // Read before the set: a change made while it is decoded gives the next call a newer
+    // version, so a stale set is never kept.
+    let version = (
+        keys.data.db().keys_version(),
+        keys.ring.peers_version.load(Ordering::SeqCst),
+    );
+    let cached = keys.ring.decoded.load();
+    if let Some(cached) = cached.as_ref().filter(|c| c.version == version) {
+        return Ok(cached.keys.clone());
+    }
+    let decoded = Arc::new(VerifyingKeys::new(&merged_key_set(keys)?));
+    keys.ring.decoded.store(Some(Arc::new(DecodedKeys {
+        version,
+        keys: decoded.clone(),
+    })));
+    Ok(decoded)
 }
 
 fn own_keys(node_id: NodeId, published: &[PublishedKey]) -> Vec<OwnKey> {
@@ -371,9 +406,12 @@ pub async fn peer_refresh_loop(keys: Keys, mut stopped: watch::Receiver<bool>) {
             status.last_attempt_ms = Some(now);
             let peer_label = [("peer", url.clone())];
             match result {
-                Ok(keys) => {
-                    status.key_count = keys.len();
-                    status.keys = keys;
+                Ok(fetched) => {
+                    if status.keys != fetched {
+                        keys.ring.peers_version.fetch_add(1, Ordering::SeqCst);
+                    }
+                    status.key_count = fetched.len();
+                    status.keys = fetched;
                     status.last_success_ms = Some(now);
                     status.last_error = None;
                     metrics::gauge!(

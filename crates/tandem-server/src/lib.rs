@@ -25,6 +25,7 @@ mod rqlite_api;
 mod server;
 mod server_metrics;
 mod state;
+mod storage_quota;
 #[cfg(test)]
 mod test_views;
 mod token_api;

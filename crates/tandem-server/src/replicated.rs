@@ -10,6 +10,7 @@ use tandem_raft::MembershipRefusal;
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::error::ApiError;
+use crate::storage_quota::StorageGuard;
 
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -61,6 +62,8 @@ struct ReplicatedParts {
     machine: StateMachine,
     /// Where a backup is written before it is sent.
     data_dir: PathBuf,
+    /// Turns writes away while storage is full.
+    storage: StorageGuard,
 }
 
 impl Replicated {
@@ -69,12 +72,14 @@ impl Replicated {
         ha: Arc<dyn HaBackend>,
         machine: StateMachine,
         data_dir: PathBuf,
+        storage: StorageGuard,
     ) -> Replicated {
         Replicated(Arc::new(ReplicatedParts {
             replicator,
             ha,
             machine,
             data_dir,
+            storage,
         }))
     }
 
@@ -85,9 +90,11 @@ impl Replicated {
     }
 
     /// Like [`Replicated::propose`], with a refusal by the state machine as an answer rather
-    /// than an error, so it can travel to the node that asked for it.
+    /// than an error, so it can travel to the node that asked for it. While storage is full, a
+    /// command that may add data is refused here, before Raft is asked to append it.
     pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
         command.validate()?;
+        self.0.storage.admit(&command)?;
         let proposed = self.0.replicator.propose(command).await;
         let result = match &proposed {
             Ok(Ok(_)) => "applied",
@@ -151,6 +158,11 @@ impl Replicated {
 
     pub async fn snapshot(&self) -> Result<Option<u64>, ApiError> {
         Ok(self.0.replicator.snapshot().await?)
+    }
+
+    /// Whether storage is full, as the last sample found.
+    pub fn storage(&self) -> &StorageGuard {
+        &self.0.storage
     }
 
     pub fn status(&self) -> ReplicationStatus {

@@ -32,6 +32,7 @@ use crate::registry::Registry;
 use crate::replicated::Replicated;
 use crate::server_metrics::{self, keep_gauges};
 use crate::state::{ApiCa, ApiSecret, ApiState};
+use crate::storage_quota::{sample_storage, StorageGuard, StorageLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -274,7 +275,21 @@ impl RunningServer {
             contacts.clone(),
             request_timeout,
         ));
-        let data = Replicated::new(replicator, ha.clone(), machine, data_dir.clone());
+        let storage = StorageGuard::new(
+            data_dir.clone(),
+            StorageLimits {
+                quota: settings.storage_quota.0,
+                reserve: settings.storage_reserve.0,
+            },
+        );
+        let state_db = machine.db();
+        let data = Replicated::new(
+            replicator,
+            ha.clone(),
+            machine,
+            data_dir.clone(),
+            storage.clone(),
+        );
         let active = ActiveChannel::new(
             node_id,
             ha.clone(),
@@ -371,6 +386,7 @@ impl RunningServer {
                 server_metrics::raft_gauges,
             ))),
             observe(Box::pin(keep_gauges(ha.watch(), server_metrics::ha_gauges))),
+            tokio::spawn(sample_storage(storage, state_db, stopped.clone())),
         ];
         let api_app = crate::api::router(api_state, settings.max_body_bytes);
         let cluster_app = crate::cluster_api::router(cluster_port, api_app.clone());

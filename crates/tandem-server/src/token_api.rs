@@ -3,6 +3,7 @@
 //! that receives them: each server signs with its own key. A standby that does not know the key
 //! a token names asks the active node, through the one channel to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,7 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_keys::{issue_token, verify_token, Claims, Jwk, VerifyError};
+use tandem_keys::{issue_token, Claims, VerifyError, VerifyingKeys};
 
 use tandem_ha::now_ms;
 use tandem_raft::wire::FORWARDED_BY_HEADER;
@@ -20,7 +21,7 @@ use tandem_raft::wire::FORWARDED_BY_HEADER;
 use crate::active_channel::ActiveChannel;
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, Json, RawBody};
-use crate::keys::{merged_key_set, rotate, Keys};
+use crate::keys::{merged_key_set, rotate, verifying_keys, Keys};
 
 /// Verifiers may cache the key set this long; a key is published before it signs, and standard
 /// JWT libraries fetch the set again when a token names a key they have not seen.
@@ -104,7 +105,7 @@ pub async fn verify(
         Ok(key_set) => key_set,
         Err(e) => return e.into_response(),
     };
-    let unknown = tandem_keys::token_key_id(&token).filter(|kid| key_set.find(kid).is_none());
+    let unknown = tandem_keys::token_key_id(&token).filter(|kid| !key_set.knows(kid));
     if let Some(kid) = unknown {
         // A standby may be behind (cut off, or on a slow link): it asks the active node, which
         // has every published key, rather than call a key unknown that it may not have yet.
@@ -127,9 +128,8 @@ pub async fn verify(
     verify_with(&key_set, &token).into_response()
 }
 
-fn verify_with(keys: &tandem_keys::JwkSet, token: &str) -> Result<axum::Json<Value>, ApiError> {
-    let find = |kid: &str| -> Option<Jwk> { keys.find(kid).cloned() };
-    let verified = verify_token(token, find);
+fn verify_with(keys: &VerifyingKeys, token: &str) -> Result<axum::Json<Value>, ApiError> {
+    let verified = keys.verify(token);
     let result = match &verified {
         Ok(_) => "valid",
         Err(e) => e.code(),
@@ -148,12 +148,12 @@ fn rejected(e: VerifyError) -> ApiError {
 /// The key set, once it holds the key the token names or a short wait is over: a key is
 /// published (committed) before it signs, but this node usually applies it a heartbeat later
 /// than the server that signed with it.
-async fn key_set_knowing(keys: &Keys, token: &str) -> Result<tandem_keys::JwkSet, ApiError> {
+async fn key_set_knowing(keys: &Keys, token: &str) -> Result<Arc<VerifyingKeys>, ApiError> {
     let kid = tandem_keys::token_key_id(token);
     let deadline = tokio::time::Instant::now() + keys.policy.key_arrival;
     loop {
-        let key_set = merged_key_set(keys)?;
-        let known = kid.as_deref().is_none_or(|kid| key_set.find(kid).is_some());
+        let key_set = verifying_keys(keys)?;
+        let known = kid.as_deref().is_none_or(|kid| key_set.knows(kid));
         if known || tokio::time::Instant::now() >= deadline {
             return Ok(key_set);
         }

@@ -12,12 +12,14 @@ mod env;
 mod file_keys;
 mod macros;
 mod read;
+mod size;
 mod span;
 
 pub use catalogue::{FormerSpelling, Setting};
 pub use env::given_or_former_env;
 pub use file_keys::FileKeys;
 pub use read::{AsWritten, Listed, MillisIfBare, ReadSetting};
+pub use size::ByteSize;
 pub use span::Span;
 /// The config file's value type, as [`ReadSetting::file`] takes it.
 pub use toml::Value as FileValue;

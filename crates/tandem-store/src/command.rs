@@ -153,6 +153,39 @@ impl Command {
             .map_err(|e| format!("undecodable command: {e}"))
     }
 
+    /// Whether this command may make the stored state larger. When storage is full only the
+    /// others are accepted: deletes, renewals, releases and expiry free space or keep leases and
+    /// signing keys alive, as etcd still accepts deletes and lease keep-alives under NOSPACE.
+    pub fn adds_data(&self) -> bool {
+        match self {
+            Command::Sql { .. }
+            | Command::SqlEach { .. }
+            | Command::KvPut { .. }
+            | Command::CachePut { .. }
+            | Command::LockAcquire { .. } => true,
+            Command::KvDelete { .. }
+            | Command::CacheDelete { .. }
+            | Command::CacheTake { .. }
+            | Command::LockRenew { .. }
+            | Command::LockRelease { .. }
+            | Command::Expire
+            // One small row per key rotation: tokens must stay verifiable.
+            | Command::KeyPublish { .. }
+            | Command::KeyRetire { .. } => false,
+            Command::Batch(commands) => commands.iter().any(Command::adds_data),
+            Command::Registry(command) => command.adds_data(),
+        }
+    }
+
+    /// Whether applying this command may change the published key set.
+    pub fn changes_keys(&self) -> bool {
+        match self {
+            Command::KeyPublish { .. } | Command::KeyRetire { .. } | Command::Expire => true,
+            Command::Batch(commands) => commands.iter().any(Command::changes_keys),
+            _ => false,
+        }
+    }
+
     /// Checks everything that can be checked without the state: names, TTLs, and SQL whose
     /// result would differ between replicas. The same checks run again at apply time.
     pub fn validate(&self) -> Result<(), Rejection> {
@@ -460,6 +493,28 @@ mod tests {
         assert!("nolock".parse::<Fence>().is_err());
         assert!(":3".parse::<Fence>().is_err());
         assert!("a:b".parse::<Fence>().is_err());
+    }
+
+    #[test]
+    fn puts_add_data_and_deletes_do_not() {
+        let put = Command::KvPut {
+            key: "k".into(),
+            value: vec![1],
+            ttl_ms: None,
+            if_revision: None,
+            fence: None,
+        };
+        let delete = Command::KvDelete {
+            key: "k".into(),
+            if_revision: None,
+            fence: None,
+        };
+        assert!(put.adds_data());
+        assert!(!delete.adds_data());
+        assert!(!Command::Expire.adds_data());
+        assert!(!Command::Batch(vec![delete.clone(), Command::Expire]).adds_data());
+        assert!(Command::Batch(vec![delete, put]).adds_data());
+        assert!(!Command::Registry(RegistryCommand::Remove { names: vec![] }).adds_data());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -138,6 +138,8 @@ pub struct StateDb {
     clock_ms: AtomicI64,
     /// The registry index as of the last committed apply.
     registry_changes: tokio::sync::watch::Sender<u64>,
+    /// Grows whenever the published key set may have changed, so verifiers decode it again.
+    keys_version: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -217,6 +219,7 @@ impl StateDb {
             next_reader: AtomicUsize::new(0),
             clock_ms: AtomicI64::new(0),
             registry_changes: tokio::sync::watch::Sender::new(0),
+            keys_version: AtomicU64::new(0),
         };
         db.reload_watched(&lock(&db.writer))?;
         Ok(db)
@@ -336,6 +339,7 @@ impl StateDb {
             registry_index: self.read_meta_i64(&tx, META_REGISTRY_INDEX)? as u64,
         };
         let registry_index_before = counters.registry_index;
+        let mut keys_changed = false;
         let mut last_applied = None;
         let mut membership = None;
         let mut answers = Vec::with_capacity(entries.len());
@@ -362,6 +366,7 @@ impl StateDb {
                         Ok(commands) => {
                             let mut results = Vec::with_capacity(commands.len());
                             for (position, command) in commands.iter().enumerate() {
+                                keys_changed |= command.changes_keys();
                                 let step = (entry.log_id.index, position);
                                 match self.apply_step(
                                     &mut tx,
@@ -418,6 +423,9 @@ impl StateDb {
         self.clock_ms.store(clock, Ordering::SeqCst);
         // Only now that the change is durable in the database may watchers read it.
         self.publish_registry_index(counters.registry_index);
+        if keys_changed {
+            self.keys_version.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(Batch::Applied(answers))
     }
 
@@ -876,6 +884,12 @@ impl StateDb {
 
     /// Signing keys in the key set (published, and not yet removed after retirement), oldest
     /// first.
+    /// Grows whenever the published key set may have changed: a key was published, retired or
+    /// expired, or the whole state was replaced. Read it before [`StateDb::keys_published`].
+    pub fn keys_version(&self) -> u64 {
+        self.keys_version.load(Ordering::SeqCst)
+    }
+
     pub fn keys_published(&self) -> Result<Vec<PublishedKey>, StoreError> {
         self.with_reader(|conn, _| {
             let mut stmt = conn
@@ -994,6 +1008,21 @@ impl StateDb {
         .map_err(read_store_error)
     }
 
+    /// Bytes of the database file that hold no rows: pages freed by deletes, which SQLite fills
+    /// again before it grows the file.
+    pub fn reusable_bytes(&self) -> Result<u64, StoreError> {
+        self.with_reader(|conn, _| {
+            let pragma = |name: &str| -> Result<u64, ReadError> {
+                let value: i64 = conn
+                    .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                    .map_err(StoreError::from)?;
+                Ok(u64::try_from(value).unwrap_or(0))
+            };
+            Ok(pragma("freelist_count")? * pragma("page_size")?)
+        })
+        .map_err(read_store_error)
+    }
+
     /// Writes a consistent copy of the whole database to `target` (which must not exist).
     pub fn copy_to(&self, target: &Path) -> Result<(), StoreError> {
         let target = target.to_str().ok_or_else(|| StoreError::Corrupt {
@@ -1021,6 +1050,7 @@ impl StateDb {
         )?;
         conn.execute_batch(SCHEMA)?;
         self.reload_watched(&conn)?;
+        self.keys_version.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 

@@ -18,6 +18,21 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// The disk (or the quota of the user running the server) had no room for the write.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            | StoreError::Open {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+}
+
 /// Why a read failed: the request was wrong, or the store was.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

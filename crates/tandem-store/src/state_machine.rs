@@ -4,7 +4,7 @@
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tandem_raft::openraft::storage::RaftStateMachine;
 use tandem_raft::openraft::{
@@ -46,6 +46,38 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// The longest pause between two tries of an apply that found the disk full.
+const DISK_FULL_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Applies `entries`, waiting for room while the disk is full: SQLite rolls the transaction back
+/// on SQLITE_FULL, so trying again later is safe, and an error here would stop Raft on this node
+/// (and again after every restart, until space returned).
+fn apply_when_there_is_room(
+    db: &StateDb,
+    entries: &[Entry],
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut pause = Duration::from_millis(10);
+    let mut stalled = false;
+    loop {
+        match db.apply(entries) {
+            Err(e) if e.is_disk_full() => {
+                if !stalled {
+                    stalled = true;
+                    tracing::warn!(error = %e, "the disk is full: applying committed entries waits for room");
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(DISK_FULL_RETRY_MAX);
+            }
+            applied => {
+                if stalled {
+                    tracing::info!("the disk has room again: applying resumes");
+                }
+                return applied;
+            }
+        }
+    }
 }
 
 /// Where the current snapshot lives: the database copy and its metadata, side by side.
@@ -171,7 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         Self::blocking(ErrorVerb::Write, move || {
             let started = std::time::Instant::now();
-            let applied = db.apply(&entries);
+            let applied = apply_when_there_is_room(&db, &entries);
             metrics::histogram!("tandem_raft_apply_seconds").record(started.elapsed());
             metrics::counter!("tandem_raft_applied_entries_total").increment(entries.len() as u64);
             applied

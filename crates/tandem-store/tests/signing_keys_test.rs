@@ -90,3 +90,31 @@ fn a_public_key_must_name_itself_and_retiring_an_unknown_key_is_not_found() {
     .unwrap_err();
     assert_eq!(missing.kind, RejectionKind::NotFound);
 }
+
+#[test]
+fn the_key_set_version_grows_when_keys_change_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let start = db.keys_version();
+    apply(&db, 1, 1_000, publish("n2-a")).unwrap();
+    let published = db.keys_version();
+    assert!(published > start, "publishing a key changes the set");
+    let put = Command::KvPut {
+        key: "k".into(),
+        value: b"v".to_vec(),
+        ttl_ms: None,
+        if_revision: None,
+        fence: None,
+    };
+    apply(&db, 2, 1_001, put).unwrap();
+    assert_eq!(db.keys_version(), published, "a key-value write leaves it");
+    let retire = Command::KeyRetire {
+        kid: "n2-a".into(),
+        keep_for_ms: 500,
+    };
+    apply(&db, 3, 2_000, retire).unwrap();
+    assert!(
+        db.keys_version() > published,
+        "retiring a key changes the set"
+    );
+}

@@ -7,7 +7,7 @@
 //! with their checkers ([`workloads`], [`linearizability`]). For the mesh it runs `tandem
 //! agent` processes in namespaces, with a target that only the exits reach ([`mesh`]). For the
 //! external backends it runs a real PostgreSQL server ([`PostgresServer`]) and a real etcd cluster
-//! ([`EtcdCluster`]).
+//! ([`EtcdCluster`]). For a full disk it mounts a small tmpfs over a data folder ([`SmallDisk`]).
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time to synchronise. When a test
 //! panics, the last lines of every node's log are printed so a failing run shows why; a server
@@ -42,6 +42,7 @@ pub mod mesh;
 mod netns;
 mod postgres;
 mod process;
+mod small_disk;
 mod tokens;
 mod wait;
 pub mod workloads;
@@ -58,5 +59,6 @@ pub use mesh::{curl_socks5, healthz, loopback_mesh_args, HttpTarget};
 pub use netns::ClusterNetwork;
 pub use postgres::PostgresServer;
 pub use process::{free_ports, local_node_list, run_to_exit, tandem_command, ServerProcess};
+pub use small_disk::SmallDisk;
 pub use tokens::IssuedToken;
 pub use wait::{poll_for, wait_for, wait_until, TimedOut, DEADLINE, POLL_INTERVAL};

@@ -196,6 +196,27 @@ fn check_announce(allow: &[String]) -> Result<(), Rejection> {
 }
 
 impl RegistryCommand {
+    /// Whether this command may make the registry larger: new join tokens and enrolments do;
+    /// what keeps enrolled agents running (registering, reporting, joining the mesh) or removes
+    /// them does not.
+    pub fn adds_data(&self) -> bool {
+        match self {
+            RegistryCommand::TokenCreate { .. }
+            | RegistryCommand::TokenCreateRestricted { .. }
+            | RegistryCommand::Enroll { .. } => true,
+            RegistryCommand::TokenRevoke { .. }
+            | RegistryCommand::Register { .. }
+            | RegistryCommand::Report { .. }
+            | RegistryCommand::MarkDown { .. }
+            | RegistryCommand::Drain { .. }
+            | RegistryCommand::Deregister { .. }
+            | RegistryCommand::Revoke { .. }
+            | RegistryCommand::Remove { .. }
+            | RegistryCommand::MeshJoin { .. }
+            | RegistryCommand::SetAnnounce { .. } => false,
+        }
+    }
+
     /// Checks everything that can be checked without the state; runs again at apply time.
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {
