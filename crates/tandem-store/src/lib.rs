@@ -19,10 +19,10 @@ mod state_machine;
 
 pub use command::SqlAnswer;
 pub use command::{
-    Applied, Command, Fence, Outcome, Params, RegistryCommand, Rejection, RejectionKind, Statement,
-    TokenSpec,
+    Applied, AuthCommand, Command, Fence, Outcome, Params, RegistryCommand, Rejection,
+    RejectionKind, Statement, TokenSpec, ROOT,
 };
-pub use db::{KvEntry, PublishedKey, QueryRows, StateDb};
+pub use db::{AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb};
 pub use error::{ReadError, StoreError};
 pub use rules::lease::LockState;
 pub use rules::registry::{AgentRow, CredentialRow};
