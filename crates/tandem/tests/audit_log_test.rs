@@ -99,9 +99,7 @@ async fn the_audit_log_names_who_changed_what() {
     // Replicated: every server shows the same entries.
     for i in 0..cluster.len() {
         wait_until(DEADLINE, "every server shows the changes", async || {
-            let log = cluster
-                .get(i, &format!("/v1/audit?since={start}"))
-                .await;
+            let log = cluster.get(i, &format!("/v1/audit?since={start}")).await;
             let found = actions(&log.json()["entries"]);
             let found: Vec<(&str, &str)> = found
                 .iter()
