@@ -63,26 +63,13 @@ async fn the_audit_log_names_who_changed_what() {
     let _agent = AgentProcess::start(tandem(), &cluster, "a-1", "audited", Some(&token), &[]);
     wait_for_agent_states(&cluster, &["a-1"], "passing").await;
     let standby = (leader + 1) % cluster.len();
-    cluster
-        .send_with(
-            standby,
-            Method::POST,
-            "/v1/keys/rotate",
-            Some(("application/json", b"{}".to_vec())),
-            &ops,
-        )
-        .await
-        .expect_status(200);
-    cluster
-        .send_with(
-            standby,
-            Method::POST,
-            "/v1/agents/a-1/revoke",
-            Some(("application/json", b"{}".to_vec())),
-            &ops,
-        )
-        .await
-        .expect_status(200);
+    for path in ["/v1/keys/rotate", "/v1/agents/a-1/revoke"] {
+        let body = Some(("application/json", b"{}".to_vec()));
+        cluster
+            .send_with(standby, Method::POST, path, body, &ops)
+            .await
+            .expect_status(200);
+    }
     cluster
         .delete(leader, "/v1/auth/credentials/ops")
         .await
