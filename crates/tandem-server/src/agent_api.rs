@@ -23,7 +23,7 @@ use tandem_store::{AgentRow, Outcome, RegistryCommand};
 
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::join_token::parse_join_token;
+use crate::issued_secret::parse_issued;
 use crate::registry::{AgentIdentity, Registry};
 
 /// The longest an agent's assertion may be valid for; agents sign a fresh one every minute.
@@ -144,8 +144,7 @@ pub async fn enroll(
             "the join token is not valid; create one with `tandem agents token create --pool <pool>`",
         )
     };
-    let (token_id, secret_sha256) =
-        parse_join_token(&enrollment.token).ok_or_else(invalid_token)?;
+    let (token_id, secret_sha256) = parse_issued(&enrollment.token).ok_or_else(invalid_token)?;
     let pool = registry
         .data()
         .db()

@@ -1,4 +1,4 @@
-//! The registry as operators and clients use it, with the API secret: join tokens, the agent
+//! The registry as operators and clients use it, with the API secret or a scoped credential: join tokens, the agent
 //! list (and its blocking watch), one agent, drain, revoke, and picks.
 
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_registry::{
@@ -14,9 +15,10 @@ use tandem_registry::{
 };
 use tandem_store::{AgentRow, Outcome, RegistryCommand, TokenSpec};
 
+use crate::credentials::Caller;
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, query_params, Json};
-use crate::join_token::new_join_token;
+use crate::issued_secret::issue_secret;
 use crate::registry::Registry;
 use crate::replicated::Consistency;
 
@@ -42,6 +44,7 @@ pub struct NewToken {
 /// `POST /v1/join-tokens`: the token is shown once, here; the cluster keeps only its hash.
 pub async fn create_token(
     State(registry): State<Registry>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<NewToken>,
 ) -> Result<Response, ApiError> {
     check_name("pool", &request.pool).map_err(ApiError::bad_request)?;
@@ -55,7 +58,7 @@ pub async fn create_token(
         check_announce_list(allow)
             .map_err(|e| ApiError::bad_request(format!("mesh_announce: {e}")))?;
     }
-    let new = new_join_token();
+    let new = issue_secret();
     let token = TokenSpec {
         id: new.id.clone(),
         pool: request.pool.clone(),
@@ -70,7 +73,7 @@ pub async fn create_token(
             mesh_announce,
         },
     };
-    let outcome = registry.propose(command).await?;
+    let outcome = registry.propose_by(caller.who(), command).await?;
     let expires_at_ms = match outcome {
         Outcome::TokenCreated { expires_at_ms } => expires_at_ms,
         other => {
@@ -103,10 +106,14 @@ pub async fn list_tokens(State(registry): State<Registry>) -> Result<axum::Json<
 /// `DELETE /v1/join-tokens/{id}`.
 pub async fn revoke_token(
     State(registry): State<Registry>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     registry
-        .propose(RegistryCommand::TokenRevoke { id: id.clone() })
+        .propose_by(
+            caller.who(),
+            RegistryCommand::TokenRevoke { id: id.clone() },
+        )
         .await?;
     tracing::info!(token = %id, "join token revoked");
     Ok(axum::Json(json!({ "revoked": id })))
@@ -243,10 +250,11 @@ pub async fn drain(
 /// server, and the agent leaves every pick; it needs a new join token to come back.
 pub async fn revoke(
     State(registry): State<Registry>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let outcome = registry
-        .propose(RegistryCommand::Revoke { name: name.clone() })
+        .propose_by(caller.who(), RegistryCommand::Revoke { name: name.clone() })
         .await?;
     registry.forget(&name);
     registry.forget_assertions(&name);

@@ -1,7 +1,8 @@
-//! The client API's router. Every route is registered once, here, with where it must be served:
-//! the data endpoints come from their table ([`ApiEndpoint`]), the rest are declared below as
-//! served by any node or only by the active one. Authentication and forwarding are layers in
-//! front of the handlers, not branches inside them.
+//! The client API's router. Every route is registered once, here, with where it must be served
+//! and the grant a scoped credential needs for it: the data endpoints come from their table
+//! ([`ApiEndpoint`]), the rest are declared below as served by any node or only by the active
+//! one. Authentication, grants and forwarding are layers in front of the handlers, not branches
+//! inside them.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -9,61 +10,95 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
-use base64::Engine as _;
 use serde_json::{json, Value};
+use tandem_store::rules::grants::Access;
 
 use crate::active_channel::{ActiveChannel, STEP_DOWN_PATH};
 use crate::agent_api::{self, require_agent_credential};
 use crate::agents_api;
+use crate::auth_api;
+use crate::credentials::{authenticate, require};
 use crate::data_api::ApiEndpoint;
-use crate::error::{secrets_match, ApiError};
+use crate::error::ApiError;
 use crate::events_api;
 use crate::forward::Needs;
 use crate::health::{self, NodeHealth};
 use crate::membership_api;
 use crate::replicated::Replicated;
 use crate::rqlite_api;
-use crate::state::{ApiCa, ApiSecret, ApiState};
+use crate::state::{ApiCa, ApiState};
 use crate::token_api;
 use crate::ui;
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let any_node: [(&str, MethodRouter<ApiState>); 9] = [
+    use Access::*;
+    // Each route with the grant it needs (see docs/api.md, "Scoped credentials").
+    let any_node: [(&str, MethodRouter<ApiState>, Access); 10] = [
         // Each server's own feed.
-        ("/v1/events", get(events_api::list)),
-        ("/v1/sys/active", get(sys_active)),
+        ("/v1/events", get(events_api::list), ClusterRead),
+        ("/v1/sys/active", get(sys_active), ClusterRead),
         // The same answer under its first name.
-        ("/v1/sys/leader", get(sys_active)),
-        ("/v1/cluster", get(cluster_status)),
-        ("/v1/cluster/snapshot", post(take_snapshot)),
-        ("/v1/keys", get(token_api::list)),
-        ("/v1/keys/rotate", post(token_api::rotate_now)),
-        ("/v1/tokens", post(token_api::issue)),
+        ("/v1/sys/leader", get(sys_active), ClusterRead),
+        ("/v1/cluster", get(cluster_status), ClusterRead),
+        ("/v1/cluster/snapshot", post(take_snapshot), ClusterAdmin),
+        ("/v1/keys", get(token_api::list), ClusterRead),
+        ("/v1/keys/rotate", post(token_api::rotate_now), KeysAdmin),
+        ("/v1/tokens", post(token_api::issue), TokensIssue),
         // Served here; a standby that lacks the token's key asks the active node itself.
-        ("/v1/tokens/verify", post(token_api::verify)),
+        ("/v1/tokens/verify", post(token_api::verify), TokensVerify),
+        ("/v1/audit", get(auth_api::audit), ClusterRead),
     ];
     // The registry's heartbeats, loads and watches live on the active node.
-    let active_only: [(&str, MethodRouter<ApiState>); 11] = [
-        (STEP_DOWN_PATH, post(step_down)),
+    let active_only: [(&str, MethodRouter<ApiState>, Access); 13] = [
+        (STEP_DOWN_PATH, post(step_down), ClusterAdmin),
         (
             "/v1/cluster/members/{id}",
             put(membership_api::add).delete(membership_api::remove),
+            ClusterAdmin,
         ),
         (
             "/v1/join-tokens",
             get(agents_api::list_tokens).post(agents_api::create_token),
+            AgentsAdmin,
         ),
-        ("/v1/join-tokens/{id}", delete(agents_api::revoke_token)),
-        ("/v1/agents", get(agents_api::list)),
-        ("/v1/agents/{name}", get(agents_api::show)),
-        ("/v1/agents/{name}/drain", post(agents_api::drain)),
-        ("/v1/agents/{name}/revoke", post(agents_api::revoke)),
+        (
+            "/v1/join-tokens/{id}",
+            delete(agents_api::revoke_token),
+            AgentsAdmin,
+        ),
+        ("/v1/agents", get(agents_api::list), AgentsRead),
+        ("/v1/agents/{name}", get(agents_api::show), AgentsRead),
+        (
+            "/v1/agents/{name}/drain",
+            post(agents_api::drain),
+            AgentsAdmin,
+        ),
+        (
+            "/v1/agents/{name}/revoke",
+            post(agents_api::revoke),
+            AgentsAdmin,
+        ),
         (
             "/v1/agents/{name}/announce",
             post(agents_api::restrict_announce),
+            AgentsAdmin,
         ),
-        ("/v1/pools/{pool}/pick", get(agents_api::pick_agent)),
-        ("/v1/mesh", get(agents_api::mesh)),
+        (
+            "/v1/pools/{pool}/pick",
+            get(agents_api::pick_agent),
+            AgentsRead,
+        ),
+        ("/v1/mesh", get(agents_api::mesh), AgentsRead),
+        (
+            "/v1/auth/credentials",
+            get(auth_api::list).post(auth_api::create),
+            ClusterAdmin,
+        ),
+        (
+            "/v1/auth/credentials/{credential}",
+            delete(auth_api::revoke),
+            ClusterAdmin,
+        ),
     ];
     // What agents call with their own credential (checked on the active node, after forwarding,
     // so a credential issued a moment ago is known wherever the agent sends it).
@@ -100,22 +135,26 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     for (path, route) in agent_routes {
         agents = agents.route(path, Needs::ActiveNode.serve(route, &state));
     }
+    // The grant is checked outside the forwarding layer: a standby refuses before it forwards.
+    let granted = |route, access: Access| require(route, move |_, _| access.clone());
     let mut authenticated = Router::new();
-    for (path, route) in any_node {
-        authenticated = authenticated.route(path, Needs::AnyNode.serve(route, &state));
+    for (path, route, access) in any_node {
+        let route = Needs::AnyNode.serve(route, &state);
+        authenticated = authenticated.route(path, granted(route, access));
     }
-    for (path, route) in active_only {
-        authenticated = authenticated.route(path, Needs::ActiveNode.serve(route, &state));
+    for (path, route, access) in active_only {
+        let route = Needs::ActiveNode.serve(route, &state);
+        authenticated = authenticated.route(path, granted(route, access));
     }
     for endpoint in ApiEndpoint::ALL {
         authenticated = authenticated.route(endpoint.path(), endpoint.route(&state));
     }
-    for (path, route) in rqlite_api::routes(&state) {
-        authenticated = authenticated.route(path, route);
+    for (path, route, access) in rqlite_api::routes(&state) {
+        authenticated = authenticated.route(path, granted(route, access));
     }
     let authenticated = authenticated.layer(middleware::from_fn_with_state(
-        state.secret.clone(),
-        require_api_secret,
+        state.credentials.clone(),
+        authenticate,
     ));
     Router::new()
         .route("/health", get(health::alive))
@@ -178,39 +217,6 @@ async fn served_by(State(health): State<NodeHealth>, request: Request, next: Nex
     response
 }
 
-async fn require_api_secret(
-    State(secret): State<ApiSecret>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(presented_secret)
-        .unwrap_or_default();
-    let authorised = secrets_match(given.trim().as_bytes(), secret.0.as_bytes())
-        || ui::has_session(request.method(), request.headers(), &secret);
-    if !authorised {
-        return ApiError::unauthorized().into_response();
-    }
-    next.run(request).await
-}
-
-/// The secret an `Authorization` header presents: `Bearer <secret>`, or HTTP basic auth with
-/// the secret as the password (any user name), which is how rqlite clients send credentials.
-fn presented_secret(authorization: &str) -> Option<String> {
-    if let Some(secret) = authorization.strip_prefix("Bearer ") {
-        return Some(secret.to_string());
-    }
-    let encoded = authorization.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some(password.to_string())
-}
-
 /// The API CA in PEM, when this server's certificate comes from it.
 async fn api_ca(State(ca): State<ApiCa>) -> Result<Response, ApiError> {
     match ca.0 {
@@ -261,23 +267,4 @@ async fn step_down(State(health): State<NodeHealth>) -> Result<axum::Json<Value>
 async fn take_snapshot(State(data): State<Replicated>) -> Result<axum::Json<Value>, ApiError> {
     let index = data.snapshot().await?;
     Ok(axum::Json(json!({ "snapshot_index": index })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::presented_secret;
-
-    #[test]
-    fn the_secret_comes_as_a_bearer_token_or_a_basic_auth_password() {
-        assert_eq!(presented_secret("Bearer s3cret").as_deref(), Some("s3cret"));
-        // "rqlite:s3cret:with:colons" in base64: the password runs to the end.
-        assert_eq!(
-            presented_secret("Basic cnFsaXRlOnMzY3JldDp3aXRoOmNvbG9ucw==").as_deref(),
-            Some("s3cret:with:colons")
-        );
-        assert_eq!(presented_secret("Basic not base64!"), None);
-        // "nocolon" in base64: no password at all.
-        assert_eq!(presented_secret("Basic bm9jb2xvbg=="), None);
-        assert_eq!(presented_secret("Digest x"), None);
-    }
 }

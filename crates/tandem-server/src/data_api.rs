@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tandem_store::rules::grants::Access;
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 
+use crate::credentials::require;
 use crate::error::ApiError;
 use crate::extract::{json_body, parse_ttl, query_params, RawBody};
 use crate::forward::Needs;
@@ -97,6 +99,29 @@ impl ApiEndpoint {
         }
     }
 
+    /// What a request to this endpoint does, for the grant check: the key, namespace or lock it
+    /// names, or the prefix it lists.
+    pub(crate) fn access(self, names: &PathNames, uri: &Uri) -> Access {
+        use ApiEndpoint::*;
+        match self {
+            SqlExecute => Access::SqlWrite,
+            SqlQuery => Access::SqlRead,
+            KvGet => Access::KvRead(names.first.clone()),
+            KvList => {
+                let prefix = query_params::<ListPrefix>(uri)
+                    .ok()
+                    .and_then(|q| q.prefix)
+                    .unwrap_or_default();
+                Access::KvRead(prefix)
+            }
+            KvPut | KvDelete => Access::KvWrite(names.first.clone()),
+            CacheGet | CachePut | CacheDelete | CacheTake => Access::Cache(names.first.clone()),
+            LockGet | LockAcquire | LockRenew | LockRelease => Access::Lock(names.first.clone()),
+            // A copy of the whole state: every table, key and credential hash.
+            Backup => Access::ClusterAdmin,
+        }
+    }
+
     /// Its body is JSON (the others take a raw value or none).
     fn takes_json(self) -> bool {
         use ApiEndpoint::*;
@@ -127,13 +152,22 @@ impl ApiEndpoint {
             }
             serve(self, &data, &PathNames::of(names.ok()), &uri, body).await
         };
-        self.needs().serve(on(filter, handler), state)
+        let route = self.needs().serve(on(filter, handler), state);
+        require(route, move |names, uri| {
+            self.access(&PathNames::of(names), uri)
+        })
     }
+}
+
+/// The one query parameter of a listing that the grant check reads.
+#[derive(Deserialize)]
+struct ListPrefix {
+    prefix: Option<String>,
 }
 
 /// The names an endpoint's path captures, percent-decoded.
 #[derive(Default)]
-struct PathNames {
+pub(crate) struct PathNames {
     /// The key, the cache namespace or the lock name.
     first: String,
     /// The cache key.

@@ -72,6 +72,13 @@ pub struct Keys {
     pub events: Events,
 }
 
+impl Keys {
+    /// Who the audit log names for the key changes this server makes on its own schedule.
+    pub fn server_name(&self) -> String {
+        format!("node {}", self.node_id)
+    }
+}
+
 pub struct KeyRing {
     vault: KeyVault,
     /// Private keys on disk, by key id.
@@ -220,8 +227,9 @@ fn own_keys(node_id: NodeId, published: &[PublishedKey]) -> Vec<OwnKey> {
 
 /// Brings this server's keys in line with its rotation plan: retires what must stop signing,
 /// publishes a new key when one is due (or `rotate_now`), waits until the new key is in this
-/// node's state, and only then signs with it. Answers the key id it signs with.
-pub async fn rotate(keys: &Keys, rotate_now: bool) -> Result<Option<String>, ApiError> {
+/// node's state, and only then signs with it. Answers the key id it signs with. The audit log
+/// records the changes as `who`'s.
+pub async fn rotate(keys: &Keys, rotate_now: bool, who: &str) -> Result<Option<String>, ApiError> {
     let ring = &keys.ring;
     let _one_at_a_time = ring.rotation.lock().await;
     let key_duration_ms = keys.policy.key_duration.as_millis() as i64;
@@ -240,12 +248,11 @@ pub async fn rotate(keys: &Keys, rotate_now: bool) -> Result<Option<String>, Api
         ring.signer
             .store(plan.signing.as_deref().and_then(|kid| ring.held_key(kid)));
         for kid in plan.retire {
-            keys.active
-                .propose(Command::KeyRetire {
-                    kid: kid.clone(),
-                    keep_for_ms,
-                })
-                .await?;
+            let retire = Command::KeyRetire {
+                kid: kid.clone(),
+                keep_for_ms,
+            };
+            keys.active.propose(retire.audited(who)).await?;
             keys.events.record(
                 EventKind::KeyRetired,
                 json!({ "kid": kid, "node_id": keys.node_id }),
@@ -272,22 +279,20 @@ pub async fn rotate(keys: &Keys, rotate_now: bool) -> Result<Option<String>, Api
                 key
             }
         };
-        publish(keys, &key).await?;
+        publish(keys, &key, who).await?;
         rotate_now = false;
     }
     Ok(ring.signer().map(|k| k.kid().to_string()))
 }
 
-async fn publish(keys: &Keys, key: &SigningKey) -> Result<(), ApiError> {
+async fn publish(keys: &Keys, key: &SigningKey, who: &str) -> Result<(), ApiError> {
     let jwk = serde_json::to_string(key.public_jwk()).map_err(ApiError::internal)?;
-    let published = keys
-        .active
-        .propose(Command::KeyPublish {
-            kid: key.kid().to_string(),
-            node_id: keys.node_id,
-            jwk,
-        })
-        .await;
+    let command = Command::KeyPublish {
+        kid: key.kid().to_string(),
+        node_id: keys.node_id,
+        jwk,
+    };
+    let published = keys.active.propose(command.audited(who)).await;
     match published {
         Ok(_) => {}
         // Published before and since removed (a restart after a long stop): never reused.
@@ -329,11 +334,12 @@ pub async fn retire_departed(keys: &Keys) -> Result<(), ApiError> {
         .into_iter()
         .map(|k| (k.kid, k.node_id, k.retired_at_ms.is_some()));
     for kid in departed_keys(published, &members) {
+        let retire = Command::KeyRetire {
+            kid: kid.clone(),
+            keep_for_ms: keys.policy.token_duration.as_millis() as u64,
+        };
         keys.data
-            .propose(Command::KeyRetire {
-                kid: kid.clone(),
-                keep_for_ms: keys.policy.token_duration.as_millis() as u64,
-            })
+            .propose(retire.audited(keys.server_name()))
             .await?;
         keys.events.record(
             EventKind::KeyRetired,
@@ -347,7 +353,7 @@ pub async fn retire_departed(keys: &Keys) -> Result<(), ApiError> {
 pub async fn rotation_loop(keys: Keys, mut stopped: watch::Receiver<bool>) {
     let mut last_error = String::new();
     loop {
-        let outcome = rotate(&keys, false).await.map(|_| ());
+        let outcome = rotate(&keys, false, &keys.server_name()).await.map(|_| ());
         match outcome {
             Ok(()) => last_error.clear(),
             // Expected while the cluster forms or elects; said once, not every second.

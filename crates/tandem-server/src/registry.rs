@@ -300,6 +300,18 @@ impl Registry {
         self.0.data.propose(Command::Registry(command)).await
     }
 
+    /// Proposes a change an operator asked for, recorded in the audit log as `who`'s.
+    pub async fn propose_by(
+        &self,
+        who: &str,
+        command: RegistryCommand,
+    ) -> Result<Outcome, ApiError> {
+        self.0
+            .data
+            .propose(Command::Registry(command).audited(who))
+            .await
+    }
+
     /// Notes a state change in the log, the events feed and the metrics.
     pub fn note_change(&self, name: &str, pool: &str, from: Option<AgentState>, to: AgentState) {
         if from == Some(to) {

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use serde_json::{json, Value};
+use tandem_store::rules::grants::Access;
 use tandem_store::{Command, Outcome, SqlAnswer, Statement};
 
 use crate::error::ApiError;
@@ -28,22 +29,33 @@ const VERSION: &str = concat!("tandem-", env!("CARGO_PKG_VERSION"));
 static STARTED: OnceLock<(SystemTime, Instant)> = OnceLock::new();
 
 /// The routes that need the API secret, each behind the forwarding layer as it needs.
-pub fn routes(state: &ApiState) -> Vec<(&'static str, MethodRouter<ApiState>)> {
+pub fn routes(state: &ApiState) -> Vec<(&'static str, MethodRouter<ApiState>, Access)> {
     STARTED.get_or_init(|| (SystemTime::now(), Instant::now()));
     let rqlite = |needs: Needs, route| needs.serve_in(Dialect::Rqlite, route, state);
     vec![
-        ("/db/execute", rqlite(Needs::ActiveNode, post(execute))),
+        (
+            "/db/execute",
+            rqlite(Needs::ActiveNode, post(execute)),
+            Access::SqlWrite,
+        ),
         (
             "/db/query",
             rqlite(Needs::ActiveUnlessStale, get(query).post(query)),
+            Access::SqlRead,
         ),
+        // Its statements may write; which do is known only once they are prepared.
         (
             "/db/request",
             rqlite(Needs::ActiveUnlessStale, post(request)),
+            Access::SqlWrite,
         ),
-        ("/status", get(status)),
+        ("/status", get(status), Access::ClusterRead),
         // The active node hears from every member, so it knows which are reachable.
-        ("/nodes", rqlite(Needs::ActiveNode, get(nodes))),
+        (
+            "/nodes",
+            rqlite(Needs::ActiveNode, get(nodes)),
+            Access::ClusterRead,
+        ),
     ]
 }
 

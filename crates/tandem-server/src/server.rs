@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::active_channel::{ActiveChannel, Advertised};
 use crate::cluster_api::{ClusterPort, ClusterSecrets};
 use crate::config::{load_or_generate_secret, ApiTls, Backends, ConfigError, Settings};
+use crate::credentials::Credentials;
 use crate::events::{self, Events, RaftFacts};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
@@ -335,7 +336,10 @@ impl RunningServer {
             active: active.clone(),
             keys: keys.clone(),
             health,
-            secret: ApiSecret(secret_api.into()),
+            credentials: Credentials {
+                secret: ApiSecret(secret_api.into()),
+                data: data.clone(),
+            },
             registry: registry.clone(),
             events: events.clone(),
             api_ca: ApiCa(api_tls.as_ref().and_then(|tls| tls.ca_pem().map(Arc::from))),

@@ -1,12 +1,14 @@
 //! What the client API's handlers are given. Each handler takes only the part it needs (axum's
 //! `FromRef`): the replicated state, the channel to the active node, the signing keys, this
-//! node's health, the API secret, the agent registry, or this server's events feed.
+//! node's health, the credentials that authenticate clients, the agent registry, or this
+//! server's events feed.
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 
 use crate::active_channel::ActiveChannel;
+use crate::credentials::Credentials;
 use crate::events::Events;
 use crate::health::NodeHealth;
 use crate::keys::Keys;
@@ -28,7 +30,7 @@ pub struct ApiState {
     pub active: ActiveChannel,
     pub keys: Keys,
     pub health: NodeHealth,
-    pub secret: ApiSecret,
+    pub credentials: Credentials,
     pub registry: Registry,
     pub events: Events,
     pub api_ca: ApiCa,

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_keys::{issue_token, Claims, VerifyError, VerifyingKeys};
@@ -19,6 +20,7 @@ use tandem_ha::now_ms;
 use tandem_raft::wire::FORWARDED_BY_HEADER;
 
 use crate::active_channel::ActiveChannel;
+use crate::credentials::Caller;
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, Json, RawBody};
 use crate::keys::{merged_key_set, rotate, verifying_keys, Keys};
@@ -186,9 +188,12 @@ pub async fn list(State(keys): State<Keys>) -> Result<axum::Json<Value>, ApiErro
 
 /// Makes, publishes and starts signing with a new key on this server now; the previous key is
 /// retired and stays in the key set until the last token it signed has expired.
-pub async fn rotate_now(State(keys): State<Keys>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn rotate_now(
+    State(keys): State<Keys>,
+    Extension(caller): Extension<Caller>,
+) -> Result<axum::Json<Value>, ApiError> {
     let previous = keys.ring.signer().map(|k| k.kid().to_string());
-    let kid = rotate(&keys, true).await?;
+    let kid = rotate(&keys, true, caller.who()).await?;
     metrics::counter!("tandem_signing_key_rotations_total").increment(1);
     Ok(axum::Json(json!({ "kid": kid, "previous_kid": previous })))
 }

@@ -1,12 +1,13 @@
 //! The dashboard at `/ui`: one page served by the binary itself (no build step, no CDN) that
-//! signs in with the API secret and then polls this server's API for the servers, agents, mesh,
-//! signing keys and events.
+//! signs in with the API secret or a scoped credential and then polls this server's API for the
+//! servers, agents, mesh, signing keys and events.
 //!
 //! Signing in trades the secret (in a POST body, never a URL) for a session cookie, HttpOnly and
-//! SameSite=Strict: `<expiry>.<HMAC-SHA256 of it under the API secret>`. Every server holds the
-//! same secret, so the session holds on all of them (forwarded requests carry it) and ends when
-//! the secret changes. It authorises reads only (GET), so a page elsewhere can change nothing
-//! with it.
+//! SameSite=Strict: `<expiry>.<subject>.<HMAC-SHA256 of both under the API secret>`, where the
+//! subject is "root" or the credential's id. Every server holds the same secret, so the session
+//! holds on all of them (forwarded requests carry it) and ends when the secret changes or the
+//! credential is revoked. It authorises reads only (GET), within the credential's grants, so a
+//! page elsewhere can change nothing with it.
 
 use aws_lc_rs::hmac;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::credentials::Credentials;
 use crate::error::{secrets_match, ApiError};
 use crate::extract::Json;
 use crate::state::ApiSecret;
@@ -67,18 +69,19 @@ pub struct SignIn {
     secret: String,
 }
 
-/// `POST /ui/session` with `{"secret": ...}`: a session cookie, or 401.
+/// `POST /ui/session` with `{"secret": ...}` (the API secret or a scoped credential): a session
+/// cookie, or 401.
 pub async fn sign_in(
-    State(secret): State<ApiSecret>,
+    State(credentials): State<Credentials>,
     Json(sign_in): Json<SignIn>,
 ) -> Result<Response, ApiError> {
-    if !secrets_match(sign_in.secret.trim().as_bytes(), secret.0.as_bytes()) {
-        return Err(ApiError::unauthorized());
-    }
+    let caller = credentials
+        .identify(&sign_in.secret)?
+        .ok_or_else(ApiError::unauthorized)?;
     let expires = unix_secs().saturating_add(SESSION_SECS);
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}",
-        session(&secret, expires)
+        session(&credentials.secret, caller.session_subject(), expires)
     );
     Ok(set_cookie(StatusCode::NO_CONTENT, &cookie))
 }
@@ -97,10 +100,10 @@ fn set_cookie(status: StatusCode, cookie: &str) -> Response {
     response
 }
 
-/// Whether a request is a read carrying a valid session cookie.
-pub fn has_session(method: &Method, headers: &HeaderMap, secret: &ApiSecret) -> bool {
+/// Who a read's valid session cookie names ("root" or a credential's id), if it carries one.
+pub fn session_subject(method: &Method, headers: &HeaderMap, secret: &ApiSecret) -> Option<String> {
     if method != Method::GET && method != Method::HEAD {
-        return false;
+        return None;
     }
     headers
         .get_all(header::COOKIE)
@@ -108,23 +111,32 @@ pub fn has_session(method: &Method, headers: &HeaderMap, secret: &ApiSecret) -> 
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(|token| session_valid(secret, token, unix_secs()))
+        .find_map(|token| session_valid(secret, token, unix_secs()))
 }
 
-fn session(secret: &ApiSecret, expires: u64) -> String {
+fn session(secret: &ApiSecret, subject: &str, expires: u64) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.0.as_bytes());
-    let tag = hmac::sign(&key, format!("tandem-ui-session:{expires}").as_bytes());
-    format!("{expires}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    let tag = hmac::sign(
+        &key,
+        format!("tandem-ui-session:{expires}:{subject}").as_bytes(),
+    );
+    format!(
+        "{expires}.{subject}.{}",
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    )
 }
 
-fn session_valid(secret: &ApiSecret, token: &str, now: u64) -> bool {
-    let Some((expires, _)) = token.split_once('.') else {
-        return false;
-    };
-    let Ok(expires) = expires.parse::<u64>() else {
-        return false;
-    };
-    expires > now && secrets_match(token.as_bytes(), session(secret, expires).as_bytes())
+/// The subject of a session token that is signed and unexpired.
+fn session_valid(secret: &ApiSecret, token: &str, now: u64) -> Option<String> {
+    let mut parts = token.splitn(3, '.');
+    let expires = parts.next()?.parse::<u64>().ok()?;
+    let subject = parts.next()?;
+    let valid = expires > now
+        && secrets_match(
+            token.as_bytes(),
+            session(secret, subject, expires).as_bytes(),
+        );
+    valid.then(|| subject.to_string())
 }
 
 fn unix_secs() -> u64 {
@@ -155,27 +167,41 @@ mod tests {
     fn a_session_holds_for_reads_until_it_expires_and_only_under_its_secret() {
         let ours = secret("the-api-secret-0123456789");
         let now = unix_secs();
-        let token = session(&ours, now + 60);
-        assert!(has_session(&Method::GET, &cookie(&token), &ours));
-        assert!(
-            !has_session(&Method::POST, &cookie(&token), &ours),
-            "reads only"
-        );
+        let has = |method: &Method, token: &str, secret: &ApiSecret| {
+            session_subject(method, &cookie(token), secret)
+        };
+        let token = session(&ours, "root", now + 60);
+        assert_eq!(has(&Method::GET, &token, &ours).as_deref(), Some("root"));
+        assert_eq!(has(&Method::POST, &token, &ours), None, "reads only");
         let theirs = secret("another-secret-9876543210");
-        assert!(!has_session(&Method::GET, &cookie(&token), &theirs));
-        let expired = session(&ours, now - 1);
-        assert!(!has_session(&Method::GET, &cookie(&expired), &ours));
-        let (expiry, tag) = token.split_once('.').expect("two parts");
+        assert_eq!(has(&Method::GET, &token, &theirs), None);
+        let expired = session(&ours, "root", now - 1);
+        assert_eq!(has(&Method::GET, &expired, &ours), None);
+        let (expiry, rest) = token.split_once('.').expect("three parts");
         let later: u64 = expiry.parse::<u64>().expect("a number") + 3600;
-        assert!(
-            !has_session(&Method::GET, &cookie(&format!("{later}.{tag}")), &ours),
+        assert_eq!(
+            has(&Method::GET, &format!("{later}.{rest}"), &ours),
+            None,
             "the expiry is signed"
         );
-        for garbage in ["", ".", "x.y", "99999999999.", "1.2.3"] {
-            assert!(
-                !has_session(&Method::GET, &cookie(garbage), &ours),
-                "{garbage:?}"
-            );
+        let (subject, tag) = rest.split_once('.').expect("subject and tag");
+        assert_eq!(subject, "root");
+        assert_eq!(
+            has(
+                &Method::GET,
+                &format!("{expiry}.0123456789abcdef.{tag}"),
+                &ours
+            ),
+            None,
+            "the subject is signed"
+        );
+        let scoped = session(&ours, "0123456789abcdef", now + 60);
+        assert_eq!(
+            has(&Method::GET, &scoped, &ours).as_deref(),
+            Some("0123456789abcdef")
+        );
+        for garbage in ["", ".", "x.y", "99999999999.", "1.2.3", "99999999999.root."] {
+            assert_eq!(has(&Method::GET, garbage, &ours), None, "{garbage:?}");
         }
     }
 }

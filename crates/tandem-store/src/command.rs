@@ -8,8 +8,10 @@ use crate::sql;
 // Kept at this path for callers that name it from here.
 pub use crate::sql::Params;
 
+mod auth;
 mod registry;
 
+pub use auth::{AuthCommand, MAX_GRANTS, ROOT};
 pub use registry::{
     RegistryCommand, TokenSpec, MAX_CERTIFICATE_LEN, MAX_ID_LEN, MAX_NAMES_PER_COMMAND,
 };
@@ -128,6 +130,11 @@ pub enum Command {
         statements: Vec<Statement>,
         all_or_nothing: bool,
     },
+    /// A change to the client API's scoped credentials.
+    Auth(AuthCommand),
+    /// `command`, recorded in the audit log as done by `by` (a credential's name, "root", or a
+    /// server) when it is applied; only commands with an [`Command::audit_record`] may be.
+    Audited { by: String, command: Box<Command> },
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -174,6 +181,10 @@ impl Command {
             | Command::KeyRetire { .. } => false,
             Command::Batch(commands) => commands.iter().any(Command::adds_data),
             Command::Registry(command) => command.adds_data(),
+            // A revocation must get through a full disk: it takes rights away.
+            Command::Auth(AuthCommand::Create { .. }) => true,
+            Command::Auth(AuthCommand::Revoke { .. }) => false,
+            Command::Audited { command, .. } => command.adds_data(),
         }
     }
 
@@ -182,6 +193,8 @@ impl Command {
         match self {
             Command::KeyPublish { .. } | Command::KeyRetire { .. } | Command::Expire => true,
             Command::Batch(commands) => commands.iter().any(Command::changes_keys),
+            // Key publications and retirements are audited, so they come wrapped.
+            Command::Audited { command, .. } => command.changes_keys(),
             _ => false,
         }
     }
@@ -308,6 +321,16 @@ impl Command {
                 Ok(())
             }
             Command::Registry(command) => command.validate(),
+            Command::Auth(command) => command.validate(),
+            Command::Audited { by, command } => {
+                name("who", by)?;
+                if command.audit_record().is_none() {
+                    return Err(Rejection::invalid(
+                        "only changes to credentials, signing keys, join tokens and agents' revocation are audited",
+                    ));
+                }
+                command.validate()
+            }
             Command::Batch(commands) => {
                 if commands.is_empty() {
                     return Err(Rejection::invalid("an empty batch"));
@@ -318,6 +341,57 @@ impl Command {
                 })
             }
         }
+    }
+
+    /// This command, to be recorded in the audit log as done by `by`.
+    pub fn audited(self, by: impl Into<String>) -> Command {
+        Command::Audited {
+            by: by.into(),
+            command: Box::new(self),
+        }
+    }
+
+    /// What the audit log says of this command: its action and details. `None` for commands
+    /// that are not audited.
+    pub fn audit_record(&self) -> Option<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        let record = match self {
+            Command::Auth(AuthCommand::Create {
+                id,
+                name,
+                grants,
+                ttl_ms,
+                ..
+            }) => (
+                "credential.create",
+                json!({ "id": id, "name": name, "grants": grants, "ttl_ms": ttl_ms }),
+            ),
+            Command::Auth(AuthCommand::Revoke { credential }) => {
+                ("credential.revoke", json!({ "credential": credential }))
+            }
+            Command::KeyPublish { kid, node_id, .. } => {
+                ("key.publish", json!({ "kid": kid, "node_id": node_id }))
+            }
+            Command::KeyRetire { kid, keep_for_ms } => (
+                "key.retire",
+                json!({ "kid": kid, "keep_for_ms": keep_for_ms }),
+            ),
+            Command::Registry(RegistryCommand::Revoke { name }) => {
+                ("agent.revoke", json!({ "name": name }))
+            }
+            Command::Registry(RegistryCommand::TokenCreate { id, pool, .. }) => {
+                ("join_token.create", json!({ "id": id, "pool": pool }))
+            }
+            Command::Registry(RegistryCommand::TokenCreateRestricted { token, .. }) => (
+                "join_token.create",
+                json!({ "id": token.id, "pool": token.pool }),
+            ),
+            Command::Registry(RegistryCommand::TokenRevoke { id }) => {
+                ("join_token.revoke", json!({ "id": id }))
+            }
+            _ => return None,
+        };
+        Some(record)
     }
 
     /// How many bytes [`Command::encode`] makes of it.
@@ -476,6 +550,14 @@ pub enum Outcome {
     SqlAnswers {
         answers: Vec<(SqlAnswer, f64)>,
     },
+    CredentialCreated {
+        expires_at_ms: Option<i64>,
+    },
+    /// The credential that was revoked.
+    CredentialRevoked {
+        id: String,
+        name: String,
+    },
 }
 
 /// The result of applying one command, as the state machine hands it back through Raft.
@@ -544,12 +626,46 @@ mod tests {
             all_or_nothing: false,
         };
         assert_eq!(variant(&each), 14u32.to_le_bytes());
+        let revoke = Command::Auth(AuthCommand::Revoke {
+            credential: "a".into(),
+        });
+        assert_eq!(variant(&revoke), 15u32.to_le_bytes());
+        let audited = Command::Audited {
+            by: "root".into(),
+            command: Box::new(revoke),
+        };
+        assert_eq!(variant(&audited), 16u32.to_le_bytes());
         // Inside the registry's commands the same holds: the mesh's came last.
         let set = Command::Registry(RegistryCommand::SetAnnounce {
             name: "a".into(),
             allow: None,
         });
         assert_eq!(set.encode()[4..8], 11u32.to_le_bytes());
+    }
+
+    #[test]
+    fn only_auditable_commands_are_audited() {
+        let audited = |command: Command| Command::Audited {
+            by: "ops".into(),
+            command: Box::new(command),
+        };
+        let revoke = Command::Registry(RegistryCommand::Revoke { name: "a".into() });
+        assert!(audited(revoke).validate().is_ok());
+        assert!(audited(Command::Expire).validate().is_err());
+        let create = |grants: Vec<String>| {
+            audited(Command::Auth(AuthCommand::Create {
+                id: "c1".into(),
+                name: "billing".into(),
+                secret_sha256: vec![0; 32],
+                grants,
+                ttl_ms: None,
+            }))
+        };
+        assert!(create(vec!["kv:read:billing/".into()]).validate().is_ok());
+        let bad = create(vec!["kv:rw".into()])
+            .validate()
+            .expect_err("a bad grant");
+        assert!(bad.message.contains("\"kv:rw\""), "{}", bad.message);
     }
 
     #[test]

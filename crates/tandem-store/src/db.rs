@@ -22,6 +22,7 @@ use crate::rules::registry::{AgentRow, CredentialRow};
 use crate::sql::{self, SqlValue};
 
 mod apply;
+mod auth;
 mod cache;
 mod keys;
 mod kv;
@@ -29,6 +30,7 @@ mod locks;
 mod registry;
 
 use apply::{ApplyError, Applying, Counters};
+pub use auth::{AuditEntry, CredentialRecord};
 pub use kv::KvEntry;
 
 const SCHEMA: &str = "
@@ -84,6 +86,17 @@ CREATE TABLE IF NOT EXISTS _tandem_mesh_announce (
 CREATE TABLE IF NOT EXISTS _tandem_join_token_announce (
     token_id TEXT PRIMARY KEY, allow TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Scoped credentials of the client API: the secret only as its hash, grants a JSON array.
+CREATE TABLE IF NOT EXISTS _tandem_credentials (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 BLOB NOT NULL, grants TEXT NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER, revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS _tandem_credentials_name ON _tandem_credentials(name);
+-- Who changed credentials, signing keys, join tokens and agents' revocation, and when; detail is JSON.
+CREATE TABLE IF NOT EXISTS _tandem_audit (
+    seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 ";
 
 const META_APPLIED: &str = "last_applied";
@@ -533,6 +546,14 @@ impl StateDb {
             }
             Command::KeyRetire { kid, keep_for_ms } => keys::retire(applying, kid, *keep_for_ms),
             Command::Registry(command) => registry::apply(applying, command),
+            Command::Auth(command) => auth::apply(applying, command),
+            Command::Audited { by, command } => {
+                let outcome = self.apply_command(conn, command, now, counters)?;
+                if let Some((action, detail)) = command.audit_record() {
+                    auth::record_audit(conn, now, by, action, &detail)?;
+                }
+                Ok(outcome)
+            }
             // Only the top level of an entry may be a batch; `apply` unpacks it.
             Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
         }
@@ -950,6 +971,24 @@ impl StateDb {
         &self,
     ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
         self.with_reader(|conn, _| Ok(registry::announce_limits(conn).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// A scoped credential by its id, whatever its state.
+    pub fn credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        self.with_reader(|conn, _| Ok(auth::credential(conn, id).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Every scoped credential, revoked and expired ones too, oldest first.
+    pub fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError> {
+        self.with_reader(|conn, _| Ok(auth::credentials(conn).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Audit entries after `since`, oldest first, at most `limit`.
+    pub fn audit(&self, since: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_reader(|conn, _| Ok(auth::audit(conn, since, limit).map_err(StoreError::from)?))
             .map_err(read_store_error)
     }
 

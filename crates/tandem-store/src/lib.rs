@@ -1,7 +1,7 @@
 //! The replicated state machine: commands, queries, and the SQLite database that holds the
-//! user's SQL tables together with Tandem's key/value store, TTL cache, locks, signing keys and
-//! agent registry. The rules those obey (expiry, leases, fencing, compare-and-set, enrolment)
-//! are plain code in [`rules`], for every backend.
+//! user's SQL tables together with Tandem's key/value store, TTL cache, locks, signing keys,
+//! agent registry, scoped credentials and audit log. The rules those obey (expiry, leases,
+//! fencing, compare-and-set, enrolment, grants) are plain code in [`rules`], for every backend.
 //!
 //! Modules depend only downwards: `state_machine` → `db` → `guard`, `error`, `rules` → `command`
 //! → `sql`.
@@ -19,10 +19,10 @@ mod state_machine;
 
 pub use command::SqlAnswer;
 pub use command::{
-    Applied, Command, Fence, Outcome, Params, RegistryCommand, Rejection, RejectionKind, Statement,
-    TokenSpec,
+    Applied, AuthCommand, Command, Fence, Outcome, Params, RegistryCommand, Rejection,
+    RejectionKind, Statement, TokenSpec, ROOT,
 };
-pub use db::{KvEntry, PublishedKey, QueryRows, StateDb};
+pub use db::{AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb};
 pub use error::{ReadError, StoreError};
 pub use rules::lease::LockState;
 pub use rules::registry::{AgentRow, CredentialRow};

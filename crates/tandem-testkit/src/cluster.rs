@@ -648,6 +648,20 @@ impl Cluster {
         self.send_as(i, method, path, body, auth).await
     }
 
+    /// One request to node `i` presenting `bearer` (a scoped credential) instead of the API
+    /// secret; panics if no HTTP answer comes back.
+    pub async fn send_with(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        bearer: &str,
+    ) -> HttpReply {
+        self.send_as(i, method, path, body, Auth::Bearer(bearer))
+            .await
+    }
+
     async fn send_as(
         &self,
         i: usize,

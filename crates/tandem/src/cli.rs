@@ -84,6 +84,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Scoped credentials for the client API (create, ls, revoke) and the audit log
+    Auth {
+        #[command(subcommand)]
+        command: crate::auth_cli::AuthCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The agents' mesh as they report it: peers and routes
     Mesh {
         #[command(subcommand)]
@@ -406,6 +413,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { command, target } => keys(command, &target).await,
         Command::Agents { command, target } => match target.client() {
             Ok(client) => crate::agents_cli::run(command, &client).await,
+            Err(e) => Err(e),
+        },
+        Command::Auth { command, target } => match target.client() {
+            Ok(client) => crate::auth_cli::run(command, &client).await,
             Err(e) => Err(e),
         },
         Command::Mesh { command, target } => match target.client() {

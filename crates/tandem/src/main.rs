@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod agents_cli;
+mod auth_cli;
 mod cli;
 mod dev_cli;
 mod mesh_cli;

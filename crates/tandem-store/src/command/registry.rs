@@ -15,7 +15,7 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 /// The most agents one mark-down or removal may name.
 pub const MAX_NAMES_PER_COMMAND: usize = 10_000;
-/// A join token's secret is kept only as its SHA-256.
+/// Join tokens' and scoped credentials' secrets are kept only as their SHA-256.
 const SHA256_LEN: usize = 32;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ fn check_new_token(
 ) -> Result<(), Rejection> {
     check_id("a join token's id", id)?;
     check_name("pool", pool).map_err(Rejection::invalid)?;
-    check_sha256(secret_sha256)?;
+    check_sha256("a join token's secret", secret_sha256)?;
     if let Some(ttl_ms) = ttl_ms {
         check_ttl("a join token's ttl", ttl_ms)?;
     }
@@ -157,7 +157,7 @@ fn check_new_token(
     Ok(())
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+pub(super) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(Rejection::invalid(format!(
             "{what} must be 1 to {MAX_ID_LEN} bytes long, got {}",
@@ -167,10 +167,10 @@ fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn check_sha256(hash: &[u8]) -> Result<(), Rejection> {
+pub(super) fn check_sha256(what: &str, hash: &[u8]) -> Result<(), Rejection> {
     if hash.len() != SHA256_LEN {
         return Err(Rejection::invalid(format!(
-            "a join token's secret is sent as its SHA-256 ({SHA256_LEN} bytes), got {} bytes",
+            "{what} is sent as its SHA-256 ({SHA256_LEN} bytes), got {} bytes",
             hash.len()
         )));
     }
@@ -260,7 +260,7 @@ impl RegistryCommand {
                 certificate_pem,
             } => {
                 check_id("a join token's id", token_id)?;
-                check_sha256(secret_sha256)?;
+                check_sha256("a join token's secret", secret_sha256)?;
                 check_agent_name(name)?;
                 check_id("a credential's id", credential_id)?;
                 if !check_public_key(public_jwk)?.is_object() {

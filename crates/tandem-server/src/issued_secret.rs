@@ -1,18 +1,19 @@
-//! Join tokens as agents carry them: `<id>.<secret>`. The id finds the token; only a hash of
-//! the secret is replicated, so a copy of the state (a backup, a snapshot) enrols nobody.
+//! Secrets the servers hand out, join tokens for agents and scoped credentials for clients, as
+//! their holders carry them: `<id>.<secret>`. The id finds the row; only a hash of the secret is
+//! replicated, so a copy of the state (a backup, a snapshot) lets nobody in.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-/// A token as created: its id and the whole token to hand out.
-pub struct NewJoinToken {
+/// A secret as created: its id and the whole token to hand out.
+pub struct IssuedSecret {
     pub id: String,
     pub token: String,
     pub secret_sha256: Vec<u8>,
 }
 
-pub fn new_join_token() -> NewJoinToken {
+pub fn issue_secret() -> IssuedSecret {
     let mut rng = rand::rng();
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
@@ -20,7 +21,7 @@ pub fn new_join_token() -> NewJoinToken {
     rng.fill_bytes(&mut secret);
     let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let secret = URL_SAFE_NO_PAD.encode(secret);
-    NewJoinToken {
+    IssuedSecret {
         token: format!("{id}.{secret}"),
         secret_sha256: sha256(&secret),
         id,
@@ -28,7 +29,7 @@ pub fn new_join_token() -> NewJoinToken {
 }
 
 /// A presented token's id and the hash of its secret; `None` when it is not shaped like one.
-pub fn parse_join_token(token: &str) -> Option<(String, Vec<u8>)> {
+pub fn parse_issued(token: &str) -> Option<(String, Vec<u8>)> {
     let (id, secret) = token.trim().split_once('.')?;
     let hex_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
     (hex_id && !secret.is_empty()).then(|| (id.to_string(), sha256(secret)))
@@ -46,11 +47,11 @@ mod tests {
 
     #[test]
     fn a_new_token_parses_to_its_id_and_hash() {
-        let new = new_join_token();
-        let (id, hash) = parse_join_token(&new.token).unwrap();
+        let new = issue_secret();
+        let (id, hash) = parse_issued(&new.token).unwrap();
         assert_eq!(id, new.id);
         assert_eq!(hash, new.secret_sha256);
-        assert_ne!(new_join_token().token, new.token);
+        assert_ne!(issue_secret().token, new.token);
     }
 
     #[test]
@@ -62,7 +63,7 @@ mod tests {
             "zzzzzzzzzzzzzzzz.secret",
             "0123456789abcdef.",
         ] {
-            assert!(parse_join_token(bad).is_none(), "{bad}");
+            assert!(parse_issued(bad).is_none(), "{bad}");
         }
     }
 }

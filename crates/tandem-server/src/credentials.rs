@@ -1,0 +1,233 @@
+//! Who sends a client request, and whether they may. [`authenticate`], in front of every
+//! authenticated route, names the [`Caller`]: the API secret (root), a scoped credential, or a
+//! dashboard session of either. [`require`], on each route, describes what the request does and
+//! asks [`tandem_store::rules::grants::allows`]. Both run on every node a request passes
+//! through, each against its own applied copy of the credentials: a standby refuses before it
+//! forwards, and the active node checks again before it serves.
+
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use base64::Engine as _;
+use tandem_store::rules::grants::{allows, parse_grants, Access, Grant};
+use tandem_store::{CredentialRecord, ROOT};
+
+use crate::error::{secrets_match, ApiError};
+use crate::issued_secret::parse_issued;
+use crate::replicated::Replicated;
+use crate::state::{ApiSecret, ApiState};
+use crate::ui;
+
+/// Who a request comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The API secret: every grant.
+    Root,
+    Scoped {
+        id: String,
+        name: String,
+        grants: Vec<Grant>,
+    },
+}
+
+impl Caller {
+    /// The name the audit log gives them.
+    pub fn who(&self) -> &str {
+        match self {
+            Caller::Root => ROOT,
+            Caller::Scoped { name, .. } => name,
+        }
+    }
+
+    /// What a dashboard session of this caller carries: "root" or the credential's id.
+    pub fn session_subject(&self) -> &str {
+        match self {
+            Caller::Root => ROOT,
+            Caller::Scoped { id, .. } => id,
+        }
+    }
+
+    /// Whether the caller may do `access`, or the refusal that names the missing grant.
+    pub fn may(&self, access: &Access) -> Result<(), ApiError> {
+        let Caller::Scoped { name, grants, .. } = self else {
+            return Ok(());
+        };
+        allows(grants, access).map_err(|missing| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "credential {name:?} lacks the grant {missing}; it holds {}",
+                    grants
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// What identifies callers: the API secret, and the scoped credentials in this node's state.
+#[derive(Clone)]
+pub struct Credentials {
+    pub secret: ApiSecret,
+    pub data: Replicated,
+}
+
+impl Credentials {
+    /// The caller a presented secret names, if it is the API secret or a usable credential.
+    pub fn identify(&self, presented: &str) -> Result<Option<Caller>, ApiError> {
+        let presented = presented.trim();
+        if secrets_match(presented.as_bytes(), self.secret.0.as_bytes()) {
+            return Ok(Some(Caller::Root));
+        }
+        let Some((id, hash)) = parse_issued(presented) else {
+            return Ok(None);
+        };
+        Ok(self
+            .usable(&id)?
+            .filter(|record| secrets_match(&hash, &record.secret_sha256))
+            .map(scoped))
+    }
+
+    /// The caller a dashboard session names, if its credential is still usable.
+    fn of_session(&self, subject: &str) -> Result<Option<Caller>, ApiError> {
+        if subject == ROOT {
+            return Ok(Some(Caller::Root));
+        }
+        Ok(self.usable(subject)?.map(scoped))
+    }
+
+    /// The credential `id` when it is neither revoked nor expired.
+    fn usable(&self, id: &str) -> Result<Option<CredentialRecord>, ApiError> {
+        let record = self.data.db().credential(id)?;
+        Ok(record.filter(|r| r.usable_at(tandem_ha::now_ms())))
+    }
+
+    fn caller(&self, method: &Method, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(presented_secret);
+        if let Some(presented) = presented {
+            return self.identify(&presented);
+        }
+        match ui::session_subject(method, headers, &self.secret) {
+            Some(subject) => self.of_session(&subject),
+            None => Ok(None),
+        }
+    }
+}
+
+fn scoped(record: CredentialRecord) -> Caller {
+    Caller::Scoped {
+        // Stored only after they were parsed: one that no longer parses grants nothing.
+        grants: parse_grants(&record.grants).unwrap_or_default(),
+        id: record.id,
+        name: record.name,
+    }
+}
+
+/// Names the caller of every request it guards (a [`Caller`] in the request's extensions), or
+/// answers 401.
+pub async fn authenticate(
+    State(credentials): State<Credentials>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match credentials.caller(request.method(), request.headers()) {
+        Ok(Some(caller)) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Ok(None) => ApiError::unauthorized().into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `route`, served only to callers whose grants allow what `describe` says a request to it
+/// does (from its path names and query).
+pub fn require<D>(route: MethodRouter<ApiState>, describe: D) -> MethodRouter<ApiState>
+where
+    D: Fn(Option<RawPathParams>, &Uri) -> Access + Clone + Send + Sync + 'static,
+{
+    route.route_layer(middleware::from_fn_with_state(describe, check_grants::<D>))
+}
+
+async fn check_grants<D>(
+    State(describe): State<D>,
+    names: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+    next: Next,
+) -> Response
+where
+    D: Fn(Option<RawPathParams>, &Uri) -> Access + Clone + Send + Sync + 'static,
+{
+    let Some(caller) = request.extensions().get::<Caller>() else {
+        return ApiError::unauthorized().into_response();
+    };
+    match caller.may(&describe(names.ok(), request.uri())) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The secret an `Authorization` header presents: `Bearer <secret>`, or HTTP basic auth with
+/// the secret as the password (any user name), which is how rqlite clients send credentials.
+fn presented_secret(authorization: &str) -> Option<String> {
+    if let Some(secret) = authorization.strip_prefix("Bearer ") {
+        return Some(secret.to_string());
+    }
+    let encoded = authorization.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(password.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_comes_as_a_bearer_token_or_a_basic_auth_password() {
+        assert_eq!(presented_secret("Bearer s3cret").as_deref(), Some("s3cret"));
+        // "rqlite:s3cret:with:colons" in base64: the password runs to the end.
+        assert_eq!(
+            presented_secret("Basic cnFsaXRlOnMzY3JldDp3aXRoOmNvbG9ucw==").as_deref(),
+            Some("s3cret:with:colons")
+        );
+        assert_eq!(presented_secret("Basic not base64!"), None);
+        // "nocolon" in base64: no password at all.
+        assert_eq!(presented_secret("Basic bm9jb2xvbg=="), None);
+        assert_eq!(presented_secret("Digest x"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_missing_grant_and_root_may_do_anything() {
+        let caller = Caller::Scoped {
+            id: "0123456789abcdef".into(),
+            name: "billing".into(),
+            grants: vec![Grant::KvRead("billing/".into())],
+        };
+        assert!(caller.may(&Access::KvRead("billing/x".into())).is_ok());
+        let refused = caller
+            .may(&Access::KvWrite("billing/x".into()))
+            .expect_err("not granted");
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(
+            refused.message.contains("kv:write:billing/x"),
+            "{}",
+            refused.message
+        );
+        assert!(Caller::Root.may(&Access::ClusterAdmin).is_ok());
+        assert_eq!(Caller::Root.who(), "root");
+        assert_eq!(caller.who(), "billing");
+    }
+}
