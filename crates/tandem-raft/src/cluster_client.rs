@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::{self, ProbeReply, SECRET_HEADER, SECRET_HEADER_BEFORE};
+use crate::wire::{
+    self, ProbeReply, PROTOCOL_HEADER, PROTOCOL_VERSION, SECRET_HEADER, SECRET_HEADER_BEFORE,
+};
 
 /// How this node speaks to its peers' cluster ports: one HTTP client (mutual TLS in a running
 /// server), the scheme it speaks, and the cluster secret every request carries. Raft RPCs,
@@ -31,6 +33,7 @@ impl ClusterClient {
             // Also under the header's earlier name, which nodes of the previous release read,
             // so that a rolling upgrade keeps every node in touch.
             .header(SECRET_HEADER_BEFORE, &*self.secret)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
     }
 
     /// The answer of the node at `addr` to [`wire::PROBE_PATH`], or `None` when it gives none

@@ -22,10 +22,49 @@ pub const SECRET_HEADER: &str = "x-tandem-cluster-secret";
 /// The header's earlier name, still accepted so that nodes of the previous release can take part
 /// in a rolling upgrade.
 pub const SECRET_HEADER_BEFORE: &str = "x-tandem-raft-secret";
+/// Header that names the cluster-channel protocol version a node speaks, on every request.
+pub const PROTOCOL_HEADER: &str = "x-tandem-cluster-protocol";
+/// The version of the cluster channel's messages (and of the replicated commands in them) this
+/// build speaks. A release that changes them in a way an older node would misread raises it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Whether a peer that names `given` as its protocol can be understood. Nodes from before the
+/// header existed send none and speak version 1.
+pub fn check_protocol(given: Option<&str>) -> Result<(), String> {
+    let Some(text) = given else {
+        return Ok(());
+    };
+    match text.trim().parse::<u32>() {
+        Ok(PROTOCOL_VERSION) => Ok(()),
+        Ok(other) => Err(format!(
+            "this node speaks cluster protocol {PROTOCOL_VERSION} and the peer speaks {other}: every server of a cluster must run a release that speaks the same protocol (see the upgrade rule in docs/operations.md)"
+        )),
+        Err(_) => Err(format!(
+            "the peer names cluster protocol {text:?}, which is not a version number"
+        )),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed cluster message: {0}")]
 pub struct WireError(#[from] bincode::Error);
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_protocol_or_none_is_understood() {
+        assert_eq!(check_protocol(None), Ok(()));
+        assert_eq!(check_protocol(Some("1")), Ok(()));
+        let newer = check_protocol(Some("2")).unwrap_err();
+        assert!(
+            newer.contains("speaks cluster protocol 1 and the peer speaks 2"),
+            "{newer}"
+        );
+        assert!(check_protocol(Some("v1")).is_err());
+    }
+}
 
 pub fn encode_request<T: Serialize>(message: &T) -> Result<Vec<u8>, WireError> {
     Ok(bincode::serialize(message)?)

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use tandem_ha::HaBackend;
 use tandem_raft::openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tandem_raft::wire::{
-    self, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER, FORWARD_URI_HEADER,
-    SECRET_HEADER, SECRET_HEADER_BEFORE,
+    self, check_protocol, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER,
+    FORWARD_URI_HEADER, PROTOCOL_HEADER, SECRET_HEADER, SECRET_HEADER_BEFORE,
 };
 use tandem_raft::{LogStore, NodeId, PeerContacts, Raft, TypeConfig};
 use tower::ServiceExt;
@@ -97,6 +97,14 @@ async fn require_cluster_secret(
             "missing or wrong cluster secret: every node needs the same cluster secret (secret_cluster)",
         )
         .into_response();
+    }
+    // Known to be a member: now it may learn that it speaks another protocol.
+    let protocol = headers
+        .get(PROTOCOL_HEADER)
+        .map(|v| v.to_str().unwrap_or("not text"));
+    if let Err(message) = check_protocol(protocol) {
+        tracing::warn!(%message, "refused a request from a peer");
+        return ApiError::new(StatusCode::CONFLICT, "protocol_mismatch", message).into_response();
     }
     next.run(request).await
 }

@@ -799,7 +799,7 @@ mod tests {
             "join \"nowhere\" is not host:port"
         );
         let s = from_file(
-            "[cluster]\nnode_id = 4\nnodes = \"4 a:8100 a:8200\"\njoin = \"b:8200\"\nsecret = \"0123456789abcdef\"\n[api]\nsecret = \"0123456789abcdef\"\n",
+            "[cluster]\nnode_id = 4\nnodes = \"4 a:8100 a:8200\"\njoin = \"b:8200\"\nsecret = \"0123456789abcdef\"\n[api]\nsecret = \"0123456789abcdef\"\ntls = \"off\"\n",
         )
         .unwrap();
         assert_eq!(s.join.as_deref(), Some("b:8200"));

@@ -11,6 +11,7 @@ mod cluster_api;
 pub mod config;
 mod credentials;
 mod data_api;
+mod data_format;
 mod error;
 mod events;
 mod events_api;

@@ -64,6 +64,8 @@ pub enum StartError {
     Keys(#[from] tandem_keys::KeyError),
     #[error("{0}")]
     Backends(ConfigError),
+    #[error("{0}")]
+    DataFormat(String),
 }
 
 /// How often the active node looks for keys, cache entries and leases that are due.
@@ -192,6 +194,7 @@ impl RunningServer {
                 path: data_dir.display().to_string(),
                 source,
             })?;
+        crate::data_format::check_folder(&data_dir).map_err(StartError::DataFormat)?;
         let this = settings.this_node().clone();
         let cluster_listener = bind("the cluster port", &this.cluster_addr).await?;
         let api_listener = bind("the API", &this.api_addr).await?;

@@ -368,43 +368,39 @@ impl StateDb {
                     clock = clock.max(proposal.stamped_at_ms);
                     // A batch answers one result per command, in order; any other entry one.
                     let (commands, batched) = match Command::decode(&proposal.command) {
-                        Err(e) => (Err(Rejection::invalid(e)), false),
-                        Ok(Command::Batch(commands)) if !commands.is_empty() => {
-                            (Ok(commands), true)
+                        Err(detail) => {
+                            return Err(StoreError::NewerEntry {
+                                index: entry.log_id.index,
+                                detail,
+                            })
                         }
-                        Ok(command) => (Ok(vec![command]), false),
+                        Ok(Command::Batch(commands)) if !commands.is_empty() => (commands, true),
+                        Ok(command) => (vec![command], false),
                     };
-                    match commands {
-                        Err(rejection) => Err(rejection),
-                        Ok(commands) => {
-                            let mut results = Vec::with_capacity(commands.len());
-                            for (position, command) in commands.iter().enumerate() {
-                                keys_changed |= command.changes_keys();
-                                let step = (entry.log_id.index, position);
-                                match self.apply_step(
-                                    &mut tx,
-                                    command,
-                                    step,
-                                    stopped,
-                                    clock,
-                                    &mut counters,
-                                )? {
-                                    Step::Done(applied) => results.push(applied),
-                                    Step::Stopped(rejection) => {
-                                        return Ok(Batch::Stopped(step, rejection))
-                                    }
-                                }
-                            }
-                            if batched {
-                                let values = results.iter().map(|applied| {
-                                    serde_json::to_value(applied).unwrap_or(serde_json::Value::Null)
-                                });
-                                answers.push(serde_json::Value::Array(values.collect()));
-                                continue;
-                            }
-                            results.pop().unwrap_or(Ok(Outcome::Nothing))
+                    let mut results = Vec::with_capacity(commands.len());
+                    for (position, command) in commands.iter().enumerate() {
+                        keys_changed |= command.changes_keys();
+                        let step = (entry.log_id.index, position);
+                        match self.apply_step(
+                            &mut tx,
+                            command,
+                            step,
+                            stopped,
+                            clock,
+                            &mut counters,
+                        )? {
+                            Step::Done(applied) => results.push(applied),
+                            Step::Stopped(rejection) => return Ok(Batch::Stopped(step, rejection)),
                         }
                     }
+                    if batched {
+                        let values = results.iter().map(|applied| {
+                            serde_json::to_value(applied).unwrap_or(serde_json::Value::Null)
+                        });
+                        answers.push(serde_json::Value::Array(values.collect()));
+                        continue;
+                    }
+                    results.pop().unwrap_or(Ok(Outcome::Nothing))
                 }
             };
             answers.push(serde_json::to_value(&applied).unwrap_or(serde_json::Value::Null));

@@ -16,6 +16,11 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("state database file: {0}")]
     Io(#[from] std::io::Error),
+    /// A committed entry holds a command this version cannot read: a newer version proposed it.
+    /// Applying stops there rather than skip it and let this server's data differ from the
+    /// others'.
+    #[error("log entry {index} holds a command this version of Tandem cannot read ({detail}); a newer version wrote it: upgrade this server (see the upgrade rule in docs/operations.md)")]
+    NewerEntry { index: u64, detail: String },
 }
 
 impl StoreError {
