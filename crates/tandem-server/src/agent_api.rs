@@ -63,7 +63,11 @@ pub async fn require_agent_credential(
     }
 }
 
-fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError> {
+/// The error code of an assertion signed with a revoked credential.
+pub const CREDENTIAL_REVOKED: &str = "credential_revoked";
+
+/// The enrolled, unrevoked agent whose assertion `token` is.
+pub fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError> {
     let no_credential = || {
         credential_error(
             "credential_invalid",
@@ -90,7 +94,7 @@ fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiError>
         })?;
     if row.revoked {
         return Err(credential_error(
-            "credential_revoked",
+            CREDENTIAL_REVOKED,
             format!(
                 "the credential of agent {:?} was revoked; only a new join token brings it back",
                 row.name

@@ -253,19 +253,35 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let credentials = revoke_agent(&registry, &caller, &name).await?;
+    Ok(axum::Json(
+        json!({ "revoked": name, "credentials": credentials }),
+    ))
+}
+
+/// Revokes every credential of agent `name` for `caller`, and forgets what this node knew of
+/// the agent; answers how many credentials were revoked.
+pub async fn revoke_agent(
+    registry: &Registry,
+    caller: &Caller,
+    name: &str,
+) -> Result<u64, ApiError> {
     let outcome = registry
-        .propose_by(caller.who(), RegistryCommand::Revoke { name: name.clone() })
+        .propose_by(
+            caller.who(),
+            RegistryCommand::Revoke {
+                name: name.to_string(),
+            },
+        )
         .await?;
-    registry.forget(&name);
-    registry.forget_assertions(&name);
+    registry.forget(name);
+    registry.forget_assertions(name);
     let credentials = match outcome {
         Outcome::AgentRevoked { credentials } => credentials,
         other => return Err(ApiError::internal(format!("revocation answered {other:?}"))),
     };
-    tracing::info!(agent = %name, credentials, "agent revoked");
-    Ok(axum::Json(
-        json!({ "revoked": name, "credentials": credentials }),
-    ))
+    tracing::info!(agent = %name, credentials, by = caller.who(), "agent revoked");
+    Ok(credentials)
 }
 
 /// `POST /v1/agents/{name}/announce`: what the agent may announce in the mesh from now on

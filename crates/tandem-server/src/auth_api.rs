@@ -1,6 +1,7 @@
-//! Scoped credentials over HTTP (`/v1/auth/credentials`: create, list, revoke) and the audit log
-//! (`/v1/audit`). A credential is shown once, when it is created; the cluster keeps only its
-//! hash. Every change is proposed as audited, so the log names who made it.
+//! Credentials over HTTP (`/v1/auth/credentials`: create, list, revoke) and the audit log
+//! (`/v1/audit`). A scoped credential is shown once, when it is created; the cluster keeps only
+//! its hash. Enrolled agents' credentials are listed and revoked here too, each holding its one
+//! grant `agent:<name>`. Every change is proposed as audited, so the log names who made it.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
@@ -8,13 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_store::rules::grants::parse_grants;
-use tandem_store::{AuthCommand, Command, CredentialRecord, Outcome};
+use tandem_store::rules::grants::{parse_grants, Grant};
+use tandem_store::{AgentCredentialRecord, AuthCommand, Command, CredentialRecord, Outcome};
 
+use crate::agents_api::revoke_agent;
 use crate::credentials::Caller;
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, query_params, Json};
 use crate::issued_secret::issue_secret;
+use crate::registry::Registry;
 use crate::replicated::Replicated;
 
 /// Audit entries one answer holds unless `limit` says fewer.
@@ -67,19 +70,37 @@ pub async fn create(
         .into_response())
 }
 
-/// `GET /v1/auth/credentials`: every credential with its state (never a secret or its hash).
+/// `GET /v1/auth/credentials`: every credential with its state (never a secret or its hash):
+/// the scoped ones, then the agents'.
 pub async fn list(State(data): State<Replicated>) -> Result<axum::Json<Value>, ApiError> {
-    let records = data.read(|db| Ok(db.credentials()?)).await?;
+    let (scoped, agents) = data
+        .read(|db| Ok((db.credentials()?, db.registry_credentials()?)))
+        .await?;
     let now = tandem_ha::now_ms();
-    let credentials: Vec<Value> = records
-        .iter()
-        .map(|record| {
-            let mut shown = json!(record);
-            shown["state"] = json!(state_of(record, now));
-            shown
-        })
-        .collect();
+    let scoped = scoped.iter().map(|record| {
+        let mut shown = json!(record);
+        shown["kind"] = json!("scoped");
+        shown["state"] = json!(state_of(record, now));
+        shown
+    });
+    let agents = agents.iter().map(|record| {
+        let mut shown = json!(record);
+        shown["kind"] = json!("agent");
+        shown["grants"] = json!([Grant::Agent(record.name.clone()).to_string()]);
+        shown["expires_at_ms"] = Value::Null;
+        shown["state"] = json!(agent_state(record));
+        shown
+    });
+    let credentials: Vec<Value> = scoped.chain(agents).collect();
     Ok(axum::Json(json!({ "credentials": credentials })))
+}
+
+fn agent_state(record: &AgentCredentialRecord) -> &'static str {
+    if record.revoked_at_ms.is_some() {
+        "revoked"
+    } else {
+        "active"
+    }
 }
 
 fn state_of(record: &CredentialRecord, now_ms: i64) -> &'static str {
@@ -92,17 +113,31 @@ fn state_of(record: &CredentialRecord, now_ms: i64) -> &'static str {
     }
 }
 
-/// `DELETE /v1/auth/credentials/{credential}`, by id or name: refused everywhere once applied.
+/// `DELETE /v1/auth/credentials/{credential}`, by id or name for a scoped credential, by id
+/// for an agent's (which revokes the agent): refused everywhere once applied.
 pub async fn revoke(
-    State(data): State<Replicated>,
+    State(registry): State<Registry>,
     Extension(caller): Extension<Caller>,
     Path(credential): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let agent = registry.data().db().registry_credential(&credential)?;
+    if let Some(agent) = agent {
+        revoke_agent(&registry, &caller, &agent.name).await?;
+        return Ok(axum::Json(
+            json!({ "revoked": { "id": agent.id, "name": agent.name, "kind": "agent" } }),
+        ));
+    }
     let command = Command::Auth(AuthCommand::Revoke { credential });
-    match data.propose(command.audited(caller.who())).await? {
+    match registry
+        .data()
+        .propose(command.audited(caller.who()))
+        .await?
+    {
         Outcome::CredentialRevoked { id, name } => {
             tracing::info!(credential = %id, %name, by = caller.who(), "credential revoked");
-            Ok(axum::Json(json!({ "revoked": { "id": id, "name": name } })))
+            Ok(axum::Json(
+                json!({ "revoked": { "id": id, "name": name, "kind": "scoped" } }),
+            ))
         }
         other => Err(ApiError::internal(format!(
             "credential revocation answered {other:?}"

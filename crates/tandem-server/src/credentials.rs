@@ -1,6 +1,6 @@
 //! Who sends a client request, and whether they may. [`authenticate`], in front of every
-//! authenticated route, names the [`Caller`]: the API secret (root), a scoped credential, or a
-//! dashboard session of either. [`require`], on each route, describes what the request does and
+//! authenticated route, names the [`Caller`]: the API secret (root), a scoped credential, an
+//! enrolled agent's own credential, or a dashboard session of root or a scoped credential. [`require`], on each route, describes what the request does and
 //! asks [`tandem_store::rules::grants::allows`]. Both run on every node a request passes
 //! through, each against its own applied copy of the credentials: a standby refuses before it
 //! forwards, and the active node checks again before it serves.
@@ -11,12 +11,16 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use tandem_store::rules::grants::{allows, parse_grants, Access, Grant};
 use tandem_store::{CredentialRecord, ROOT};
 
+use crate::agent_api;
 use crate::error::{secrets_match, ApiError};
 use crate::issued_secret::parse_issued;
+use crate::registry::Registry;
 use crate::replicated::Replicated;
 use crate::state::{ApiSecret, ApiState};
 use crate::ui;
@@ -31,6 +35,9 @@ pub enum Caller {
         name: String,
         grants: Vec<Grant>,
     },
+    /// An enrolled agent, by an assertion signed with its own credential: it holds one grant,
+    /// `agent:<name>`, to act as itself.
+    Agent { name: String, credential_id: String },
 }
 
 impl Caller {
@@ -38,7 +45,7 @@ impl Caller {
     pub fn who(&self) -> &str {
         match self {
             Caller::Root => ROOT,
-            Caller::Scoped { name, .. } => name,
+            Caller::Scoped { name, .. } | Caller::Agent { name, .. } => name,
         }
     }
 
@@ -47,20 +54,34 @@ impl Caller {
         match self {
             Caller::Root => ROOT,
             Caller::Scoped { id, .. } => id,
+            Caller::Agent { credential_id, .. } => credential_id,
+        }
+    }
+
+    /// The grants the caller holds; `None` for root, which needs none.
+    fn grants(&self) -> Option<Cow<'_, [Grant]>> {
+        match self {
+            Caller::Root => None,
+            Caller::Scoped { grants, .. } => Some(Cow::Borrowed(grants)),
+            Caller::Agent { name, .. } => Some(Cow::Owned(vec![Grant::Agent(name.clone())])),
         }
     }
 
     /// Whether the caller may do `access`, or the refusal that names the missing grant.
     pub fn may(&self, access: &Access) -> Result<(), ApiError> {
-        let Caller::Scoped { name, grants, .. } = self else {
+        let Some(grants) = self.grants() else {
             return Ok(());
         };
-        allows(grants, access).map_err(|missing| {
+        let whose = match self {
+            Caller::Agent { name, .. } => format!("the credential of agent {name:?}"),
+            caller => format!("credential {:?}", caller.who()),
+        };
+        allows(&grants, access).map_err(|missing| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!(
-                    "credential {name:?} lacks the grant {missing}; it holds {}",
+                    "{whose} lacks the grant {missing}; it holds {}",
                     grants
                         .iter()
                         .map(|g| g.to_string())
@@ -72,11 +93,13 @@ impl Caller {
     }
 }
 
-/// What identifies callers: the API secret, and the scoped credentials in this node's state.
+/// What identifies callers: the API secret, and the scoped and agents' credentials in this
+/// node's state.
 #[derive(Clone)]
 pub struct Credentials {
     pub secret: ApiSecret,
     pub data: Replicated,
+    pub registry: Registry,
 }
 
 impl Credentials {
@@ -93,6 +116,23 @@ impl Credentials {
             .usable(&id)?
             .filter(|record| secrets_match(&hash, &record.secret_sha256))
             .map(scoped))
+    }
+
+    /// The agent whose signed assertion was presented, if it is one of an enrolled agent. A
+    /// revoked agent is told so; anything else that is not an agent's is no caller at all.
+    fn agent(&self, presented: &str) -> Result<Option<Caller>, ApiError> {
+        // An assertion is a JWT: three parts separated by dots.
+        if presented.split('.').count() != 3 {
+            return Ok(None);
+        }
+        match agent_api::identify(&self.registry, presented.trim()) {
+            Ok(identity) => Ok(Some(Caller::Agent {
+                name: identity.name,
+                credential_id: identity.credential_id,
+            })),
+            Err(revoked) if revoked.code == agent_api::CREDENTIAL_REVOKED => Err(revoked),
+            Err(_) => Ok(None),
+        }
     }
 
     /// The caller a dashboard session names, if its credential is still usable.
@@ -115,7 +155,10 @@ impl Credentials {
             .and_then(|v| v.to_str().ok())
             .and_then(presented_secret);
         if let Some(presented) = presented {
-            return self.identify(&presented);
+            return match self.identify(&presented)? {
+                Some(caller) => Ok(Some(caller)),
+                None => self.agent(&presented),
+            };
         }
         match ui::session_subject(method, headers, &self.secret) {
             Some(subject) => self.of_session(&subject),
@@ -229,5 +272,20 @@ mod tests {
         assert!(Caller::Root.may(&Access::ClusterAdmin).is_ok());
         assert_eq!(Caller::Root.who(), "root");
         assert_eq!(caller.who(), "billing");
+        let agent = Caller::Agent {
+            name: "edge-1".into(),
+            credential_id: "c1".into(),
+        };
+        assert!(agent.may(&Access::Agent("edge-1".into())).is_ok());
+        let refused = agent
+            .may(&Access::KvRead("config/".into()))
+            .expect_err("an agent reads no keys");
+        assert!(
+            refused.message.contains("agent \"edge-1\"")
+                && refused.message.contains("kv:read:config/")
+                && refused.message.contains("it holds agent:edge-1"),
+            "{}",
+            refused.message
+        );
     }
 }

@@ -3,10 +3,13 @@
 //! decided by [`tandem_raft::plan_change`], and the replicator carries it out.
 
 use axum::extract::{Path, State};
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_raft::{ClusterNode, MemberChange, MembershipStep, NodeId};
+use tandem_store::{Command, MembershipChange};
 
+use crate::credentials::Caller;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::health::NodeHealth;
@@ -30,6 +33,7 @@ fn node_id(text: &str) -> Result<NodeId, ApiError> {
 
 pub async fn add(
     State(health): State<NodeHealth>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(member): Json<NewMember>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -51,19 +55,21 @@ pub async fn add(
             api_addr: member.api_addr,
         },
     };
-    request_change(&health, change).await
+    request_change(&health, &caller, change).await
 }
 
 pub async fn remove(
     State(health): State<NodeHealth>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let id = node_id(&id)?;
-    request_change(&health, MemberChange::Remove { id }).await
+    request_change(&health, &caller, MemberChange::Remove { id }).await
 }
 
 async fn request_change(
     health: &NodeHealth,
+    caller: &Caller,
     change: MemberChange,
 ) -> Result<axum::Json<Value>, ApiError> {
     let step = health
@@ -95,9 +101,30 @@ async fn request_change(
             "{change} is still under way; send the same request again to wait for it"
         ))),
         step => {
+            let changed = step != MembershipStep::AlreadyDone;
+            if changed {
+                record(health, caller, &change).await;
+            }
             let mut report = health.membership_report();
-            report["changed"] = json!(step != MembershipStep::AlreadyDone);
+            report["changed"] = json!(changed);
             Ok(axum::Json(report))
         }
+    }
+}
+
+/// Writes a change that was made into the audit log. The change stands even when this fails
+/// (the active role moved a moment after it), so that is logged rather than answered.
+async fn record(health: &NodeHealth, caller: &Caller, change: &MemberChange) {
+    let record = match change {
+        MemberChange::Add { id, node } => MembershipChange::Added {
+            node_id: *id,
+            raft_addr: node.cluster_addr.clone(),
+            api_addr: node.api_addr.clone(),
+        },
+        MemberChange::Remove { id } => MembershipChange::Removed { node_id: *id },
+    };
+    let command = Command::MembershipChanged(record).audited(caller.who());
+    if let Err(e) = health.data.propose(command).await {
+        tracing::warn!(error = %e.message, %change, by = caller.who(), "membership changed, but the audit log could not record it");
     }
 }

@@ -342,6 +342,7 @@ impl RunningServer {
             credentials: Credentials {
                 secret: ApiSecret(secret_api.into()),
                 data: data.clone(),
+                registry: registry.clone(),
             },
             registry: registry.clone(),
             events: events.clone(),

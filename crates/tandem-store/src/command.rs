@@ -135,6 +135,23 @@ pub enum Command {
     /// `command`, recorded in the audit log as done by `by` (a credential's name, "root", or a
     /// server) when it is applied; only commands with an [`Command::audit_record`] may be.
     Audited { by: String, command: Box<Command> },
+    /// A change of the cluster's servers, made through Raft's own membership entries. This
+    /// entry changes nothing: it is proposed, audited, once the change is done, so the audit
+    /// log holds membership changes beside the other changes of rights and keys.
+    MembershipChanged(MembershipChange),
+}
+
+/// Which server joined or left the cluster, as the audit log records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    Added {
+        node_id: u64,
+        raft_addr: String,
+        api_addr: String,
+    },
+    Removed {
+        node_id: u64,
+    },
 }
 
 /// Longest key, namespace, lock or holder name accepted.
@@ -185,6 +202,8 @@ impl Command {
             Command::Auth(AuthCommand::Create { .. }) => true,
             Command::Auth(AuthCommand::Revoke { .. }) => false,
             Command::Audited { command, .. } => command.adds_data(),
+            // A record of a change already made: refusing it would leave the change unrecorded.
+            Command::MembershipChanged(_) => false,
         }
     }
 
@@ -326,11 +345,20 @@ impl Command {
                 name("who", by)?;
                 if command.audit_record().is_none() {
                     return Err(Rejection::invalid(
-                        "only changes to credentials, signing keys, join tokens and agents' revocation are audited",
+                        "only changes to membership, credentials, signing keys, join tokens and agents' revocation are audited",
                     ));
                 }
                 command.validate()
             }
+            Command::MembershipChanged(MembershipChange::Added {
+                raft_addr,
+                api_addr,
+                ..
+            }) => {
+                name("raft address", raft_addr)?;
+                name("API address", api_addr)
+            }
+            Command::MembershipChanged(MembershipChange::Removed { .. }) => Ok(()),
             Command::Batch(commands) => {
                 if commands.is_empty() {
                     return Err(Rejection::invalid("an empty batch"));
@@ -388,6 +416,17 @@ impl Command {
             ),
             Command::Registry(RegistryCommand::TokenRevoke { id }) => {
                 ("join_token.revoke", json!({ "id": id }))
+            }
+            Command::MembershipChanged(MembershipChange::Added {
+                node_id,
+                raft_addr,
+                api_addr,
+            }) => (
+                "member.add",
+                json!({ "node_id": node_id, "raft_addr": raft_addr, "api_addr": api_addr }),
+            ),
+            Command::MembershipChanged(MembershipChange::Removed { node_id }) => {
+                ("member.remove", json!({ "node_id": node_id }))
             }
             _ => return None,
         };
@@ -635,6 +674,8 @@ mod tests {
             command: Box::new(revoke),
         };
         assert_eq!(variant(&audited), 16u32.to_le_bytes());
+        let removed = Command::MembershipChanged(MembershipChange::Removed { node_id: 3 });
+        assert_eq!(variant(&removed), 17u32.to_le_bytes());
         // Inside the registry's commands the same holds: the mesh's came last.
         let set = Command::Registry(RegistryCommand::SetAnnounce {
             name: "a".into(),

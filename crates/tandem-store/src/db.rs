@@ -32,6 +32,7 @@ mod registry;
 use apply::{ApplyError, Applying, Counters};
 pub use auth::{AuditEntry, CredentialRecord};
 pub use kv::KvEntry;
+pub use registry::AgentCredentialRecord;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _tandem_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -550,6 +551,8 @@ impl StateDb {
                 }
                 Ok(outcome)
             }
+            // Raft's own entry made the change; the audit record is all this one adds.
+            Command::MembershipChanged(_) => Ok(Outcome::Nothing),
             // Only the top level of an entry may be a batch; `apply` unpacks it.
             Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
         }
@@ -947,6 +950,12 @@ impl StateDb {
     /// An agent's credential, revoked or not.
     pub fn registry_credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
         self.with_reader(|conn, _| Ok(registry::credential(conn, id).map_err(StoreError::from)?))
+            .map_err(read_store_error)
+    }
+
+    /// Every agent's credential, revoked ones too, oldest first.
+    pub fn registry_credentials(&self) -> Result<Vec<AgentCredentialRecord>, StoreError> {
+        self.with_reader(|conn, _| Ok(registry::credentials(conn).map_err(StoreError::from)?))
             .map_err(read_store_error)
     }
 

@@ -19,10 +19,12 @@ mod state_machine;
 
 pub use command::SqlAnswer;
 pub use command::{
-    Applied, AuthCommand, Command, Fence, Outcome, Params, RegistryCommand, Rejection,
-    RejectionKind, Statement, TokenSpec, ROOT,
+    Applied, AuthCommand, Command, Fence, MembershipChange, Outcome, Params, RegistryCommand,
+    Rejection, RejectionKind, Statement, TokenSpec, ROOT,
 };
-pub use db::{AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb};
+pub use db::{
+    AgentCredentialRecord, AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb,
+};
 pub use error::{ReadError, StoreError};
 pub use rules::lease::LockState;
 pub use rules::registry::{AgentRow, CredentialRow};

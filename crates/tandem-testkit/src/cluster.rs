@@ -34,6 +34,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(15);
 const CLI_DEADLINE: Duration = Duration::from_secs(90);
 /// Per-request limit while polling, so a paused or dying node does not hold up a poll.
 const POLL_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a membership change may take: a server added empty catches up first.
+const MEMBERSHIP_DEADLINE: Duration = Duration::from_secs(60);
 
 struct ClusterNode {
     // Dropped first: the process is killed (and its log printed on panic) before its folders go.
@@ -473,6 +475,82 @@ impl Cluster {
                 .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
         };
         Some((ids("voters")?, ids("learners")?))
+    }
+
+    /// Takes node `i` out of the cluster's membership, as `tandem cluster remove` does: asks
+    /// the other nodes in turn until one answers that it is done (an active node hands its
+    /// role over first and the request is sent again), then waits until they all agree.
+    pub async fn remove_member(&self, i: usize) {
+        let path = format!("/v1/cluster/members/{}", self.node_id(i));
+        self.change_member(i, Method::DELETE, &path, None).await;
+        let id = self.node_id(i);
+        crate::wait::wait_until(
+            DEADLINE,
+            "the other nodes to leave the removed one out",
+            async || {
+                for other in (0..self.len()).filter(|&o| o != i && self.is_live(o)) {
+                    match self.membership(other).await {
+                        Some((voters, learners))
+                            if !voters.contains(&id) && !learners.contains(&id) => {}
+                        _ => return false,
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    }
+
+    /// Adds node `i` (running, and not a member) back to the cluster at its addresses, as
+    /// `tandem cluster add` does, and waits until it votes.
+    pub async fn add_member(&self, i: usize) {
+        let path = format!("/v1/cluster/members/{}", self.node_id(i));
+        let body =
+            serde_json::json!({"raft_addr": self.raft_addr(i), "api_addr": self.api_addr(i)});
+        self.change_member(i, Method::PUT, &path, Some(body)).await;
+        let id = self.node_id(i);
+        crate::wait::wait_until(DEADLINE, "the added node to vote", async || {
+            self.membership(i)
+                .await
+                .is_some_and(|(voters, _)| voters.contains(&id))
+        })
+        .await;
+    }
+
+    /// Sends a membership change about node `i` to the other live nodes in turn until one
+    /// answers 200; a refusal other than "not now" (a 5xx) fails at once.
+    async fn change_member(&self, i: usize, method: Method, path: &str, body: Option<Value>) {
+        let mut last = String::new();
+        let done = wait_for(MEMBERSHIP_DEADLINE, path, async || {
+            for other in (0..self.len()).filter(|&o| o != i && self.is_live(o)) {
+                let body = body
+                    .as_ref()
+                    .map(|b| ("application/json", b.to_string().into_bytes()));
+                match self
+                    .try_send(other, method.clone(), path, body, MEMBERSHIP_DEADLINE)
+                    .await
+                {
+                    Ok(reply) if reply.status.is_success() => return Some(Ok(())),
+                    Ok(reply) if reply.status.is_server_error() => {
+                        last =
+                            format!("{}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+                    }
+                    Ok(reply) => {
+                        return Some(Err(format!(
+                            "{method} {path} refused: {}: {}",
+                            reply.status,
+                            String::from_utf8_lossy(&reply.body)
+                        )))
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            None
+        })
+        .await;
+        if let Err(refused) = done {
+            panic!("{refused} (before that: {last})");
+        }
     }
 
     /// SIGSTOP node `i`: alive but silent until [`Cluster::resume`].

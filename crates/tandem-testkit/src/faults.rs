@@ -42,6 +42,10 @@ pub enum FaultKind {
     /// Traffic between nodes squeezed through a link of a few hundred kbit/s: it queues, and
     /// arrives late.
     SlowLinks,
+    /// A server taken out of the cluster (the active node or a standby), stopped and wiped, then
+    /// added back empty after the hold, as an operator replaces a server: `DELETE` and `PUT`
+    /// on `/v1/cluster/members/{id}`, with the cluster serving throughout.
+    MembershipChange,
     /// Mesh: kill -9 of a transit, restarted after the hold.
     KillTransit,
     /// Mesh: kill -9 of an exit, restarted after the hold.
@@ -67,6 +71,18 @@ impl FaultKind {
         FaultKind::SlowLinks,
     ];
 
+    /// The faults of a cluster with membership changes among them: [`FaultKind::ALL`] and
+    /// [`FaultKind::MembershipChange`].
+    pub const WITH_MEMBERSHIP: [FaultKind; 10] = {
+        let mut kinds = [FaultKind::MembershipChange; 10];
+        let mut i = 0;
+        while i < FaultKind::ALL.len() {
+            kinds[i] = FaultKind::ALL[i];
+            i += 1;
+        }
+        kinds
+    };
+
     /// The faults of a mesh of agents (see [`crate::workloads::mesh`]).
     pub const MESH: [FaultKind; 5] = [
         FaultKind::KillTransit,
@@ -89,6 +105,7 @@ impl fmt::Display for FaultKind {
             FaultKind::OneWayToLeader => "one-way partition to active node",
             FaultKind::LossyLinks => "packet loss between nodes",
             FaultKind::SlowLinks => "slow links between nodes",
+            FaultKind::MembershipChange => "server removed, wiped and added back",
             FaultKind::KillTransit => "kill -9 transit",
             FaultKind::KillExit => "kill -9 exit",
             FaultKind::CutIngressFromTransit => "cut ingress from transit",
@@ -311,12 +328,29 @@ impl Cluster {
                     self.network().slow_links(fault.intensity);
                     format!("node-to-node traffic at {} kbit/s", fault.intensity)
                 }
+                FaultKind::MembershipChange => {
+                    // Even picks take the active node out, odd ones a standby.
+                    let (removed, role) = if fault.pick % 2 == 0 {
+                        (leader, "active")
+                    } else {
+                        (standby, "standby")
+                    };
+                    self.remove_member(removed).await;
+                    self.kill(removed);
+                    self.wipe(removed);
+                    format!("node {removed} ({role}) removed and wiped")
+                }
                 mesh => panic!("{mesh} is a fault of a mesh, not of a cluster"),
             };
             hold(n, at, fault, &detail, &mut counts).await;
             match fault.kind {
                 FaultKind::KillLeader => self.start_node(leader).await,
                 FaultKind::KillStandby => self.start_node(standby).await,
+                FaultKind::MembershipChange => {
+                    let removed = if fault.pick % 2 == 0 { leader } else { standby };
+                    self.start_node(removed).await;
+                    self.add_member(removed).await;
+                }
                 FaultKind::PauseLeader => self.resume(leader),
                 _ => self.network().heal(),
             }
@@ -359,6 +393,12 @@ mod tests {
         for kind in FaultKind::MESH {
             assert!(mesh.faults.iter().any(|f| f.kind == kind), "{kind} missing");
         }
+        let membership =
+            FaultSchedule::of_kinds(&FaultKind::WITH_MEMBERSHIP, 42, Duration::from_secs(20));
+        assert!(membership
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::MembershipChange));
         assert!(mesh
             .faults
             .iter()

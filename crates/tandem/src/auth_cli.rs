@@ -23,12 +23,13 @@ pub enum AuthCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// List the credentials with their grants and state (never their secrets)
+    /// List the credentials, scoped and agents', with their grants and state (never their secrets)
     Ls {
         #[command(flatten)]
         output: Output,
     },
-    /// Revoke a credential by its id or name; every server refuses it from then on
+    /// Revoke a credential by its id or name (an agent's by its id, which revokes the agent);
+    /// every server refuses it from then on
     Revoke {
         credential: String,
         #[command(flatten)]
@@ -84,10 +85,16 @@ pub async fn run(command: AuthCommand, client: &Client) -> Result<()> {
                 print_json(&answer);
                 return Ok(());
             }
+            let revoked = &answer["revoked"];
+            let what = if revoked["kind"] == "agent" {
+                "agent credential"
+            } else {
+                "credential"
+            };
             println!(
-                "credential {} ({}) is revoked",
-                answer["revoked"]["id"].as_str().unwrap_or_default(),
-                answer["revoked"]["name"].as_str().unwrap_or_default()
+                "{what} {} ({}) is revoked",
+                text(&revoked["id"]),
+                text(&revoked["name"])
             );
         }
         AuthCommand::Audit { since, output } => {
@@ -122,6 +129,7 @@ fn credentials_table(answer: &Value) -> String {
                 .collect();
             vec![
                 text(&c["id"]),
+                text(&c["kind"]),
                 text(&c["name"]),
                 text(&c["state"]),
                 time_text(c["created_at_ms"].as_i64()),
@@ -131,7 +139,9 @@ fn credentials_table(answer: &Value) -> String {
         })
         .collect();
     table(
-        &["ID", "NAME", "STATE", "CREATED", "EXPIRES", "GRANTS"],
+        &[
+            "ID", "KIND", "NAME", "STATE", "CREATED", "EXPIRES", "GRANTS",
+        ],
         rows,
     )
 }
@@ -162,7 +172,7 @@ mod tests {
     #[test]
     fn the_credentials_table_shows_state_and_grants() {
         let answer = json!({ "credentials": [{
-            "id": "0123456789abcdef", "name": "billing", "state": "active",
+            "id": "0123456789abcdef", "kind": "scoped", "name": "billing", "state": "active",
             "created_at_ms": 0, "expires_at_ms": null,
             "grants": ["kv:read:billing/", "cache:sessions"],
         }]});

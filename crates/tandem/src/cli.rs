@@ -98,7 +98,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Membership: add a server (started with --join) or remove one, while the cluster serves
+    /// Membership and the API's CA: add a server (started with --join) or remove one while the
+    /// cluster serves, or print the CA that signs the servers' API certificates
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,

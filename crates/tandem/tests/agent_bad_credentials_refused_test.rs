@@ -1,10 +1,13 @@
 //! Bad input from would-be agents gets a clear error and changes nothing: malformed, unknown,
 //! wrong, expired, used-up and revoked join tokens; a name that belongs to another agent; a
 //! token for another pool; a public key that is not one; forged or foreign assertions; and
-//! malformed reports. An agent started with a bad token stops and says why.
+//! malformed reports. An agent started with a bad token stops and says why. An agent's
+//! credential holds one grant, `agent:<name>`: elsewhere it gets the 403 a scoped credential
+//! gets, and it is listed and revoked with the scoped credentials.
 
 use std::path::Path;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use tandem_keys::{issue_token, SigningAlgorithm, SigningKey};
 use tandem_testkit::{join_token, AgentProcess, Cluster, HttpReply};
@@ -223,4 +226,86 @@ async fn bad_tokens_names_keys_and_assertions_are_refused_with_nothing_changed()
     let status = bad.wait_for_exit().await;
     assert_eq!(status.code(), Some(1));
     assert!(bad.log().contains("join token"), "{}", bad.log());
+}
+
+/// Credential `id` as `GET /v1/auth/credentials` lists it.
+async fn listed_credential(cluster: &Cluster, id: &str) -> Value {
+    let listed = cluster.get(1, "/v1/auth/credentials").await.json();
+    listed["credentials"]
+        .as_array()
+        .expect("credentials")
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("credential {id} is listed: {listed}"))
+}
+
+/// `method path` on node 1 with `bearer`.
+async fn send_as(cluster: &Cluster, method: Method, path: &str, bearer: &str) -> HttpReply {
+    cluster.send_with(1, method, path, None, bearer).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_credential_holds_one_grant_and_is_listed_and_revoked_with_the_others() {
+    let cluster = Cluster::start(tandem(), 3, &[]).await;
+    cluster.leader().await;
+    let token = join_token(&cluster, "edge", json!({})).await;
+    let agent = Would::new();
+    let credential_id = enroll(&cluster, &agent.enrollment(&token, "edge-1"))
+        .await
+        .expect_status(200)
+        .json()["credential_id"]
+        .as_str()
+        .expect("a credential id")
+        .to_string();
+    let assertion = agent.assertion(&credential_id, "edge-1");
+
+    // Outside its one grant, the agent is refused as a scoped credential is: 403 naming both.
+    for (method, path, missing) in [
+        (Method::GET, "/v1/kv/config/a", "kv:read:config/a"),
+        (Method::GET, "/v1/agents", "agents:read"),
+        (Method::GET, "/v1/cluster", "cluster:read"),
+    ] {
+        let refused = send_as(&cluster, method, path, &assertion)
+            .await
+            .expect_api_error(403);
+        assert!(
+            refused.message.contains(missing) && refused.message.contains("agent:edge-1"),
+            "{path}: {}",
+            refused.message
+        );
+    }
+
+    // Listed beside the scoped credentials, with its grant.
+    let shown = listed_credential(&cluster, &credential_id).await;
+    assert_eq!(shown["kind"], "agent");
+    assert_eq!(shown["name"], "edge-1");
+    assert_eq!(shown["grants"], json!(["agent:edge-1"]));
+    assert_eq!(shown["state"], "active");
+
+    // Revoked by its id like any credential: the agent is refused, and the log says who.
+    let revoked = cluster
+        .delete(1, &format!("/v1/auth/credentials/{credential_id}"))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(revoked["revoked"]["kind"], "agent");
+    assert_eq!(revoked["revoked"]["name"], "edge-1");
+    let refused = as_agent(&cluster, "/v1/agent/report", &assertion, "{}")
+        .await
+        .expect_api_error(401);
+    assert_eq!(refused.code, "credential_revoked");
+    assert_eq!(
+        listed_credential(&cluster, &credential_id).await["state"],
+        "revoked"
+    );
+    let audit = cluster.get(1, "/v1/audit").await.json();
+    assert!(
+        audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["action"] == "agent.revoke" && e["detail"]["name"] == "edge-1"),
+        "{audit}"
+    );
 }

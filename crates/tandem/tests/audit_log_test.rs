@@ -1,6 +1,6 @@
-//! `GET /v1/audit` records who changed credentials, signing keys, join tokens and agents'
-//! revocation, and when; the log is replicated, so every server shows the same entries, and
-//! `since` pages through it.
+//! `GET /v1/audit` records who changed membership, credentials, signing keys, join tokens and
+//! agents' revocation, and when; the log is replicated, so every server shows the same entries,
+//! and `since` pages through it.
 
 use std::path::Path;
 
@@ -105,5 +105,21 @@ async fn the_audit_log_names_who_changed_what() {
     assert_eq!(entry["detail"]["name"], "ops");
     assert!(entry["at_ms"].as_i64().is_some_and(|at| at > 0));
     assert!(entry["detail"].get("secret_sha256").is_none());
+
+    // A server taken out of the cluster: the servers that stay record who did it.
+    let removed = (leader + 2) % cluster.len();
+    let removed_id = cluster.node_id(removed);
+    cluster.remove_member(removed).await;
+    for i in (0..cluster.len()).filter(|&i| i != removed) {
+        wait_until(DEADLINE, "the removal in the audit log", async || {
+            let log = cluster.get(i, "/v1/audit").await.json();
+            log["entries"].as_array().into_iter().flatten().any(|e| {
+                e["who"] == "root"
+                    && e["action"] == "member.remove"
+                    && e["detail"]["node_id"] == removed_id
+            })
+        })
+        .await;
+    }
     cluster.assert_no_panics();
 }

@@ -1,18 +1,19 @@
 //! Concurrent clients move money between accounts in SQL transactions through every node while a
-//! seeded schedule of faults runs; every linearizable read sees the same total and no negative
-//! balance, every acknowledged transfer took effect and no refused one did, and the final
-//! balances are exactly what the transfers that took effect make them.
+//! seeded schedule of faults runs (a server removed, wiped and added back among them); every
+//! linearizable read sees the same total and no negative balance, every acknowledged transfer
+//! took effect and no refused one did, and the final balances are exactly what the transfers
+//! that took effect make them.
 
 use std::path::Path;
 
-use tandem_testkit::faults::FaultSchedule;
+use tandem_testkit::faults::{FaultKind, FaultSchedule};
 use tandem_testkit::history::run_under_faults;
 use tandem_testkit::workloads::bank::{self, BankOp, TransferOutcome};
 use tandem_testkit::Cluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bank_transfers_keep_the_total_under_every_fault() {
-    let schedule = FaultSchedule::from_env();
+    let schedule = FaultSchedule::from_env_of(&FaultKind::WITH_MEMBERSHIP);
     let tandem = Path::new(env!("CARGO_BIN_EXE_tandem"));
     let mut cluster = Cluster::start_in_namespaces(tandem, 3, &[]).await;
     bank::open_accounts(&cluster).await;

@@ -1,11 +1,12 @@
 //! Concurrent clients read, write and compare-and-set a few keys through every node while a
-//! seeded schedule of faults runs (kill -9, SIGSTOP, partitions, one-way partitions, packet loss);
-//! the recorded history must be linearizable. An acknowledged write is never lost or reordered,
-//! a read never sees a stale value, and a deposed active node changes nothing.
+//! seeded schedule of faults runs (kill -9, SIGSTOP, partitions, one-way partitions, packet loss, a
+//! server removed, wiped and added back); the recorded history must be linearizable. An
+//! acknowledged write is never lost or reordered, a read never sees a stale value, and a deposed
+//! active node changes nothing.
 
 use std::path::Path;
 
-use tandem_testkit::faults::FaultSchedule;
+use tandem_testkit::faults::{FaultKind, FaultSchedule};
 use tandem_testkit::history::run_under_faults;
 use tandem_testkit::linearizability::{check_registers, RegisterOp, RegisterOutput};
 use tandem_testkit::workloads::register;
@@ -13,7 +14,7 @@ use tandem_testkit::Cluster;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registers_stay_linearizable_under_every_fault() {
-    let schedule = FaultSchedule::from_env();
+    let schedule = FaultSchedule::from_env_of(&FaultKind::WITH_MEMBERSHIP);
     let tandem = Path::new(env!("CARGO_BIN_EXE_tandem"));
     let mut cluster = Cluster::start_in_namespaces(tandem, 3, &[]).await;
     let report = run_under_faults(&mut cluster, &schedule, 4, register::client).await;

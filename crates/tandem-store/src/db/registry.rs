@@ -550,6 +550,35 @@ pub(super) fn credential(conn: &Connection, id: &str) -> rusqlite::Result<Option
     .optional()
 }
 
+/// An enrolled agent's credential as the credential listing shows it: it holds the one grant
+/// `agent:<name>`, and never expires by itself (revocation ends it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AgentCredentialRecord {
+    pub id: String,
+    pub name: String,
+    pub pool: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Every agent's credential, revoked ones too, oldest first.
+pub(super) fn credentials(conn: &Connection) -> rusqlite::Result<Vec<AgentCredentialRecord>> {
+    conn.prepare_cached(
+        "SELECT id, name, pool, issued_at, revoked_at FROM _tandem_agent_credentials
+         ORDER BY issued_at, id",
+    )?
+    .query_map([], |r| {
+        Ok(AgentCredentialRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            pool: r.get(2)?,
+            created_at_ms: r.get(3)?,
+            revoked_at_ms: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
 /// The names of agents with a revoked credential and no unrevoked one, by name.
 pub(super) fn revoked_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     conn.prepare_cached(

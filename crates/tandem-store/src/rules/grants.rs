@@ -1,6 +1,7 @@
-//! What a scoped credential may do. A credential holds a list of [`Grant`]s; a request is
-//! described as one [`Access`]; [`allows`] decides. Plain data and functions: the server looks
-//! the credential up and describes the request, this decides, with no I/O in between.
+//! What a credential may do. A scoped credential holds a list of [`Grant`]s, and an enrolled
+//! agent's credential holds one, [`Grant::Agent`] with its name; a request is described as one
+//! [`Access`]; [`allows`] decides for both. Plain data and functions: the server looks the
+//! credential up and describes the request, this decides, with no I/O in between.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +10,9 @@ use std::str::FromStr;
 pub const GRANT_FORMS: &str = "sql:read, sql:write, kv:read[:<prefix>], kv:write[:<prefix>], \
 cache:<namespace> (cache:* for every namespace), locks[:<prefix>], tokens:issue, tokens:verify, \
 keys:admin, agents:read, agents:admin, cluster:read, cluster:admin";
+
+/// The grant form only agents' own credentials hold, as refusals name it.
+const AGENT_GRANT_FORM: &str = "agent:<name>";
 
 /// One right of a credential. Key and lock grants cover every name that starts with their
 /// prefix (an empty prefix covers all); a cache grant covers one namespace, or all with `*`.
@@ -30,6 +34,10 @@ pub enum Grant {
     ClusterRead,
     /// Also `cluster:read`; manages credentials and reads backups, so it is as strong as root.
     ClusterAdmin,
+    /// Acts as the agent of this name (registers, reports, drains and deregisters it, reads the
+    /// mesh directory): held by that agent's own credential, made at enrolment, and by nothing
+    /// else.
+    Agent(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +72,7 @@ impl FromStr for Grant {
             ("agents", "admin") => Grant::AgentsAdmin,
             ("cluster", "read") => Grant::ClusterRead,
             ("cluster", "admin") => Grant::ClusterAdmin,
+            ("agent", name) if !name.is_empty() => Grant::Agent(name.to_string()),
             _ => return Err(bad()),
         };
         Ok(grant)
@@ -94,18 +103,28 @@ impl fmt::Display for Grant {
             Grant::AgentsAdmin => write!(f, "agents:admin"),
             Grant::ClusterRead => write!(f, "cluster:read"),
             Grant::ClusterAdmin => write!(f, "cluster:admin"),
+            Grant::Agent(name) => write!(f, "agent:{name}"),
         }
     }
 }
 
-/// Parses every grant of a list, naming the first that is malformed.
+/// Parses every grant of a scoped credential's list, naming the first that is malformed or
+/// that only an agent's credential may hold.
 pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>, String> {
     if texts.is_empty() {
         return Err(format!(
             "a credential needs at least one grant: {GRANT_FORMS}"
         ));
     }
-    texts.iter().map(|text| text.parse()).collect()
+    texts
+        .iter()
+        .map(|text| match text.parse()? {
+            Grant::Agent(_) => Err(format!(
+                "grant {text:?}: {AGENT_GRANT_FORM} is held only by an agent's own credential, made when it enrols with a join token; a scoped credential may hold: {GRANT_FORMS}"
+            )),
+            grant => Ok(grant),
+        })
+        .collect()
 }
 
 /// What a request does, described for the decision.
@@ -126,6 +145,8 @@ pub enum Access {
     AgentsAdmin,
     ClusterRead,
     ClusterAdmin,
+    /// Acts as the agent of this name.
+    Agent(String),
 }
 
 impl Access {
@@ -145,6 +166,7 @@ impl Access {
             Access::AgentsAdmin => Grant::AgentsAdmin,
             Access::ClusterRead => Grant::ClusterRead,
             Access::ClusterAdmin => Grant::ClusterAdmin,
+            Access::Agent(name) => Grant::Agent(name.clone()),
         }
     }
 }
@@ -168,6 +190,7 @@ fn covers(grant: &Grant, access: &Access) -> bool {
         (Grant::AgentsAdmin, Access::AgentsAdmin) => true,
         (Grant::ClusterRead | Grant::ClusterAdmin, Access::ClusterRead) => true,
         (Grant::ClusterAdmin, Access::ClusterAdmin) => true,
+        (Grant::Agent(granted), Access::Agent(name)) => granted == name,
         _ => false,
     }
 }
@@ -209,6 +232,7 @@ mod tests {
             "agents:admin",
             "cluster:read",
             "cluster:admin",
+            "agent:edge-1",
         ] {
             let grant: Grant = text.parse().expect(text);
             assert_eq!(grant.to_string(), text);
@@ -231,6 +255,8 @@ mod tests {
             "cache:",
             "root",
             "keys",
+            "agent",
+            "agent:",
         ] {
             let e = bad.parse::<Grant>().expect_err(bad);
             assert!(e.contains(&format!("{bad:?}")), "{e}");
@@ -315,5 +341,23 @@ mod tests {
             Err(Grant::TokensVerify)
         );
         assert_eq!(allows(&[], &Access::KeysAdmin), Err(Grant::KeysAdmin));
+    }
+
+    #[test]
+    fn an_agent_grant_acts_as_that_agent_only_and_no_scoped_credential_holds_one() {
+        let edge = [Grant::Agent("edge-1".into())];
+        assert!(allows(&edge, &Access::Agent("edge-1".into())).is_ok());
+        assert_eq!(
+            allows(&edge, &Access::Agent("edge-2".into())),
+            Err(Grant::Agent("edge-2".into()))
+        );
+        assert_eq!(
+            allows(&edge, &Access::AgentsRead),
+            Err(Grant::AgentsRead),
+            "an agent reads no other area"
+        );
+        assert!(allows(&grants(&["agents:admin"]), &Access::Agent("edge-1".into())).is_err());
+        let e = parse_grants(&["kv:read".into(), "agent:edge-1".into()]).expect_err("refused");
+        assert!(e.contains("only by an agent's own credential"), "{e}");
     }
 }
