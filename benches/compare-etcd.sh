@@ -50,22 +50,9 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# --- etcd: three members, default settings (fsync on commit, 100 ms heartbeat, 1 s election timeout)
-ETCD_CLUSTER=""
-declare -a ETCD_PEER ETCD_CLIENT
-for i in 1 2 3; do
-    ETCD_PEER[$i]="127.0.0.1:$(port)"
-    ETCD_CLIENT[$i]="127.0.0.1:$(port)"
-    ETCD_CLUSTER+="${ETCD_CLUSTER:+,}e$i=http://${ETCD_PEER[$i]}"
-done
-for i in 1 2 3; do
-    etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-        --listen-peer-urls "http://${ETCD_PEER[$i]}" --initial-advertise-peer-urls "http://${ETCD_PEER[$i]}" \
-        --listen-client-urls "http://${ETCD_CLIENT[$i]}" --advertise-client-urls "http://${ETCD_CLIENT[$i]}" \
-        --initial-cluster "$ETCD_CLUSTER" --initial-cluster-state new --initial-cluster-token compare \
-        --log-level warn >"$WORK/etcd$i.log" 2>&1 &
-    PIDS+=($!)
-done
+# --- etcd: three members, default settings
+. benches/lib/three-etcd.sh
+PIDS+=("${ETCD_PID[@]}")
 
 # --- Tandem: three servers, default settings (fsync on commit, mutual TLS between nodes)
 export TANDEM_SECRET_API=compare-api-secret-0000000
@@ -82,13 +69,6 @@ for i in 1 2 3; do
     PIDS+=($!)
 done
 
-ETCD_ADDRS="${ETCD_CLIENT[1]},${ETCD_CLIENT[2]},${ETCD_CLIENT[3]}"
-ready=""
-for _ in $(seq 200); do
-    if curl -sf "http://${ETCD_CLIENT[1]}/health" | grep -q '"health":"true"'; then ready=1; break; fi
-    sleep 0.1
-done
-[ -n "$ready" ] || { echo "etcd did not become healthy; logs in $WORK"; cat "$WORK"/etcd*.log; exit 1; }
 LEADER=""
 for _ in $(seq 200); do
     LEADER=$(curl -sf -H "Authorization: Bearer $TANDEM_SECRET_API" "http://${TANDEM_API[1]}/v1/sys/leader" \

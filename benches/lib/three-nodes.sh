@@ -1,8 +1,10 @@
 # Sourced by the bench scripts: builds the release binary and starts a 3-node cluster on
 # 127.0.0.1 with free ports in a temporary folder that is removed on exit.
 # Sets TANDEM (the binary), WORK (the folder), API[1..3] (API addresses), NODES (the node
-# list), LEADER (the active node's API address) and exports TANDEM_SECRET_API.
-cargo build --release -p tandem >/dev/null
+# list), PID[1..3] (the servers' process ids), LEADER (the active node's API address), defines
+# start_node N (starts node N again, with the same folder and ports) and exports TANDEM_SECRET_API.
+# TANDEM_FEATURES, when set, names cargo features of the build (`etcd`).
+cargo build --release -p tandem ${TANDEM_FEATURES:+--features "$TANDEM_FEATURES"} >/dev/null
 TANDEM="$PWD/target/release/tandem"
 WORK="$(mktemp -d)"
 trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -15,11 +17,14 @@ for i in 1 2 3; do
     NODES+="$i 127.0.0.1:$r 127.0.0.1:$a"$'\n'
 done
 export TANDEM_SECRET_API=bench-api-secret-0000000
-for i in 1 2 3; do
-    "$TANDEM" server --node-id "$i" --nodes "$NODES" --data-dir "$WORK/n$i" \
+declare -a PID
+start_node() {
+    "$TANDEM" server --node-id "$1" --nodes "$NODES" --data-dir "$WORK/n$1" \
         --secret-raft bench-raft-secret-000000 --secret-api "$TANDEM_SECRET_API" \
-        --log-level warn >"$WORK/n$i.log" 2>&1 &
-done
+        --log-level warn >>"$WORK/n$1.log" 2>&1 &
+    PID[$1]=$!
+}
+for i in 1 2 3; do start_node "$i"; done
 LEADER=""
 for _ in $(seq 100); do
     LEADER=$(curl -sf -H "Authorization: Bearer $TANDEM_SECRET_API" "http://${API[1]}/v1/sys/leader" \

@@ -18,6 +18,9 @@ use crate::target::{acknowledged, KvStore, ReadConsistency, System};
 pub enum Workload {
     /// PUT distinct keys `<prefix><n>`
     KvPut,
+    /// PUT the --keys distinct keys `<prefix>0` .. as fast as the cluster takes them, from
+    /// --concurrency writers: grows the state to a known size (reports keys per second)
+    Fill,
     /// GET keys from a key space written before the run
     KvGet,
     /// One INSERT per request
@@ -75,7 +78,7 @@ pub struct BenchArgs {
     /// Key prefix; kv-put writes `<prefix><n>` for n = 0.. so the server can count them
     #[arg(long)]
     prefix: Option<String>,
-    /// Keys in the read workloads' key space
+    /// Keys in the read workloads' key space; for fill, the keys it writes
     #[arg(long, default_value_t = 1000)]
     keys: u64,
     /// Statements per request for sql-insert-batch
@@ -323,7 +326,7 @@ impl Plan {
         let read = format!("consistency={}", segment(&self.servers.consistency));
         let started = Instant::now();
         match self.args.workload {
-            Workload::KvPut => self.put_kv(&format!("{}{n}", self.prefix)).await?,
+            Workload::KvPut | Workload::Fill => self.put_kv(&format!("{}{n}", self.prefix)).await?,
             Workload::KvGet => {
                 let key = format!("{}{}", self.prefix, n % self.args.keys.max(1));
                 self.store.get(&key, self.read).await?
@@ -551,12 +554,18 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
     }
     let etcd_runs = matches!(
         args.workload,
-        Workload::KvPut | Workload::KvGet | Workload::Failover
+        Workload::KvPut | Workload::Fill | Workload::KvGet | Workload::Failover
     );
     if args.system == System::Etcd && !etcd_runs {
         bail!(
-            "--target etcd runs kv-put, kv-get and failover; the other workloads are Tandem's own"
+            "--target etcd runs kv-put, fill, kv-get and failover; the other workloads are Tandem's own"
         );
+    }
+    if args.workload == Workload::Fill && (args.ops.is_some() || args.duration.is_some()) {
+        bail!("fill writes --keys keys and stops; --ops and --duration do not apply to it");
+    }
+    if args.workload == Workload::Fill && args.keys == 0 {
+        bail!("--keys must be at least 1");
     }
     if args.system == System::Etcd {
         crate::etcd::available()?;
@@ -640,7 +649,10 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
     plan.prepare().await?;
     let load = Load {
         concurrency: plan.args.concurrency,
-        ops: plan.args.ops,
+        ops: match plan.args.workload {
+            Workload::Fill => Some(plan.args.keys),
+            _ => plan.args.ops,
+        },
         duration: plan
             .args
             .duration
@@ -688,6 +700,13 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
         if let Some(e) = &measured.last_error {
             eprintln!("last error: {e}");
         }
+    }
+    if plan.args.workload == Workload::Fill && measured.errors > 0 {
+        bail!(
+            "{} of the {} keys were not written: the state is smaller than asked",
+            measured.errors,
+            plan.args.keys
+        );
     }
     Ok(())
 }

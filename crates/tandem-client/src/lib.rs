@@ -164,6 +164,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a download may take in all; each read must still come within [`REQUEST_TIMEOUT`].
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The request header that asks a standby for a redirect to the active node instead of
+/// forwarding the request there.
+pub const NO_FORWARDING_HEADER: &str = "x-tandem-no-request-forwarding";
 
 fn http_client(
     request_timeout: Duration,
@@ -289,8 +292,11 @@ impl Client {
         }
         if stream {
             // A large body takes as long as it takes; a stalled one is caught by the read
-            // timeout instead.
-            request = request.timeout(DOWNLOAD_TIMEOUT);
+            // timeout instead. It comes straight from the node that makes it: a standby that
+            // relayed it would read it whole first, within its request timeout.
+            request = request
+                .timeout(DOWNLOAD_TIMEOUT)
+                .header(NO_FORWARDING_HEADER, "1");
         }
         let response = request.send().await?;
         let status = response.status();

@@ -10,10 +10,10 @@ mod contacts;
 mod log_store;
 mod membership;
 mod network;
+mod snapshot_file;
 pub mod wire;
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ pub use membership::{
 };
 pub use network::HttpNetwork;
 pub use openraft;
+pub use snapshot_file::SnapshotFile;
 
 pub type NodeId = u64;
 
@@ -72,7 +73,7 @@ openraft::declare_raft_types!(
         R = serde_json::Value,
         NodeId = NodeId,
         Node = ClusterNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

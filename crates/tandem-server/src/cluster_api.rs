@@ -26,7 +26,7 @@ use crate::error::{secrets_match, ApiError};
 use crate::replicated::Replicated;
 
 /// Snapshot chunks and append batches are larger than client requests.
-const CLUSTER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const CLUSTER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What the cluster port's handlers work with: this node's Raft (its RPCs arrive here), and the
 /// replicated state for what standbys ask the active node to do.
@@ -214,8 +214,9 @@ async fn snapshot(
 }
 
 /// How much of the snapshot it is receiving this node has been sent. openraft writes each chunk
-/// at its offset in an in-memory buffer, growing the buffer to reach it, so a chunk may not start
-/// past the end of what has arrived: a huge offset would make the node allocate that much.
+/// at its offset in the file being received, so a chunk may not start past the end of what has
+/// arrived: a gap would leave a hole of zeros in the snapshot, and a huge offset a file that
+/// claims that much of the disk.
 #[derive(Default)]
 pub struct SnapshotReceipt(Mutex<Option<(String, u64)>>);
 

@@ -271,6 +271,8 @@ settings! {
     snapshot_every: u64 = 10_000, file "cluster.snapshot_every", shown "10000", env "TANDEM_SNAPSHOT_EVERY";
     /// Log entries kept behind a snapshot (a follower further behind is sent the snapshot)
     snapshot_logs_to_keep: u64 = 1_000, file "cluster.snapshot_logs_to_keep", shown "1000", env "TANDEM_SNAPSHOT_LOGS_TO_KEEP";
+    /// Largest piece of a snapshot sent to a follower in one message; the snapshot is read from and written to disk a piece at a time (`3MiB`, `256KiB`)
+    snapshot_chunk_size: ByteSize = ByteSize::mib(3), file "cluster.snapshot_chunk_size", shown "3MiB", env "TANDEM_SNAPSHOT_CHUNK_SIZE";
     /// Secret clients send as `Authorization: Bearer <secret>` (16+ characters); generated on a single node when unset
     secret_api: String, file "api.secret", shown "generated", env "TANDEM_SECRET_API";
     /// How long a request waits for Raft (a write to commit, a read to be confirmed; a bare number is milliseconds)
@@ -332,6 +334,8 @@ settings! {
 
 /// The shortest secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
+/// The smallest snapshot chunk: below it a snapshot takes a round trip per few pages.
+const MIN_SNAPSHOT_CHUNK: u64 = 4096;
 
 impl Settings {
     /// Merges flags and environment (already in `args`) with the config file and defaults, and
@@ -516,6 +520,15 @@ impl Settings {
         }
         if self.snapshot_every == 0 {
             return Err(ConfigError("snapshot_every must be at least 1".into()));
+        }
+        let chunk_limit = crate::cluster_api::CLUSTER_BODY_LIMIT as u64 / 2;
+        if !(MIN_SNAPSHOT_CHUNK..=chunk_limit).contains(&self.snapshot_chunk_size.0) {
+            return Err(ConfigError(format!(
+                "snapshot_chunk_size ({}) must be between {} and {}: a follower refuses larger messages on the cluster port",
+                self.snapshot_chunk_size,
+                ByteSize(MIN_SNAPSHOT_CHUNK),
+                ByteSize(chunk_limit)
+            )));
         }
         self.api_tls()?;
         self.validate_keys()?;

@@ -3,7 +3,7 @@
 //! request into a write command or a read, for the handler and the fuzz targets alike. Handlers
 //! only carry out what the parser made and render the answer.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_store::rules::grants::Access;
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
+use tokio::io::AsyncReadExt;
 
 use crate::credentials::require;
 use crate::error::ApiError;
@@ -400,9 +401,10 @@ async fn serve_read(data: &Replicated, read: Read) -> Result<Response, ApiError>
             Ok(axum::Json(json!(lock)).into_response())
         }
         Read::Backup(_) => {
-            let (bytes, applied) = data.backup().await?;
-            let mut response = bytes.into_response();
+            let (file, length, applied) = data.backup().await?;
+            let mut response = file_body(file).into_response();
             let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/vnd.sqlite3"),
@@ -415,6 +417,22 @@ async fn serve_read(data: &Replicated, read: Read) -> Result<Response, ApiError>
             Ok(response)
         }
     }
+}
+
+/// The body of a download read from `file` a block at a time as the client takes it, so a
+/// backup of any size costs the server one block of memory.
+fn file_body(file: tokio::fs::File) -> Body {
+    const BLOCK: usize = 256 * 1024;
+    let blocks = futures::stream::try_unfold(file, |mut file| async move {
+        let mut block = vec![0; BLOCK];
+        let read = file.read(&mut block).await?;
+        if read == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        block.truncate(read);
+        Ok(Some((Bytes::from(block), file)))
+    });
+    Body::from_stream(blocks)
 }
 
 fn raw_value(bytes: Vec<u8>) -> Response {

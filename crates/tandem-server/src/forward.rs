@@ -16,8 +16,7 @@ use crate::active_channel::ActiveChannel;
 use crate::error::ApiError;
 use crate::state::ApiState;
 
-/// The client header that asks for a redirect instead of forwarding.
-pub const NO_FORWARDING_HEADER: &str = "x-tandem-no-request-forwarding";
+pub use tandem_client::NO_FORWARDING_HEADER;
 
 /// How a client says what it wants of this layer: in Tandem's own words, or in rqlite's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 //! The replicated state as the API handlers use it: propose a command, wait until a read may be
 //! served at the consistency asked for, run a read against this node's copy, take a backup.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -60,8 +59,6 @@ struct ReplicatedParts {
     ha: Arc<dyn HaBackend>,
     /// This node's copy of the state (its database is what reads and backups use).
     machine: StateMachine,
-    /// Where a backup is written before it is sent.
-    data_dir: PathBuf,
     /// Turns writes away while storage is full.
     storage: StorageGuard,
 }
@@ -71,14 +68,12 @@ impl Replicated {
         replicator: Arc<dyn Replicator>,
         ha: Arc<dyn HaBackend>,
         machine: StateMachine,
-        data_dir: PathBuf,
         storage: StorageGuard,
     ) -> Replicated {
         Replicated(Arc::new(ReplicatedParts {
             replicator,
             ha,
             machine,
-            data_dir,
             storage,
         }))
     }
@@ -134,26 +129,16 @@ impl Replicated {
         self.0.machine.db()
     }
 
-    /// A consistent copy of the whole state database, and the log index it holds.
-    pub async fn backup(&self) -> Result<(Vec<u8>, u64), ApiError> {
+    /// A consistent copy of the whole state database, open to be read, with its length in bytes
+    /// and the log index it holds. It is on disk, never in memory, however large the state.
+    pub async fn backup(&self) -> Result<(tokio::fs::File, u64, u64), ApiError> {
         let machine = self.0.machine.clone();
-        let path = self
-            .0
-            .data_dir
-            .join(format!("backup-{}.db", tandem_ha::now_ms()));
-        let (bytes, applied) = tokio::task::spawn_blocking(move || {
-            let applied = machine.backup_to(&path);
-            let bytes = applied.as_ref().ok().map(|_| std::fs::read(&path));
-            let _ = std::fs::remove_file(&path);
-            (bytes, applied)
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        let applied = applied?;
-        let bytes = bytes
-            .ok_or_else(|| ApiError::internal("backup file missing"))?
-            .map_err(ApiError::internal)?;
-        Ok((bytes, applied.map(|l| l.index).unwrap_or(0)))
+        let (file, applied) = tokio::task::spawn_blocking(move || machine.backup())
+            .await
+            .map_err(ApiError::internal)??;
+        let length = file.metadata().map_err(ApiError::internal)?.len();
+        let index = applied.map(|l| l.index).unwrap_or(0);
+        Ok((tokio::fs::File::from_std(file), length, index))
     }
 
     pub async fn snapshot(&self) -> Result<Option<u64>, ApiError> {

@@ -235,6 +235,7 @@ impl RunningServer {
             election_timeout_max: settings.election_timeout_max.as_millis(),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
             max_in_snapshot_log_to_keep: settings.snapshot_logs_to_keep,
+            snapshot_max_chunk_size: settings.snapshot_chunk_size.0,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }
@@ -287,13 +288,7 @@ impl RunningServer {
             },
         );
         let state_db = machine.db();
-        let data = Replicated::new(
-            replicator,
-            ha.clone(),
-            machine,
-            data_dir.clone(),
-            storage.clone(),
-        );
+        let data = Replicated::new(replicator, ha.clone(), machine, storage.clone());
         let active = ActiveChannel::new(
             node_id,
             ha.clone(),

@@ -1,8 +1,9 @@
 //! openraft's view of the state: applies committed entries to the [`StateDb`], builds snapshots
 //! (a consistent copy of the database file) and installs the ones a leader sends.
 
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use tandem_raft::openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError,
 };
 use tandem_raft::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use tokio::sync::Mutex;
 
@@ -22,6 +23,11 @@ const STATE_FILE: &str = "state.db";
 const SNAPSHOT_DIR: &str = "snapshot";
 const SNAPSHOT_DATA: &str = "current.db";
 const SNAPSHOT_META: &str = "current.json";
+/// Files that only live while a snapshot is built or received, or a backup is sent; any found
+/// at start-up were left by a crash.
+const SNAPSHOT_BUILDING: &str = "building.db";
+const SNAPSHOT_RECEIVING: &str = "receiving.db";
+const BACKUP_PREFIX: &str = "backup-";
 
 fn storage_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     #[derive(Debug, thiserror::Error)]
@@ -35,17 +41,29 @@ fn storage_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     .into()
 }
 
-/// Writes `bytes` to `path` so that after a crash the file is either the old one or the new one.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
+/// Moves the file at `from`, fsynced, to `to`, so that after a crash `to` is either the old
+/// file or the new one.
+fn rename_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::File::open(from)?.sync_all()?;
+    std::fs::rename(from, to)?;
+    if let Some(dir) = to.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` so that after a crash the file is either the old one or the new one.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("partial");
+    std::fs::File::create(&temporary)?.write_all(bytes)?;
+    rename_durably(&temporary, path)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The longest pause between two tries of an apply that found the disk full.
@@ -86,6 +104,8 @@ struct SnapshotFiles {
     dir: PathBuf,
     /// One snapshot is written or installed at a time.
     busy: Arc<Mutex<()>>,
+    /// Tells apart backups taken in the same millisecond.
+    backups: Arc<AtomicU64>,
 }
 
 impl SnapshotFiles {
@@ -94,6 +114,24 @@ impl SnapshotFiles {
     }
     fn meta(&self) -> PathBuf {
         self.dir.join(SNAPSHOT_META)
+    }
+
+    /// Removes what a crash left half made: a snapshot being built or received, a backup
+    /// being sent, metadata being written.
+    fn remove_leftovers(&self) -> Result<(), StoreError> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let leftover = name.starts_with(SNAPSHOT_BUILDING)
+                || name.starts_with(SNAPSHOT_RECEIVING)
+                || name.starts_with(BACKUP_PREFIX)
+                || name.ends_with(".partial");
+            if leftover {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     fn read_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
@@ -111,15 +149,28 @@ impl SnapshotFiles {
         }
     }
 
-    /// Makes `bytes` the current snapshot, data first so the metadata never names missing data.
-    fn save(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), StoreError> {
-        write_durably(&self.data(), bytes)?;
+    /// Makes the database file at `data` the current snapshot, moving it into place, data first
+    /// so the metadata never names missing data. The previous snapshot's file is replaced: a
+    /// peer still being sent it keeps reading it through its open handle.
+    fn save(&self, meta: &SnapshotMeta, data: &Path) -> Result<u64, StoreError> {
+        let bytes = std::fs::metadata(data)?.len();
+        rename_durably(data, &self.data())?;
         let meta_json = serde_json::to_vec(meta).map_err(|e| StoreError::Corrupt {
             what: "snapshot metadata",
             detail: e.to_string(),
         })?;
         write_durably(&self.meta(), &meta_json)?;
-        Ok(())
+        Ok(bytes)
+    }
+
+    /// A name for a backup that no other backup has.
+    fn next_backup(&self) -> PathBuf {
+        let n = self.backups.fetch_add(1, Ordering::Relaxed);
+        let taken_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        self.dir.join(format!("{BACKUP_PREFIX}{taken_ms}-{n}.db"))
     }
 }
 
@@ -140,7 +191,9 @@ impl StateMachine {
         let snapshots = SnapshotFiles {
             dir,
             busy: Arc::new(Mutex::new(())),
+            backups: Arc::new(AtomicU64::new(0)),
         };
+        snapshots.remove_leftovers()?;
         if let Some(meta) = snapshots.read_meta()? {
             let (applied, _) = db.applied_state()?;
             if meta.last_log_id > applied {
@@ -161,10 +214,17 @@ impl StateMachine {
         self.db.clone()
     }
 
-    /// Writes a consistent copy of the state to `target`, returning the log id it reflects.
-    pub fn backup_to(&self, target: &Path) -> Result<Option<LogId>, StoreError> {
-        self.db.copy_to(target)?;
-        Ok(StateDb::applied_state_in(target)?.0)
+    /// A consistent copy of the state in a file open for reading, and the log id it reflects.
+    /// The file has no name left on disk: its space is freed when the handle is dropped, however
+    /// the download that reads it ends.
+    pub fn backup(&self) -> Result<(std::fs::File, Option<LogId>), StoreError> {
+        let path = self.snapshots.next_backup();
+        let copied = self.db.copy_to(&path).and_then(|()| {
+            let applied = StateDb::applied_state_in(&path)?.0;
+            Ok((std::fs::File::open(&path)?, applied))
+        });
+        remove_if_present(&path)?;
+        copied
     }
 
     /// Prepares a backup file to seed a new cluster: its rows stay, its Raft position goes.
@@ -215,26 +275,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        // Removed first, not truncated: a new file, whatever still holds the old one open.
+        let path = self.snapshots.dir.join(SNAPSHOT_RECEIVING);
+        let created = async {
+            remove_if_present(&path)?;
+            SnapshotFile::create(&path).await
+        };
+        match created.await {
+            Ok(file) => Ok(Box::new(file)),
+            Err(e) => Err(storage_error(ErrorVerb::Write, e)),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
         let _busy = self.snapshots.busy.lock().await;
+        let received = snapshot
+            .sync_and_close()
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Write, e))?;
         let db = self.db.clone();
         let files = self.snapshots.clone();
         let meta = meta.clone();
         Self::blocking(ErrorVerb::Write, move || {
-            let bytes = snapshot.into_inner();
-            files.save(&meta, &bytes)?;
+            // A file that is not the one this node received into belongs to whoever made it (a
+            // snapshot handed over in-process): it is copied in, never moved away.
+            let receiving = files.dir.join(SNAPSHOT_RECEIVING);
+            if received != receiving {
+                std::fs::copy(&received, &receiving)?;
+            }
+            let bytes = files.save(&meta, &receiving)?;
             db.replace_with(&files.data())?;
-            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "installed snapshot");
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes, "installed snapshot");
             metrics::counter!("tandem_raft_snapshots_total", "how" => "installed").increment(1);
-            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes.len() as f64);
+            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes as f64);
             Ok(())
         })
         .await
@@ -243,17 +321,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let _busy = self.snapshots.busy.lock().await;
         let files = self.snapshots.clone();
-        Self::blocking(ErrorVerb::Read, move || {
-            let Some(meta) = files.read_meta()? else {
-                return Ok(None);
-            };
-            let bytes = std::fs::read(files.data())?;
-            Ok(Some(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(bytes)),
-            }))
-        })
-        .await
+        let Some(meta) = Self::blocking(ErrorVerb::Read, move || files.read_meta()).await? else {
+            return Ok(None);
+        };
+        let snapshot = SnapshotFile::open(&self.snapshots.data())
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(snapshot),
+        }))
     }
 }
 
@@ -262,13 +339,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let _busy = self.snapshots.busy.lock().await;
         let db = self.db.clone();
         let files = self.snapshots.clone();
-        Self::blocking(ErrorVerb::Write, move || {
-            let building = files.dir.join("building.db");
-            let _ = std::fs::remove_file(&building);
+        let meta = Self::blocking(ErrorVerb::Write, move || {
+            // Written by SQLite page by page, never held whole in memory.
+            let building = files.dir.join(SNAPSHOT_BUILDING);
+            remove_if_present(&building)?;
             db.copy_to(&building)?;
             let (last_log_id, last_membership) = StateDb::applied_state_in(&building)?;
-            let bytes = std::fs::read(&building)?;
-            std::fs::remove_file(&building)?;
             let taken_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis())
@@ -281,15 +357,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                     last_log_id.map(|id| id.index).unwrap_or_default()
                 ),
             };
-            files.save(&meta, &bytes)?;
-            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
+            let bytes = files.save(&meta, &building)?;
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes, "built snapshot");
             metrics::counter!("tandem_raft_snapshots_total", "how" => "built").increment(1);
-            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes.len() as f64);
-            Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(bytes)),
-            })
+            metrics::gauge!("tandem_raft_snapshot_bytes").set(bytes as f64);
+            Ok(meta)
         })
-        .await
+        .await?;
+        let snapshot = SnapshotFile::open(&self.snapshots.data())
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(snapshot),
+        })
     }
 }

@@ -458,6 +458,58 @@ impl Cluster {
         run_to_exit(command, CLI_DEADLINE).await
     }
 
+    /// Runs `tandem snapshot backup --out <out>` against node `i`, to its end.
+    pub async fn download_backup(
+        &self,
+        binary: &Path,
+        i: usize,
+        out: &Path,
+    ) -> std::process::Output {
+        let mut download = tandem_command(binary);
+        download
+            .args(["snapshot", "backup", "--out"])
+            .arg(out)
+            .args(["--addr", self.api_addr(i)])
+            .env("TANDEM_SECRET_API", API_SECRET);
+        run_to_exit(download, CLI_DEADLINE).await
+    }
+
+    /// Stops node `i`, empties its data folder and seeds it from `backup` with
+    /// `tandem snapshot restore`; answers how the restore ended.
+    pub async fn restore(
+        &mut self,
+        binary: &Path,
+        i: usize,
+        backup: &Path,
+    ) -> std::process::Output {
+        self.kill(i);
+        self.wipe(i);
+        let mut restore = tandem_command(binary);
+        restore
+            .args(["snapshot", "restore", "--backup"])
+            .arg(backup)
+            .arg("--data-dir")
+            .arg(self.data_dir(i));
+        run_to_exit(restore, CLI_DEADLINE).await
+    }
+
+    /// Waits until the active node has purged log entries behind a snapshot, so that a node that
+    /// lost its log can only be brought up to date with the snapshot.
+    pub async fn wait_for_purged_log(&self) {
+        wait_for(
+            DEADLINE,
+            "the leader to purge log entries behind a snapshot",
+            async || {
+                let leader = self.current_leader().await?;
+                let reply = self.get(leader, "/v1/cluster").await;
+                let purged = reply.status.is_success()
+                    && reply.json()["purged_index"].as_u64().is_some_and(|i| i > 0);
+                purged.then_some(())
+            },
+        )
+        .await
+    }
+
     /// The cluster's membership as node `i` reports it at `GET /v1/cluster`: its voters and
     /// learners, or `None` when it does not answer 200.
     pub async fn membership(&self, i: usize) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {

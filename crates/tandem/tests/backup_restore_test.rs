@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use tandem_testkit::{run_to_exit, tandem_command, Cluster, API_SECRET};
+use tandem_testkit::{run_to_exit, tandem_command, Cluster};
 
 fn tandem() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tandem"))
@@ -58,13 +58,7 @@ async fn a_backup_restored_on_every_node_brings_the_data_back() {
     // The CLI streams the same download to a file, and that file is what gets restored.
     let folder = tempfile::tempdir().expect("temporary folder");
     let file = folder.path().join("backup.db");
-    let mut download = tandem_command(tandem());
-    download
-        .args(["snapshot", "backup", "--out"])
-        .arg(&file)
-        .args(["--addr", cluster.api_addr(standby)])
-        .env("TANDEM_SECRET_API", API_SECRET);
-    let output = run_to_exit(download, Duration::from_secs(30)).await;
+    let output = cluster.download_backup(tandem(), standby, &file).await;
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "snapshot backup: {said}");
     assert!(said.contains("bytes, up to log index"), "{said}");
@@ -82,15 +76,7 @@ async fn a_backup_restored_on_every_node_brings_the_data_back() {
         .expect("write");
 
     for i in 0..cluster.len() {
-        cluster.kill(i);
-        cluster.wipe(i);
-        let mut restore = tandem_command(tandem());
-        restore
-            .args(["snapshot", "restore", "--backup"])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(cluster.data_dir(i));
-        let output = run_to_exit(restore, Duration::from_secs(30)).await;
+        let output = cluster.restore(tandem(), i, &file).await;
         assert!(
             output.status.success(),
             "restore: {}",

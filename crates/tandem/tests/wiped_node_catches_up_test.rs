@@ -32,17 +32,7 @@ async fn a_wiped_follower_catches_up_through_a_snapshot() {
 
     // The leader has dropped the start of its log, so a node that lost everything cannot be
     // sent the entries one by one: it must be sent a snapshot.
-    wait_until(
-        DEADLINE,
-        "the leader to purge log entries behind a snapshot",
-        async || {
-            let leader = cluster.leader().await;
-            let reply = cluster.get(leader, "/v1/cluster").await;
-            reply.status.is_success()
-                && reply.json()["purged_index"].as_u64().is_some_and(|i| i > 0)
-        },
-    )
-    .await;
+    cluster.wait_for_purged_log().await;
 
     let follower = cluster.followers().await[0];
     cluster.kill(follower);
