@@ -1,11 +1,21 @@
-# Sourced by the bench scripts: builds the release binary and starts a 3-node cluster on
-# 127.0.0.1 with free ports in a temporary folder that is removed on exit.
+# Sourced by the bench scripts: builds the release binary (unless TANDEM names one) and starts a
+# 3-node cluster on 127.0.0.1 with free ports in a temporary folder; on exit the servers are
+# stopped and the folder removed.
 # Sets TANDEM (the binary), WORK (the folder), API[1..3] (API addresses), NODES (the node
-# list), LEADER (the active node's API address) and exports TANDEM_SECRET_API.
-cargo build --release -p tandem >/dev/null
-TANDEM="$PWD/target/release/tandem"
+# list), PIDS (the servers' process ids), LEADER (the active node's API address) and exports
+# TANDEM_SECRET_API.
+if [ -z "${TANDEM:-}" ]; then
+    cargo build --release -p tandem >/dev/null
+    TANDEM="$PWD/target/release/tandem"
+fi
 WORK="$(mktemp -d)"
-trap 'pkill -f "$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PIDS=()
+stop_nodes() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap stop_nodes EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NODES=""
@@ -19,6 +29,7 @@ for i in 1 2 3; do
     "$TANDEM" server --node-id "$i" --nodes "$NODES" --data-dir "$WORK/n$i" \
         --secret-raft bench-raft-secret-000000 --secret-api "$TANDEM_SECRET_API" \
         --log-level warn >"$WORK/n$i.log" 2>&1 &
+    PIDS+=($!)
 done
 LEADER=""
 for _ in $(seq 100); do

@@ -4,10 +4,10 @@
 //! write is proposed at once: batching adds no wait when nothing else is in flight.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tandem_raft::openraft::error::{ClientWriteError, RaftError};
-use tandem_raft::{Proposal, Raft};
+use tandem_raft::{write_stages, Proposal, Raft};
 use tandem_store::{Applied, Command};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -25,6 +25,7 @@ const MAX_BYTES_PER_ENTRY: u64 = 1 << 20;
 struct Queued {
     command: Command,
     answer: oneshot::Sender<Result<Applied, ReplicateError>>,
+    queued_at: Instant,
 }
 
 /// Where [`crate::RaftReplicator`] hands the commands it is asked to propose.
@@ -37,7 +38,8 @@ impl ProposalQueue {
     /// Starts the task that proposes queued commands to `raft`; it ends when the queue is dropped.
     pub fn start(raft: Raft, timeout: Duration) -> ProposalQueue {
         let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(propose_queued(raft, timeout, queued));
+        let queue_seconds = metrics::histogram!(write_stages::QUEUE);
+        tokio::spawn(propose_queued(raft, timeout, queued, queue_seconds));
         ProposalQueue { queue, timeout }
     }
 
@@ -46,7 +48,11 @@ impl ProposalQueue {
     pub async fn propose(&self, command: Command) -> Result<Applied, ReplicateError> {
         let (answer, answered) = oneshot::channel();
         self.queue
-            .send(Queued { command, answer })
+            .send(Queued {
+                command,
+                answer,
+                queued_at: Instant::now(),
+            })
             .map_err(|_| ReplicateError::Unavailable("this node is shutting down".into()))?;
         match tokio::time::timeout(self.timeout, answered).await {
             Ok(Ok(applied)) => applied,
@@ -63,6 +69,7 @@ async fn propose_queued(
     raft: Raft,
     timeout: Duration,
     mut queued: mpsc::UnboundedReceiver<Queued>,
+    queue_seconds: metrics::Histogram,
 ) {
     let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
     let mut held_over: Option<Queued> = None;
@@ -89,6 +96,9 @@ async fn propose_queued(
             }
             bytes += len;
             batch.push(next);
+        }
+        for queued in &batch {
+            queue_seconds.record(queued.queued_at.elapsed());
         }
         let raft = raft.clone();
         tokio::spawn(async move {

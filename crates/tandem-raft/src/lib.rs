@@ -11,6 +11,7 @@ mod log_store;
 mod membership;
 mod network;
 pub mod wire;
+pub mod write_stages;
 
 use std::fmt;
 use std::io::Cursor;
