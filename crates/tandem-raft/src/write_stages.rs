@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 /// On the active node: from a command's arrival in the proposal queue until its entry is handed
 /// to Raft (the group commit's wait for a free slot).
 pub const QUEUE: &str = "tandem_write_queue_seconds";
+/// On the active node, per entry the log saved a commit at (every entry when writes come one at
+/// a time; the last of each commit otherwise): from handing it to Raft until its commit is saved,
+/// which spans the log append, replication and openraft's core.
+pub const PROPOSE_TO_COMMIT: &str = "tandem_raft_propose_to_commit_seconds";
 /// On every node: from Raft handing entries to the log until they are on disk (the wait for the
 /// log writer included, then the transaction and its fsync).
 pub const LOG_APPEND: &str = "tandem_raft_log_append_seconds";
@@ -24,6 +28,9 @@ pub const FOLLOWER_APPEND: &str = "tandem_raft_follower_append_seconds";
 pub const COMMIT_TO_APPLY: &str = "tandem_raft_commit_to_apply_seconds";
 /// On every node: applying one batch of committed entries to the state machine (SQLite).
 pub const APPLY: &str = "tandem_raft_apply_seconds";
+/// On the active node, for the same entries as [`PROPOSE_TO_COMMIT`]: from the commit being saved
+/// until the proposal has its answer (commit → apply, the apply, the result back).
+pub const COMMIT_TO_ANSWER: &str = "tandem_raft_commit_to_answer_seconds";
 /// On the node that proposed it: a write from validation until its answer is known, all stages
 /// above included.
 pub const ANSWER: &str = "tandem_write_seconds";
@@ -31,11 +38,13 @@ pub const ANSWER: &str = "tandem_write_seconds";
 /// The stages in the order a write passes them, each with the name a report gives it.
 pub const WRITE_STAGES: &[(&str, &str)] = &[
     (QUEUE, "queue before propose"),
+    (PROPOSE_TO_COMMIT, "propose -> commit"),
     (LOG_APPEND, "log append + fsync"),
     (REPLICATION, "replication round trip"),
     (FOLLOWER_APPEND, "follower append handled"),
     (COMMIT_TO_APPLY, "commit -> apply"),
     (APPLY, "apply in SQLite"),
+    (COMMIT_TO_ANSWER, "commit -> answer"),
     (ANSWER, "write answered"),
 ];
 

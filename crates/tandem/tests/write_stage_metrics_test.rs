@@ -63,9 +63,11 @@ async fn every_write_stage_is_measured_on_the_servers_that_do_it() {
 
     let on_leader = [
         "tandem_write_queue_seconds",
+        "tandem_raft_propose_to_commit_seconds",
         "tandem_raft_log_append_seconds",
         "tandem_raft_commit_to_apply_seconds",
         "tandem_raft_apply_seconds",
+        "tandem_raft_commit_to_answer_seconds",
         "tandem_write_seconds",
     ];
     let on_followers = [
