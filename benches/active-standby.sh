@@ -25,6 +25,6 @@ for target in active standby; do
 done
 printf '%-24s ' "kv-get c=16 stale"
 "$TANDEM" bench kv-get --addr "$STANDBY" --concurrency 16 --duration "$DURATION" --consistency stale --json
-pkill -f "$WORK" || true
+stop_nodes
 "$TANDEM" bench failover --signal term --rounds 10 --json
 "$TANDEM" bench failover --signal kill --rounds 10 --json

@@ -21,6 +21,7 @@ mod failover;
 pub mod local;
 mod mesh;
 mod run;
+mod stages;
 mod target;
 
 pub use run::{run, BenchArgs, Servers};

@@ -87,6 +87,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    /// Also report where the run's writes spent their time: each server's write-stage
+    /// histograms from /metrics, read before and after the run (Tandem only)
+    #[arg(long)]
+    stages: bool,
     #[command(flatten)]
     failover: crate::failover::FailoverArgs,
     #[command(flatten)]
@@ -568,6 +572,9 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
         bail!("--keys must be at least 1");
     }
     if args.system == System::Etcd {
+        if args.stages {
+            bail!("--stages reads Tandem's /metrics; etcd has no such stages");
+        }
         crate::etcd::available()?;
     }
     let read = ReadConsistency::parse(&servers.consistency)?;
@@ -660,6 +667,11 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
             .unwrap_or(Duration::from_secs(10)),
         progress: !plan.args.json,
     };
+    let stages_before = if plan.args.stages {
+        Some(crate::stages::scrape(&plan.http, &plan.servers.addrs).await?)
+    } else {
+        None
+    };
     let operating = plan.clone();
     let measured = run_workers(&load, move |worker, n| {
         let plan = operating.clone();
@@ -676,6 +688,16 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
     });
     if let (Some(report), Value::Object(figures)) = (report.as_object_mut(), measured.figures()) {
         report.extend(figures);
+    }
+    let stages = match stages_before {
+        Some(before) => {
+            let after = crate::stages::scrape(&plan.http, &plan.servers.addrs).await?;
+            crate::stages::rows(&plan.servers.addrs, &before, &after)
+        }
+        None => Vec::new(),
+    };
+    if plan.args.stages {
+        report["stages"] = crate::stages::to_json(&stages);
     }
     if plan.args.json {
         println!("{report}");
@@ -699,6 +721,9 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
         );
         if let Some(e) = &measured.last_error {
             eprintln!("last error: {e}");
+        }
+        if plan.args.stages {
+            crate::stages::print(&stages);
         }
     }
     if plan.args.workload == Workload::Fill && measured.errors > 0 {

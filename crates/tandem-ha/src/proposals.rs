@@ -4,9 +4,10 @@
 //! write is proposed at once: batching adds no wait when nothing else is in flight.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tandem_raft::openraft::error::{ClientWriteError, RaftError};
+use tandem_raft::write_stages::{self, CommitClock};
 use tandem_raft::{Proposal, Raft};
 use tandem_store::{Applied, Command};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -25,6 +26,28 @@ const MAX_BYTES_PER_ENTRY: u64 = 1 << 20;
 struct Queued {
     command: Command,
     answer: oneshot::Sender<Result<Applied, ReplicateError>>,
+    queued_at: Instant,
+}
+
+/// The stages a proposal times, with histograms taken once.
+struct ProposalTimes {
+    queue: metrics::Histogram,
+    to_commit: metrics::Histogram,
+    commit_to_answer: metrics::Histogram,
+    /// When the log saved each recent commit.
+    commits: CommitClock,
+}
+
+impl ProposalTimes {
+    /// Splits the time since `proposed_at` at the commit of entry `index`, when the log saved a
+    /// commit at exactly that index (every entry when writes come one at a time).
+    fn answered(&self, proposed_at: Instant, index: u64) {
+        if let Some(since_commit) = self.commits.since_committed(index) {
+            self.to_commit
+                .record(proposed_at.elapsed().saturating_sub(since_commit));
+            self.commit_to_answer.record(since_commit);
+        }
+    }
 }
 
 /// Where [`crate::RaftReplicator`] hands the commands it is asked to propose.
@@ -35,9 +58,16 @@ pub struct ProposalQueue {
 
 impl ProposalQueue {
     /// Starts the task that proposes queued commands to `raft`; it ends when the queue is dropped.
-    pub fn start(raft: Raft, timeout: Duration) -> ProposalQueue {
+    /// `commits` is the log's record of when it saved each commit.
+    pub fn start(raft: Raft, timeout: Duration, commits: CommitClock) -> ProposalQueue {
         let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(propose_queued(raft, timeout, queued));
+        let times = Arc::new(ProposalTimes {
+            queue: metrics::histogram!(write_stages::QUEUE),
+            to_commit: metrics::histogram!(write_stages::PROPOSE_TO_COMMIT),
+            commit_to_answer: metrics::histogram!(write_stages::COMMIT_TO_ANSWER),
+            commits,
+        });
+        tokio::spawn(propose_queued(raft, timeout, queued, times));
         ProposalQueue { queue, timeout }
     }
 
@@ -46,7 +76,11 @@ impl ProposalQueue {
     pub async fn propose(&self, command: Command) -> Result<Applied, ReplicateError> {
         let (answer, answered) = oneshot::channel();
         self.queue
-            .send(Queued { command, answer })
+            .send(Queued {
+                command,
+                answer,
+                queued_at: Instant::now(),
+            })
             .map_err(|_| ReplicateError::Unavailable("this node is shutting down".into()))?;
         match tokio::time::timeout(self.timeout, answered).await {
             Ok(Ok(applied)) => applied,
@@ -63,6 +97,7 @@ async fn propose_queued(
     raft: Raft,
     timeout: Duration,
     mut queued: mpsc::UnboundedReceiver<Queued>,
+    times: Arc<ProposalTimes>,
 ) {
     let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
     let mut held_over: Option<Queued> = None;
@@ -90,22 +125,30 @@ async fn propose_queued(
             bytes += len;
             batch.push(next);
         }
-        let raft = raft.clone();
+        for queued in &batch {
+            times.queue.record(queued.queued_at.elapsed());
+        }
+        let (raft, times) = (raft.clone(), times.clone());
         tokio::spawn(async move {
-            propose_entry(&raft, timeout, batch).await;
+            propose_entry(&raft, timeout, batch, &times).await;
             drop(slot);
         });
     }
 }
 
 /// Proposes `batch` as one entry and answers each command.
-async fn propose_entry(raft: &Raft, timeout: Duration, mut batch: Vec<Queued>) {
+async fn propose_entry(
+    raft: &Raft,
+    timeout: Duration,
+    mut batch: Vec<Queued>,
+    times: &ProposalTimes,
+) {
     let command = if batch.len() == 1 {
         batch[0].command.clone()
     } else {
         Command::Batch(batch.iter().map(|q| q.command.clone()).collect())
     };
-    let answers = write(raft, timeout, command).await;
+    let answers = write(raft, timeout, command, times).await;
     match answers {
         Err(e) => {
             for queued in batch {
@@ -153,14 +196,19 @@ async fn write(
     raft: &Raft,
     timeout: Duration,
     command: Command,
+    times: &ProposalTimes,
 ) -> Result<serde_json::Value, ReplicateError> {
     let proposal = Proposal {
         stamped_at_ms: now_ms(),
         command: command.encode(),
     };
+    let proposed_at = Instant::now();
     match tokio::time::timeout(timeout, raft.client_write(proposal)).await {
         Err(_) => Err(not_committed_in_time()),
-        Ok(Ok(response)) => Ok(response.data),
+        Ok(Ok(response)) => {
+            times.answered(proposed_at, response.log_id.index);
+            Ok(response.data)
+        }
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
             // Leadership moved while the write was queued; it was not applied here.
             Err(ReplicateError::Unavailable(match forward.leader_id {

@@ -44,7 +44,7 @@ impl RaftReplicator {
         timeout: Duration,
     ) -> RaftReplicator {
         RaftReplicator {
-            proposals: ProposalQueue::start(raft.clone(), timeout),
+            proposals: ProposalQueue::start(raft.clone(), timeout, log.commit_clock()),
             read_index: ReadIndex::new(raft.clone(), timeout),
             raft,
             id,

@@ -12,6 +12,7 @@ mod membership;
 mod network;
 mod snapshot_file;
 pub mod wire;
+pub mod write_stages;
 
 use std::fmt;
 

@@ -9,7 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -18,6 +18,7 @@ use openraft::{
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+use crate::write_stages::{self, CommitClock};
 use crate::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
@@ -60,6 +61,8 @@ enum LogWrite {
     Append {
         entries: Vec<(LogId, Vec<u8>)>,
         flushed: LogFlushed<TypeConfig>,
+        /// When Raft handed the entries over, for the log-append stage of a write.
+        appended_at: Instant,
     },
     Meta {
         key: &'static str,
@@ -151,6 +154,7 @@ fn run_writer(
     dir: PathBuf,
     unflushed: Unflushed,
     writes: mpsc::Receiver<LogWrite>,
+    append_seconds: metrics::Histogram,
 ) {
     while let Ok(first) = writes.recv() {
         let mut batch = vec![first];
@@ -161,7 +165,7 @@ fn run_writer(
             }
         }
         wait_for_room(&dir, batch.iter().map(LogWrite::bytes).sum());
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let result = commit(&db, &batch).map_err(|e| e.to_string());
         metrics::histogram!("tandem_raft_log_write_seconds").record(started.elapsed());
         let appended: usize = batch
@@ -187,7 +191,12 @@ fn run_writer(
         }
         for write in batch {
             match write {
-                LogWrite::Append { flushed, .. } => {
+                LogWrite::Append {
+                    flushed,
+                    appended_at,
+                    ..
+                } => {
+                    append_seconds.record(appended_at.elapsed());
                     flushed.log_io_completed(result.clone().map_err(std::io::Error::other))
                 }
                 LogWrite::Meta { done, .. } => {
@@ -253,6 +262,8 @@ pub struct LogStore {
     writer: mpsc::Sender<LogWrite>,
     /// The last committed index this node knows of, for status reports; `u64::MAX` means none.
     committed_index: Arc<AtomicU64>,
+    /// When each recent commit was saved, for the state machine's commit-to-apply stage.
+    commits: CommitClock,
 }
 
 impl LogStore {
@@ -277,6 +288,8 @@ impl LogStore {
         let (writer, writes) = mpsc::channel();
         {
             let (db, unflushed) = (db.clone(), unflushed.clone());
+            // Taken once: the writer thread records without looking the histogram up each time.
+            let append_seconds = metrics::histogram!(write_stages::LOG_APPEND);
             // The folder, not the file: statvfs asks about the file system that holds it.
             let dir = match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -284,7 +297,7 @@ impl LogStore {
             };
             std::thread::Builder::new()
                 .name("raft-log-writer".into())
-                .spawn(move || run_writer(db, dir, unflushed, writes))
+                .spawn(move || run_writer(db, dir, unflushed, writes, append_seconds))
                 .map_err(|source| LogStoreError::Writer {
                     path: path.display().to_string(),
                     source,
@@ -295,6 +308,7 @@ impl LogStore {
             unflushed,
             writer,
             committed_index: Arc::new(AtomicU64::new(u64::MAX)),
+            commits: CommitClock::default(),
         };
         if let Ok(Some(committed)) = store.read_meta::<LogId>(COMMITTED_KEY) {
             store
@@ -310,6 +324,11 @@ impl LogStore {
             u64::MAX => None,
             index => Some(index),
         }
+    }
+
+    /// When recent commits were saved; the state machine reads it to time commit → apply.
+    pub fn commit_clock(&self) -> CommitClock {
+        self.commits.clone()
     }
 
     /// The id of the last entry in the log (or of the last purged one when the log is empty).
@@ -476,6 +495,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         self.committed_index.store(log_id.index, Ordering::Relaxed);
+        self.commits.committed(log_id.index);
         metrics::gauge!("tandem_raft_commit_index").set(log_id.index as f64);
         // Not waited for nor fsynced on its own: it is a hint that lets a restart apply
         // committed entries sooner; losing it costs nothing but a round of replication.
@@ -504,6 +524,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let appended_at = Instant::now();
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut encoded = Vec::with_capacity(entries.len());
         for entry in &entries {
@@ -520,6 +541,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             LogWrite::Append {
                 entries: encoded,
                 flushed: callback,
+                appended_at,
             },
         )
     }

@@ -10,10 +10,13 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use std::time::Instant;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire;
+use crate::write_stages;
 use crate::{ClusterClient, ClusterNode, NodeId, PeerContacts, TypeConfig};
 
 /// Creates one [`PeerClient`] per peer; all share one HTTP connection pool.
@@ -37,6 +40,10 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
             network: self.clone(),
             target,
             node: node.clone(),
+            replication_seconds: metrics::histogram!(
+                write_stages::REPLICATION,
+                "follower" => target.to_string()
+            ),
         }
     }
 }
@@ -45,6 +52,9 @@ pub struct PeerClient {
     network: HttpNetwork,
     target: NodeId,
     node: ClusterNode,
+    /// The round trips of appends to this peer, taken once per peer rather than looked up on
+    /// every RPC.
+    replication_seconds: metrics::Histogram,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +125,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        self.call(wire::APPEND_PATH, &rpc, &option).await
+        // Heartbeats carry no entries and make the follower write nothing: they are not a
+        // write's replication.
+        let carries_entries = !rpc.entries.is_empty();
+        let started = Instant::now();
+        let reply = self.call(wire::APPEND_PATH, &rpc, &option).await;
+        if carries_entries && reply.is_ok() {
+            self.replication_seconds.record(started.elapsed());
+        }
+        reply
     }
 
     async fn install_snapshot(

@@ -41,6 +41,8 @@ pub struct ClusterPort {
     /// The cluster secret, and the previous one while every node moves to a new one.
     pub secrets: Arc<ClusterSecrets>,
     pub snapshot_receipt: Arc<SnapshotReceipt>,
+    /// How long this node, as a follower, takes to handle an append that carries entries.
+    pub follower_append_seconds: metrics::Histogram,
 }
 
 pub struct ClusterSecrets {
@@ -194,7 +196,13 @@ async fn append(port: &ClusterPort, request: AppendEntriesRequest<TypeConfig>) -
     if let Some(leader) = request.vote.leader_id().voted_for() {
         port.contacts.record(leader);
     }
-    Json(port.raft.append_entries(request).await).into_response()
+    let carries_entries = !request.entries.is_empty();
+    let started = std::time::Instant::now();
+    let answer = port.raft.append_entries(request).await;
+    if carries_entries && answer.is_ok() {
+        port.follower_append_seconds.record(started.elapsed());
+    }
+    Json(answer).into_response()
 }
 
 async fn snapshot(

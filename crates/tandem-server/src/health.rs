@@ -239,6 +239,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The buckets of a write's stages: finer and lower than [`LATENCY_BUCKETS`], since an fsync,
+/// an apply or a wait in a queue takes from tens of microseconds to a few milliseconds.
+const WRITE_STAGE_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 static METRICS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
     std::sync::OnceLock::new();
 
@@ -248,9 +255,16 @@ pub fn install_metrics() {
     METRICS.get_or_init(|| {
         // Latencies as histograms (Prometheus can aggregate them across servers), with buckets
         // from half a millisecond (a write's fsync) to five seconds.
-        let latencies = metrics_exporter_prometheus::Matcher::Suffix("_seconds".into());
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .set_buckets_for_metric(latencies, LATENCY_BUCKETS)
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        let latencies = Matcher::Suffix("_seconds".into());
+        // A full name's buckets win over the suffix's.
+        tandem_raft::write_stages::WRITE_STAGES
+            .iter()
+            .try_fold(PrometheusBuilder::new(), |builder, (stage, _)| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(stage.to_string()), WRITE_STAGE_BUCKETS)
+            })
+            .and_then(|builder| builder.set_buckets_for_metric(latencies, LATENCY_BUCKETS))
             .and_then(|builder| builder.install_recorder())
             .map_err(|e| tracing::warn!(error = %e, "metrics are not recorded"))
             .ok()

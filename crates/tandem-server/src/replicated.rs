@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use tandem_ha::{HaBackend, ReplicateError, ReplicationStatus, Replicator};
-use tandem_raft::MembershipRefusal;
+use tandem_raft::{write_stages, MembershipRefusal};
 use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
 
 use crate::error::ApiError;
@@ -61,6 +61,8 @@ struct ReplicatedParts {
     machine: StateMachine,
     /// Turns writes away while storage is full.
     storage: StorageGuard,
+    /// Each write's whole time here, the last of its stages.
+    write_seconds: metrics::Histogram,
 }
 
 impl Replicated {
@@ -75,6 +77,7 @@ impl Replicated {
             ha,
             machine,
             storage,
+            write_seconds: metrics::histogram!(write_stages::ANSWER),
         }))
     }
 
@@ -88,9 +91,11 @@ impl Replicated {
     /// than an error, so it can travel to the node that asked for it. While storage is full, a
     /// command that may add data is refused here, before Raft is asked to append it.
     pub async fn propose_applied(&self, command: Command) -> Result<Applied, ApiError> {
+        let started = std::time::Instant::now();
         command.validate()?;
         self.0.storage.admit(&command)?;
         let proposed = self.0.replicator.propose(command).await;
+        self.0.write_seconds.record(started.elapsed());
         let result = match &proposed {
             Ok(Ok(_)) => "applied",
             Ok(Err(_)) => "refused",

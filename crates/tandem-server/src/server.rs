@@ -12,8 +12,8 @@ use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{
-    node_list_drift, ClusterClient, ClusterNode, HttpNetwork, LogStore, MembershipView, NodeId,
-    PeerContacts, Raft,
+    node_list_drift, write_stages, ClusterClient, ClusterNode, HttpNetwork, LogStore,
+    MembershipView, NodeId, PeerContacts, Raft,
 };
 use tandem_registry::LivenessPolicy;
 use tandem_store::{Command, StateMachine};
@@ -199,17 +199,18 @@ impl RunningServer {
         let cluster_listener = bind("the cluster port", &this.cluster_addr).await?;
         let api_listener = bind("the API", &this.api_addr).await?;
 
+        // Before the stores open: they take their histograms once, when they open.
+        crate::health::install_metrics();
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let fresh = log
             .is_empty()
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let machine = StateMachine::open(&data_dir)?;
+        let machine = StateMachine::open(&data_dir)?.timing_commits_by(log.commit_clock());
         let key_ring = KeyRing::open(
             &data_dir,
             settings.key_encryption_secret.as_deref(),
             &settings.key_peers.0,
         )?;
-        crate::health::install_metrics();
         // Made only once the ports and stores are ours, so a start that fails on them does not
         // print a secret that a later start would not show again.
         let secret_api = secret(
@@ -355,6 +356,7 @@ impl RunningServer {
                 previous: settings.secret_cluster_previous.clone(),
             }),
             snapshot_receipt: Default::default(),
+            follower_append_seconds: metrics::histogram!(write_stages::FOLLOWER_APPEND),
         };
 
         let (stop, stopped) = watch::channel(false);

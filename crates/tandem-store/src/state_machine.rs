@@ -11,6 +11,7 @@ use tandem_raft::openraft::storage::RaftStateMachine;
 use tandem_raft::openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError,
 };
+use tandem_raft::write_stages::{self, CommitClock};
 use tandem_raft::{
     Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -179,6 +180,10 @@ impl SnapshotFiles {
 pub struct StateMachine {
     db: Arc<StateDb>,
     snapshots: SnapshotFiles,
+    /// When the entries it is asked to apply were committed (see [`StateMachine::timing_commits_by`]).
+    commits: CommitClock,
+    apply_seconds: metrics::Histogram,
+    commit_to_apply_seconds: metrics::Histogram,
 }
 
 impl StateMachine {
@@ -207,7 +212,16 @@ impl StateMachine {
         Ok(StateMachine {
             db: Arc::new(db),
             snapshots,
+            commits: CommitClock::default(),
+            apply_seconds: metrics::histogram!(write_stages::APPLY),
+            commit_to_apply_seconds: metrics::histogram!(write_stages::COMMIT_TO_APPLY),
         })
+    }
+
+    /// Times the wait between commit and apply by the commits `clock` notes (the Raft log's).
+    pub fn timing_commits_by(mut self, clock: CommitClock) -> StateMachine {
+        self.commits = clock;
+        self
     }
 
     pub fn db(&self) -> Arc<StateDb> {
@@ -261,10 +275,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
+        let (commits, apply_seconds, waited_seconds) = (
+            self.commits.clone(),
+            self.apply_seconds.clone(),
+            self.commit_to_apply_seconds.clone(),
+        );
         Self::blocking(ErrorVerb::Write, move || {
+            // openraft applies up to exactly the index it has just saved as committed.
+            let committed = entries.last().map(|e| e.log_id.index);
+            if let Some(waited) = committed.and_then(|index| commits.since_committed(index)) {
+                waited_seconds.record(waited);
+            }
             let started = std::time::Instant::now();
             let applied = apply_when_there_is_room(&db, &entries);
-            metrics::histogram!("tandem_raft_apply_seconds").record(started.elapsed());
+            apply_seconds.record(started.elapsed());
             metrics::counter!("tandem_raft_applied_entries_total").increment(entries.len() as u64);
             applied
         })

@@ -1,5 +1,6 @@
 //! `tandem bench` counts only acknowledged operations: a short kv-put run against a single node
-//! reports exactly as many operations as the server then holds keys under the run's prefix.
+//! reports exactly as many operations as the server then holds keys under the run's prefix;
+//! with `--stages` it also reports the write stages the run moved.
 
 use std::path::Path;
 use std::time::Duration;
@@ -82,4 +83,46 @@ async fn disk_reports_fsyncs() {
         0,
         "the scratch file is removed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_put_with_stages_reports_where_the_writes_went() {
+    let cluster = Cluster::start(tandem(), 1, &[]).await;
+    cluster.leader().await;
+    let mut bench = tandem_command(tandem());
+    bench
+        .env("TANDEM_SECRET_API", API_SECRET)
+        .args(["bench", "kv-put", "--addr", cluster.api_addr(0)])
+        .args(["--concurrency", "2", "--ops", "40", "--stages", "--json"]);
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the bench prints one JSON object");
+    let stages = report["stages"].as_array().expect("a list of stages");
+    let counted = |stage: &str| {
+        stages
+            .iter()
+            .filter(|row| row["stage"] == stage)
+            .map(|row| row["count"].as_f64().unwrap_or_default())
+            .sum::<f64>()
+    };
+    // A single node replicates to no one; every other stage saw each write (a batch of them
+    // is one log append and one apply). The server's own writes, such as publishing its
+    // signing key, may fall in the run too.
+    assert!(counted("queue before propose") >= 40.0, "{report}");
+    assert!(counted("write answered") >= 40.0, "{report}");
+    for stage in ["log append + fsync", "commit -> apply", "apply in SQLite"] {
+        assert!(counted(stage) >= 1.0, "{stage} in {report}");
+    }
+    for row in stages {
+        let (p50, p99) = (row["p50_ms"].as_f64(), row["p99_ms"].as_f64());
+        assert!(
+            p50.is_some_and(|p| p > 0.0) && p50 <= p99,
+            "percentiles of {row}"
+        );
+    }
 }
