@@ -55,13 +55,18 @@ async fn a_wiped_follower_is_sent_a_snapshot_of_many_chunks() {
     cluster.wipe(follower);
     cluster.start_node(follower).await;
 
+    // The state file is in place a moment before Raft reports the snapshot installed.
     let last_key = format!("/v1/kv/big/{}?consistency=stale", KEYS - 1);
     wait_until(
         DEADLINE,
-        "the wiped node to hold the last key written",
+        "the wiped node to install a snapshot holding the last key written",
         async || {
-            let reply = cluster.get(follower, &last_key).await;
-            reply.status.is_success()
+            let status = cluster.get(follower, "/v1/cluster").await;
+            let installed = status.status.is_success()
+                && status.json()["snapshot_index"]
+                    .as_u64()
+                    .is_some_and(|i| i > 0);
+            installed && cluster.get(follower, &last_key).await.status.is_success()
         },
     )
     .await;
@@ -73,16 +78,6 @@ async fn a_wiped_follower_is_sent_a_snapshot_of_many_chunks() {
         installed > 10 * CHUNK_BYTES,
         "the snapshot ({installed} bytes) spans many chunks of {CHUNK_BYTES} bytes"
     );
-    let status = cluster
-        .get(follower, "/v1/cluster")
-        .await
-        .expect_status(200)
-        .json();
-    assert!(
-        status["snapshot_index"].as_u64().is_some_and(|i| i > 0),
-        "the wiped node was sent a snapshot, not the log: {status}"
-    );
-
     // Every key and its whole value arrived.
     let listing = cluster
         .get(follower, "/v1/kv?prefix=big/&limit=10000&consistency=stale")

@@ -190,7 +190,9 @@ async function refresh() {
     $("status").textContent = `updated ${time(Date.now())}`;
   } catch (e) {
     if (e.message === "unauthorized") {
-      showSignIn(signedIn ? "The session ended; sign in again." : "");
+      // Signed out already: leave the form and any message on it ("Wrong secret.") as they are.
+      if (signedIn) showSignIn("The session ended; sign in again.");
+      else $("sign-in").hidden = false;
     } else {
       $("status").textContent = `not updated: ${e.message}`;
     }
