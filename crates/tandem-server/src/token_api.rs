@@ -24,6 +24,7 @@ use crate::credentials::Caller;
 use crate::error::ApiError;
 use crate::extract::{parse_ttl, Json, RawBody};
 use crate::keys::{merged_key_set, rotate, verifying_keys, Keys};
+use crate::replicated::Consistency;
 
 /// Verifiers may cache the key set this long; a key is published before it signs, and standard
 /// JWT libraries fetch the set again when a token names a key they have not seen.
@@ -124,7 +125,19 @@ pub async fn verify(
                 ))
                 .into_response()
             }
-            _ => {}
+            _ => {
+                // This node takes itself for the active one, but a deposed active node that has
+                // not noticed yet is behind: before calling a key unknown, it confirms its role
+                // and applies everything committed (a linearizable read), then looks again.
+                let fresh = match keys.data.read_barrier(Consistency::Linearizable).await {
+                    Ok(()) => verifying_keys(&keys),
+                    Err(e) => Err(e),
+                };
+                return match fresh {
+                    Ok(key_set) => verify_with(&key_set, &token).into_response(),
+                    Err(e) => e.into_response(),
+                };
+            }
         }
     }
     verify_with(&key_set, &token).into_response()
