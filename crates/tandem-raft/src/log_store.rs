@@ -266,12 +266,20 @@ pub struct LogStore {
     commits: CommitClock,
 }
 
+/// Memory redb may keep for pages of the log. Its default (1 GiB) lets a long-running server's
+/// memory grow with every entry it ever wrote, though only the entries not yet in a snapshot
+/// are read again, nearly all of them just after they were written.
+const LOG_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 impl LogStore {
     pub fn open(path: &Path) -> Result<Self, LogStoreError> {
-        let db = Database::create(path).map_err(|source| LogStoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| LogStoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         let init = || -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
             txn.open_table(LOGS)?;
