@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
+use quinn::{Connection, Endpoint, EndpointConfig, Incoming, RecvStream, SendStream, TokioRuntime};
 use rustls::pki_types::CertificateDer;
+use socket2::{Domain, Protocol, Socket, Type};
 use tandem_tls::{agent_dns_name, peer_agent_name, AgentTls, ANY_AGENT_SERVER_NAME};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
@@ -39,6 +40,30 @@ impl std::fmt::Debug for MeshEndpoint {
     }
 }
 
+/// The endpoint's UDP socket, bound to `addr` with kernel buffers of `buffer` bytes each way
+/// where the kernel allows them (`net.core.rmem_max` and `wmem_max` cap what it grants).
+fn udp_socket(addr: SocketAddr, buffer: u32) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let wanted = buffer as usize;
+    // A smaller buffer than asked for still works; it only drops more under bursts.
+    let _ = socket.set_recv_buffer_size(wanted);
+    let _ = socket.set_send_buffer_size(wanted);
+    // Linux reports twice what it reserves (the bookkeeping overhead): halve to compare.
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < wanted {
+        tracing::warn!(
+            wanted,
+            granted,
+            "the kernel gave the mesh's UDP socket a smaller receive buffer than asked for; \
+             raise net.core.rmem_max and net.core.wmem_max (sysctl) to at least {wanted} \
+             so bursts of packets are not dropped"
+        );
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 impl MeshEndpoint {
     /// Listens on UDP `addr` (see [`super::DEFAULT_MESH_LISTEN`]) with the agent's TLS identity.
     /// Must be called within a tokio runtime.
@@ -59,8 +84,15 @@ impl MeshEndpoint {
         let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
         client_config.transport_config(transport);
 
-        let endpoint = Endpoint::server(server_config, addr)
+        let socket = udp_socket(addr, settings.udp_buffer)
             .map_err(|source| EndpointError::Bind { addr, source })?;
+        let endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(TokioRuntime),
+        )
+        .map_err(|source| EndpointError::Bind { addr, source })?;
         let (queue, accepted) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = tokio::spawn(accept_loop(
             endpoint.clone(),
@@ -262,4 +294,35 @@ async fn read_greeting(recv: &mut RecvStream) -> Result<(), String> {
         return Err(super::frames::FrameError::BadGreeting(greeting.to_vec()).to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_cap(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .expect("a Linux kernel's socket buffer cap")
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    #[test]
+    fn the_udp_socket_gets_the_buffers_asked_for_up_to_the_kernels_cap() {
+        let wanted = 2 * 1024 * 1024;
+        let socket = udp_socket("127.0.0.1:0".parse().expect("an address"), wanted as u32)
+            .expect("a socket");
+        let socket = Socket::from(socket);
+        let recv = socket.recv_buffer_size().expect("SO_RCVBUF") / 2;
+        let send = socket.send_buffer_size().expect("SO_SNDBUF") / 2;
+        assert!(
+            recv >= wanted.min(kernel_cap("rmem_max")),
+            "receive buffer {recv}"
+        );
+        assert!(
+            send >= wanted.min(kernel_cap("wmem_max")),
+            "send buffer {send}"
+        );
+    }
 }

@@ -27,6 +27,10 @@ pub struct TransportSettings {
     pub flow_window: u32,
     /// Bytes all flows of one peer may have in flight towards this agent together.
     pub connection_window: u32,
+    /// The kernel buffer asked for the UDP socket, each way. The kernel's default (about
+    /// 200 KiB) overflows under a burst of full-size packets and drops them, which QUIC then
+    /// takes for congestion.
+    pub udp_buffer: u32,
 }
 
 impl Default for TransportSettings {
@@ -38,6 +42,7 @@ impl Default for TransportSettings {
             max_flows_per_peer: 4096,
             flow_window: 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
+            udp_buffer: 4 * 1024 * 1024,
         }
     }
 }
@@ -76,6 +81,7 @@ impl TransportSettings {
             ("max_flows_per_peer", self.max_flows_per_peer),
             ("flow_window", self.flow_window),
             ("connection_window", self.connection_window),
+            ("udp_buffer", self.udp_buffer),
         ] {
             if value == 0 {
                 return Err(SettingsError::Zero { what });
