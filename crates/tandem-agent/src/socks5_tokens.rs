@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tandem_client::Client;
-use tandem_keys::{verify_token, Claims, Jwk, VerifyError};
+use tandem_keys::{Claims, Jwk, JwkSet, VerifyError, VerifyingKeys};
 use tokio::time::Instant;
 
 /// How often the key set is fetched again.
@@ -100,7 +100,8 @@ pub fn may_ask_again(last: Option<Instant>, now: Instant) -> bool {
 pub struct TokenKeys {
     agent: String,
     pool: String,
-    keys: RwLock<Vec<Jwk>>,
+    /// Decoded once per fetch, not once per token.
+    keys: RwLock<Arc<VerifyingKeys>>,
     /// Set once the agent has its client to the servers (after the mesh has started).
     client: OnceLock<Arc<Client>>,
     /// When the key set was last asked for; held while a fetch runs, so that connections with
@@ -113,7 +114,7 @@ impl TokenKeys {
         TokenKeys {
             agent: agent.to_owned(),
             pool: pool.to_owned(),
-            keys: RwLock::new(Vec::new()),
+            keys: RwLock::new(Arc::default()),
             client: OnceLock::new(),
             last_fetch: tokio::sync::Mutex::new(None),
         }
@@ -124,11 +125,13 @@ impl TokenKeys {
         let _ = self.client.set(client);
     }
 
-    fn find(&self, kid: &str) -> Option<Jwk> {
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.iter()
-            .find(|jwk| jwk.common.key_id.as_deref() == Some(kid))
-            .cloned()
+    fn current(&self) -> Arc<VerifyingKeys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_keys(&self, keys: Vec<Jwk>) {
+        let decoded = Arc::new(VerifyingKeys::new(&JwkSet { keys }));
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = decoded;
     }
 
     /// Whether the user name and password hold a token that lets the client in. A refusal is
@@ -141,9 +144,9 @@ impl TokenKeys {
             );
             return false;
         };
-        let mut verified = verify_token(&given.token, |kid| self.find(kid));
+        let mut verified = self.current().verify(&given.token);
         if matches!(verified, Err(VerifyError::UnknownKey(_))) && self.fetch_for_unknown().await {
-            verified = verify_token(&given.token, |kid| self.find(kid));
+            verified = self.current().verify(&given.token);
         }
         let (sub, refusal) = match &verified {
             Ok(claims) => {
@@ -201,7 +204,7 @@ impl TokenKeys {
             .map_err(|e| e.to_string())?;
         let keys = tandem_keys::parse_jwks(&reply.body)?;
         tracing::debug!(keys = keys.len(), "token keys fetched");
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        self.set_keys(keys);
         Ok(())
     }
 }
@@ -291,7 +294,7 @@ mod tests {
     async fn tokens_verify_against_the_fetched_keys() {
         let key = SigningKey::generate(SigningAlgorithm::Es256, "k1".into()).expect("key");
         let keys = TokenKeys::new("ingress-a", "edge");
-        *keys.keys.write().expect("lock") = vec![key.public_jwk().clone()];
+        keys.set_keys(vec![key.public_jwk().clone()]);
         let sign = |c: Value, iat: u64, ttl: u64| {
             issue_token(&key, "tandem", claims(c), iat, ttl).expect("token")
         };
