@@ -787,6 +787,7 @@ async fn measure(
             ops: None,
             duration: pick_for,
             progress: show,
+            stop_on_error: false,
         };
         let path = Arc::new(format!("/v1/pools/{}/pick", segment(pool)));
         let api = api.clone();
@@ -896,6 +897,7 @@ pub async fn agents(
                 ops: None,
                 duration,
                 progress: show,
+                stop_on_error: false,
             },
             value: Arc::new(vec![b'x'; value_size]),
             prefix: Arc::new(format!("bench-agents-{run}/")),

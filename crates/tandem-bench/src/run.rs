@@ -439,6 +439,9 @@ pub(crate) struct Load {
     pub duration: Duration,
     /// Show a progress bar on the terminal.
     pub progress: bool,
+    /// Stop every worker at the first failed operation (a fill that missed one key cannot
+    /// make the state it was asked for, and would otherwise go on failing key after key).
+    pub stop_on_error: bool,
 }
 
 /// Runs `operation(worker, n)` from `load.concurrency` workers, each starting its next as soon
@@ -456,6 +459,8 @@ where
     let last_error = Arc::new(Mutex::new(None));
     let limit = load.ops;
     let duration = load.duration;
+    let stop_on_error = load.stop_on_error;
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let progress = if load.progress {
         match limit {
             Some(ops) => indicatif::ProgressBar::new(ops),
@@ -472,21 +477,23 @@ where
     let deadline = started + duration;
     let mut handles = Vec::new();
     for worker in 0..load.concurrency.max(1) {
-        let (operation, next, done, errors, last_error) = (
+        let (operation, next, done, errors, last_error, stopped) = (
             operation.clone(),
             next.clone(),
             done.clone(),
             errors.clone(),
             last_error.clone(),
+            stopped.clone(),
         );
         handles.push(tokio::spawn(async move {
             let mut histogram = latency_histogram();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let finished = match limit {
-                    Some(ops) => n >= ops,
-                    None => Instant::now() >= deadline,
-                };
+                let finished = stopped.load(Ordering::Relaxed)
+                    || match limit {
+                        Some(ops) => n >= ops,
+                        None => Instant::now() >= deadline,
+                    };
                 if finished {
                     break;
                 }
@@ -498,6 +505,9 @@ where
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        if stop_on_error {
+                            stopped.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -666,6 +676,7 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
             .map(Duration::from)
             .unwrap_or(Duration::from_secs(10)),
         progress: !plan.args.json,
+        stop_on_error: plan.args.workload == Workload::Fill,
     };
     let stages_before = if plan.args.stages {
         Some(crate::stages::scrape(&plan.http, &plan.servers.addrs).await?)
@@ -728,8 +739,10 @@ pub async fn run(args: BenchArgs, servers: Servers) -> Result<()> {
     }
     if plan.args.workload == Workload::Fill && measured.errors > 0 {
         bail!(
-            "{} of the {} keys were not written: the state is smaller than asked",
-            measured.errors,
+            "the fill stopped at its first failed write ({}): {} of the {} keys were written, \
+             so the state is smaller than asked; fix the cause and fill again",
+            measured.last_error.as_deref().unwrap_or("no error kept"),
+            measured.ops,
             plan.args.keys
         );
     }

@@ -126,3 +126,24 @@ async fn kv_put_with_stages_reports_where_the_writes_went() {
         );
     }
 }
+
+/// A fill that cannot write stops at its first failed write (once the client has given up on
+/// every server) with the reason, instead of going on failing key after key for hours.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_that_cannot_write_stops_at_its_first_failed_write_and_says_why() {
+    let port = tandem_testkit::free_ports(1).expect("a free port")[0];
+    let nobody = format!("127.0.0.1:{port}");
+    let mut bench = tandem_command(tandem());
+    bench
+        .env("TANDEM_SECRET_API", API_SECRET)
+        .args(["bench", "fill", "--addr", &nobody, "--keys", "1000000"]);
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the fill stopped at its first failed write")
+            && stderr.contains("no server answered")
+            && stderr.contains("0 of the 1000000 keys were written"),
+        "{stderr}"
+    );
+}
