@@ -1,16 +1,19 @@
 //! Sends Raft RPCs to peers over HTTP. Every request carries the cluster secret; replies that do
 //! not parse, time out or come back with an error status become openraft's RPC errors, so the
-//! Raft core backs off and retries instead of failing.
+//! Raft core retries instead of failing. Only a peer that cannot be connected to is "unreachable"
+//! and waited out: a slow reply (a follower busy with its first write, say) is retried at the next
+//! heartbeat, because waiting out a longer backoff would leave that follower without heartbeats
+//! long enough to call an election against a healthy leader.
 
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,13 +27,31 @@ use crate::{ClusterClient, ClusterNode, NodeId, PeerContacts, TypeConfig};
 pub struct HttpNetwork {
     cluster: ClusterClient,
     contacts: PeerContacts,
+    heartbeat: Duration,
 }
 
 impl HttpNetwork {
-    pub fn new(cluster: ClusterClient, contacts: PeerContacts) -> Self {
-        HttpNetwork { cluster, contacts }
+    /// `heartbeat` is the cluster's heartbeat interval: the first wait before trying an
+    /// unreachable peer again.
+    pub fn new(cluster: ClusterClient, contacts: PeerContacts, heartbeat: Duration) -> Self {
+        HttpNetwork {
+            cluster,
+            contacts,
+            heartbeat,
+        }
     }
 }
+
+/// The waits before each new attempt at a peer that could not be connected to: one heartbeat,
+/// then doubling up to [`LONGEST_RETRY_WAIT`]. A peer that restarts is back in touch within a
+/// heartbeat or two; one that stays down costs a refused connection every half second.
+fn retry_waits(heartbeat: Duration) -> impl Iterator<Item = Duration> + Send + 'static {
+    std::iter::successors(Some(heartbeat.min(LONGEST_RETRY_WAIT)), |wait| {
+        Some((*wait * 2).min(LONGEST_RETRY_WAIT))
+    })
+}
+
+const LONGEST_RETRY_WAIT: Duration = Duration::from_millis(500);
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = PeerClient;
@@ -94,7 +115,13 @@ impl PeerClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -150,5 +177,34 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
         self.call(wire::VOTE_PATH, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(retry_waits(self.network.heartbeat))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(waits: impl Iterator<Item = Duration>) -> Vec<u128> {
+        waits.take(6).map(|wait| wait.as_millis()).collect()
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_tried_again_after_a_heartbeat_then_less_and_less_often() {
+        assert_eq!(
+            millis(retry_waits(Duration::from_millis(100))),
+            [100, 200, 400, 500, 500, 500]
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_longer_than_the_longest_wait_is_capped() {
+        assert_eq!(
+            millis(retry_waits(Duration::from_secs(2))),
+            [500, 500, 500, 500, 500, 500]
+        );
     }
 }

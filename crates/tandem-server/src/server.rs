@@ -255,7 +255,7 @@ impl RunningServer {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let cluster = ClusterClient::new(http, "https", secret_cluster.clone().into());
         let contacts = PeerContacts::default();
-        let network = HttpNetwork::new(cluster.clone(), contacts.clone());
+        let network = HttpNetwork::new(cluster.clone(), contacts.clone(), settings.heartbeat.0);
         let node_id = settings.node_id;
         let raft = Raft::new(
             node_id,
