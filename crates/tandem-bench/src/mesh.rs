@@ -111,6 +111,8 @@ struct Targets {
     sink: SocketAddr,
     echo: SocketAddr,
     received: Arc<AtomicU64>,
+    /// Connections to the sink whose last byte has not arrived yet.
+    sinking: Arc<AtomicU64>,
 }
 
 impl Targets {
@@ -118,14 +120,18 @@ impl Targets {
         let sink = TcpListener::bind("127.0.0.1:0").await?;
         let echo = TcpListener::bind("127.0.0.1:0").await?;
         let received = Arc::new(AtomicU64::new(0));
+        let sinking = Arc::new(AtomicU64::new(0));
         let targets = Targets {
             sink: sink.local_addr()?,
             echo: echo.local_addr()?,
             received: received.clone(),
+            sinking: sinking.clone(),
         };
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = sink.accept().await {
                 let received = received.clone();
+                let sinking = sinking.clone();
+                sinking.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let mut buffer = vec![0u8; CHUNK];
                     while let Ok(n) = stream.read(&mut buffer).await {
@@ -134,6 +140,7 @@ impl Targets {
                         }
                         received.fetch_add(n as u64, Ordering::Relaxed);
                     }
+                    sinking.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         });
@@ -184,6 +191,13 @@ async fn throughput(
     for writer in writers {
         let _ = writer.await;
     }
+    // What the path still buffers is delivered before the next measurement starts, so that it
+    // does not queue behind this run's tail.
+    poll_for(DEADLINE, Duration::from_millis(10), async || {
+        (targets.sinking.load(Ordering::Relaxed) == 0).then_some(())
+    })
+    .await
+    .map_err(|_| anyhow!("the sink did not get the end of every stream within {DEADLINE:?}"))?;
     let mb = (after - before) as f64 / 1e6;
     Ok((mb / elapsed.as_secs_f64() * 10.0).round() / 10.0)
 }
