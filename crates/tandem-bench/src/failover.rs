@@ -134,10 +134,13 @@ impl LocalCluster {
     }
 
     /// The leader's index in `endpoints` and how its acknowledgements look, once a majority
-    /// has one.
-    async fn leader(&self) -> Result<(usize, Acknowledger)> {
+    /// has one. Gives up early, naming why, when so many nodes exited on their own (an etcd
+    /// refusing a flag, say) that no majority is left.
+    async fn leader(&mut self) -> Result<(usize, Acknowledger)> {
         let client = Client::new(&self.endpoints, Some(SECRET_API.into()))?.with_deadline(PROBE);
-        poll_for(DEADLINE, POLL_INTERVAL, async || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut exits = Vec::new();
+        loop {
             let found = match self.system {
                 System::Tandem => client
                     .get("/v1/sys/leader")
@@ -152,15 +155,28 @@ impl LocalCluster {
                     }),
                 System::Etcd => self.etcd_leader().await,
             };
-            found.filter(|(index, _)| *index < NODES)
-        })
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "no leader after {DEADLINE:?}; logs in {}",
-                self.nodes.dir().display()
-            )
-        })
+            if let Some(found) = found.filter(|(index, _)| *index < NODES) {
+                return Ok(found);
+            }
+            while let Some((i, status)) = self.nodes.exited() {
+                let log = std::fs::read_to_string(self.nodes.log_path(i)).unwrap_or_default();
+                exits.push(format!(
+                    "{} exited ({status}): {}",
+                    self.nodes.name(i),
+                    last_error(&log)
+                ));
+            }
+            let majority_gone = exits.len() > NODES / 2;
+            if majority_gone || Instant::now() >= deadline {
+                let why = if majority_gone {
+                    exits.join("; ")
+                } else {
+                    format!("none after {DEADLINE:?}")
+                };
+                bail!("no leader: {why}; logs in {}", self.nodes.dir().display());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     async fn etcd_leader(&self) -> Option<(usize, Acknowledger)> {
@@ -356,4 +372,28 @@ pub async fn failover(
         );
     }
     Ok(())
+}
+
+/// The line of a log that says why a process stopped: its last line naming an error (usage
+/// hints follow clap's), else its last line.
+fn last_error(log: &str) -> &str {
+    let mut lines = log.lines().rev().filter(|line| !line.trim().is_empty());
+    let last = lines.clone().next();
+    lines
+        .find(|line| line.to_ascii_lowercase().contains("error"))
+        .or(last)
+        .unwrap_or("(nothing logged)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_naming_the_error_is_picked_over_a_usage_hint() {
+        let clap = "error: unexpected argument '--x' found\n\nUsage: tandem server\n\nFor more information, try '--help'.\n";
+        assert_eq!(last_error(clap), "error: unexpected argument '--x' found");
+        assert_eq!(last_error("started\nstopped\n\n"), "stopped");
+        assert_eq!(last_error(""), "(nothing logged)");
+    }
 }

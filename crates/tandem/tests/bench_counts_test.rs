@@ -147,3 +147,28 @@ async fn a_fill_that_cannot_write_stops_at_its_first_failed_write_and_says_why()
         "{stderr}"
     );
 }
+
+/// A failover bench whose nodes refuse their flags says so with each node's own error, at once,
+/// instead of waiting for a leader that cannot come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_bench_whose_nodes_exit_at_start_names_their_error() {
+    let mut bench = tandem_command(tandem());
+    bench.args([
+        "bench",
+        "failover",
+        "--rounds",
+        "1",
+        "--server-args",
+        "--no-such-flag",
+    ]);
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no leader: node")
+            && stderr.contains("exited (exit status: 2)")
+            && stderr.contains("--no-such-flag"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("none after"), "{stderr}");
+}
