@@ -127,19 +127,27 @@ async fn kv_put_with_stages_reports_where_the_writes_went() {
     }
 }
 
+/// Runs `tandem bench <args>` (with the API secret), checks that it failed, and answers what it
+/// printed on stderr.
+async fn failed_bench(args: &[&str]) -> String {
+    let mut bench = tandem_command(tandem());
+    bench
+        .env("TANDEM_SECRET_API", API_SECRET)
+        .arg("bench")
+        .args(args);
+    let output = run_to_exit(bench, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    stderr
+}
+
 /// A fill that cannot write stops at its first failed write (once the client has given up on
 /// every server) with the reason, instead of going on failing key after key for hours.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fill_that_cannot_write_stops_at_its_first_failed_write_and_says_why() {
     let port = tandem_testkit::free_ports(1).expect("a free port")[0];
     let nobody = format!("127.0.0.1:{port}");
-    let mut bench = tandem_command(tandem());
-    bench
-        .env("TANDEM_SECRET_API", API_SECRET)
-        .args(["bench", "fill", "--addr", &nobody, "--keys", "1000000"]);
-    let output = run_to_exit(bench, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = failed_bench(&["fill", "--addr", &nobody, "--keys", "1000000"]).await;
     assert!(
         stderr.contains("the fill stopped at its first failed write")
             && stderr.contains("no server answered")
@@ -152,18 +160,14 @@ async fn a_fill_that_cannot_write_stops_at_its_first_failed_write_and_says_why()
 /// instead of waiting for a leader that cannot come.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failover_bench_whose_nodes_exit_at_start_names_their_error() {
-    let mut bench = tandem_command(tandem());
-    bench.args([
-        "bench",
+    let stderr = failed_bench(&[
         "failover",
         "--rounds",
         "1",
         "--server-args",
         "--no-such-flag",
-    ]);
-    let output = run_to_exit(bench, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    ])
+    .await;
     assert!(
         stderr.contains("no leader: node")
             && stderr.contains("exited (exit status: 2)")
