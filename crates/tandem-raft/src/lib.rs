@@ -5,6 +5,7 @@
 // openraft's StorageError is large, and its traits dictate that type.
 #![allow(clippy::result_large_err)]
 
+mod abstention;
 mod cluster_client;
 mod contacts;
 mod log_store;
@@ -18,6 +19,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use abstention::{caught_up, has_history, VoteAbstention};
 pub use cluster_client::ClusterClient;
 pub use contacts::PeerContacts;
 pub use log_store::{free_bytes, LogStore, LogStoreError};

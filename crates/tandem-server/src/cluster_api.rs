@@ -13,12 +13,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use tandem_ha::HaBackend;
+use tandem_raft::openraft::error::RaftError;
+use tandem_raft::openraft::raft::VoteResponse;
 use tandem_raft::openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tandem_raft::wire::{
     self, check_protocol, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER,
     FORWARD_URI_HEADER, PROTOCOL_HEADER, SECRET_HEADER, SECRET_HEADER_BEFORE,
 };
-use tandem_raft::{LogStore, NodeId, PeerContacts, Raft, TypeConfig};
+use tandem_raft::{LogStore, NodeId, PeerContacts, Raft, TypeConfig, VoteAbstention};
 use tower::ServiceExt;
 
 use crate::active_channel::{record_advertised, Advertised, FORWARDED_REQUEST_HEADERS};
@@ -41,6 +43,8 @@ pub struct ClusterPort {
     /// The cluster secret, and the previous one while every node moves to a new one.
     pub secrets: Arc<ClusterSecrets>,
     pub snapshot_receipt: Arc<SnapshotReceipt>,
+    /// Set while this node, started without its data, must not vote.
+    pub abstention: VoteAbstention,
     /// How long this node, as a follower, takes to handle an append that carries entries.
     pub follower_append_seconds: metrics::Histogram,
 }
@@ -178,7 +182,7 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     match request {
         ClusterRequest::Append(request) => Ok(append(&port, request).await),
-        ClusterRequest::Vote(request) => Ok(Json(port.raft.vote(request).await).into_response()),
+        ClusterRequest::Vote(request) => vote(&port, request).await,
         ClusterRequest::Snapshot(request) => snapshot(&port, request).await,
         ClusterRequest::Advertise(addresses) => advertise(&port, addresses).await,
         ClusterRequest::Propose(command) => propose(&port, command).await,
@@ -190,6 +194,29 @@ async fn serve(
             Err(never) => match never {},
         },
     }
+}
+
+/// Votes as Raft decides, unless this node is abstaining: then the candidate is told no, with
+/// this node's current vote, which openraft takes as a refusal.
+async fn vote(port: &ClusterPort, request: VoteRequest<NodeId>) -> Result<Response, ApiError> {
+    if !port.abstention.is_abstaining() {
+        return Ok(Json(port.raft.vote(request).await).into_response());
+    }
+    let last_log_id = port
+        .log
+        .last_log_id()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    tracing::info!(
+        candidate = request.vote.leader_id().voted_for(),
+        "refused a vote: this node started without its data and votes only once it has caught up with a leader"
+    );
+    let refusal = VoteResponse {
+        vote: port.raft.metrics().borrow().vote,
+        vote_granted: false,
+        last_log_id,
+    };
+    Ok(Json(Ok::<_, RaftError<NodeId>>(refusal)).into_response())
 }
 
 async fn append(port: &ClusterPort, request: AppendEntriesRequest<TypeConfig>) -> Response {

@@ -12,8 +12,8 @@ use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};
 use tandem_raft::openraft::{self, SnapshotPolicy};
 use tandem_raft::{
-    node_list_drift, write_stages, ClusterClient, ClusterNode, HttpNetwork, LogStore,
-    MembershipView, NodeId, PeerContacts, Raft,
+    caught_up, has_history, node_list_drift, write_stages, ClusterClient, ClusterNode, HttpNetwork,
+    LogStore, MembershipView, NodeId, PeerContacts, Raft, VoteAbstention,
 };
 use tandem_registry::LivenessPolicy;
 use tandem_store::{Command, StateMachine};
@@ -205,6 +205,7 @@ impl RunningServer {
         let fresh = log
             .is_empty()
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let abstention = VoteAbstention::new(fresh);
         let machine = StateMachine::open(&data_dir)?.timing_commits_by(log.commit_clock());
         let key_ring = KeyRing::open(
             &data_dir,
@@ -356,6 +357,7 @@ impl RunningServer {
                 previous: settings.secret_cluster_previous.clone(),
             }),
             snapshot_receipt: Default::default(),
+            abstention: abstention.clone(),
             follower_append_seconds: metrics::histogram!(write_stages::FOLLOWER_APPEND),
         };
 
@@ -392,6 +394,10 @@ impl RunningServer {
             ))),
             observe(Box::pin(keep_gauges(ha.watch(), server_metrics::ha_gauges))),
             tokio::spawn(sample_storage(storage, state_db, stopped.clone())),
+            observe(Box::pin(vote_once_caught_up(
+                raft.clone(),
+                abstention.clone(),
+            ))),
         ];
         let api_app = crate::api::router(api_state, settings.max_body_bytes);
         let cluster_app = crate::cluster_api::router(cluster_port, api_app.clone());
@@ -458,6 +464,7 @@ impl RunningServer {
                 raft.clone(),
                 cluster.clone(),
                 settings.clone(),
+                abstention.clone(),
                 stopped.clone(),
             ))),
             (_, false) => {
@@ -560,6 +567,7 @@ async fn form_cluster(
     raft: Raft,
     cluster: ClusterClient,
     settings: Settings,
+    abstention: VoteAbstention,
     mut stopped: watch::Receiver<bool>,
 ) {
     let members: BTreeMap<u64, ClusterNode> = settings
@@ -593,10 +601,20 @@ async fn form_cluster(
                 continue;
             };
             answered += 1;
-            if probe.initialized {
+            if has_history(&probe) {
+                // This node may be one whose data was lost: it waits to catch up before it votes.
                 tracing::info!(
                     peer = probe.node_id,
-                    "joining the existing cluster; waiting for its leader"
+                    "joining the existing cluster; waiting for its leader, and voting only once caught up"
+                );
+                return;
+            }
+            if probe.initialized {
+                // Formed moments ago by a peer, and no leader yet: every member's vote counts.
+                abstention.end();
+                tracing::info!(
+                    peer = probe.node_id,
+                    "joining the cluster a peer is forming; waiting for its leader"
                 );
                 return;
             }
@@ -609,10 +627,27 @@ async fn form_cluster(
             _ = stopped.changed() => return,
         }
     }
+    abstention.end();
     match raft.initialize(members).await {
         Ok(()) => tracing::info!(node_id = settings.node_id, "formed the cluster"),
         // Another node's proposal reached this one first: it is already a member.
         Err(e) => tracing::info!(reason = %e, "cluster already forming; not proposing membership"),
+    }
+}
+
+/// Ends this node's abstention from elections (see [`VoteAbstention`]) once it has caught up
+/// with a leader.
+async fn vote_once_caught_up(raft: Raft, abstention: VoteAbstention) {
+    let mut metrics = raft.metrics();
+    while abstention.is_abstaining() {
+        if caught_up(&metrics.borrow()) {
+            abstention.end();
+            tracing::info!("caught up with the cluster's leader; this node votes again");
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 
