@@ -3,7 +3,9 @@
 //! enrolled agent's own credential, or a dashboard session of root or a scoped credential. [`require`], on each route, describes what the request does and
 //! asks [`tandem_store::rules::grants::allows`]. Both run on every node a request passes
 //! through, each against its own applied copy of the credentials: a standby refuses before it
-//! forwards, and the active node checks again before it serves.
+//! forwards, and the active node checks again before it serves. A credential or agent a standby
+//! does not know yet (made a moment ago, not applied here yet) is not refused there: the request
+//! goes to the active node, which has applied every acknowledged change and answers for it.
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request, State};
@@ -14,11 +16,14 @@ use axum::routing::MethodRouter;
 use std::borrow::Cow;
 
 use base64::Engine as _;
+use tandem_raft::wire::FORWARDED_BY_HEADER;
 use tandem_store::rules::grants::{allows, parse_grants, Access, Grant};
 use tandem_store::{CredentialRecord, ROOT};
 
+use crate::active_channel::ActiveChannel;
 use crate::agent_api;
 use crate::error::{secrets_match, ApiError};
+use crate::forward::{route, Needs, Route};
 use crate::issued_secret::parse_issued;
 use crate::registry::Registry;
 use crate::replicated::Replicated;
@@ -100,6 +105,8 @@ pub struct Credentials {
     pub secret: ApiSecret,
     pub data: Replicated,
     pub registry: Registry,
+    /// Where a credential unknown here is asked about.
+    pub active: ActiveChannel,
 }
 
 impl Credentials {
@@ -121,8 +128,7 @@ impl Credentials {
     /// The agent whose signed assertion was presented, if it is one of an enrolled agent. A
     /// revoked agent is told so; anything else that is not an agent's is no caller at all.
     fn agent(&self, presented: &str) -> Result<Option<Caller>, ApiError> {
-        // An assertion is a JWT: three parts separated by dots.
-        if presented.split('.').count() != 3 {
+        if !is_assertion(presented) {
             return Ok(None);
         }
         match agent_api::identify(&self.registry, presented.trim()) {
@@ -150,11 +156,7 @@ impl Credentials {
     }
 
     fn caller(&self, method: &Method, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(presented_secret);
-        if let Some(presented) = presented {
+        if let Some(presented) = presented(headers) {
             return match self.identify(&presented)? {
                 Some(caller) => Ok(Some(caller)),
                 None => self.agent(&presented),
@@ -188,9 +190,40 @@ pub async fn authenticate(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Ok(None) => ApiError::unauthorized().into_response(),
+        Ok(None) => {
+            let view = credentials.active.view();
+            let forwarded = request.headers().contains_key(FORWARDED_BY_HEADER);
+            match route(Needs::ActiveNode, &view, forwarded, false) {
+                Route::Forward(active) if presents_issued(request.headers()) => {
+                    credentials.active.forward(active, request).await
+                }
+                _ => ApiError::unauthorized().into_response(),
+            }
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// The secret the `Authorization` header presents, if any.
+fn presented(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(presented_secret)
+}
+
+/// True when the request presents something the cluster issues (a credential, or an agent's
+/// assertion, a JWT), rather than a wrong API secret.
+fn presents_issued(headers: &HeaderMap) -> bool {
+    presented(headers).is_some_and(|p| {
+        let p = p.trim();
+        parse_issued(p).is_some() || is_assertion(p)
+    })
+}
+
+/// An agent's assertion is a JWT: three parts separated by dots.
+fn is_assertion(presented: &str) -> bool {
+    presented.split('.').count() == 3
 }
 
 /// `route`, served only to callers whose grants allow what `describe` says a request to it
@@ -237,6 +270,21 @@ fn presented_secret(authorization: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_the_cluster_issues_is_asked_about_on_the_active_node() {
+        let bearer = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        let credential = crate::issued_secret::issue_secret().token;
+        assert!(presents_issued(&bearer(&format!("Bearer {credential}"))));
+        assert!(presents_issued(&bearer("Bearer header.claims.signature")));
+        // A wrong API secret, or nothing at all, is refused where it arrives.
+        assert!(!presents_issued(&bearer("Bearer not-the-api-secret")));
+        assert!(!presents_issued(&HeaderMap::new()));
+    }
 
     #[test]
     fn the_secret_comes_as_a_bearer_token_or_a_basic_auth_password() {

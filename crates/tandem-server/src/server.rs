@@ -340,6 +340,7 @@ impl RunningServer {
                 secret: ApiSecret(secret_api.into()),
                 data: data.clone(),
                 registry: registry.clone(),
+                active: active.clone(),
             },
             registry: registry.clone(),
             events: events.clone(),
