@@ -53,6 +53,10 @@ pub enum LogStoreError {
 /// flushed them, as openraft requires of `append`.
 type Unflushed = Arc<Mutex<BTreeMap<u64, Entry>>>;
 
+/// A log write (transaction and fsync) this slow is worth a warning: it is more than twice a
+/// default heartbeat, and every commit waits for it.
+const SLOW_LOG_WRITE: Duration = Duration::from_millis(250);
+
 /// At most this many writes go into one transaction, to bound its size.
 const MAX_WRITES_PER_COMMIT: usize = 4096;
 
@@ -156,6 +160,9 @@ fn run_writer(
     writes: mpsc::Receiver<LogWrite>,
     append_seconds: metrics::Histogram,
 ) {
+    // Served from the start, so an alert on its increase has a series to watch.
+    let slow_writes = metrics::counter!("tandem_raft_slow_log_writes_total");
+    slow_writes.increment(0);
     while let Ok(first) = writes.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_WRITES_PER_COMMIT {
@@ -167,7 +174,16 @@ fn run_writer(
         wait_for_room(&dir, batch.iter().map(LogWrite::bytes).sum());
         let started = Instant::now();
         let result = commit(&db, &batch).map_err(|e| e.to_string());
-        metrics::histogram!("tandem_raft_log_write_seconds").record(started.elapsed());
+        let took = started.elapsed();
+        metrics::histogram!("tandem_raft_log_write_seconds").record(took);
+        if took >= SLOW_LOG_WRITE {
+            slow_writes.increment(1);
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                writes = batch.len(),
+                "writing the Raft log to disk was slow; the disk is slow or overloaded, every commit waits for it, and a leader this slow may lose its role"
+            );
+        }
         let appended: usize = batch
             .iter()
             .map(|write| match write {

@@ -27,6 +27,7 @@ mod rqlite;
 mod rqlite_api;
 mod server;
 mod server_metrics;
+mod stall_watch;
 mod state;
 mod storage_quota;
 #[cfg(test)]

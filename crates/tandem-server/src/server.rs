@@ -32,6 +32,7 @@ use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, 
 use crate::registry::Registry;
 use crate::replicated::Replicated;
 use crate::server_metrics::{self, keep_gauges};
+use crate::stall_watch;
 use crate::state::{ApiCa, ApiSecret, ApiState};
 use crate::storage_quota::{sample_storage, StorageGuard, StorageLimits};
 
@@ -484,6 +485,9 @@ impl RunningServer {
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(rotation_loop(keys.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(stall_watch::watch_for_stalls(
+            2 * settings.heartbeat.0,
+        )));
         tasks.push(tokio::spawn(peer_refresh_loop(
             keys.clone(),
             stopped.clone(),
