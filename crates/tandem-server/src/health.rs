@@ -15,7 +15,9 @@ use tandem_raft::NodeId;
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::keys::Keys;
+use crate::registry::Registry;
 use crate::replicated::Replicated;
+use crate::server_metrics::render_agent_meshes;
 
 /// This node's part in the cluster, as a load balancer needs to know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,18 +293,37 @@ fn keep_up(handle: metrics_exporter_prometheus::PrometheusHandle) {
     }
 }
 
-/// Prometheus text format.
-pub async fn metrics() -> Response {
+/// Prometheus text format: what the recorder holds, and on the active server each live mesh
+/// agent's figures from its last heartbeat.
+pub async fn metrics(
+    State(health): State<NodeHealth>,
+    State(registry): State<Registry>,
+) -> Response {
     match METRICS.get().and_then(|handle| handle.as_ref()) {
         Some(handle) => (
             [(
                 axum::http::header::CONTENT_TYPE,
                 "text/plain; version=0.0.4",
             )],
-            handle.render(),
+            handle.render() + &agent_meshes(&health, &registry).await,
         )
             .into_response(),
         None => ApiError::unavailable("metrics are not recorded in this process").into_response(),
+    }
+}
+
+/// The per-agent mesh series, served only by the active server: the others hold no heartbeats
+/// (or stale ones, from a term when they were active).
+async fn agent_meshes(health: &NodeHealth, registry: &Registry) -> String {
+    if !health.ha.view().is_self {
+        return String::new();
+    }
+    match registry.agents(None).await {
+        Ok(rows) => render_agent_meshes(&registry.live_mesh_summaries(&rows)),
+        Err(e) => {
+            tracing::debug!(error = %e.message, "agents not read for /metrics; their mesh series are left out");
+            String::new()
+        }
     }
 }
 

@@ -187,20 +187,6 @@ impl Registry {
         mesh: Option<MeshSummary>,
     ) {
         metrics::counter!("tandem_agent_reports_total").increment(1);
-        if let Some(mesh) = &mesh {
-            let agent = name.to_string();
-            let up = mesh.peers.iter().filter(|p| p.state == "up").count();
-            metrics::gauge!("tandem_mesh_peers_up", "agent" => agent.clone()).set(up as f64);
-            metrics::gauge!("tandem_mesh_route_changes", "agent" => agent.clone())
-                .set(mesh.route_changes as f64);
-            // The agent counts; the server passes its totals on (a restart starts them again,
-            // which Prometheus reads as a counter reset).
-            for (direction, bytes) in [("sent", mesh.bytes_sent), ("received", mesh.bytes_received)]
-            {
-                metrics::counter!("tandem_mesh_bytes_total", "agent" => agent.clone(), "direction" => direction)
-                    .absolute(bytes);
-            }
-        }
         let now = Heard {
             at_ms: now_ms(),
             load,
@@ -242,6 +228,20 @@ impl Registry {
                     peers: mesh.peers.clone(),
                     routes: mesh.routes.clone(),
                 })
+            })
+            .collect()
+    }
+
+    /// The last mesh summary of each of `rows` that is not down (in the replicated state, or
+    /// overdue on this node), for `/metrics`: an agent that is gone has no figures to show.
+    pub fn live_mesh_summaries(&self, rows: &[AgentRow]) -> Vec<(String, MeshSummary)> {
+        let overdue = self.overdue(rows);
+        let heard = lock(&self.0.heard);
+        rows.iter()
+            .filter(|row| row.state() != AgentState::Down && !overdue.contains(&row.name))
+            .filter_map(|row| {
+                let mesh = heard.get(&row.name)?.mesh.clone()?;
+                Some((row.name.clone(), mesh))
             })
             .collect()
     }

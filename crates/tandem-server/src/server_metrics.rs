@@ -11,6 +11,7 @@ use axum::response::Response;
 use tandem_ha::ActiveView;
 use tandem_raft::openraft::RaftMetrics;
 use tandem_raft::{ClusterNode, NodeId};
+use tandem_registry::MeshSummary;
 use tokio::sync::watch;
 
 /// Counts and times each request under the route it matched (`/v1/kv/{key}`, not the key).
@@ -56,5 +57,83 @@ pub async fn keep_gauges<S>(mut source: watch::Receiver<S>, set: fn(&S)) {
         if source.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// The active server's per-agent mesh series, in Prometheus text format, from each live
+/// agent's last heartbeat. Rendered at every scrape rather than kept in the recorder, which
+/// cannot forget a label set: an agent that went down or was deregistered, or heartbeats held
+/// by a server that is no longer active, would otherwise be served with their last values
+/// forever, and a dead agent would look connected.
+pub fn render_agent_meshes(agents: &[(String, MeshSummary)]) -> String {
+    if agents.is_empty() {
+        return String::new();
+    }
+    let mut peers_up = String::from("# TYPE tandem_mesh_peers_up gauge\n");
+    let mut route_changes = String::from("# TYPE tandem_mesh_route_changes gauge\n");
+    let mut bytes = String::from("# TYPE tandem_mesh_bytes_total counter\n");
+    for (agent, mesh) in agents {
+        let agent = escape_label(agent);
+        let up = mesh.peers.iter().filter(|p| p.state == "up").count();
+        peers_up += &format!("tandem_mesh_peers_up{{agent=\"{agent}\"}} {up}\n");
+        route_changes += &format!(
+            "tandem_mesh_route_changes{{agent=\"{agent}\"}} {}\n",
+            mesh.route_changes
+        );
+        // The agent counts; the server passes its totals on (a restart starts them again,
+        // which Prometheus reads as a counter reset).
+        for (direction, total) in [("sent", mesh.bytes_sent), ("received", mesh.bytes_received)] {
+            bytes += &format!(
+                "tandem_mesh_bytes_total{{agent=\"{agent}\",direction=\"{direction}\"}} {total}\n"
+            );
+        }
+    }
+    peers_up + &route_changes + &bytes
+}
+
+/// A label value as the text format requires: backslash, double quote and line feed escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_registry::MeshPeer;
+
+    use super::*;
+
+    fn peer(state: &str) -> MeshPeer {
+        MeshPeer {
+            id: None,
+            address: "127.0.0.1:4433".into(),
+            rtt_ms: None,
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn each_live_agent_gets_its_series_and_no_agent_means_none() {
+        assert_eq!(render_agent_meshes(&[]), "");
+        let mesh = MeshSummary {
+            peers: vec![peer("up"), peer("down"), peer("up")],
+            routes: Vec::new(),
+            route_changes: 3,
+            bytes_sent: 10,
+            bytes_received: 20,
+        };
+        let text = render_agent_meshes(&[("exit-\"a\"".into(), mesh)]);
+        assert_eq!(
+            text,
+            "# TYPE tandem_mesh_peers_up gauge\n\
+             tandem_mesh_peers_up{agent=\"exit-\\\"a\\\"\"} 2\n\
+             # TYPE tandem_mesh_route_changes gauge\n\
+             tandem_mesh_route_changes{agent=\"exit-\\\"a\\\"\"} 3\n\
+             # TYPE tandem_mesh_bytes_total counter\n\
+             tandem_mesh_bytes_total{agent=\"exit-\\\"a\\\"\",direction=\"sent\"} 10\n\
+             tandem_mesh_bytes_total{agent=\"exit-\\\"a\\\"\",direction=\"received\"} 20\n"
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tandem_testkit::{
-    free_ports, join_token, loopback_mesh_args, wait_for, AgentProcess, Cluster, HttpTarget,
-    DEADLINE,
+    free_ports, join_token, loopback_mesh_args, wait_for, wait_for_agent_states, AgentProcess,
+    Cluster, HttpTarget, DEADLINE,
 };
 
 fn tandem() -> &'static Path {
@@ -226,6 +226,35 @@ async fn every_documented_metric_is_served_and_moves_with_its_event() {
     assert_eq!(after.0.get("tandem_raft_is_leader"), Some(&1.0));
     let leader_id = cluster.node_id(leader) as f64;
     assert_eq!(after.1.get("tandem_ha_active_node"), Some(&leader_id));
+
+    // Per-agent series are the active server's alone, and only for agents that are not down:
+    // a killed agent's disappear once it is marked down, a live one's stay.
+    let agent_series = |text: &str, agent: &str| {
+        let label = format!("{{agent=\"{agent}\"");
+        text.lines()
+            .filter(|line| line.starts_with("tandem_mesh_") && line.contains(&label))
+            .count()
+    };
+    let standby_text = cluster.get(standby, "/metrics").await.text();
+    assert_eq!(
+        agent_series(&standby_text, "exit-m") + agent_series(&standby_text, "peer-m"),
+        0,
+        "a standby holds no heartbeats, so serves no per-agent series:\n{standby_text}"
+    );
+    let leader_text = cluster.get(leader, "/metrics").await.text();
+    assert_eq!(agent_series(&leader_text, "peer-m"), 4, "{leader_text}");
+    agents[1].kill();
+    let leader_text = wait_for(
+        DEADLINE,
+        "the killed agent's series to leave /metrics",
+        async || {
+            let text = cluster.get(leader, "/metrics").await.text();
+            (agent_series(&text, "peer-m") == 0).then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(agent_series(&leader_text, "exit-m"), 4, "{leader_text}");
+    wait_for_agent_states(&cluster, &["peer-m"], "down").await;
 
     // A new leader: the standby counts the election and a new term.
     let elections = events_of(&cluster, standby, "leader_elected").await;
