@@ -81,6 +81,7 @@ mod tests {
             node_id: 1,
             initialized,
             last_log_id,
+            membership: None,
         };
         assert!(!has_history(&probe(false, None)));
         assert!(!has_history(&probe(true, Some(log_id(0, 0)))));

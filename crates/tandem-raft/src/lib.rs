@@ -11,6 +11,7 @@ mod contacts;
 mod log_store;
 mod membership;
 mod network;
+mod removal;
 mod snapshot_file;
 pub mod wire;
 pub mod write_stages;
@@ -28,6 +29,7 @@ pub use membership::{
 };
 pub use network::HttpNetwork;
 pub use openraft;
+pub use removal::{removed_by, CommittedMembership};
 pub use snapshot_file::SnapshotFile;
 
 pub type NodeId = u64;

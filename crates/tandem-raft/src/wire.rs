@@ -88,6 +88,10 @@ pub struct ProbeReply {
     pub initialized: bool,
     /// The last entry in the node's log: how up to date it is.
     pub last_log_id: Option<crate::LogId>,
+    /// The membership the node has committed, for a server out of touch to learn whether it was
+    /// removed. Nodes of earlier releases send none.
+    #[serde(default)]
+    pub membership: Option<crate::CommittedMembership>,
 }
 
 /// Headers of a forwarded request: the original method and URI, and the standby that sent it.

@@ -20,7 +20,9 @@ use tandem_raft::wire::{
     self, check_protocol, ProbeReply, FORWARDED_BY_HEADER, FORWARD_METHOD_HEADER,
     FORWARD_URI_HEADER, PROTOCOL_HEADER, SECRET_HEADER, SECRET_HEADER_BEFORE,
 };
-use tandem_raft::{LogStore, NodeId, PeerContacts, Raft, TypeConfig, VoteAbstention};
+use tandem_raft::{
+    CommittedMembership, LogStore, NodeId, PeerContacts, Raft, TypeConfig, VoteAbstention,
+};
 use tower::ServiceExt;
 
 use crate::active_channel::{record_advertised, Advertised, FORWARDED_REQUEST_HEADERS};
@@ -340,10 +342,12 @@ async fn probe(port: &ClusterPort) -> Result<Response, ApiError> {
         .last_log_id()
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let membership = CommittedMembership::of(&port.raft.metrics().borrow());
     Ok(Json(ProbeReply {
         node_id: port.node_id,
         initialized,
         last_log_id,
+        membership,
     })
     .into_response())
 }

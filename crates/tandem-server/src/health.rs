@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_ha::{ActiveView, HaBackend, ReplicationStatus};
 use tandem_raft::NodeId;
+use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::extract::Query;
@@ -30,6 +31,8 @@ pub enum Standing {
     StandbyCutOff,
     /// No active node is known, or this node leads without a quorum, or it is stepping down.
     Unavailable,
+    /// This server was removed from the cluster (a peer's committed membership leaves it out).
+    Removed,
 }
 
 impl Standing {
@@ -39,6 +42,7 @@ impl Standing {
             Standing::Standby => "standby",
             Standing::StandbyCutOff => "standby_cut_off",
             Standing::Unavailable => "unavailable",
+            Standing::Removed => "removed",
         }
     }
 }
@@ -84,7 +88,7 @@ impl HealthCodes {
             Standing::Standby if self.standbyok == Some(true) => active,
             Standing::Standby => self.standbycode.unwrap_or(429),
             Standing::StandbyCutOff => self.haunhealthycode.unwrap_or(474),
-            Standing::Unavailable => self.unavailablecode.unwrap_or(503),
+            Standing::Unavailable | Standing::Removed => self.unavailablecode.unwrap_or(503),
         };
         StatusCode::from_u16(code)
             .map_err(|_| ApiError::bad_request(format!("{code} is not an HTTP status code")))
@@ -105,6 +109,20 @@ pub struct NodeHealth {
     pub quorum_stale_after_ms: u64,
     /// `http` or `https`: how clients reach the servers' API.
     pub api_scheme: &'static str,
+    /// Set while peers say this server was removed from the cluster.
+    pub removal: watch::Receiver<Option<Removal>>,
+}
+
+/// What a removed server says, in its log and its health.
+pub const REMOVED_MESSAGE: &str = "this server was removed from the cluster and serves nothing: stop it and delete its data folder, or add it back (tandem cluster add) to make it a member again";
+
+/// A peer's word that this server is no longer a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// The peer that said so.
+    pub by: NodeId,
+    /// The log index of the membership, committed on that peer, that leaves this server out.
+    pub at_index: u64,
 }
 
 impl NodeHealth {
@@ -126,6 +144,18 @@ impl NodeHealth {
 
     /// The standing from a replication status already read.
     fn standing_in(&self, status: &ReplicationStatus) -> Standing {
+        if self.removal.borrow().is_some() {
+            return Standing::Removed;
+        }
+        self.member_standing_in(status)
+    }
+
+    /// The standing as a member, whatever peers say of its removal: whether it is in touch.
+    pub(crate) fn member_standing(&self) -> Standing {
+        self.member_standing_in(&self.data.status())
+    }
+
+    fn member_standing_in(&self, status: &ReplicationStatus) -> Standing {
         let view = self.ha.view();
         standing(
             &view,
@@ -175,6 +205,7 @@ impl NodeHealth {
             "node_id": self.node_id,
             "role": status.role,
             "standing": self.standing_in(&status).name(),
+            "removed": self.removal_report(),
             "ha_backend": self.ha.name(),
             "ha_available": self.ha.ha_available(),
             "active_node": view.active.as_ref().map(|a| json!({"id": a.id, "api_addr": a.api_addr})),
@@ -192,6 +223,18 @@ impl NodeHealth {
             "members": members,
             "storage": self.data.storage().report(),
         })
+    }
+
+    /// What peers say of this server's removal: `null` while it is a member.
+    pub fn removal_report(&self) -> Value {
+        match *self.removal.borrow() {
+            Some(r) => json!({
+                "by": r.by,
+                "at_index": r.at_index,
+                "message": REMOVED_MESSAGE,
+            }),
+            None => Value::Null,
+        }
     }
 
     /// The membership after a change: who votes, who learns, and each one's lag.
@@ -341,6 +384,7 @@ pub async fn sys_health(
         "active_node": view.active.as_ref().map(|a| a.id),
         "term": view.fencing_token,
         "nospace": health.data.storage().status().full.is_some(),
+        "removed": health.removal_report(),
     });
     Ok((status, axum::Json(body)).into_response())
 }
@@ -396,6 +440,7 @@ mod tests {
             474
         );
         assert_eq!(default.status(Standing::Unavailable).unwrap().as_u16(), 503);
+        assert_eq!(default.status(Standing::Removed).unwrap().as_u16(), 503);
         let ok = HealthCodes {
             standbyok: Some(true),
             ..Default::default()

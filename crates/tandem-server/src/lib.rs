@@ -22,6 +22,7 @@ mod issued_secret;
 mod keys;
 mod membership_api;
 mod registry;
+mod removal_watch;
 mod replicated;
 mod rqlite;
 mod rqlite_api;

@@ -548,6 +548,10 @@ pub fn readyz(standing: Standing, noleader: bool) -> (StatusCode, &'static str) 
             StatusCode::SERVICE_UNAVAILABLE,
             "[+]node ok\n[+]leader does not exist",
         ),
+        Standing::Removed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[+]node ok\n[+]removed from the cluster",
+        ),
     }
 }
 

@@ -30,6 +30,7 @@ use crate::events::{self, Events, RaftFacts};
 use crate::health::NodeHealth;
 use crate::keys::{peer_refresh_loop, retire_departed, rotation_loop, KeyPolicy, KeyRing, Keys};
 use crate::registry::Registry;
+use crate::removal_watch::watch_for_removal;
 use crate::replicated::Replicated;
 use crate::server_metrics::{self, keep_gauges};
 use crate::stall_watch;
@@ -310,6 +311,7 @@ impl RunningServer {
             active: active.clone(),
             events: events.clone(),
         };
+        let (removal, removal_seen) = watch::channel(None);
         let health = NodeHealth {
             node_id,
             ha: ha.clone(),
@@ -319,6 +321,7 @@ impl RunningServer {
             contact_stale_after_ms: settings.heartbeat.as_millis() * 5,
             quorum_stale_after_ms: settings.election_timeout_max.as_millis(),
             api_scheme: api_tls_choice.scheme(),
+            removal: removal_seen,
         };
         let registry = Registry::new(
             data.clone(),
@@ -336,7 +339,7 @@ impl RunningServer {
             data: data.clone(),
             active: active.clone(),
             keys: keys.clone(),
-            health,
+            health: health.clone(),
             credentials: Credentials {
                 secret: ApiSecret(secret_api.into()),
                 data: data.clone(),
@@ -399,6 +402,13 @@ impl RunningServer {
             observe(Box::pin(vote_once_caught_up(
                 raft.clone(),
                 abstention.clone(),
+            ))),
+            observe(Box::pin(watch_for_removal(
+                node_id,
+                raft.clone(),
+                cluster.clone(),
+                health.clone(),
+                removal,
             ))),
         ];
         let api_app = crate::api::router(api_state, settings.max_body_bytes);

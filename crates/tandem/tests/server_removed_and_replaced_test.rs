@@ -96,6 +96,31 @@ async fn the_removed_active_server_hands_over_first_and_its_keys_retire() {
         },
     )
     .await;
+    // The removed server, still running, learns it from its peers and says so.
+    let health = wait_for(
+        DEADLINE,
+        "the removed server to say it was removed",
+        async || {
+            let reply = cluster.get(leader, "/v1/sys/health").await;
+            let body = reply.json();
+            (body["standing"] == "removed").then_some((reply.status, body))
+        },
+    )
+    .await;
+    assert_eq!(health.0.as_u16(), 503, "{}", health.1);
+    assert!(
+        voters.contains(&health.1["removed"]["by"].as_u64().unwrap_or(0)),
+        "a remaining member said so: {}",
+        health.1
+    );
+    assert!(
+        cluster
+            .log(leader)
+            .contains("this server was removed from the cluster"),
+        "its log says so"
+    );
+    let ready = cluster.get(leader, "/ready").await;
+    assert_eq!(ready.status.as_u16(), 503, "a removed server is not ready");
     cluster.kill(leader);
     wait_until(
         DEADLINE,

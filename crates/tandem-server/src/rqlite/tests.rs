@@ -308,6 +308,13 @@ fn readyz_says_what_is_missing() {
     assert!(readyz(Standing::StandbyCutOff, false)
         .1
         .ends_with("leader not contactable"));
+    assert_eq!(
+        readyz(Standing::Removed, false),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[+]node ok\n[+]removed from the cluster"
+        )
+    );
 }
 
 #[test]
