@@ -2,8 +2,8 @@
 //! the ingress of a [`MeshTopology`] and fetch bytes of a seeded [`pattern`] from the target
 //! while transits and exits are killed and restarted and links between agents are cut. Every
 //! connection must either bring exactly the bytes the target sent or fail with an error (a
-//! SOCKS5 refusal, a reset, an early end); none may stall longer than the mesh's dead-peer
-//! time plus a margin, and none may deliver a wrong byte.
+//! SOCKS5 refusal, a reset, an early end); none may stall longer than two of the mesh's
+//! dead-peer times plus a margin, and none may deliver a wrong byte.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +23,17 @@ use crate::mesh::{
     SOCKS_PASSWORD, SOCKS_USER, TRANSITS,
 };
 
-/// What a connection may wait for any one step beyond the dead-peer time (after which the mesh
-/// resets the streams through a dead hop) on a busy two-core machine.
+/// What a connection may wait for any one step beyond the time the mesh takes to reset it, on a
+/// busy two-core machine.
 pub const STALL_MARGIN: Duration = Duration::from_secs(3);
-/// The longest any one step of a connection may take before it counts as hung.
-pub const STALL_LIMIT: Duration = DEAD_PEER.saturating_add(STALL_MARGIN);
+/// The longest any one step of a connection may take before it counts as hung. A hop that dies
+/// is found dead, and the streams through it reset, within the dead-peer time. But a path has two
+/// hops that can die, the transit and the exit, and the schedule may kill the second before the
+/// first one's death is found: an exit killed, then 2.9 s later the transit that was about to
+/// find it dead. Then the reset comes from the ingress finding the transit dead, up to two
+/// dead-peer times after the connection's last byte. A third death cannot add to that, because
+/// the ingress is never killed.
+pub const STALL_LIMIT: Duration = DEAD_PEER.saturating_mul(2).saturating_add(STALL_MARGIN);
 /// Clients fetch at once (short connections, many of them) or paced (connections of 0.2 to
 /// 2.5 s, which faults catch in the middle).
 const LENS: std::ops::RangeInclusive<usize> = 1024..=256 * 1024;
@@ -359,7 +365,7 @@ pub fn check(history: &[MeshConnection]) -> Result<(), Violation<MeshConnection>
         Some(connection) => Err(Violation {
             message: match &connection.outcome {
                 Outcome::Hung { stage } => format!(
-                    "a connection made no progress at {stage} for {STALL_LIMIT:?} (the dead-peer time is {DEAD_PEER:?})"
+                    "a connection made no progress at {stage} for {STALL_LIMIT:?} (twice the dead-peer time of {DEAD_PEER:?}, and a margin)"
                 ),
                 other => format!("a connection delivered wrong bytes: {other:?}"),
             },
