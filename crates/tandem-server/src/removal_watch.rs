@@ -68,14 +68,13 @@ async fn ask_peers(
     };
     let mut listed = false;
     for addr in peers {
-        let Some(membership) = cluster
+        let Some((peer, membership)) = cluster
             .probe(&addr, PROBE_TIMEOUT)
             .await
             .and_then(|reply| Some((reply.node_id, reply.membership?)))
         else {
             continue;
         };
-        let (peer, membership) = membership;
         if removed_by(node_id, mine, &membership) {
             return Some(Some(Removal {
                 by: peer,
