@@ -2,8 +2,9 @@
 //! exits, two transits, one SOCKS5 ingress), a sink and an echo target in this process, and
 //! measures side by side: direct loopback TCP, the mesh (ingress → transit → exit, two QUIC hops)
 //! and a one-hop plaintext SOCKS5 proxy (Debian's `microsocks`, when it is on PATH). Throughput
-//! of one and of `--streams` streams, connect latency (SOCKS5 CONNECT to the first byte echoed),
-//! then route failover: kill -9 the transit in use, and time until a new connection succeeds.
+//! of one and of `--streams` streams with the processor time each path spent per megabyte,
+//! connect latency (SOCKS5 CONNECT to the first byte echoed), then route failover: kill -9 the
+//! transit in use, and time until a new connection succeeds.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -157,14 +158,113 @@ impl Targets {
     }
 }
 
+/// Linux counts processor time in `/proc` in ticks of 1/100 s on every architecture it runs
+/// Tandem on (`USER_HZ`, fixed by its ABI whatever the kernel's own tick).
+const USER_HZ: f64 = 100.0;
+
+/// Processor seconds a process has used so far, all its threads, user and system time, from
+/// `/proc/<pid>/stat`; 0 when it cannot be read (the process is gone).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name, in parentheses, may hold spaces: count the fields after it, where the
+    // line's 14th and 15th fields (utime, stime) are the 12th and 13th.
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / USER_HZ
+}
+
+/// The machine's processor time so far, all cores, as (busy, total) ticks: the first line of
+/// `/proc/stat`, where idle and waiting for I/O count as not busy.
+fn machine_cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle: u64 = ticks.iter().skip(3).take(2).sum();
+    (total.saturating_sub(idle), total)
+}
+
+/// What a throughput run cost in processor time, so that paths are compared per byte as well as
+/// per second: on a machine whose cores are all busy, throughput is what the processor time
+/// per byte allows.
+#[derive(Clone, Copy)]
+struct CpuCost {
+    /// This process (the writers and the sink), in core-milliseconds per MB that reached the sink.
+    bench: f64,
+    /// The processes that carry the bytes between them (the agents, or the proxy), likewise.
+    carriers: f64,
+    /// The one of them that used the most, likewise.
+    busiest_carrier: f64,
+    /// How much of the machine's processor time was busy during the run, in per cent.
+    machine_busy_percent: f64,
+}
+
+/// Processor time used so far by this process, the carriers, and the machine.
+struct CpuSnapshot {
+    bench: f64,
+    carriers: Vec<f64>,
+    machine: (u64, u64),
+}
+
+impl CpuSnapshot {
+    fn take(carriers: &[u32]) -> CpuSnapshot {
+        CpuSnapshot {
+            bench: process_cpu_seconds(std::process::id()),
+            carriers: carriers
+                .iter()
+                .map(|&pid| process_cpu_seconds(pid))
+                .collect(),
+            machine: machine_cpu_ticks(),
+        }
+    }
+
+    /// The cost from `self` to `later`, over `mb` megabytes carried.
+    fn cost_until(&self, later: &CpuSnapshot, mb: f64) -> CpuCost {
+        let per_mb =
+            |seconds: f64| (seconds * 1000.0 / mb.max(f64::MIN_POSITIVE) * 1000.0).round() / 1000.0;
+        let busy = later.machine.0.saturating_sub(self.machine.0) as f64;
+        let total = later.machine.1.saturating_sub(self.machine.1).max(1) as f64;
+        let carriers: Vec<f64> = later
+            .carriers
+            .iter()
+            .zip(&self.carriers)
+            .map(|(after, before)| after - before)
+            .collect();
+        CpuCost {
+            bench: per_mb(later.bench - self.bench),
+            // Folded from +0.0: a sum of no carriers (the direct path) is then 0, not -0.
+            carriers: per_mb(carriers.iter().fold(0.0, |total, used| total + used)),
+            busiest_carrier: per_mb(carriers.iter().copied().fold(0.0, f64::max)),
+            machine_busy_percent: (busy / total * 1000.0).round() / 10.0,
+        }
+    }
+}
+
 /// Megabytes (10^6 bytes) a second that reached the sink through `path` from `streams`
-/// streams that write for `duration` once all of them are connected.
+/// streams that write for `duration` once all of them are connected, and what that cost in
+/// processor time, the processes `carriers` counted as the path's.
 async fn throughput(
     path: Via,
+    carriers: &[u32],
     targets: &Targets,
     streams: usize,
     duration: Duration,
-) -> Result<f64> {
+) -> Result<(f64, CpuCost)> {
     let mut connections = Vec::new();
     for _ in 0..streams {
         let stream = tokio::time::timeout(ATTEMPT, path.connect(targets.sink))
@@ -173,6 +273,7 @@ async fn throughput(
         connections.push(stream);
     }
     let before = targets.received.load(Ordering::Relaxed);
+    let cpu_before = CpuSnapshot::take(carriers);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + duration;
     let mut writers = Vec::new();
@@ -188,6 +289,7 @@ async fn throughput(
     tokio::time::sleep_until(deadline).await;
     let after = targets.received.load(Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_after = CpuSnapshot::take(carriers);
     for writer in writers {
         let _ = writer.await;
     }
@@ -199,7 +301,10 @@ async fn throughput(
     .await
     .map_err(|_| anyhow!("the sink did not get the end of every stream within {DEADLINE:?}"))?;
     let mb = (after - before) as f64 / 1e6;
-    Ok((mb / elapsed.as_secs_f64() * 10.0).round() / 10.0)
+    Ok((
+        (mb / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        cpu_before.cost_until(&cpu_after, mb),
+    ))
 }
 
 /// Connects through `path` to the echo target and waits for one byte to come back.
@@ -345,6 +450,14 @@ impl Mesh {
         Ok(mesh)
     }
 
+    /// The running agents' process ids.
+    fn process_ids(&self) -> Vec<u32> {
+        self.agents
+            .iter()
+            .filter_map(AgentProcess::process_id)
+            .collect()
+    }
+
     fn data_dir(&self, i: usize) -> PathBuf {
         self.dir.path().join(&self.specs[i].name)
     }
@@ -432,6 +545,7 @@ impl Mesh {
 struct Column {
     name: &'static str,
     mb_s: Vec<f64>,
+    cpu: Vec<CpuCost>,
     latency: Histogram<u64>,
     failed: u64,
 }
@@ -443,18 +557,43 @@ impl Column {
             .zip(&self.mb_s)
             .map(|(n, mb)| (format!("streams_{n}"), json!(mb)))
             .collect();
+        let cpu: serde_json::Map<String, Value> = streams
+            .iter()
+            .zip(&self.cpu)
+            .map(|(n, cost)| {
+                let cost = json!({
+                    "bench_core_ms_per_mb": cost.bench,
+                    "carriers_core_ms_per_mb": cost.carriers,
+                    "busiest_carrier_core_ms_per_mb": cost.busiest_carrier,
+                    "machine_busy_percent": cost.machine_busy_percent,
+                });
+                (format!("streams_{n}"), cost)
+            })
+            .collect();
         json!({
             "path": self.name,
             "throughput_mb_s": throughput,
+            "cpu": cpu,
             "connect_ms": latency_ms(&self.latency),
             "connect_failed": self.failed,
         })
     }
 }
 
-async fn measure(
+/// A path to measure: its column's name, the way to the targets, and the processes that carry
+/// its bytes.
+struct MeasuredPath<'a> {
     name: &'static str,
-    path: Via,
+    via: Via,
+    carriers: &'a [u32],
+}
+
+async fn measure(
+    MeasuredPath {
+        name,
+        via: path,
+        carriers,
+    }: MeasuredPath<'_>,
     targets: &Targets,
     streams: &[usize],
     duration: Duration,
@@ -462,14 +601,19 @@ async fn measure(
     quiet: bool,
 ) -> Result<Column> {
     let mut mb_s = Vec::new();
+    let mut cpu = Vec::new();
     for &n in streams {
-        let rate = throughput(path, targets, n, duration)
+        let (rate, cost) = throughput(path, carriers, targets, n, duration)
             .await
             .with_context(|| format!("throughput through {name} with {n} streams"))?;
         if !quiet {
-            eprintln!("{name}: {n} stream(s): {rate} MB/s");
+            eprintln!(
+                "{name}: {n} stream(s): {rate} MB/s; core-ms per MB: bench {}, carriers {} (busiest {}); machine {} % busy",
+                cost.bench, cost.carriers, cost.busiest_carrier, cost.machine_busy_percent
+            );
         }
         mb_s.push(rate);
+        cpu.push(cost);
     }
     let (latency, failed) = connect_latency(path, targets.echo, connects).await;
     if !quiet {
@@ -482,6 +626,7 @@ async fn measure(
     Ok(Column {
         name,
         mb_s,
+        cpu,
         latency,
         failed,
     })
@@ -514,8 +659,11 @@ pub async fn mesh(args: &MeshArgs, duration: Duration, json: bool) -> Result<()>
     let streams = [1, args.streams];
     let mut columns = vec![
         measure(
-            "direct",
-            Via::Direct,
+            MeasuredPath {
+                name: "direct",
+                via: Via::Direct,
+                carriers: &[],
+            },
             &targets,
             &streams,
             duration,
@@ -524,8 +672,11 @@ pub async fn mesh(args: &MeshArgs, duration: Duration, json: bool) -> Result<()>
         )
         .await?,
         measure(
-            "mesh",
-            Via::Socks(mesh.socks),
+            MeasuredPath {
+                name: "mesh",
+                via: Via::Socks(mesh.socks),
+                carriers: &mesh.process_ids(),
+            },
             &targets,
             &streams,
             duration,
@@ -537,8 +688,11 @@ pub async fn mesh(args: &MeshArgs, duration: Duration, json: bool) -> Result<()>
     if let Some(proxy) = &microsocks {
         columns.push(
             measure(
-                "microsocks",
-                Via::Socks(proxy.addr),
+                MeasuredPath {
+                    name: "microsocks",
+                    via: Via::Socks(proxy.addr),
+                    carriers: &[proxy.child.id()],
+                },
                 &targets,
                 &streams,
                 duration,
@@ -604,26 +758,42 @@ pub async fn mesh(args: &MeshArgs, duration: Duration, json: bool) -> Result<()>
         println!("{report}");
         return Ok(());
     }
-    print!("{:<26}", "");
+    print!("{:<32}", "");
     for name in &names {
         print!(" {name:>12}");
     }
     println!();
     for (k, n) in streams.iter().enumerate() {
-        print!("{:<26}", format!("MB/s, {n} stream(s)"));
+        print!("{:<32}", format!("MB/s, {n} stream(s)"));
         for column in &columns {
             print!(" {:>12.1}", column.mb_s[k]);
         }
         println!();
     }
+    type CostField = fn(&CpuCost) -> f64;
+    let cost_rows: [(&str, CostField); 4] = [
+        ("bench core-ms/MB", |cost| cost.bench),
+        ("carriers core-ms/MB", |cost| cost.carriers),
+        ("busiest carrier core-ms/MB", |cost| cost.busiest_carrier),
+        ("machine busy %", |cost| cost.machine_busy_percent),
+    ];
+    for (label, value) in cost_rows {
+        for (k, n) in streams.iter().enumerate() {
+            print!("{:<32}", format!("{label}, {n}"));
+            for column in &columns {
+                print!(" {:>12.3}", value(&column.cpu[k]));
+            }
+            println!();
+        }
+    }
     for (label, q) in [("connect p50 ms", 0.5), ("connect p99 ms", 0.99)] {
-        print!("{label:<26}");
+        print!("{label:<32}");
         for column in &columns {
             print!(" {:>12.2}", millis(column.latency.value_at_quantile(q)));
         }
         println!();
     }
-    print!("{:<26}", "connects failed");
+    print!("{:<32}", "connects failed");
     for column in &columns {
         print!(" {:>12}", column.failed);
     }

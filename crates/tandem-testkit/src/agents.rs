@@ -204,6 +204,11 @@ impl AgentProcess {
         self.process.log()
     }
 
+    /// The operating system's id for the agent's process, while it runs.
+    pub fn process_id(&self) -> Option<u32> {
+        self.process.process_id()
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         self.process.kill();

@@ -218,6 +218,11 @@ impl ServerProcess {
         }
     }
 
+    /// The operating system's id for the process, while it runs.
+    pub fn process_id(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     fn pid(&self) -> Pid {
         let child = self
             .child
