@@ -1,30 +1,83 @@
 //! One `tandem` process: started with fixed arguments, its stdout and stderr appended to a log
 //! file outside its data folder, and stopped, killed, paused or resumed with signals.
 
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use rand::Rng;
 use tokio::time::Instant;
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
-/// `count` distinct free ports on 127.0.0.1: all are bound at once (so none repeats), read,
-/// and released. Another process may take one before the server binds it; callers retry.
+/// Where picked ports start: above the well-known and most registered service ports.
+const PICK_FROM: u16 = 15_000;
+
+/// Ports this process has handed out, never handed out again: a test releases each one before
+/// the process it is meant for binds it.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// `count` distinct free ports on 127.0.0.1, free for both TCP and UDP when picked.
+///
+/// They are picked at random below the kernel's ephemeral range, where it never puts the source
+/// port of an outgoing connection: a port from inside that range (what binding port 0 gives) can
+/// be taken by any connection on the machine, another test's HTTP client say, between the pick
+/// and the server's bind, and was. Below it, only another process picking at random at the same
+/// moment can take one, and a cluster's start retries with new ports when that happens.
 pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    let below = ephemeral_range_start().max(PICK_FROM + 1_000);
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut rng = rand::rng();
+    // Held until every port is picked, so that a port is checked while the others are bound.
+    let mut held = Vec::new();
+    let mut picked = Vec::new();
+    for _ in 0..10_000 {
+        if picked.len() == count {
+            break;
+        }
+        let port = rng.random_range(PICK_FROM..below);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let (Ok(tcp), Ok(udp)) = (
+            TcpListener::bind(("127.0.0.1", port)),
+            UdpSocket::bind(("127.0.0.1", port)),
+        ) else {
+            continue;
+        };
+        held.push((tcp, udp));
+        handed_out.insert(port);
+        picked.push(port);
+    }
+    if picked.len() < count {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!(
+                "found only {} of {count} free ports between {PICK_FROM} and {below} on 127.0.0.1",
+                picked.len()
+            ),
+        ));
+    }
+    Ok(picked)
+}
+
+/// The first port of the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), 32768 when
+/// it cannot be read.
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A node list of `nodes` servers on free ports of 127.0.0.1 (`id cluster_addr api_addr`, one
