@@ -12,14 +12,21 @@ use tandem_raft::{
 use tandem_store::{Applied, Command};
 
 use crate::proposals::ProposalQueue;
-use crate::raft::caught_up;
 use crate::read_index::ReadIndex;
 use crate::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};
 
 /// How long a snapshot asked for by an operator may take.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a joining server may take to catch up (the log or a snapshot) before it votes.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a joining server may go without answering the active node (appends, heartbeats,
+/// snapshot chunks) before an add gives up on it: twice the time one snapshot chunk may take to
+/// install, so a server busy with a large snapshot is not given up on.
+const JOINER_SILENCE_LIMIT: Duration = Duration::from_secs(20);
+/// How long an add waits in all for a server that keeps answering to catch up.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
+/// How long a request waits for another membership change that is under way.
+const UNDERWAY_WAIT: Duration = Duration::from_secs(60);
+/// How often the wait for a joining server looks again when the Raft metrics do not change.
+const JOIN_POLL: Duration = Duration::from_millis(250);
 
 pub struct RaftReplicator {
     raft: Raft,
@@ -61,10 +68,93 @@ impl RaftReplicator {
     }
 }
 
+/// Where the wait for a joining server stands.
+#[derive(Debug, PartialEq, Eq)]
+enum JoinWait {
+    /// It has every entry the log held when the wait began.
+    CaughtUp,
+    Waiting,
+    /// It has not answered for [`JOINER_SILENCE_LIMIT`].
+    Silent,
+    /// It answers but has not caught up within [`CATCH_UP_LIMIT`].
+    TooLong,
+}
+
+/// Whether a joining server that has replicated up to `matched` has caught up with `target`, the
+/// end of the log when the wait began, after `waited` in all and `silent_for` since it last
+/// answered. A server that keeps answering is waited for, however long a large state takes to
+/// reach it, up to [`CATCH_UP_LIMIT`]; one that does not answer is given up on after
+/// [`JOINER_SILENCE_LIMIT`], not after the whole limit.
+fn join_wait(
+    matched: Option<u64>,
+    target: Option<u64>,
+    silent_for: Duration,
+    waited: Duration,
+) -> JoinWait {
+    if matched >= target {
+        JoinWait::CaughtUp
+    } else if silent_for >= JOINER_SILENCE_LIMIT {
+        JoinWait::Silent
+    } else if waited >= CATCH_UP_LIMIT {
+        JoinWait::TooLong
+    } else {
+        JoinWait::Waiting
+    }
+}
+
+/// Waits (on the leader) until joining server `id` has every entry the log holds now, while it
+/// keeps answering; see [`join_wait`].
+async fn wait_for_joiner(
+    raft: &Raft,
+    contacts: &PeerContacts,
+    id: NodeId,
+) -> Result<(), ReplicateError> {
+    let started = tokio::time::Instant::now();
+    let mut metrics = raft.metrics();
+    let target = metrics.borrow().last_log_index;
+    loop {
+        let matched = metrics
+            .borrow()
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index);
+        let waited = started.elapsed();
+        // Never heard from: silent since the wait began.
+        let silent_for = contacts
+            .millis_since(id)
+            .map_or(waited, Duration::from_millis);
+        let retry = "then run the same add again to finish (or remove it)";
+        match join_wait(matched, target, silent_for, waited) {
+            JoinWait::CaughtUp => return Ok(()),
+            JoinWait::Silent => {
+                return Err(ReplicateError::Unavailable(format!(
+                    "node {id} joined as a learner but has not answered the active node for {} s; check that it runs with --join and the cluster secret and that its cluster address is reachable from the active node, {retry}",
+                    silent_for.as_secs()
+                )))
+            }
+            JoinWait::TooLong => {
+                return Err(ReplicateError::Unavailable(format!(
+                    "node {id} joined as a learner and answers, but has not caught up within {} s; {retry}",
+                    CATCH_UP_LIMIT.as_secs()
+                )))
+            }
+            JoinWait::Waiting => {
+                if let Ok(Err(_)) = tokio::time::timeout(JOIN_POLL, metrics.changed()).await {
+                    return Err(ReplicateError::Unavailable(
+                        "Raft stopped on this node while a server was joining".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Carries out an allowed membership change with Raft: a new server is a learner until it has
 /// caught up, then becomes a voter through joint consensus; a removed one leaves the same way.
 async fn carry_out(
     raft: &Raft,
+    contacts: &PeerContacts,
     change: &MemberChange,
     step: &MembershipStep,
 ) -> Result<(), ReplicateError> {
@@ -74,13 +164,7 @@ async fn carry_out(
     // A learner votes only once it has caught up, whether it was added now or by an earlier
     // request that stopped half-way.
     let catch_up_then_promote = |id: NodeId| async move {
-        caught_up(raft, id, CATCH_UP_TIMEOUT)
-            .await
-            .map_err(|_| {
-                ReplicateError::Unavailable(format!(
-                    "node {id} joined as a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; check that it runs with --join and the cluster secret, then run the same add again to finish (or remove it)"
-                ))
-            })?;
+        wait_for_joiner(raft, contacts, id).await?;
         raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false)
             .await
             .map(|_| ())
@@ -202,7 +286,7 @@ impl Replicator for RaftReplicator {
                 step
             };
             match step {
-                MembershipStep::Underway if started.elapsed() < CATCH_UP_TIMEOUT => {
+                MembershipStep::Underway if started.elapsed() < UNDERWAY_WAIT => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 MembershipStep::Underway
@@ -212,9 +296,13 @@ impl Replicator for RaftReplicator {
             }
         };
         // Its own task: a client that goes away does not stop a change half-way.
-        let (raft, running) = (self.raft.clone(), self.membership_change.clone());
+        let (raft, contacts, running) = (
+            self.raft.clone(),
+            self.contacts.clone(),
+            self.membership_change.clone(),
+        );
         let task = tokio::spawn(async move {
-            let outcome = carry_out(&raft, &change, &step).await;
+            let outcome = carry_out(&raft, &contacts, &change, &step).await;
             *running.lock().unwrap_or_else(|p| p.into_inner()) = None;
             outcome.map(|()| step)
         });
@@ -281,7 +369,67 @@ impl Replicator for RaftReplicator {
 
 #[cfg(test)]
 mod tests {
-    use super::entries_behind;
+    use std::time::Duration;
+
+    use super::{entries_behind, join_wait, JoinWait, CATCH_UP_LIMIT, JOINER_SILENCE_LIMIT};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_joiner_that_has_the_log_as_it_stood_has_caught_up() {
+        assert_eq!(
+            join_wait(Some(10), Some(10), SECOND, SECOND),
+            JoinWait::CaughtUp
+        );
+        assert_eq!(
+            join_wait(Some(12), Some(10), SECOND, SECOND),
+            JoinWait::CaughtUp
+        );
+        assert_eq!(
+            join_wait(None, None, SECOND, SECOND),
+            JoinWait::CaughtUp,
+            "an empty log"
+        );
+        // Even when it then fell silent: it has what the promotion needs.
+        let long = JOINER_SILENCE_LIMIT + CATCH_UP_LIMIT;
+        assert_eq!(
+            join_wait(Some(10), Some(10), long, long),
+            JoinWait::CaughtUp
+        );
+    }
+
+    #[test]
+    fn a_joiner_that_keeps_answering_is_waited_for_past_the_silence_limit() {
+        let answering = SECOND;
+        let waited = JOINER_SILENCE_LIMIT * 5;
+        assert_eq!(
+            join_wait(None, Some(10), answering, waited),
+            JoinWait::Waiting
+        );
+        assert_eq!(
+            join_wait(Some(3), Some(10), answering, waited),
+            JoinWait::Waiting
+        );
+        assert_eq!(
+            join_wait(Some(3), Some(10), answering, CATCH_UP_LIMIT),
+            JoinWait::TooLong
+        );
+    }
+
+    #[test]
+    fn a_joiner_silent_for_the_limit_is_given_up_on_before_the_whole_wait() {
+        let below = JOINER_SILENCE_LIMIT - SECOND;
+        assert_eq!(join_wait(None, Some(10), below, below), JoinWait::Waiting);
+        assert_eq!(
+            join_wait(None, Some(10), JOINER_SILENCE_LIMIT, JOINER_SILENCE_LIMIT),
+            JoinWait::Silent
+        );
+        assert_eq!(
+            join_wait(Some(4), Some(10), JOINER_SILENCE_LIMIT, CATCH_UP_LIMIT),
+            JoinWait::Silent,
+            "silence is named before the whole wait"
+        );
+    }
 
     #[test]
     fn lag_counts_the_entries_a_member_lacks() {

@@ -840,6 +840,10 @@ async fn keys(command: KeysCommand, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// How long `cluster add` waits for its answer: the active node waits up to ten minutes for a
+/// joining server that keeps answering to catch up (docs/operations.md), and a minute more.
+const CLUSTER_ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(11 * 60);
+
 async fn cluster(command: ClusterCommand, target: &Target) -> Result<()> {
     let client = || target.client();
     let reply = match command {
@@ -854,6 +858,7 @@ async fn cluster(command: ClusterCommand, target: &Target) -> Result<()> {
             ));
             let body = json!({ "raft_addr": raft_addr, "api_addr": api_addr });
             let reply = client()?
+                .with_request_timeout(CLUSTER_ADD_TIMEOUT)?
                 .send(
                     tandem_client::Method::PUT,
                     &format!("/v1/cluster/members/{node_id}"),

@@ -1,9 +1,11 @@
 //! Membership changes the cluster refuses, each with a JSON error that names what was wrong and
 //! what to do, and a CLI that exits non-zero: removing the last voter, an unknown id, an id
-//! already in use, malformed requests, and a change while another is in progress.
+//! already in use, malformed requests, a change while another is in progress, and an added
+//! server that never answers.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
@@ -85,44 +87,68 @@ async fn membership_changes_that_cannot_go_ahead_are_refused_with_what_to_do() {
         "bad_request",
     );
 
-    // An add whose server never answers stays under way (a learner that does not catch up),
-    // and meanwhile another change is refused.
+    // An add whose server never answers stays under way while the active node waits for it, and
+    // meanwhile another change is refused; then the add gives up, naming the silent server, well
+    // before the ten minutes a server that answers is given to catch up.
     let ports = free_ports(4).expect("free ports");
-    let absent = json!({
-        "raft_addr": format!("127.0.0.1:{}", ports[0]),
-        "api_addr": format!("127.0.0.1:{}", ports[1]),
-    });
-    let client = cluster.client();
-    let pending = tokio::spawn(async move {
-        let body = Some(absent.to_string().into_bytes());
-        let _ = client
-            .send(
-                Method::PUT,
-                "/v1/cluster/members/2",
-                body,
-                "application/json",
-            )
+    let (absent_raft, absent_api) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let add_absent = async {
+        let started = Instant::now();
+        let output = cluster
+            .cli_add(tandem(), 2, &absent_raft, &absent_api)
             .await;
-    });
-    wait_until(DEADLINE, "node 2 to be a learner", async || {
+        (output, started.elapsed())
+    };
+    let meanwhile = async {
+        wait_until(DEADLINE, "node 2 to be a learner", async || {
+            cluster
+                .membership(0)
+                .await
+                .is_some_and(|(_, learners)| learners == BTreeSet::from([2]))
+        })
+        .await;
+        let (raft_addr, api_addr) = (
+            format!("127.0.0.1:{}", ports[2]),
+            format!("127.0.0.1:{}", ports[3]),
+        );
+        refused(
+            &cluster.cli_add(tandem(), 3, &raft_addr, &api_addr).await,
+            "another membership change is in progress (adding node 2",
+        );
+        answered(
+            cluster.delete(0, "/v1/cluster/members/2").await,
+            409,
+            "membership_change_in_progress",
+        );
+    };
+    let ((output, took), ()) = tokio::join!(add_absent, meanwhile);
+    refused(
+        &output,
+        "node 2 joined as a learner but has not answered the active node for 20 s",
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "the add of a silent server took {took:?}"
+    );
+    // It stays a learner, which a remove then takes out.
+    assert_eq!(
+        cluster.membership(0).await.map(|(_, learners)| learners),
+        Some(BTreeSet::from([2]))
+    );
+    let removed = cluster.cli(tandem(), &["cluster", "remove", "2"]).await;
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    wait_until(DEADLINE, "node 2 to be gone", async || {
         cluster
             .membership(0)
             .await
-            .is_some_and(|(_, learners)| learners == BTreeSet::from([2]))
+            .is_some_and(|(voters, learners)| voters == BTreeSet::from([1]) && learners.is_empty())
     })
     .await;
-    let (raft_addr, api_addr) = (
-        format!("127.0.0.1:{}", ports[2]),
-        format!("127.0.0.1:{}", ports[3]),
-    );
-    refused(
-        &cluster.cli_add(tandem(), 3, &raft_addr, &api_addr).await,
-        "another membership change is in progress (adding node 2",
-    );
-    answered(
-        cluster.delete(0, "/v1/cluster/members/2").await,
-        409,
-        "membership_change_in_progress",
-    );
-    pending.abort();
 }
