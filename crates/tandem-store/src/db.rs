@@ -34,16 +34,27 @@ pub use auth::{AuditEntry, CredentialRecord};
 pub use kv::KvEntry;
 pub use registry::AgentCredentialRecord;
 
+/// The tables that hold users' values, which may be a kilobyte or more, with their columns. They
+/// are rowid tables: in a table WITHOUT ROWID, a row of more than about 1 000 bytes (with 4 KiB
+/// pages) spills into an overflow page of its own, so that values of 1 to 2 KB took three to
+/// five times their size on disk, and in every snapshot and backup. In a rowid table a row stays
+/// in its leaf page up to about 4 000 bytes.
+const VALUE_TABLES: [(&str, &str); 2] = [
+    (
+        "_tandem_kv",
+        "(key TEXT PRIMARY KEY, value BLOB NOT NULL, revision INTEGER NOT NULL, expires_at INTEGER)",
+    ),
+    (
+        "_tandem_cache",
+        "(namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at INTEGER,
+          PRIMARY KEY (namespace, key))",
+    ),
+];
+
+/// The rest of the schema; [`VALUE_TABLES`] exist before it runs.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _tandem_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS _tandem_kv (
-    key TEXT PRIMARY KEY, value BLOB NOT NULL, revision INTEGER NOT NULL, expires_at INTEGER
-) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS _tandem_kv_expiry ON _tandem_kv(expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS _tandem_cache (
-    namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at INTEGER,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS _tandem_cache_expiry ON _tandem_cache(expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS _tandem_locks (
     name TEXT PRIMARY KEY, holder TEXT, token INTEGER NOT NULL, expires_at INTEGER
@@ -216,7 +227,7 @@ impl StateDb {
         };
         let write_guard = SqlGuard::default();
         let writer = open_connection(path, &write_guard).map_err(open_err)?;
-        writer.execute_batch(SCHEMA).map_err(open_err)?;
+        prepare_schema(&writer).map_err(open_err)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let guard = SqlGuard::default();
@@ -1092,7 +1103,7 @@ impl StateDb {
             source,
             None::<fn(rusqlite::backup::Progress)>,
         )?;
-        conn.execute_batch(SCHEMA)?;
+        prepare_schema(&conn)?;
         self.reload_watched(&conn)?;
         self.keys_version.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -1115,13 +1126,52 @@ impl StateDb {
             path: path.display().to_string(),
             source,
         })?;
-        conn.execute_batch(SCHEMA)?;
+        prepare_schema(&conn)?;
         conn.execute(
             "DELETE FROM _tandem_meta WHERE key IN (?1, ?2)",
             [META_APPLIED, META_MEMBERSHIP],
         )?;
         Ok(())
     }
+}
+
+/// Creates what is missing of Tandem's tables, and rebuilds as rowid tables the
+/// [`VALUE_TABLES`] that a database made by an earlier release holds WITHOUT ROWID: each in one
+/// transaction, rows unchanged, so queries answer exactly as before.
+fn prepare_schema(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, columns) in VALUE_TABLES {
+        conn.execute(&format!("CREATE TABLE IF NOT EXISTS {table} {columns}"), [])?;
+    }
+    for (table, columns) in VALUE_TABLES {
+        let without_rowid: bool = conn
+            .query_row(
+                "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+                [table],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if without_rowid {
+            let started = std::time::Instant::now();
+            let rebuilt = format!("{table}_rebuilt");
+            let rebuild = conn.unchecked_transaction()?;
+            rebuild.execute_batch(&format!(
+                "CREATE TABLE {rebuilt} {columns};
+                 INSERT INTO {rebuilt} SELECT * FROM {table};
+                 DROP TABLE {table};
+                 ALTER TABLE {rebuilt} RENAME TO {table};"
+            ))?;
+            // The table's indexes went with it; the schema makes them again.
+            rebuild.execute_batch(SCHEMA)?;
+            rebuild.commit()?;
+            tracing::info!(
+                table,
+                took_ms = started.elapsed().as_millis() as u64,
+                "rebuilt a table of the state database as a rowid table, which keeps values of a kilobyte or two in its pages (once, after an upgrade)"
+            );
+        }
+    }
+    conn.execute_batch(SCHEMA)
 }
 
 /// A statement's column names and declared types (lower-cased, "" where none is declared).
