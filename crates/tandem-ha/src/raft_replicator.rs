@@ -81,16 +81,19 @@ enum JoinWait {
 }
 
 /// Whether a joining server that has replicated up to `matched` has caught up with `target`, the
-/// end of the log when the wait began, after `waited` in all and `silent_for` since it last
-/// answered. A server that keeps answering is waited for, however long a large state takes to
-/// reach it, up to [`CATCH_UP_LIMIT`]; one that does not answer is given up on after
-/// [`JOINER_SILENCE_LIMIT`], not after the whole limit.
+/// end of the log when the wait began, after `waited` in all, the server last heard from
+/// `last_heard` ago (never: `None`). A server that keeps answering is waited for, however long a
+/// large state takes to reach it, up to [`CATCH_UP_LIMIT`]; one that does not answer is given up
+/// on after [`JOINER_SILENCE_LIMIT`], not after the whole limit. Silence counts from the wait's
+/// start at most: a server never heard from, or heard from before (the same id, removed and now
+/// added again), has had that long to answer.
 fn join_wait(
     matched: Option<u64>,
     target: Option<u64>,
-    silent_for: Duration,
+    last_heard: Option<Duration>,
     waited: Duration,
 ) -> JoinWait {
+    let silent_for = last_heard.map_or(waited, |ago| ago.min(waited));
     if matched >= target {
         JoinWait::CaughtUp
     } else if silent_for >= JOINER_SILENCE_LIMIT {
@@ -120,17 +123,14 @@ async fn wait_for_joiner(
             .and_then(|r| r.get(&id).cloned().flatten())
             .map(|l| l.index);
         let waited = started.elapsed();
-        // Never heard from: silent since the wait began.
-        let silent_for = contacts
-            .millis_since(id)
-            .map_or(waited, Duration::from_millis);
+        let last_heard = contacts.millis_since(id).map(Duration::from_millis);
         let retry = "then run the same add again to finish (or remove it)";
-        match join_wait(matched, target, silent_for, waited) {
+        match join_wait(matched, target, last_heard, waited) {
             JoinWait::CaughtUp => return Ok(()),
             JoinWait::Silent => {
                 return Err(ReplicateError::Unavailable(format!(
                     "node {id} joined as a learner but has not answered the active node for {} s; check that it runs with --join and the cluster secret and that its cluster address is reachable from the active node, {retry}",
-                    silent_for.as_secs()
+                    JOINER_SILENCE_LIMIT.as_secs()
                 )))
             }
             JoinWait::TooLong => {
@@ -377,30 +377,31 @@ mod tests {
 
     #[test]
     fn a_joiner_that_has_the_log_as_it_stood_has_caught_up() {
+        let heard = Some(SECOND);
         assert_eq!(
-            join_wait(Some(10), Some(10), SECOND, SECOND),
+            join_wait(Some(10), Some(10), heard, SECOND),
             JoinWait::CaughtUp
         );
         assert_eq!(
-            join_wait(Some(12), Some(10), SECOND, SECOND),
+            join_wait(Some(12), Some(10), heard, SECOND),
             JoinWait::CaughtUp
         );
         assert_eq!(
-            join_wait(None, None, SECOND, SECOND),
+            join_wait(None, None, None, SECOND),
             JoinWait::CaughtUp,
             "an empty log"
         );
         // Even when it then fell silent: it has what the promotion needs.
         let long = JOINER_SILENCE_LIMIT + CATCH_UP_LIMIT;
         assert_eq!(
-            join_wait(Some(10), Some(10), long, long),
+            join_wait(Some(10), Some(10), Some(long), long),
             JoinWait::CaughtUp
         );
     }
 
     #[test]
     fn a_joiner_that_keeps_answering_is_waited_for_past_the_silence_limit() {
-        let answering = SECOND;
+        let answering = Some(SECOND);
         let waited = JOINER_SILENCE_LIMIT * 5;
         assert_eq!(
             join_wait(None, Some(10), answering, waited),
@@ -419,15 +420,35 @@ mod tests {
     #[test]
     fn a_joiner_silent_for_the_limit_is_given_up_on_before_the_whole_wait() {
         let below = JOINER_SILENCE_LIMIT - SECOND;
-        assert_eq!(join_wait(None, Some(10), below, below), JoinWait::Waiting);
+        assert_eq!(join_wait(None, Some(10), None, below), JoinWait::Waiting);
         assert_eq!(
-            join_wait(None, Some(10), JOINER_SILENCE_LIMIT, JOINER_SILENCE_LIMIT),
-            JoinWait::Silent
+            join_wait(None, Some(10), None, JOINER_SILENCE_LIMIT),
+            JoinWait::Silent,
+            "never heard from"
         );
         assert_eq!(
-            join_wait(Some(4), Some(10), JOINER_SILENCE_LIMIT, CATCH_UP_LIMIT),
+            join_wait(
+                Some(4),
+                Some(10),
+                Some(JOINER_SILENCE_LIMIT),
+                CATCH_UP_LIMIT
+            ),
             JoinWait::Silent,
             "silence is named before the whole wait"
+        );
+    }
+
+    #[test]
+    fn silence_counts_from_the_start_of_the_wait_at_most() {
+        // The same id heard from an hour ago, before it was removed and added again.
+        let an_hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            join_wait(None, Some(10), an_hour, SECOND),
+            JoinWait::Waiting
+        );
+        assert_eq!(
+            join_wait(None, Some(10), an_hour, JOINER_SILENCE_LIMIT),
+            JoinWait::Silent
         );
     }
 
