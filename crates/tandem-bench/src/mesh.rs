@@ -257,23 +257,22 @@ impl CpuSnapshot {
 
 /// Megabytes (10^6 bytes) a second that reached the sink through `path` from `streams`
 /// streams that write for `duration` once all of them are connected, and what that cost in
-/// processor time, the processes `carriers` counted as the path's.
+/// processor time.
 async fn throughput(
-    path: Via,
-    carriers: &[u32],
+    path: &MeasuredPath<'_>,
     targets: &Targets,
     streams: usize,
     duration: Duration,
 ) -> Result<(f64, CpuCost)> {
     let mut connections = Vec::new();
     for _ in 0..streams {
-        let stream = tokio::time::timeout(ATTEMPT, path.connect(targets.sink))
+        let stream = tokio::time::timeout(ATTEMPT, path.via.connect(targets.sink))
             .await
             .map_err(|_| anyhow!("connecting took over {ATTEMPT:?}"))??;
         connections.push(stream);
     }
     let before = targets.received.load(Ordering::Relaxed);
-    let cpu_before = CpuSnapshot::take(carriers);
+    let cpu_before = CpuSnapshot::take(path.carriers);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + duration;
     let mut writers = Vec::new();
@@ -289,7 +288,7 @@ async fn throughput(
     tokio::time::sleep_until(deadline).await;
     let after = targets.received.load(Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let cpu_after = CpuSnapshot::take(carriers);
+    let cpu_after = CpuSnapshot::take(path.carriers);
     for writer in writers {
         let _ = writer.await;
     }
@@ -589,21 +588,18 @@ struct MeasuredPath<'a> {
 }
 
 async fn measure(
-    MeasuredPath {
-        name,
-        via: path,
-        carriers,
-    }: MeasuredPath<'_>,
+    path: MeasuredPath<'_>,
     targets: &Targets,
     streams: &[usize],
     duration: Duration,
     connects: u32,
     quiet: bool,
 ) -> Result<Column> {
+    let name = path.name;
     let mut mb_s = Vec::new();
     let mut cpu = Vec::new();
     for &n in streams {
-        let (rate, cost) = throughput(path, carriers, targets, n, duration)
+        let (rate, cost) = throughput(&path, targets, n, duration)
             .await
             .with_context(|| format!("throughput through {name} with {n} streams"))?;
         if !quiet {
@@ -615,7 +611,7 @@ async fn measure(
         mb_s.push(rate);
         cpu.push(cost);
     }
-    let (latency, failed) = connect_latency(path, targets.echo, connects).await;
+    let (latency, failed) = connect_latency(path.via, targets.echo, connects).await;
     if !quiet {
         eprintln!(
             "{name}: connect p50 {} ms, p99 {} ms, {failed} failed",

@@ -67,20 +67,21 @@ pub fn view_from(
     }
 }
 
+/// The index up to which member `id` has replicated the log, as the leader's metrics show it
+/// (`None` on other nodes, and for a member that has matched nothing yet).
+pub(crate) fn matched_index(metrics: &RaftMetrics<NodeId, ClusterNode>, id: NodeId) -> Option<u64> {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+}
+
 /// Waits (on the leader) until member `id` has replicated the whole log as it stands now.
 pub(crate) async fn caught_up(raft: &Raft, id: NodeId, timeout: Duration) -> Result<(), String> {
     let last = raft.metrics().borrow().last_log_index;
     raft.wait(Some(timeout))
-        .metrics(
-            |m| {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map(|l| l.index)
-                    >= last
-            },
-            "member caught up",
-        )
+        .metrics(|m| matched_index(m, id) >= last, "member caught up")
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())

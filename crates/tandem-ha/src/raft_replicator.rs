@@ -12,6 +12,7 @@ use tandem_raft::{
 use tandem_store::{Applied, Command};
 
 use crate::proposals::ProposalQueue;
+use crate::raft::matched_index;
 use crate::read_index::ReadIndex;
 use crate::{MemberStatus, ReplicateError, ReplicationStatus, Replicator};
 
@@ -116,12 +117,7 @@ async fn wait_for_joiner(
     let mut metrics = raft.metrics();
     let target = metrics.borrow().last_log_index;
     loop {
-        let matched = metrics
-            .borrow()
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map(|l| l.index);
+        let matched = matched_index(&metrics.borrow(), id);
         let waited = started.elapsed();
         let last_heard = contacts.millis_since(id).map(Duration::from_millis);
         let retry = "then run the same add again to finish (or remove it)";
@@ -324,13 +320,7 @@ impl Replicator for RaftReplicator {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<_> = membership.voter_ids().collect();
-        let matched = |id: &NodeId| {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned())
-                .flatten()
-                .map(|log_id| log_id.index)
-        };
+        let matched = |id: &NodeId| matched_index(&m, *id);
         let members = membership
             .nodes()
             .map(|(id, n)| MemberStatus {
