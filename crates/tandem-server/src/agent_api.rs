@@ -4,6 +4,7 @@
 //! to, never on a name in the request.
 
 use std::time::SystemTime;
+use tandem_store::StateReads;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};

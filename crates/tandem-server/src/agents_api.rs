@@ -2,6 +2,7 @@
 //! list (and its blocking watch), one agent, drain, revoke, and picks.
 
 use std::time::Duration;
+use tandem_store::StateReads;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri};

@@ -10,6 +10,7 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_store::rules::grants::{parse_grants, Grant};
+use tandem_store::StateReads;
 use tandem_store::{AgentCredentialRecord, AuthCommand, Command, CredentialRecord, Outcome};
 
 use crate::agents_api::revoke_agent;

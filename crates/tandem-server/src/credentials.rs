@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use std::borrow::Cow;
+use tandem_store::StateReads;
 
 use base64::Engine as _;
 use tandem_raft::wire::FORWARDED_BY_HEADER;

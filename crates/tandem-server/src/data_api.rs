@@ -12,6 +12,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_store::rules::grants::Access;
+use tandem_store::StateReads;
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 use tokio::io::AsyncReadExt;
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tandem_store::StateReads;
 
 use arc_swap::ArcSwapOption;
 use tandem_ha::now_ms;

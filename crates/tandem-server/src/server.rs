@@ -7,6 +7,7 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tandem_store::StateReads;
 
 use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tandem_store::StateReads;
 
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -10,15 +10,12 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tandem_raft::openraft::EntryPayload;
 use tandem_raft::{Entry, LogId, StoredMembership};
-use tandem_registry::JoinTokenInfo;
 
 use crate::command::{
-    Applied, Command, Fence, Outcome, Params, Rejection, SqlAnswer, Statement, StatementResult,
+    Applied, Command, Outcome, Params, Rejection, SqlAnswer, Statement, StatementResult,
 };
 use crate::error::{ReadError, StoreError};
 use crate::guard::{Mode, SqlGuard, STATEMENT_STEP_LIMIT};
-use crate::rules::lease::LockState;
-use crate::rules::registry::{AgentRow, CredentialRow};
 use crate::sql::{self, SqlValue};
 
 mod apply;
@@ -27,11 +24,14 @@ mod cache;
 mod keys;
 mod kv;
 mod locks;
+mod meta;
+mod reads;
 mod registry;
 
-use apply::{ApplyError, Applying, Counters};
+use apply::{ApplyError, Applying, Counters, UserStatements};
 pub use auth::{AuditEntry, CredentialRecord};
 pub use kv::KvEntry;
+pub use reads::{StateReads, TablesRead};
 pub use registry::AgentCredentialRecord;
 
 /// The tables that hold users' values, which may be a kilobyte or more, with their columns. They
@@ -262,9 +262,9 @@ impl StateDb {
 
     /// Reloads what is kept beside the database (the clock, the registry index) from it.
     fn reload_watched(&self, conn: &Connection) -> Result<(), StoreError> {
-        let clock = self.read_meta_i64(conn, META_CLOCK)?;
+        let clock = meta::read_i64(conn, META_CLOCK)?;
         self.clock_ms.store(clock, Ordering::SeqCst);
-        let registry_index = self.read_meta_i64(conn, META_REGISTRY_INDEX)?;
+        let registry_index = meta::read_i64(conn, META_REGISTRY_INDEX)?;
         self.publish_registry_index(registry_index.max(0) as u64);
         Ok(())
     }
@@ -278,46 +278,6 @@ impl StateDb {
         });
     }
 
-    fn read_meta_text(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(conn
-            .query_row(
-                "SELECT value FROM _tandem_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    fn read_meta_i64(&self, conn: &Connection, key: &str) -> Result<i64, StoreError> {
-        match Self::read_meta_text(conn, key)? {
-            None => Ok(0),
-            Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
-                what: "counter",
-                detail: format!("{key} = {v:?}"),
-            }),
-        }
-    }
-
-    fn read_meta_json<T: serde::de::DeserializeOwned>(
-        conn: &Connection,
-        key: &'static str,
-    ) -> Result<Option<T>, StoreError> {
-        let value = Self::read_meta_text(conn, key)?;
-        value
-            .map(|v| serde_json::from_str(&v))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt {
-                what: key,
-                detail: e.to_string(),
-            })
-    }
-
-    fn write_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-        conn.prepare_cached("INSERT OR REPLACE INTO _tandem_meta (key, value) VALUES (?1, ?2)")?
-            .execute([key, value])?;
-        Ok(())
-    }
-
     /// The last log id applied and the membership in force, as stored with the rows.
     pub fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), StoreError> {
         let conn = lock(&self.writer);
@@ -327,8 +287,8 @@ impl StateDb {
     fn applied_state_of(
         conn: &Connection,
     ) -> Result<(Option<LogId>, StoredMembership), StoreError> {
-        let applied = Self::read_meta_json(conn, META_APPLIED)?.flatten();
-        let membership = Self::read_meta_json(conn, META_MEMBERSHIP)?.unwrap_or_default();
+        let applied = meta::read_json(conn, META_APPLIED)?.flatten();
+        let membership = meta::read_json(conn, META_MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
     }
 
@@ -360,8 +320,8 @@ impl StateDb {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = self.clock_ms();
         let mut counters = Counters {
-            revision: self.read_meta_i64(&tx, META_REVISION)? as u64,
-            registry_index: self.read_meta_i64(&tx, META_REGISTRY_INDEX)? as u64,
+            revision: meta::read_i64(&*tx, META_REVISION)? as u64,
+            registry_index: meta::read_i64(&*tx, META_REGISTRY_INDEX)? as u64,
         };
         let registry_index_before = counters.registry_index;
         let mut keys_changed = false;
@@ -418,28 +378,28 @@ impl StateDb {
             answers.push(serde_json::to_value(&applied).unwrap_or(serde_json::Value::Null));
         }
         if let Some(applied) = last_applied {
-            Self::write_meta(
-                &tx,
+            meta::write(
+                &*tx,
                 META_APPLIED,
                 &serde_json::to_string(&Some(applied)).unwrap_or_default(),
             )?;
         }
         if let Some(m) = membership {
-            Self::write_meta(
-                &tx,
+            meta::write(
+                &*tx,
                 META_MEMBERSHIP,
                 &serde_json::to_string(&m).unwrap_or_default(),
             )?;
         }
-        Self::write_meta(&tx, META_REVISION, &counters.revision.to_string())?;
+        meta::write(&*tx, META_REVISION, &counters.revision.to_string())?;
         if counters.registry_index != registry_index_before {
-            Self::write_meta(
-                &tx,
+            meta::write(
+                &*tx,
                 META_REGISTRY_INDEX,
                 &counters.registry_index.to_string(),
             )?;
         }
-        Self::write_meta(&tx, META_CLOCK, &clock.to_string())?;
+        meta::write(&*tx, META_CLOCK, &clock.to_string())?;
         tx.commit()?;
         self.clock_ms.store(clock, Ordering::SeqCst);
         // Only now that the change is durable in the database may watchers read it.
@@ -467,7 +427,17 @@ impl StateDb {
         }
         let sp = tx.savepoint()?;
         let before = *counters;
-        match self.apply_command(&sp, command, clock, counters) {
+        let applying = &mut Applying {
+            conn: &*sp,
+            now: clock,
+            revision: &mut counters.revision,
+            registry_index: &mut counters.registry_index,
+        };
+        let user = SqliteStatements {
+            db: self,
+            conn: &sp,
+        };
+        match apply::apply_command(applying, &user, command) {
             Ok(outcome) => {
                 sp.commit()?;
                 Ok(Step::Done(Ok(outcome)))
@@ -480,173 +450,6 @@ impl StateDb {
             Err(ApplyError::Stopped(rejection)) => Ok(Step::Stopped(rejection)),
             Err(ApplyError::Store(e)) => Err(e),
         }
-    }
-
-    /// Applies one command, in the area that holds what it changes.
-    fn apply_command(
-        &self,
-        conn: &Connection,
-        command: &Command,
-        now: i64,
-        counters: &mut Counters,
-    ) -> Result<Outcome, ApplyError> {
-        command.validate()?;
-        let applying = &mut Applying {
-            conn,
-            now,
-            revision: &mut counters.revision,
-            registry_index: &mut counters.registry_index,
-        };
-        match command {
-            Command::Sql { statements, fence } => self.apply_sql(applying, statements, fence),
-            Command::SqlEach {
-                statements,
-                all_or_nothing,
-            } => self.apply_sql_each(applying, statements, *all_or_nothing),
-            Command::KvPut {
-                key,
-                value,
-                ttl_ms,
-                if_revision,
-                fence,
-            } => kv::put(applying, key, value, *ttl_ms, *if_revision, fence),
-            Command::KvDelete {
-                key,
-                if_revision,
-                fence,
-            } => kv::delete(applying, key, *if_revision, fence),
-            Command::CachePut {
-                namespace,
-                key,
-                value,
-                ttl_ms,
-                fence,
-            } => cache::put(applying, namespace, key, value, *ttl_ms, fence),
-            Command::CacheDelete {
-                namespace,
-                key,
-                fence,
-            } => cache::delete(applying, namespace, key, fence),
-            Command::CacheTake { namespace, key } => Ok(Outcome::Taken {
-                value: cache::take(applying, namespace, key)?,
-            }),
-            Command::LockAcquire {
-                name,
-                holder,
-                ttl_ms,
-            } => locks::acquire(applying, name, holder, *ttl_ms),
-            Command::LockRenew {
-                name,
-                holder,
-                token,
-                ttl_ms,
-            } => locks::renew(applying, name, holder, *token, *ttl_ms),
-            Command::LockRelease {
-                name,
-                holder,
-                token,
-            } => locks::release(applying, name, holder, *token),
-            Command::Expire => Ok(Outcome::Expired {
-                removed: Self::expire(conn, now)?,
-            }),
-            Command::KeyPublish { kid, node_id, jwk } => {
-                keys::publish(applying, kid, *node_id, jwk)
-            }
-            Command::KeyRetire { kid, keep_for_ms } => keys::retire(applying, kid, *keep_for_ms),
-            Command::Registry(command) => registry::apply(applying, command),
-            Command::Auth(command) => auth::apply(applying, command),
-            Command::Audited { by, command } => {
-                let outcome = self.apply_command(conn, command, now, counters)?;
-                if let Some((action, detail)) = command.audit_record() {
-                    auth::record_audit(conn, now, by, action, &detail)?;
-                }
-                Ok(outcome)
-            }
-            // Raft's own entry made the change; the audit record is all this one adds.
-            Command::MembershipChanged(_) => Ok(Outcome::Nothing),
-            // Only the top level of an entry may be a batch; `apply` unpacks it.
-            Command::Batch(_) => Err(Rejection::invalid("a batch inside a batch").into()),
-        }
-    }
-
-    /// Runs the statements of one request in order; the savepoint around the command makes them
-    /// all apply or none.
-    fn apply_sql(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-        fence: &Option<Fence>,
-    ) -> Result<Outcome, ApplyError> {
-        locks::check_fence(applying.conn, fence, applying.now)?;
-        let mut results = Vec::with_capacity(statements.len());
-        for (i, statement) in statements.iter().enumerate() {
-            let numbered = |r: Rejection| Rejection {
-                kind: r.kind,
-                message: format!("statement {}: {}", i + 1, r.message),
-            };
-            let result = self
-                .execute_user_statement(applying.conn, statement)
-                .map_err(|e| match e {
-                    ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
-                    ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
-                    other => other,
-                })?;
-            results.push(result);
-        }
-        applying.count_write();
-        Ok(Outcome::Sql { results })
-    }
-
-    /// Runs the statements of one request each on its own (see [`Command::SqlEach`]).
-    fn apply_sql_each(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-        all_or_nothing: bool,
-    ) -> Result<Outcome, ApplyError> {
-        // User SQL may not control transactions, so this name cannot clash with one of theirs.
-        const SAVEPOINT: &str = "tandem_sql_each";
-        if all_or_nothing {
-            applying
-                .conn
-                .execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
-        }
-        let mut answers = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let started = std::time::Instant::now();
-            let answer = self.answer_user_statement(applying.conn, statement);
-            let seconds = started.elapsed().as_secs_f64();
-            match answer {
-                Ok(answer) => answers.push((answer, seconds)),
-                Err(ApplyError::Rejected(rejection)) => {
-                    answers.push((SqlAnswer::Failed(rejection.message), seconds));
-                    if all_or_nothing {
-                        applying.conn.execute_batch(&format!(
-                            "ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"
-                        ))?;
-                        return Ok(Outcome::SqlAnswers { answers });
-                    }
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        if all_or_nothing {
-            applying
-                .conn
-                .execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
-        }
-        applying.count_write();
-        Ok(Outcome::SqlAnswers { answers })
-    }
-
-    /// Removes every key, cache entry, lease and join token expired by `now`, and every retired
-    /// signing key whose last token has expired; answers how many.
-    fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
-        Ok(kv::expire(conn, now)?
-            + cache::expire(conn, now)?
-            + locks::expire(conn, now)?
-            + keys::expire(conn, now)?
-            + registry::expire(conn, now)?)
     }
 
     /// Prepares a user statement for a write, with its parameters bound; a nondeterministic
@@ -875,192 +678,17 @@ impl StateDb {
         Ok(self.collect_rows(&mut stmt, guard)?)
     }
 
-    pub fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
-        let now = self.clock_ms();
-        self.with_reader(|conn, _| Ok(kv::row(conn, key, now).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Keys starting with `prefix` and sorting after `after`, in order, at most `limit`.
-    pub fn kv_list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        let now = self.clock_ms();
-        self.with_reader(|conn, _| {
-            Ok(kv::list(conn, prefix, after, limit, now).map_err(StoreError::from)?)
-        })
-        .map_err(read_store_error)
-    }
-
-    pub fn cache_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let now = self.clock_ms();
-        self.with_reader(|conn, _| {
-            Ok(cache::row(conn, namespace, key, now).map_err(StoreError::from)?)
-        })
-        .map_err(read_store_error)
-    }
-
-    /// The lock as this replica sees it; an expired lease shows as not held.
-    pub fn lock_get(&self, name: &str) -> Result<Option<LockState>, StoreError> {
-        let now = self.clock_ms();
-        self.with_reader(|conn, _| {
-            let row = locks::row(conn, name).map_err(StoreError::from)?;
-            Ok(row.map(|lock| lock.seen_at(now)))
-        })
-        .map_err(read_store_error)
-    }
-
-    /// Signing keys in the key set (published, and not yet removed after retirement), oldest
-    /// first.
     /// Grows whenever the published key set may have changed: a key was published, retired or
-    /// expired, or the whole state was replaced. Read it before [`StateDb::keys_published`].
+    /// expired, or the whole state was replaced. Read it before
+    /// [`StateReads::keys_published`].
     pub fn keys_version(&self) -> u64 {
         self.keys_version.load(Ordering::SeqCst)
-    }
-
-    pub fn keys_published(&self) -> Result<Vec<PublishedKey>, StoreError> {
-        self.with_reader(|conn, _| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT kid, node_id, jwk, published_at, retired_at, remove_at FROM _tandem_keys
-                     WHERE removed = 0 ORDER BY published_at, kid",
-                )
-                .map_err(StoreError::from)?;
-            let keys = stmt
-                .query_map([], |r| {
-                    Ok(PublishedKey {
-                        kid: r.get(0)?,
-                        node_id: r.get::<_, i64>(1)? as u64,
-                        jwk: r.get(2)?,
-                        published_at_ms: r.get(3)?,
-                        retired_at_ms: r.get(4)?,
-                        remove_at_ms: r.get(5)?,
-                    })
-                })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(StoreError::from)?;
-            Ok(keys)
-        })
-        .map_err(read_store_error)
-    }
-
-    /// The registry's agents, or those of `pool`, by name.
-    pub fn registry_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRow>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::agents(conn, pool).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    pub fn registry_agent(&self, name: &str) -> Result<Option<AgentRow>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::agent(conn, name).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// An agent's credential, revoked or not.
-    pub fn registry_credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::credential(conn, id).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Every agent's credential, revoked ones too, oldest first.
-    pub fn registry_credentials(&self) -> Result<Vec<AgentCredentialRecord>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::credentials(conn).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// The names of agents whose credentials are revoked and that hold no unrevoked one.
-    pub fn revoked_agent_names(&self) -> Result<Vec<String>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::revoked_names(conn).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Where every registered agent with a mesh listens, and which mesh it is in, by name.
-    pub fn mesh_members(&self) -> Result<Vec<tandem_registry::MeshMember>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::mesh_members(conn).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// The agents whose announcements are restricted, each with what it may announce.
-    pub fn announce_limits(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
-        self.with_reader(|conn, _| Ok(registry::announce_limits(conn).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// A scoped credential by its id, whatever its state.
-    pub fn credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError> {
-        self.with_reader(|conn, _| Ok(auth::credential(conn, id).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Every scoped credential, revoked and expired ones too, oldest first.
-    pub fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError> {
-        self.with_reader(|conn, _| Ok(auth::credentials(conn).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Audit entries after `since`, oldest first, at most `limit`.
-    pub fn audit(&self, since: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with_reader(|conn, _| Ok(auth::audit(conn, since, limit).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// Join tokens that are neither revoked nor expired at this replica's clock, oldest first.
-    pub fn join_tokens(&self) -> Result<Vec<JoinTokenInfo>, StoreError> {
-        let now = self.clock_ms();
-        self.with_reader(|conn, _| Ok(registry::tokens(conn, now).map_err(StoreError::from)?))
-            .map_err(read_store_error)
-    }
-
-    /// The pool of join token `id`, whatever its state (expired, used up, revoked): enrolment
-    /// needs it before the replicated step decides whether the token may still be used.
-    pub fn join_token_pool(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.with_reader(|conn, _| {
-            Ok(registry::token(conn, id)
-                .map_err(StoreError::from)?
-                .map(|token| token.pool))
-        })
-        .map_err(read_store_error)
-    }
-
-    /// The registry index of the last change to `pool`'s agents (0 if none), or with `None`
-    /// of the last change to any agent.
-    pub fn registry_index(&self, pool: Option<&str>) -> Result<u64, StoreError> {
-        self.with_reader(|conn, _| match pool {
-            Some(pool) => Ok(registry::pool_index(conn, pool).map_err(StoreError::from)?),
-            None => Ok(self.read_meta_i64(conn, META_REGISTRY_INDEX)?.max(0) as u64),
-        })
-        .map_err(read_store_error)
     }
 
     /// The registry index, updated once each apply that changed the agents has committed, so a
     /// blocking watch can wait for an index above the one it has seen.
     pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.registry_changes.subscribe()
-    }
-
-    /// The earliest time at which a key, cache entry, lease, join token or retired signing key
-    /// expires.
-    pub fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
-        self.with_reader(|conn, _| {
-            let at: Option<i64> = conn
-                .query_row(
-                    "SELECT min(at) FROM (
-                        SELECT min(expires_at) AS at FROM _tandem_kv WHERE expires_at IS NOT NULL
-                        UNION ALL SELECT min(expires_at) FROM _tandem_cache WHERE expires_at IS NOT NULL
-                        UNION ALL SELECT min(expires_at) FROM _tandem_locks WHERE expires_at IS NOT NULL
-                        UNION ALL SELECT min(remove_at) FROM _tandem_keys WHERE removed = 0 AND remove_at IS NOT NULL
-                        UNION ALL SELECT min(expires_at) + ?1 FROM _tandem_join_tokens WHERE expires_at IS NOT NULL)",
-                    [crate::rules::registry::EXPIRED_TOKEN_KEPT_MS],
-                    |r| r.get(0),
-                )
-                .map_err(StoreError::from)?;
-            Ok(at)
-        })
-        .map_err(read_store_error)
     }
 
     /// Bytes of the database file that hold no rows: pages freed by deletes, which SQLite fills
@@ -1132,6 +760,85 @@ impl StateDb {
             [META_APPLIED, META_MEMBERSHIP],
         )?;
         Ok(())
+    }
+}
+
+/// Reads are served by this replica's copy, at the latest leader stamp it applied.
+impl StateReads for StateDb {
+    fn read_tables(&self, read: &mut TablesRead<'_>) -> Result<(), StoreError> {
+        let now = self.clock_ms();
+        self.with_reader(|conn, _| Ok(read(conn, now)?))
+            .map_err(read_store_error)
+    }
+}
+
+/// Users' statements on SQLite, in the savepoint of the command that carries them.
+struct SqliteStatements<'a> {
+    db: &'a StateDb,
+    conn: &'a Connection,
+}
+
+impl UserStatements for SqliteStatements<'_> {
+    fn run(
+        &self,
+        applying: &mut Applying<'_>,
+        statements: &[Statement],
+    ) -> Result<Outcome, ApplyError> {
+        let mut results = Vec::with_capacity(statements.len());
+        for (i, statement) in statements.iter().enumerate() {
+            let numbered = |r: Rejection| Rejection {
+                kind: r.kind,
+                message: format!("statement {}: {}", i + 1, r.message),
+            };
+            let result = self
+                .db
+                .execute_user_statement(self.conn, statement)
+                .map_err(|e| match e {
+                    ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
+                    ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
+                    other => other,
+                })?;
+            results.push(result);
+        }
+        applying.count_write();
+        Ok(Outcome::Sql { results })
+    }
+
+    fn run_each(
+        &self,
+        applying: &mut Applying<'_>,
+        statements: &[Statement],
+        all_or_nothing: bool,
+    ) -> Result<Outcome, ApplyError> {
+        // User SQL may not control transactions, so this name cannot clash with one of theirs.
+        const SAVEPOINT: &str = "tandem_sql_each";
+        if all_or_nothing {
+            self.conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
+        }
+        let mut answers = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let started = std::time::Instant::now();
+            let answer = self.db.answer_user_statement(self.conn, statement);
+            let seconds = started.elapsed().as_secs_f64();
+            match answer {
+                Ok(answer) => answers.push((answer, seconds)),
+                Err(ApplyError::Rejected(rejection)) => {
+                    answers.push((SqlAnswer::Failed(rejection.message), seconds));
+                    if all_or_nothing {
+                        self.conn.execute_batch(&format!(
+                            "ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"
+                        ))?;
+                        return Ok(Outcome::SqlAnswers { answers });
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if all_or_nothing {
+            self.conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
+        }
+        applying.count_write();
+        Ok(Outcome::SqlAnswers { answers })
     }
 }
 

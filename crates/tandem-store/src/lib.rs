@@ -3,8 +3,11 @@
 //! agent registry, scoped credentials and audit log. The rules those obey (expiry, leases,
 //! fencing, compare-and-set, enrolment, grants) are plain code in [`rules`], for every backend.
 //!
-//! Modules depend only downwards: `state_machine` → `db` → `guard`, `error`, `rules` → `command`
-//! → `sql`.
+//! Tandem's own tables are read and written through [`tables::Tables`], in SQL that every engine
+//! holding them speaks, so the code that applies commands and serves reads is written once.
+//!
+//! Modules depend only downwards: `state_machine` → `db` → `guard`, `tables`, `error`, `rules` →
+//! `command` → `sql`.
 #![forbid(unsafe_code)]
 // openraft's StorageError is large, and its traits dictate that type.
 #![allow(clippy::result_large_err)]
@@ -16,6 +19,7 @@ mod guard;
 pub mod rules;
 pub mod sql;
 mod state_machine;
+pub mod tables;
 
 pub use command::SqlAnswer;
 pub use command::{
@@ -24,6 +28,7 @@ pub use command::{
 };
 pub use db::{
     AgentCredentialRecord, AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb,
+    StateReads, TablesRead,
 };
 pub use error::{ReadError, StoreError};
 pub use rules::lease::LockState;

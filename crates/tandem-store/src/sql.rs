@@ -5,8 +5,9 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum SqlValue {
+    #[default]
     Null,
     Integer(i64),
     Real(f64),

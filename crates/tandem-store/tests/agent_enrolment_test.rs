@@ -8,6 +8,7 @@ mod entries;
 
 use agents::{enroll, token_create, Registry, T0};
 use tandem_store::rules::registry::EXPIRED_TOKEN_KEPT_MS;
+use tandem_store::StateReads;
 use tandem_store::{Command, Outcome, RegistryCommand, RejectionKind};
 
 #[test]

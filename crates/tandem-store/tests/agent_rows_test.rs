@@ -7,6 +7,7 @@ mod entries;
 
 use agents::{check, register, report, Registry, T0};
 use tandem_registry::{AgentState, CheckStatus};
+use tandem_store::StateReads;
 use tandem_store::{Outcome, RegistryCommand, RejectionKind, StateDb};
 
 fn state(registry: &Registry, name: &str) -> (AgentState, i64) {

@@ -5,6 +5,7 @@
 mod entries;
 
 use entries::entry;
+use tandem_store::StateReads;
 use tandem_store::{Applied, Command, Outcome, RejectionKind, StateDb};
 
 fn put(key: &str, value: &str, if_revision: Option<u64>) -> Command {

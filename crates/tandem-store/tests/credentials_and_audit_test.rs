@@ -5,6 +5,7 @@
 mod entries;
 
 use entries::apply_at as apply;
+use tandem_store::StateReads;
 use tandem_store::{AuthCommand, Command, Outcome, RegistryCommand, RejectionKind, StateDb};
 
 fn create(id: &str, name: &str, ttl_ms: Option<u64>) -> Command {

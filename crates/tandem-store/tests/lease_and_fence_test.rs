@@ -5,6 +5,7 @@
 mod entries;
 
 use entries::apply_at as apply;
+use tandem_store::StateReads;
 use tandem_store::{Command, Fence, LockState, Outcome, RejectionKind, StateDb};
 
 const T0: i64 = 1_700_000_000_000;

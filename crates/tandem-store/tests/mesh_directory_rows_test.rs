@@ -7,6 +7,7 @@ mod entries;
 
 use agents::{enroll, register, Registry, SECRET, T0};
 use tandem_registry::MeshMembership;
+use tandem_store::StateReads;
 use tandem_store::{Outcome, RegistryCommand, RejectionKind, TokenSpec};
 
 fn join(credential_id: &str, name: &str, address: Option<&str>) -> RegistryCommand {

@@ -7,6 +7,7 @@ mod entries;
 use entries::entry;
 use tandem_raft::openraft::{CommittedLeaderId, EntryPayload, LogId};
 use tandem_raft::{Entry, Proposal};
+use tandem_store::StateReads;
 use tandem_store::{Command, StateDb, StoreError};
 
 #[test]

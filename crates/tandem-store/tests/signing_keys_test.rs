@@ -4,6 +4,7 @@
 mod entries;
 
 use entries::apply_at as apply;
+use tandem_store::StateReads;
 use tandem_store::{Command, Outcome, RejectionKind, StateDb};
 
 fn publish(kid: &str) -> Command {

@@ -6,6 +6,7 @@ mod entries;
 
 use entries::entry;
 use rusqlite::Connection;
+use tandem_store::StateReads;
 use tandem_store::{Command, StateDb};
 
 /// The two tables as releases before this layout created them.

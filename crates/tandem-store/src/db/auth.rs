@@ -1,10 +1,10 @@
-//! Scoped credentials and the audit log in SQLite.
-
-use rusqlite::{params, Connection, OptionalExtension, Row};
+//! Scoped credentials and the audit log in Tandem's tables.
 
 use crate::command::{AuthCommand, Outcome, Rejection};
 use crate::db::apply::{ApplyError, Applying};
+use crate::error::StoreError;
 use crate::rules::ttl;
+use crate::tables::{params, saturating_i64, Row, Tables};
 
 /// A scoped credential as the replicated state holds it (its secret only as a hash).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,11 +52,10 @@ pub(super) fn apply(
             ttl_ms,
         } => {
             let conn = applying.conn;
-            let taken = conn
-                .prepare_cached(
-                    "SELECT 1 FROM _tandem_credentials WHERE (name = ?1 AND revoked_at IS NULL) OR id = ?2",
-                )?
-                .exists([name, id])?;
+            let taken = conn.exists(
+                "SELECT 1 FROM _tandem_credentials WHERE (name = ?1 AND revoked_at IS NULL) OR id = ?2",
+                params![name, id],
+            )?;
             if taken {
                 return Err(Rejection::conflict(format!(
                     "a credential named {name:?} already exists; revoke it first or choose another name"
@@ -66,31 +65,32 @@ pub(super) fn apply(
             let expires_at_ms = ttl::expires_at(applying.now, *ttl_ms);
             // Plain strings always serialise.
             let grants = serde_json::to_string(grants).unwrap_or_default();
-            conn.prepare_cached(
+            conn.execute(
                 "INSERT INTO _tandem_credentials (id, name, secret_sha256, grants, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![id, name, secret_sha256, grants, applying.now, expires_at_ms])?;
+                params![id, name, secret_sha256, &grants, applying.now, expires_at_ms],
+            )?;
             applying.count_write();
             Ok(Outcome::CredentialCreated { expires_at_ms })
         }
         AuthCommand::Revoke { credential } => {
             let conn = applying.conn;
-            let found: Option<(String, String)> = conn
-                .prepare_cached(
-                    "SELECT id, name FROM _tandem_credentials
-                     WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
-                )?
-                .query_row([credential], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
+            let found: Option<(String, String)> = conn.query_row(
+                "SELECT id, name FROM _tandem_credentials
+                 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
+                params![credential],
+                |mut r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let Some((id, name)) = found else {
                 return Err(Rejection::not_found(format!(
                     "no unrevoked credential has the id or name {credential:?} (`tandem auth ls` lists them)"
                 ))
                 .into());
             };
-            conn.prepare_cached("UPDATE _tandem_credentials SET revoked_at = ?2 WHERE id = ?1")?
-                .execute(params![id, applying.now])?;
+            conn.execute(
+                "UPDATE _tandem_credentials SET revoked_at = ?2 WHERE id = ?1",
+                params![&id, applying.now],
+            )?;
             applying.count_write();
             Ok(Outcome::CredentialRevoked { id, name })
         }
@@ -98,20 +98,20 @@ pub(super) fn apply(
 }
 
 pub(super) fn record_audit(
-    conn: &Connection,
+    conn: &dyn Tables,
     now: i64,
     who: &str,
     action: &str,
     detail: &serde_json::Value,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO _tandem_audit (at, who, action, detail) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![now, who, action, detail.to_string()])?;
+        params![now, who, action, &detail.to_string()],
+    )?;
     Ok(())
 }
 
-fn credential_row(r: &Row<'_>) -> rusqlite::Result<CredentialRecord> {
+fn credential_row(mut r: Row) -> Result<CredentialRecord, StoreError> {
     let grants: String = r.get(3)?;
     Ok(CredentialRecord {
         id: r.get(0)?,
@@ -126,41 +126,41 @@ fn credential_row(r: &Row<'_>) -> rusqlite::Result<CredentialRecord> {
 }
 
 pub(super) fn credential(
-    conn: &Connection,
+    conn: &dyn Tables,
     id: &str,
-) -> rusqlite::Result<Option<CredentialRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM _tandem_credentials WHERE id = ?1"
-    ))?
-    .query_row([id], credential_row)
-    .optional()
+) -> Result<Option<CredentialRecord>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {CREDENTIAL_COLUMNS} FROM _tandem_credentials WHERE id = ?1"),
+        params![id],
+        credential_row,
+    )
 }
 
-pub(super) fn credentials(conn: &Connection) -> rusqlite::Result<Vec<CredentialRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM _tandem_credentials ORDER BY created_at, id"
-    ))?
-    .query_map([], credential_row)?
-    .collect()
+pub(super) fn credentials(conn: &dyn Tables) -> Result<Vec<CredentialRecord>, StoreError> {
+    conn.query_map(
+        &format!("SELECT {CREDENTIAL_COLUMNS} FROM _tandem_credentials ORDER BY created_at, id"),
+        params![],
+        credential_row,
+    )
 }
 
 pub(super) fn audit(
-    conn: &Connection,
+    conn: &dyn Tables,
     since: u64,
     limit: u32,
-) -> rusqlite::Result<Vec<AuditEntry>> {
-    conn.prepare_cached(
+) -> Result<Vec<AuditEntry>, StoreError> {
+    conn.query_map(
         "SELECT seq, at, who, action, detail FROM _tandem_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?
-    .query_map(params![since.min(i64::MAX as u64) as i64, limit], |r| {
-        let detail: String = r.get(4)?;
-        Ok(AuditEntry {
-            seq: r.get::<_, i64>(0)? as u64,
-            at_ms: r.get(1)?,
-            who: r.get(2)?,
-            action: r.get(3)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-        })
-    })?
-    .collect()
+        params![saturating_i64(since), i64::from(limit)],
+        |mut r| {
+            let detail: String = r.get(4)?;
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                who: r.get(2)?,
+                action: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        },
+    )
 }

@@ -1,25 +1,24 @@
-//! The TTL cache in SQLite: loads, asks [`crate::rules::ttl`], stores.
-
-use rusqlite::{params, Connection, OptionalExtension};
+//! The TTL cache in Tandem's tables: loads, asks [`crate::rules::ttl`], stores.
 
 use crate::command::{Fence, Outcome};
 use crate::db::apply::{ApplyError, Applying};
 use crate::db::locks;
+use crate::error::StoreError;
 use crate::rules::ttl;
+use crate::tables::{params, Tables};
 
 /// The entry's value, unless it is absent or expired at `now`.
 pub(super) fn row(
-    conn: &Connection,
+    conn: &dyn Tables,
     namespace: &str,
     key: &str,
     now: i64,
-) -> rusqlite::Result<Option<Vec<u8>>> {
-    let row: Option<(Vec<u8>, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2",
-        )?
-        .query_row([namespace, key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let row: Option<(Vec<u8>, Option<i64>)> = conn.query_row(
+        "SELECT value, expires_at FROM _tandem_cache WHERE namespace = ?1 AND key = ?2",
+        params![namespace, key],
+        |mut r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(row
         .filter(|(_, at)| !ttl::is_expired(*at, now))
         .map(|(v, _)| v))
@@ -34,10 +33,12 @@ pub(super) fn put(
     fence: &Option<Fence>,
 ) -> Result<Outcome, ApplyError> {
     locks::check_fence(applying.conn, fence, applying.now)?;
-    applying.conn.prepare_cached(
-        "INSERT OR REPLACE INTO _tandem_cache (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![namespace, key, value, ttl::expires_at(applying.now, ttl_ms)])?;
+    applying.conn.execute(
+        "INSERT INTO _tandem_cache (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (namespace, key) DO UPDATE
+         SET value = excluded.value, expires_at = excluded.expires_at",
+        params![namespace, key, value, ttl::expires_at(applying.now, ttl_ms)],
+    )?;
     applying.count_write();
     Ok(Outcome::CacheWritten)
 }
@@ -60,17 +61,18 @@ pub(super) fn take(
     key: &str,
 ) -> Result<Option<Vec<u8>>, ApplyError> {
     let value = row(applying.conn, namespace, key, applying.now)?;
-    applying
-        .conn
-        .prepare_cached("DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2")?
-        .execute([namespace, key])?;
+    applying.conn.execute(
+        "DELETE FROM _tandem_cache WHERE namespace = ?1 AND key = ?2",
+        params![namespace, key],
+    )?;
     applying.count_write();
     Ok(value)
 }
 
 /// Removes every entry expired by `now`; answers how many.
-pub(super) fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
-    Ok(conn
-        .prepare_cached("DELETE FROM _tandem_cache WHERE expires_at <= ?1")?
-        .execute([ttl::expired_through(now)])? as u64)
+pub(super) fn expire(conn: &dyn Tables, now: i64) -> Result<u64, StoreError> {
+    conn.execute(
+        "DELETE FROM _tandem_cache WHERE expires_at <= ?1",
+        params![ttl::expired_through(now)],
+    )
 }

@@ -1,43 +1,47 @@
-//! Locks in SQLite: loads a lock's row, asks [`crate::rules::lease`] or
+//! Locks in Tandem's tables: loads a lock's row, asks [`crate::rules::lease`] or
 //! [`crate::rules::fence`], and stores what it answers.
-
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::command::{Fence, Outcome};
 use crate::db::apply::{ApplyError, Applying};
+use crate::error::StoreError;
 use crate::rules::lease::{self, Acquisition, LockState};
 use crate::rules::{fence, ttl};
+use crate::tables::{params, Tables};
 
 /// The lock as stored, whether or not its lease still runs.
-pub(super) fn row(conn: &Connection, name: &str) -> rusqlite::Result<Option<LockState>> {
-    conn.prepare_cached("SELECT holder, token, expires_at FROM _tandem_locks WHERE name = ?1")?
-        .query_row([name], |r| {
+pub(super) fn row(conn: &dyn Tables, name: &str) -> Result<Option<LockState>, StoreError> {
+    conn.query_row(
+        "SELECT holder, token, expires_at FROM _tandem_locks WHERE name = ?1",
+        params![name],
+        |mut r| {
             Ok(LockState {
                 name: name.to_string(),
                 holder: r.get(0)?,
-                token: r.get::<_, i64>(1)? as u64,
+                token: r.get(1)?,
                 expires_at_ms: r.get(2)?,
             })
-        })
-        .optional()
+        },
+    )
 }
 
-fn store(conn: &Connection, lock: &LockState) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO _tandem_locks (name, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        lock.name,
-        lock.holder,
-        lock.token as i64,
-        lock.expires_at_ms
-    ])?;
+fn store(conn: &dyn Tables, lock: &LockState) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO _tandem_locks (name, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE
+         SET holder = excluded.holder, token = excluded.token, expires_at = excluded.expires_at",
+        params![
+            &lock.name,
+            lock.holder.as_deref(),
+            lock.token as i64,
+            lock.expires_at_ms
+        ],
+    )?;
     Ok(())
 }
 
 /// Refuses the write unless its fence, if it has one, is current.
 pub(super) fn check_fence(
-    conn: &Connection,
+    conn: &dyn Tables,
     fence: &Option<Fence>,
     now: i64,
 ) -> Result<(), ApplyError> {
@@ -81,7 +85,7 @@ pub(super) fn renew(
 
 /// Stores `lease` as held by `holder`, answering it.
 fn leased(
-    conn: &Connection,
+    conn: &dyn Tables,
     name: &str,
     holder: &str,
     lease: lease::Lease,
@@ -108,10 +112,9 @@ pub(super) fn release(
 }
 
 /// Frees every lock whose lease has run out by `now`, keeping its token; answers how many.
-pub(super) fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE _tandem_locks SET holder = NULL, expires_at = NULL WHERE expires_at <= ?1",
-        )?
-        .execute([ttl::expired_through(now)])? as u64)
+pub(super) fn expire(conn: &dyn Tables, now: i64) -> Result<u64, StoreError> {
+    conn.execute(
+        "UPDATE _tandem_locks SET holder = NULL, expires_at = NULL WHERE expires_at <= ?1",
+        params![ttl::expired_through(now)],
+    )
 }

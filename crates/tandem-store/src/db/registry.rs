@@ -1,16 +1,16 @@
-//! The agent registry in SQLite: join tokens, credentials and agents' rows. Loads rows, asks
+//! The agent registry in Tandem's tables: join tokens, credentials and agents' rows. Loads rows, asks
 //! [`crate::rules::registry`], and stores what it answers under a new registry index.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use tandem_registry::{CheckReport, CheckStatus, JoinTokenInfo, MeshMember, MeshMembership};
 
 use crate::command::{Outcome, RegistryCommand, Rejection};
 use crate::db::apply::{ApplyError, Applying};
+use crate::error::StoreError;
 use crate::rules::registry::{self as rules, AgentRow, CredentialRow, JoinToken, Registering};
 use crate::rules::ttl;
+use crate::tables::{params, saturating_i64, Row, Tables};
 
 const AGENT_COLUMNS: &str = "name, pool, credential_id, address, labels, version, health, checks, \
      down_since, draining, state_since, registered_at, modify_index";
@@ -34,12 +34,11 @@ pub(super) fn apply(
             let t = token;
             let created =
                 create_token(applying, &t.id, &t.pool, &t.secret_sha256, t.ttl_ms, t.uses)?;
-            applying
-                .conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO _tandem_join_token_announce (token_id, allow) VALUES (?1, ?2)",
-                )?
-                .execute(params![t.id, json_text(mesh_announce)])?;
+            applying.conn.execute(
+                "INSERT INTO _tandem_join_token_announce (token_id, allow) VALUES (?1, ?2)
+                 ON CONFLICT (token_id) DO UPDATE SET allow = excluded.allow",
+                params![&t.id, &json_text(mesh_announce)],
+            )?;
             Ok(created)
         }
         RegistryCommand::MeshJoin {
@@ -128,7 +127,7 @@ fn unique(names: &[String]) -> BTreeSet<&str> {
 
 /// The rows `change` answers for the agents named that have rows.
 fn load_each(
-    conn: &Connection,
+    conn: &dyn Tables,
     names: &BTreeSet<&str>,
     change: impl Fn(&AgentRow) -> Option<AgentRow>,
 ) -> Result<Vec<AgentRow>, ApplyError> {
@@ -156,10 +155,14 @@ fn record(
     let conn = applying.conn;
     let mut pools = BTreeSet::new();
     for row in &removed {
-        conn.prepare_cached("DELETE FROM _tandem_agents WHERE name = ?1")?
-            .execute([&row.name])?;
-        conn.prepare_cached("DELETE FROM _tandem_mesh_members WHERE name = ?1")?
-            .execute([&row.name])?;
+        conn.execute(
+            "DELETE FROM _tandem_agents WHERE name = ?1",
+            params![&row.name],
+        )?;
+        conn.execute(
+            "DELETE FROM _tandem_mesh_members WHERE name = ?1",
+            params![&row.name],
+        )?;
         pools.insert(row.pool.as_str());
     }
     for row in &mut stored {
@@ -168,11 +171,11 @@ fn record(
         pools.insert(row.pool.as_str());
     }
     for pool in pools {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO _tandem_registry_pools (pool, idx) VALUES (?1, ?2)
              ON CONFLICT (pool) DO UPDATE SET idx = excluded.idx",
-        )?
-        .execute(params![pool, index as i64])?;
+            params![pool, saturating_i64(index)],
+        )?;
     }
     Ok(count)
 }
@@ -192,28 +195,26 @@ fn create_token(
         .into());
     }
     let expires_at_ms = ttl::expires_at(applying.now, ttl_ms);
-    applying
-        .conn
-        .prepare_cached(
-            "INSERT INTO _tandem_join_tokens (id, pool, secret_sha256, created_at, expires_at, uses_left)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
+    applying.conn.execute(
+        "INSERT INTO _tandem_join_tokens (id, pool, secret_sha256, created_at, expires_at, uses_left)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
             id,
             pool,
             secret_sha256,
             applying.now,
             expires_at_ms,
             uses.map(saturating_i64)
-        ])?;
+        ],
+    )?;
     Ok(Outcome::TokenCreated { expires_at_ms })
 }
 
 fn revoke_token(applying: &mut Applying<'_>, id: &str) -> Result<Outcome, ApplyError> {
-    let changed = applying
-        .conn
-        .prepare_cached("UPDATE _tandem_join_tokens SET revoked = 1 WHERE id = ?1")?
-        .execute([id])?;
+    let changed = applying.conn.execute(
+        "UPDATE _tandem_join_tokens SET revoked = 1 WHERE id = ?1",
+        params![id],
+    )?;
     if changed == 0 {
         return Err(Rejection::not_found(format!(
             "join token {id} does not exist (`tandem agents token ls` shows those that do)"
@@ -240,20 +241,19 @@ fn enroll(
 ) -> Result<Outcome, ApplyError> {
     let conn = applying.conn;
     let stored = token(conn, token_id)?;
-    let holder = conn
-        .prepare_cached(
-            "SELECT id, pool, token_id, public_jwk FROM _tandem_agent_credentials
-             WHERE name = ?1 AND revoked_at IS NULL ORDER BY issued_at, id LIMIT 1",
-        )?
-        .query_row([credential.name], |r| {
+    let holder = conn.query_row(
+        "SELECT id, pool, token_id, public_jwk FROM _tandem_agent_credentials
+         WHERE name = ?1 AND revoked_at IS NULL ORDER BY issued_at, id LIMIT 1",
+        params![credential.name],
+        |mut r| {
             Ok(rules::NameHolder {
                 credential_id: r.get(0)?,
                 pool: r.get(1)?,
                 token_id: r.get(2)?,
                 public_jwk: r.get(3)?,
             })
-        })
-        .optional()?;
+        },
+    )?;
     if let Some(holder) = &holder {
         let secret_matches = stored
             .as_ref()
@@ -277,28 +277,31 @@ fn enroll(
         credential.name,
         holder.as_ref().map(|h| h.credential_id.as_str()),
     )?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO _tandem_agent_credentials
          (id, name, pool, public_jwk, certificate_pem, token_id, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        credential.credential_id,
-        credential.name,
-        redeemed.pool,
-        credential.public_jwk,
-        credential.certificate_pem,
-        token_id,
-        applying.now
-    ])?;
-    conn.prepare_cached("UPDATE _tandem_join_tokens SET uses_left = ?2 WHERE id = ?1")?
-        .execute(params![token_id, redeemed.uses_left.map(saturating_i64)])?;
+        params![
+            credential.credential_id,
+            credential.name,
+            redeemed.pool,
+            credential.public_jwk,
+            credential.certificate_pem,
+            token_id,
+            applying.now
+        ],
+    )?;
+    conn.execute(
+        "UPDATE _tandem_join_tokens SET uses_left = ?2 WHERE id = ?1",
+        params![token_id, redeemed.uses_left.map(saturating_i64)],
+    )?;
     // The new credential announces what its token allows: a restricted token's list, or,
     // from an unrestricted token, anything (a restriction of an earlier holder of the name
     // does not carry over).
-    let token_allow: Option<String> = conn
-        .prepare_cached("SELECT allow FROM _tandem_join_token_announce WHERE token_id = ?1")?
-        .query_row([token_id], |r| r.get(0))
-        .optional()?;
+    let token_allow: Option<String> = conn.query_row(
+        "SELECT allow FROM _tandem_join_token_announce WHERE token_id = ?1",
+        params![token_id],
+        |mut r| r.get(0),
+    )?;
     store_announce(conn, credential.name, token_allow.as_deref())?;
     Ok(Outcome::AgentEnrolled {
         pool: redeemed.pool.to_string(),
@@ -335,7 +338,7 @@ fn report(
 }
 
 /// The row of agent `name`, registered with its unrevoked credential `credential_id`.
-fn own_row(conn: &Connection, credential_id: &str, name: &str) -> Result<AgentRow, ApplyError> {
+fn own_row(conn: &dyn Tables, credential_id: &str, name: &str) -> Result<AgentRow, ApplyError> {
     let stored = credential(conn, credential_id)?;
     rules::authorize(stored.as_ref(), credential_id, name)?;
     // A row another credential registered is not this agent's until it registers again.
@@ -357,9 +360,10 @@ fn answer_state(
 
 fn revoke_agent(applying: &mut Applying<'_>, name: &str) -> Result<Outcome, ApplyError> {
     let conn = applying.conn;
-    let enrolled = conn
-        .prepare_cached("SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1")?
-        .exists([name])?;
+    let enrolled = conn.exists(
+        "SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1",
+        params![name],
+    )?;
     let row = agent(conn, name)?;
     if !enrolled && row.is_none() {
         return Err(Rejection::not_found(format!(
@@ -367,12 +371,11 @@ fn revoke_agent(applying: &mut Applying<'_>, name: &str) -> Result<Outcome, Appl
         ))
         .into());
     }
-    let credentials = conn
-        .prepare_cached(
-            "UPDATE _tandem_agent_credentials SET revoked_at = ?2
-             WHERE name = ?1 AND revoked_at IS NULL",
-        )?
-        .execute(params![name, applying.now])? as u64;
+    let credentials = conn.execute(
+        "UPDATE _tandem_agent_credentials SET revoked_at = ?2
+         WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, applying.now],
+    )?;
     record(applying, Vec::new(), row.into_iter().collect())?;
     store_announce(conn, name, None)?;
     Ok(Outcome::AgentRevoked { credentials })
@@ -384,16 +387,17 @@ fn json_text(list: &[String]) -> String {
 }
 
 /// Stores what agent `name` may announce, as JSON text; `None` lifts the restriction.
-fn store_announce(conn: &Connection, name: &str, allow: Option<&str>) -> rusqlite::Result<()> {
+fn store_announce(conn: &dyn Tables, name: &str, allow: Option<&str>) -> Result<(), StoreError> {
     match allow {
-        Some(allow) => conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO _tandem_mesh_announce (name, allow) VALUES (?1, ?2)",
-            )?
-            .execute(params![name, allow])?,
-        None => conn
-            .prepare_cached("DELETE FROM _tandem_mesh_announce WHERE name = ?1")?
-            .execute([name])?,
+        Some(allow) => conn.execute(
+            "INSERT INTO _tandem_mesh_announce (name, allow) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET allow = excluded.allow",
+            params![name, allow],
+        )?,
+        None => conn.execute(
+            "DELETE FROM _tandem_mesh_announce WHERE name = ?1",
+            params![name],
+        )?,
     };
     Ok(())
 }
@@ -407,16 +411,15 @@ fn mesh_join(
 ) -> Result<Outcome, ApplyError> {
     let row = own_row(applying.conn, credential_id, name)?;
     match membership {
-        Some(m) => applying
-            .conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO _tandem_mesh_members (name, mesh, address) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![name, m.mesh, m.address])?,
-        None => applying
-            .conn
-            .prepare_cached("DELETE FROM _tandem_mesh_members WHERE name = ?1")?
-            .execute([name])?,
+        Some(m) => applying.conn.execute(
+            "INSERT INTO _tandem_mesh_members (name, mesh, address) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET mesh = excluded.mesh, address = excluded.address",
+            params![name, &m.mesh, &m.address],
+        )?,
+        None => applying.conn.execute(
+            "DELETE FROM _tandem_mesh_members WHERE name = ?1",
+            params![name],
+        )?,
     };
     Ok(Outcome::AgentState { state: row.state() })
 }
@@ -428,11 +431,10 @@ fn set_announce(
     allow: Option<&[String]>,
 ) -> Result<Outcome, ApplyError> {
     let conn = applying.conn;
-    let enrolled = conn
-        .prepare_cached(
-            "SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1 AND revoked_at IS NULL",
-        )?
-        .exists([name])?;
+    let enrolled = conn.exists(
+        "SELECT 1 FROM _tandem_agent_credentials WHERE name = ?1 AND revoked_at IS NULL",
+        params![name],
+    )?;
     if !enrolled {
         return Err(Rejection::not_found(format!(
             "agent {name} is not enrolled (`tandem agents ls` lists the registered agents)"
@@ -444,110 +446,107 @@ fn set_announce(
 }
 
 /// Every agent's mesh membership, by name.
-pub(super) fn mesh_members(conn: &Connection) -> rusqlite::Result<Vec<MeshMember>> {
-    conn.prepare_cached("SELECT name, mesh, address FROM _tandem_mesh_members ORDER BY name")?
-        .query_map([], |r| {
+pub(super) fn mesh_members(conn: &dyn Tables) -> Result<Vec<MeshMember>, StoreError> {
+    conn.query_map(
+        "SELECT name, mesh, address FROM _tandem_mesh_members ORDER BY name",
+        params![],
+        |mut r| {
             Ok(MeshMember {
                 name: r.get(0)?,
                 mesh: r.get(1)?,
                 address: r.get(2)?,
             })
-        })?
-        .collect()
+        },
+    )
 }
 
 /// Every restricted agent's list, by name.
 pub(super) fn announce_limits(
-    conn: &Connection,
-) -> rusqlite::Result<BTreeMap<String, Vec<String>>> {
-    conn.prepare_cached("SELECT name, allow FROM _tandem_mesh_announce ORDER BY name")?
-        .query_map([], |r| Ok((r.get(0)?, json_column(r, 1)?)))?
-        .collect()
+    conn: &dyn Tables,
+) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+    let limits = conn.query_map(
+        "SELECT name, allow FROM _tandem_mesh_announce ORDER BY name",
+        params![],
+        |mut r| Ok((r.get(0)?, r.json(1)?)),
+    )?;
+    Ok(limits.into_iter().collect())
 }
 
 /// Removes every join token expired for longer than [`crate::rules::registry::EXPIRED_TOKEN_KEPT_MS`] by `now`;
 /// answers how many.
-pub(super) fn expire(conn: &Connection, now: i64) -> rusqlite::Result<u64> {
-    let removed = conn
-        .prepare_cached("DELETE FROM _tandem_join_tokens WHERE expires_at <= ?1")?
-        .execute([ttl::expired_through(
+pub(super) fn expire(conn: &dyn Tables, now: i64) -> Result<u64, StoreError> {
+    let removed = conn.execute(
+        "DELETE FROM _tandem_join_tokens WHERE expires_at <= ?1",
+        params![ttl::expired_through(
             now.saturating_sub(crate::rules::registry::EXPIRED_TOKEN_KEPT_MS),
-        )])? as u64;
+        )],
+    )?;
     if removed > 0 {
-        conn.prepare_cached(
+        conn.execute(
             "DELETE FROM _tandem_join_token_announce
              WHERE token_id NOT IN (SELECT id FROM _tandem_join_tokens)",
-        )?
-        .execute([])?;
+            params![],
+        )?;
     }
     Ok(removed)
 }
 
-/// Counts above `i64::MAX` are stored as `i64::MAX`: SQLite holds signed integers.
-fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(super) fn token(conn: &Connection, id: &str) -> rusqlite::Result<Option<JoinToken>> {
-    conn.prepare_cached(
+pub(super) fn token(conn: &dyn Tables, id: &str) -> Result<Option<JoinToken>, StoreError> {
+    conn.query_row(
         "SELECT pool, secret_sha256, created_at, expires_at, uses_left, revoked
          FROM _tandem_join_tokens WHERE id = ?1",
-    )?
-    .query_row([id], |r| {
-        Ok(JoinToken {
-            id: id.to_string(),
-            pool: r.get(0)?,
-            secret_sha256: r.get(1)?,
-            created_at_ms: r.get(2)?,
-            expires_at_ms: r.get(3)?,
-            uses_left: r.get::<_, Option<i64>>(4)?.map(|left| left.max(0) as u64),
-            revoked: r.get(5)?,
-        })
-    })
-    .optional()
+        params![id],
+        |mut r| {
+            Ok(JoinToken {
+                id: id.to_string(),
+                pool: r.get(0)?,
+                secret_sha256: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                expires_at_ms: r.get(3)?,
+                uses_left: r.get(4)?,
+                revoked: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// Join tokens that may still enrol at `now` (not revoked, not expired), oldest first. Used-up
 /// tokens are listed with no uses left.
-pub(super) fn tokens(conn: &Connection, now: i64) -> rusqlite::Result<Vec<JoinTokenInfo>> {
-    let mut stmt = conn.prepare_cached(
+pub(super) fn tokens(conn: &dyn Tables, now: i64) -> Result<Vec<JoinTokenInfo>, StoreError> {
+    let tokens = conn.query_map(
         "SELECT id, pool, created_at, expires_at, uses_left FROM _tandem_join_tokens
          WHERE revoked = 0 ORDER BY created_at, id",
+        params![],
+        |mut r| {
+            Ok(JoinTokenInfo {
+                id: r.get(0)?,
+                pool: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                expires_at_ms: r.get(3)?,
+                uses_left: r.get(4)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(JoinTokenInfo {
-            id: r.get(0)?,
-            pool: r.get(1)?,
-            created_at_ms: r.get(2)?,
-            expires_at_ms: r.get(3)?,
-            uses_left: r.get::<_, Option<i64>>(4)?.map(|left| left.max(0) as u64),
-        })
-    })?;
-    let mut live = Vec::new();
-    for token in rows {
-        let token = token?;
-        if !ttl::is_expired(token.expires_at_ms, now) {
-            live.push(token);
-        }
-    }
-    Ok(live)
+    Ok(tokens
+        .into_iter()
+        .filter(|token| !ttl::is_expired(token.expires_at_ms, now))
+        .collect())
 }
 
-pub(super) fn credential(conn: &Connection, id: &str) -> rusqlite::Result<Option<CredentialRow>> {
-    conn.prepare_cached(
-        "SELECT name, pool, public_jwk, revoked_at IS NOT NULL FROM _tandem_agent_credentials
-         WHERE id = ?1",
-    )?
-    .query_row([id], |r| {
-        Ok(CredentialRow {
-            id: id.to_string(),
-            name: r.get(0)?,
-            pool: r.get(1)?,
-            public_jwk: r.get(2)?,
-            revoked: r.get(3)?,
-        })
-    })
-    .optional()
+pub(super) fn credential(conn: &dyn Tables, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+    conn.query_row(
+        "SELECT name, pool, public_jwk, revoked_at FROM _tandem_agent_credentials WHERE id = ?1",
+        params![id],
+        |mut r| {
+            Ok(CredentialRow {
+                id: id.to_string(),
+                name: r.get(0)?,
+                pool: r.get(1)?,
+                public_jwk: r.get(2)?,
+                revoked: r.get::<Option<i64>>(3)?.is_some(),
+            })
+        },
+    )
 }
 
 /// An enrolled agent's credential as the credential listing shows it: it holds the one grant
@@ -562,127 +561,130 @@ pub struct AgentCredentialRecord {
 }
 
 /// Every agent's credential, revoked ones too, oldest first.
-pub(super) fn credentials(conn: &Connection) -> rusqlite::Result<Vec<AgentCredentialRecord>> {
-    conn.prepare_cached(
+pub(super) fn credentials(conn: &dyn Tables) -> Result<Vec<AgentCredentialRecord>, StoreError> {
+    conn.query_map(
         "SELECT id, name, pool, issued_at, revoked_at FROM _tandem_agent_credentials
          ORDER BY issued_at, id",
-    )?
-    .query_map([], |r| {
-        Ok(AgentCredentialRecord {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            pool: r.get(2)?,
-            created_at_ms: r.get(3)?,
-            revoked_at_ms: r.get(4)?,
-        })
-    })?
-    .collect()
+        params![],
+        |mut r| {
+            Ok(AgentCredentialRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                pool: r.get(2)?,
+                created_at_ms: r.get(3)?,
+                revoked_at_ms: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// The names of agents with a revoked credential and no unrevoked one, by name.
-pub(super) fn revoked_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare_cached(
+pub(super) fn revoked_names(conn: &dyn Tables) -> Result<Vec<String>, StoreError> {
+    conn.query_map(
         "SELECT DISTINCT name FROM _tandem_agent_credentials AS c
          WHERE revoked_at IS NOT NULL AND NOT EXISTS (
              SELECT 1 FROM _tandem_agent_credentials
              WHERE name = c.name AND revoked_at IS NULL)
          ORDER BY name",
-    )?
-    .query_map([], |r| r.get(0))?
-    .collect()
+        params![],
+        |mut r| r.get(0),
+    )
 }
 
-/// A stored text column that does not parse, as SQLite's conversion error.
-fn unreadable(
-    column: usize,
-    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, error.into())
-}
-
-fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: usize) -> rusqlite::Result<T> {
-    let text: String = r.get(column)?;
-    serde_json::from_str(&text).map_err(|e| unreadable(column, e))
-}
-
-fn agent_from(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
+fn agent_from(mut r: Row) -> Result<AgentRow, StoreError> {
     let health: String = r.get(6)?;
     Ok(AgentRow {
         name: r.get(0)?,
         pool: r.get(1)?,
         credential_id: r.get(2)?,
         address: r.get(3)?,
-        labels: json_column::<BTreeMap<String, String>>(r, 4)?,
+        labels: r.json::<BTreeMap<String, String>>(4)?,
         version: r.get(5)?,
         health: health
             .parse::<CheckStatus>()
-            .map_err(|e| unreadable(6, e))?,
-        checks: json_column(r, 7)?,
+            .map_err(|e| StoreError::Corrupt {
+                what: "agent health",
+                detail: e.to_string(),
+            })?,
+        checks: r.json(7)?,
         down_since_ms: r.get(8)?,
         draining: r.get(9)?,
         state_since_ms: r.get(10)?,
         registered_at_ms: r.get(11)?,
-        modify_index: r.get::<_, i64>(12)?.max(0) as u64,
+        modify_index: r.get(12)?,
     })
 }
 
-pub(super) fn agent(conn: &Connection, name: &str) -> rusqlite::Result<Option<AgentRow>> {
-    conn.prepare_cached(&format!(
-        "SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE name = ?1"
-    ))?
-    .query_row([name], agent_from)
-    .optional()
+pub(super) fn agent(conn: &dyn Tables, name: &str) -> Result<Option<AgentRow>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE name = ?1"),
+        params![name],
+        agent_from,
+    )
 }
 
 /// Every agent, or those of `pool`, by name.
-pub(super) fn agents(conn: &Connection, pool: Option<&str>) -> rusqlite::Result<Vec<AgentRow>> {
+pub(super) fn agents(conn: &dyn Tables, pool: Option<&str>) -> Result<Vec<AgentRow>, StoreError> {
     match pool {
-        None => conn
-            .prepare_cached(&format!(
-                "SELECT {AGENT_COLUMNS} FROM _tandem_agents ORDER BY name"
-            ))?
-            .query_map([], agent_from)?
-            .collect(),
-        Some(pool) => conn
-            .prepare_cached(&format!(
-                "SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE pool = ?1 ORDER BY name"
-            ))?
-            .query_map([pool], agent_from)?
-            .collect(),
+        None => conn.query_map(
+            &format!("SELECT {AGENT_COLUMNS} FROM _tandem_agents ORDER BY name"),
+            params![],
+            agent_from,
+        ),
+        Some(pool) => conn.query_map(
+            &format!("SELECT {AGENT_COLUMNS} FROM _tandem_agents WHERE pool = ?1 ORDER BY name"),
+            params![pool],
+            agent_from,
+        ),
     }
 }
 
-fn store_agent(conn: &Connection, row: &AgentRow) -> rusqlite::Result<()> {
+/// Stores an agent's row, whether it has one or not.
+static STORE_AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let assignments = AGENT_COLUMNS
+        .split(", ")
+        .skip(1)
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO _tandem_agents ({AGENT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (name) DO UPDATE SET {assignments}"
+    )
+});
+
+fn store_agent(conn: &dyn Tables, row: &AgentRow) -> Result<(), StoreError> {
     // Plain data always serialises.
     let labels = serde_json::to_string(&row.labels).unwrap_or_default();
     let checks = serde_json::to_string(&row.checks).unwrap_or_default();
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO _tandem_agents ({AGENT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-    ))?
-    .execute(params![
-        row.name,
-        row.pool,
-        row.credential_id,
-        row.address,
-        labels,
-        row.version,
-        row.health.as_str(),
-        checks,
-        row.down_since_ms,
-        row.draining,
-        row.state_since_ms,
-        row.registered_at_ms,
-        saturating_i64(row.modify_index)
-    ])?;
+    conn.execute(
+        &STORE_AGENT,
+        params![
+            &row.name,
+            &row.pool,
+            &row.credential_id,
+            &row.address,
+            &labels,
+            &row.version,
+            row.health.as_str(),
+            &checks,
+            row.down_since_ms,
+            row.draining,
+            row.state_since_ms,
+            row.registered_at_ms,
+            saturating_i64(row.modify_index)
+        ],
+    )?;
     Ok(())
 }
 
 /// The index of `pool`'s last change, 0 if it never changed.
-pub(super) fn pool_index(conn: &Connection, pool: &str) -> rusqlite::Result<u64> {
-    let idx: Option<i64> = conn
-        .prepare_cached("SELECT idx FROM _tandem_registry_pools WHERE pool = ?1")?
-        .query_row([pool], |r| r.get(0))
-        .optional()?;
-    Ok(idx.unwrap_or(0).max(0) as u64)
+pub(super) fn pool_index(conn: &dyn Tables, pool: &str) -> Result<u64, StoreError> {
+    let idx: Option<u64> = conn.query_row(
+        "SELECT idx FROM _tandem_registry_pools WHERE pool = ?1",
+        params![pool],
+        |mut r| r.get(0),
+    )?;
+    Ok(idx.unwrap_or(0))
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use tandem_store::StateReads;
 
 use tandem_registry::{CheckKind, CheckReport, CheckStatus};
 use tandem_store::{Applied, Command, RegistryCommand, StateDb};
