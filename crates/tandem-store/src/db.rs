@@ -24,11 +24,11 @@ mod cache;
 mod keys;
 mod kv;
 mod locks;
-mod meta;
+pub(crate) mod meta;
 mod reads;
 mod registry;
 
-use apply::{ApplyError, Applying, Counters, UserStatements};
+pub(crate) use apply::{apply_step, ApplyError, Counters, Step, UserStatements};
 pub use auth::{AuditEntry, CredentialRecord};
 pub use kv::KvEntry;
 pub use reads::{StateReads, TablesRead};
@@ -115,12 +115,12 @@ const META_APPLIED: &str = "last_applied";
 const META_MEMBERSHIP: &str = "membership";
 /// A counter bumped by every successful write; key revisions and fencing tokens come from it, so
 /// both only ever grow, also across a restore from backup.
-const META_REVISION: &str = "revision";
+pub(crate) const META_REVISION: &str = "revision";
 /// The state machine's clock: the latest leader stamp applied.
-const META_CLOCK: &str = "clock_ms";
+pub(crate) const META_CLOCK: &str = "clock_ms";
 /// A counter bumped by every change to the registry's agents, apart from `revision`: blocking
 /// watches of the agents wait on it.
-const META_REGISTRY_INDEX: &str = "registry_index";
+pub(crate) const META_REGISTRY_INDEX: &str = "registry_index";
 
 const READERS: usize = 4;
 
@@ -210,13 +210,6 @@ enum Batch {
     Applied(Vec<serde_json::Value>),
     /// This command was stopped, which undid the batch's transaction.
     Stopped(CommandAt, Rejection),
-}
-
-/// How applying one command ended.
-enum Step {
-    Done(Applied),
-    /// It ran out of steps; SQLite has rolled back the whole transaction.
-    Stopped(Rejection),
 }
 
 impl StateDb {
@@ -317,7 +310,7 @@ impl StateDb {
         entries: &[Entry],
         stopped: &HashMap<CommandAt, Rejection>,
     ) -> Result<Batch, StoreError> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = self.clock_ms();
         let mut counters = Counters {
             revision: meta::read_i64(&*tx, META_REVISION)? as u64,
@@ -353,14 +346,7 @@ impl StateDb {
                     for (position, command) in commands.iter().enumerate() {
                         keys_changed |= command.changes_keys();
                         let step = (entry.log_id.index, position);
-                        match self.apply_step(
-                            &mut tx,
-                            command,
-                            step,
-                            stopped,
-                            clock,
-                            &mut counters,
-                        )? {
+                        match self.apply_step(&tx, command, step, stopped, clock, &mut counters)? {
                             Step::Done(applied) => results.push(applied),
                             Step::Stopped(rejection) => return Ok(Batch::Stopped(step, rejection)),
                         }
@@ -410,12 +396,11 @@ impl StateDb {
         Ok(Batch::Applied(answers))
     }
 
-    /// Applies one command in a savepoint of `tx`: a rejected command leaves no trace. A
-    /// command that an earlier attempt found runs out of steps is answered with that rejection
-    /// without running.
+    /// Applies one command (see [`apply::apply_step`]). A command that an earlier attempt
+    /// found runs out of steps is answered with that rejection without running.
     fn apply_step(
         &self,
-        tx: &mut rusqlite::Transaction<'_>,
+        tx: &rusqlite::Transaction<'_>,
         command: &Command,
         step: CommandAt,
         stopped: &HashMap<CommandAt, Rejection>,
@@ -425,31 +410,8 @@ impl StateDb {
         if let Some(rejection) = stopped.get(&step) {
             return Ok(Step::Done(Err(rejection.clone())));
         }
-        let sp = tx.savepoint()?;
-        let before = *counters;
-        let applying = &mut Applying {
-            conn: &*sp,
-            now: clock,
-            revision: &mut counters.revision,
-            registry_index: &mut counters.registry_index,
-        };
-        let user = SqliteStatements {
-            db: self,
-            conn: &sp,
-        };
-        match apply::apply_command(applying, &user, command) {
-            Ok(outcome) => {
-                sp.commit()?;
-                Ok(Step::Done(Ok(outcome)))
-            }
-            Err(ApplyError::Rejected(rejection)) => {
-                *counters = before;
-                drop(sp);
-                Ok(Step::Done(Err(rejection)))
-            }
-            Err(ApplyError::Stopped(rejection)) => Ok(Step::Stopped(rejection)),
-            Err(ApplyError::Store(e)) => Err(e),
-        }
+        let user = SqliteStatements { db: self, conn: tx };
+        apply::apply_step(&**tx, &user, command, clock, counters)
     }
 
     /// Prepares a user statement for a write, with its parameters bound; a nondeterministic
@@ -779,66 +741,12 @@ struct SqliteStatements<'a> {
 }
 
 impl UserStatements for SqliteStatements<'_> {
-    fn run(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-    ) -> Result<Outcome, ApplyError> {
-        let mut results = Vec::with_capacity(statements.len());
-        for (i, statement) in statements.iter().enumerate() {
-            let numbered = |r: Rejection| Rejection {
-                kind: r.kind,
-                message: format!("statement {}: {}", i + 1, r.message),
-            };
-            let result = self
-                .db
-                .execute_user_statement(self.conn, statement)
-                .map_err(|e| match e {
-                    ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
-                    ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
-                    other => other,
-                })?;
-            results.push(result);
-        }
-        applying.count_write();
-        Ok(Outcome::Sql { results })
+    fn execute(&self, statement: &Statement) -> Result<StatementResult, ApplyError> {
+        self.db.execute_user_statement(self.conn, statement)
     }
 
-    fn run_each(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-        all_or_nothing: bool,
-    ) -> Result<Outcome, ApplyError> {
-        // User SQL may not control transactions, so this name cannot clash with one of theirs.
-        const SAVEPOINT: &str = "tandem_sql_each";
-        if all_or_nothing {
-            self.conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
-        }
-        let mut answers = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let started = std::time::Instant::now();
-            let answer = self.db.answer_user_statement(self.conn, statement);
-            let seconds = started.elapsed().as_secs_f64();
-            match answer {
-                Ok(answer) => answers.push((answer, seconds)),
-                Err(ApplyError::Rejected(rejection)) => {
-                    answers.push((SqlAnswer::Failed(rejection.message), seconds));
-                    if all_or_nothing {
-                        self.conn.execute_batch(&format!(
-                            "ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"
-                        ))?;
-                        return Ok(Outcome::SqlAnswers { answers });
-                    }
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        if all_or_nothing {
-            self.conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))?;
-        }
-        applying.count_write();
-        Ok(Outcome::SqlAnswers { answers })
+    fn answer(&self, statement: &Statement) -> Result<SqlAnswer, ApplyError> {
+        self.db.answer_user_statement(self.conn, statement)
     }
 }
 

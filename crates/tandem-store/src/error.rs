@@ -16,6 +16,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("state database file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("PostgreSQL: {}", postgres_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
     /// A committed entry holds a command this version cannot read: a newer version proposed it.
     /// Applying stops there rather than skip it and let this server's data differ from the
     /// others'.
@@ -35,6 +37,18 @@ impl StoreError {
             StoreError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
             _ => false,
         }
+    }
+}
+
+/// What PostgreSQL said, with the server's own message when it sent one (the error's display
+/// alone says only "db error").
+pub fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
     }
 }
 

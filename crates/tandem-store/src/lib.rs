@@ -16,6 +16,7 @@ pub mod command;
 mod db;
 mod error;
 mod guard;
+pub mod postgres;
 pub mod rules;
 pub mod sql;
 mod state_machine;
@@ -30,7 +31,7 @@ pub use db::{
     AgentCredentialRecord, AuditEntry, CredentialRecord, KvEntry, PublishedKey, QueryRows, StateDb,
     StateReads, TablesRead,
 };
-pub use error::{ReadError, StoreError};
+pub use error::{postgres_message, ReadError, StoreError};
 pub use rules::lease::LockState;
 pub use rules::registry::{AgentRow, CredentialRow};
 pub use sql::SqlValue;

@@ -9,61 +9,61 @@ use rusqlite::types::ToSqlOutput;
 use crate::error::StoreError;
 use crate::sql::SqlValue;
 
-/// A value bound to a statement on Tandem's tables.
+/// A value bound to a statement on Tandem's tables. A null keeps its type, which PostgreSQL
+/// needs to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param<'a> {
-    Null,
-    Int(i64),
-    Text(&'a str),
-    Bytes(&'a [u8]),
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+    Bytes(Option<&'a [u8]>),
 }
 
 impl From<i64> for Param<'_> {
     fn from(v: i64) -> Self {
-        Param::Int(v)
+        Param::Int(Some(v))
     }
 }
 
 impl From<Option<i64>> for Param<'_> {
     fn from(v: Option<i64>) -> Self {
-        v.map_or(Param::Null, Param::Int)
+        Param::Int(v)
     }
 }
 
 /// Flags are stored as 0 or 1.
 impl From<bool> for Param<'_> {
     fn from(v: bool) -> Self {
-        Param::Int(v.into())
+        Param::Int(Some(v.into()))
     }
 }
 
 impl<'a> From<&'a str> for Param<'a> {
     fn from(v: &'a str) -> Self {
-        Param::Text(v)
+        Param::Text(Some(v))
     }
 }
 
 impl<'a> From<&'a String> for Param<'a> {
     fn from(v: &'a String) -> Self {
-        Param::Text(v)
+        Param::Text(Some(v))
     }
 }
 
 impl<'a> From<Option<&'a str>> for Param<'a> {
     fn from(v: Option<&'a str>) -> Self {
-        v.map_or(Param::Null, Param::Text)
+        Param::Text(v)
     }
 }
 
 impl<'a> From<&'a [u8]> for Param<'a> {
     fn from(v: &'a [u8]) -> Self {
-        Param::Bytes(v)
+        Param::Bytes(Some(v))
     }
 }
 
 impl<'a> From<&'a Vec<u8>> for Param<'a> {
     fn from(v: &'a Vec<u8>) -> Self {
-        Param::Bytes(v)
+        Param::Bytes(Some(v))
     }
 }
 
@@ -85,6 +85,10 @@ pub fn saturating_i64(value: u64) -> i64 {
 pub struct Row(Vec<SqlValue>);
 
 impl Row {
+    pub(crate) fn from_values(values: Vec<SqlValue>) -> Row {
+        Row(values)
+    }
+
     /// Column `column` (from 0) as a `T`; a value of another type means the table holds
     /// something Tandem did not write there.
     pub fn get<T: FromCell>(&mut self, column: usize) -> Result<T, StoreError> {
@@ -215,10 +219,10 @@ impl rusqlite::ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         use rusqlite::types::ValueRef;
         Ok(ToSqlOutput::Borrowed(match *self {
-            Param::Null => ValueRef::Null,
-            Param::Int(v) => ValueRef::Integer(v),
-            Param::Text(v) => ValueRef::Text(v.as_bytes()),
-            Param::Bytes(v) => ValueRef::Blob(v),
+            Param::Int(Some(v)) => ValueRef::Integer(v),
+            Param::Text(Some(v)) => ValueRef::Text(v.as_bytes()),
+            Param::Bytes(Some(v)) => ValueRef::Blob(v),
+            Param::Int(None) | Param::Text(None) | Param::Bytes(None) => ValueRef::Null,
         }))
     }
 }

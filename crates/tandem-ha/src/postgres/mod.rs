@@ -8,6 +8,7 @@
 mod fence_floor;
 mod lock_row;
 mod schema;
+mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio_postgres::{Client, NoTls};
 pub use fence_floor::{check_fence_floor, raise_fence_floor};
 pub use lock_row::{check_fence, Claimant, ACTIVE_LOCK};
 pub use schema::{migrate, quoted, SCHEMA_VERSION};
+pub use storage::{user_schema, FencedBy, PostgresStorage, PostgresStorageSettings};
 
 use crate::leased_ha::{LeasedHa, LockService};
 use crate::lock_lease::Attempt;

@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
         token bigint NOT NULL
     );
     INSERT INTO {schema}.fence_floor (id, token) VALUES (1, 0)",
+    // 3: Tandem's tables, for storage = postgres (empty while the state is elsewhere).
+    tandem_store::postgres::STATE_TABLES,
 ];
 
 /// The version this server brings a schema to.

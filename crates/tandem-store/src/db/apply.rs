@@ -1,15 +1,15 @@
 //! Applying one command to Tandem's tables, whichever engine holds them: what it works with,
 //! how it can fail, and which area of the tables each command changes.
 
-use crate::command::{Command, Outcome, Rejection, Statement};
+use crate::command::{Applied, Command, Outcome, Rejection, SqlAnswer, Statement, StatementResult};
 use crate::db::{auth, cache, keys, kv, locks, registry};
 use crate::error::{ReadError, StoreError};
-use crate::tables::Tables;
+use crate::tables::{params, Tables};
 
 /// The store's counters while a batch of entries is applied; each command's savepoint puts
 /// them back as they were when the command is rejected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Counters {
+pub(crate) struct Counters {
     /// The write counter, from which key revisions and fencing tokens come.
     pub revision: u64,
     /// The agent registry's index, which blocking watches wait on.
@@ -43,7 +43,7 @@ impl Applying<'_> {
     }
 }
 
-pub(super) enum ApplyError {
+pub enum ApplyError {
     Rejected(Rejection),
     /// A user statement ran out of steps; SQLite has rolled back the whole transaction.
     Stopped(Rejection),
@@ -79,25 +79,119 @@ impl From<ApplyError> for ReadError {
 
 /// Users' own statements, which each engine runs in its own dialect, in the transaction (or
 /// savepoint) the command is applied in.
-pub(super) trait UserStatements {
-    /// Runs the statements of one request in order, all or none ([`Command::Sql`]).
-    fn run(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-    ) -> Result<Outcome, ApplyError>;
+pub trait UserStatements {
+    /// Runs one statement of a write, answering what it changed.
+    fn execute(&self, statement: &Statement) -> Result<StatementResult, ApplyError>;
 
-    /// Runs the statements of one request each on its own ([`Command::SqlEach`]).
-    fn run_each(
-        &self,
-        applying: &mut Applying<'_>,
-        statements: &[Statement],
-        all_or_nothing: bool,
-    ) -> Result<Outcome, ApplyError>;
+    /// Runs one statement of a write, answering its rows when it only reads and what it
+    /// changed otherwise. A statement that fails leaves the transaction as it was before it.
+    fn answer(&self, statement: &Statement) -> Result<SqlAnswer, ApplyError>;
+}
+
+/// Runs the statements of one request in order ([`Command::Sql`]); the savepoint around the
+/// command makes them all apply or none.
+fn run_all(
+    applying: &mut Applying<'_>,
+    user: &dyn UserStatements,
+    statements: &[Statement],
+) -> Result<Outcome, ApplyError> {
+    let mut results = Vec::with_capacity(statements.len());
+    for (i, statement) in statements.iter().enumerate() {
+        let numbered = |r: Rejection| Rejection {
+            kind: r.kind,
+            message: format!("statement {}: {}", i + 1, r.message),
+        };
+        let result = user.execute(statement).map_err(|e| match e {
+            ApplyError::Rejected(r) => ApplyError::Rejected(numbered(r)),
+            ApplyError::Stopped(r) => ApplyError::Stopped(numbered(r)),
+            other => other,
+        })?;
+        results.push(result);
+    }
+    applying.count_write();
+    Ok(Outcome::Sql { results })
+}
+
+/// Runs the statements of one request each on its own ([`Command::SqlEach`]).
+fn run_each(
+    applying: &mut Applying<'_>,
+    user: &dyn UserStatements,
+    statements: &[Statement],
+    all_or_nothing: bool,
+) -> Result<Outcome, ApplyError> {
+    let conn = applying.conn;
+    // User statements may not control transactions, so this name cannot clash with theirs.
+    if all_or_nothing {
+        conn.execute("SAVEPOINT tandem_sql_each", params![])?;
+    }
+    let mut answers = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let started = std::time::Instant::now();
+        let answer = user.answer(statement);
+        let seconds = started.elapsed().as_secs_f64();
+        match answer {
+            Ok(answer) => answers.push((answer, seconds)),
+            Err(ApplyError::Rejected(rejection)) => {
+                answers.push((SqlAnswer::Failed(rejection.message), seconds));
+                if all_or_nothing {
+                    conn.execute("ROLLBACK TO SAVEPOINT tandem_sql_each", params![])?;
+                    conn.execute("RELEASE SAVEPOINT tandem_sql_each", params![])?;
+                    return Ok(Outcome::SqlAnswers { answers });
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if all_or_nothing {
+        conn.execute("RELEASE SAVEPOINT tandem_sql_each", params![])?;
+    }
+    applying.count_write();
+    Ok(Outcome::SqlAnswers { answers })
+}
+
+/// How applying one command ended.
+pub(crate) enum Step {
+    Done(Applied),
+    /// It ran out of steps; SQLite has rolled back the whole transaction.
+    Stopped(Rejection),
+}
+
+/// Applies one command in a savepoint of the transaction under way: a rejected command leaves
+/// no trace, and the counters are as they were before it.
+pub(crate) fn apply_step(
+    conn: &dyn Tables,
+    user: &dyn UserStatements,
+    command: &Command,
+    now: i64,
+    counters: &mut Counters,
+) -> Result<Step, StoreError> {
+    // User statements may not control transactions, so this name cannot clash with theirs.
+    conn.execute("SAVEPOINT tandem_command", params![])?;
+    let before = *counters;
+    let applying = &mut Applying {
+        conn,
+        now,
+        revision: &mut counters.revision,
+        registry_index: &mut counters.registry_index,
+    };
+    match apply_command(applying, user, command) {
+        Ok(outcome) => {
+            conn.execute("RELEASE SAVEPOINT tandem_command", params![])?;
+            Ok(Step::Done(Ok(outcome)))
+        }
+        Err(ApplyError::Rejected(rejection)) => {
+            *counters = before;
+            conn.execute("ROLLBACK TO SAVEPOINT tandem_command", params![])?;
+            conn.execute("RELEASE SAVEPOINT tandem_command", params![])?;
+            Ok(Step::Done(Err(rejection)))
+        }
+        Err(ApplyError::Stopped(rejection)) => Ok(Step::Stopped(rejection)),
+        Err(ApplyError::Store(e)) => Err(e),
+    }
 }
 
 /// Applies one command, in the area that holds what it changes.
-pub(super) fn apply_command(
+fn apply_command(
     applying: &mut Applying<'_>,
     user: &dyn UserStatements,
     command: &Command,
@@ -106,12 +200,12 @@ pub(super) fn apply_command(
     match command {
         Command::Sql { statements, fence } => {
             locks::check_fence(applying.conn, fence, applying.now)?;
-            user.run(applying, statements)
+            run_all(applying, user, statements)
         }
         Command::SqlEach {
             statements,
             all_or_nothing,
-        } => user.run_each(applying, statements, *all_or_nothing),
+        } => run_each(applying, user, statements, *all_or_nothing),
         Command::KvPut {
             key,
             value,

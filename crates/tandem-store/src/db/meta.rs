@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 use crate::tables::{params, Tables};
 
-pub(super) fn read_text(conn: &dyn Tables, key: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn read_text(conn: &dyn Tables, key: &str) -> Result<Option<String>, StoreError> {
     conn.query_row(
         "SELECT value FROM _tandem_meta WHERE key = ?1",
         params![key],
@@ -13,7 +13,7 @@ pub(super) fn read_text(conn: &dyn Tables, key: &str) -> Result<Option<String>, 
 }
 
 /// A counter; 0 until it is first written.
-pub(super) fn read_i64(conn: &dyn Tables, key: &str) -> Result<i64, StoreError> {
+pub(crate) fn read_i64(conn: &dyn Tables, key: &str) -> Result<i64, StoreError> {
     match read_text(conn, key)? {
         None => Ok(0),
         Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
@@ -23,7 +23,7 @@ pub(super) fn read_i64(conn: &dyn Tables, key: &str) -> Result<i64, StoreError> 
     }
 }
 
-pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     conn: &dyn Tables,
     key: &'static str,
 ) -> Result<Option<T>, StoreError> {
@@ -36,7 +36,7 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(
         })
 }
 
-pub(super) fn write(conn: &dyn Tables, key: &str, value: &str) -> Result<(), StoreError> {
+pub(crate) fn write(conn: &dyn Tables, key: &str, value: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO _tandem_meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
