@@ -1,16 +1,17 @@
 //! `storage = postgres` against a real PostgreSQL server: the active node's writes land in one
 //! transaction each batch, a deposed holder's write is refused by the database with nothing
 //! applied (with the lock row, and with the fencing floor an etcd-chosen node raises), every
-//! server reads the same state, and a PostgreSQL restart needs nothing but a retry.
+//! server reads the same state, a PostgreSQL restart needs nothing but a retry, and through the
+//! replicator only the active node writes while the others name it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_ha::postgres::{
-    connect, raise_fence_floor, FencedBy, PostgresLockSettings, PostgresStorage,
-    PostgresStorageSettings,
+    connect, raise_fence_floor, FencedBy, PostgresLockSettings, PostgresReplicator,
+    PostgresStorage, PostgresStorageSettings,
 };
-use tandem_ha::{HaBackend, LeasedHa, ReplicateError};
+use tandem_ha::{HaBackend, LeasedHa, ReplicateError, Replicator};
 use tandem_store::{Command, Outcome};
 use tandem_testkit::{wait_for, PostgresServer};
 
@@ -122,7 +123,7 @@ async fn with_the_fencing_floor_an_older_token_is_refused() {
         .unwrap();
     let refused = storage.apply(5, vec![put("stale")]).await.unwrap_err();
     assert!(
-        matches!(refused, ReplicateError::Unavailable(ref m) if m.contains("no longer current")),
+        matches!(refused, ReplicateError::Unavailable(ref m) if m.contains("deposed")),
         "{refused:?}"
     );
     assert_eq!(revision_of(&storage, "stale").await, None);
@@ -147,4 +148,46 @@ async fn a_postgresql_restart_needs_only_a_retry() {
     .await;
     assert!(matches!(answers[0], Ok(Outcome::KvWritten { revision: 2 })));
     assert_eq!(revision_of(&storage, "a").await, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_active_node_writes_and_the_others_name_it() {
+    let db = PostgresServer::start().await;
+    let (a, b) = (server(&db, 1).await, server(&db, 2).await);
+    let (index, token) = the_active(&[&a, &b]).await;
+    let nodes: [Arc<dyn HaBackend>; 2] = [a.clone(), b.clone()];
+    let replicators: Vec<PostgresReplicator> = {
+        let mut made = Vec::new();
+        for ha in &nodes {
+            let storage = Arc::new(storage(&db, FencedBy::LockRow).await);
+            made.push(PostgresReplicator::new(storage, ha.clone()));
+        }
+        made
+    };
+    let (active, standby) = (&replicators[index], &replicators[1 - index]);
+    let applied = active
+        .propose(put("k"))
+        .await
+        .expect("the active node writes");
+    assert_eq!(applied, Ok(Outcome::KvWritten { revision: 1 }));
+    active
+        .confirm_read()
+        .await
+        .expect("the active node serves reads");
+    assert_eq!(active.status().role, "active");
+    assert_eq!(active.status().term, token);
+
+    let refused = standby.propose(put("k")).await.unwrap_err();
+    let active_id = index as u64 + 1;
+    assert!(
+        matches!(&refused, ReplicateError::Unavailable(m) if m.contains(&format!("node {active_id}"))),
+        "a standby names the active node: {refused:?}"
+    );
+    assert!(standby.confirm_read().await.is_err());
+    assert_eq!(standby.status().role, "standby");
+    assert_eq!(standby.status().leader_id, Some(active_id));
+    assert!(matches!(
+        standby.snapshot().await,
+        Err(ReplicateError::Refused(m)) if m.contains("pg_dump")
+    ));
 }

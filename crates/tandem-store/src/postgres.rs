@@ -12,9 +12,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
 
-use crate::command::{
-    Applied, Command, Params, Rejection, SqlAnswer, Statement, StatementResult,
-};
+use crate::command::{Applied, Command, Params, Rejection, SqlAnswer, Statement, StatementResult};
 use crate::db::{apply_step, meta, ApplyError, Counters, Step, UserStatements};
 use crate::db::{QueryRows, StateReads, TablesRead, MAX_QUERY_RESULT_BYTES};
 use crate::db::{META_CLOCK, META_REGISTRY_INDEX, META_REVISION};

@@ -1,29 +1,17 @@
 //! Fencing in PostgreSQL when the active node is chosen elsewhere (`ha_storage = etcd`): the
-//! database keeps the newest holder's token, which that holder raises before it acts, and every
-//! write of an active node checks its token against it in the write's own transaction. Raising
-//! waits for the writes under way (they hold the row `FOR SHARE`), so once a new holder acts no
-//! write of an older one can land.
+//! database keeps the newest holder's token, and every write of an active node raises it to
+//! its own token in the write's own transaction, refused when it is already higher. The raise
+//! holds the row until the write commits, so a newer holder's first write waits for the writes
+//! under way, and once it lands no write of an older holder can.
 
-use tandem_store::rules::fence;
-use tandem_store::{Fence, LockState, Rejection};
+use tandem_store::Rejection;
 use tokio_postgres::GenericClient;
 
-use super::lock_row::ACTIVE_LOCK;
 use super::schema::quoted;
 use super::PostgresError;
 
-/// The stored floor as the fencing rule reads it: a lock held by the newest holder, for ever.
-fn floor_lock(token: u64) -> LockState {
-    LockState {
-        name: ACTIVE_LOCK.into(),
-        holder: Some("the newest active node".into()),
-        token,
-        expires_at_ms: None,
-    }
-}
-
-/// A new holder with `token` takes over the database's writes; refused when a newer holder
-/// already did.
+/// The holder with `token` takes over the database's writes (or keeps them); refused when a
+/// newer holder already did.
 pub async fn raise_fence_floor(
     client: &impl GenericClient,
     schema: &str,
@@ -36,34 +24,15 @@ pub async fn raise_fence_floor(
     if client.query_opt(&sql, &[&(token as i64)]).await?.is_some() {
         return Ok(Ok(()));
     }
-    let floor = read_floor(client, schema, "").await?;
+    let floor = read_floor(client, schema).await?;
     Ok(Err(Rejection::fenced(format!(
         "fencing token {token} is older than the newest active node's ({floor}); this node was deposed"
     ))))
 }
 
-/// Inside a write transaction: refuses the write unless `token` is the newest holder's, and
-/// keeps a newer holder from taking over until the transaction ends.
-pub async fn check_fence_floor(
-    tx: &impl GenericClient,
-    schema: &str,
-    token: u64,
-) -> Result<Result<(), Rejection>, PostgresError> {
-    let floor = read_floor(tx, schema, "FOR SHARE").await?;
-    let fence_of = Fence {
-        lock: ACTIVE_LOCK.into(),
-        token,
-    };
-    Ok(fence::check_current(&fence_of, Some(&floor_lock(floor)), 0))
-}
-
-async fn read_floor(
-    client: &impl GenericClient,
-    schema: &str,
-    locking: &str,
-) -> Result<u64, PostgresError> {
+async fn read_floor(client: &impl GenericClient, schema: &str) -> Result<u64, PostgresError> {
     let sql = format!(
-        "SELECT token FROM {}.fence_floor WHERE id = 1 {locking}",
+        "SELECT token FROM {}.fence_floor WHERE id = 1",
         quoted(schema)
     );
     let row = client.query_one(&sql, &[]).await?;
@@ -88,7 +57,7 @@ mod tests {
         // A write of the holder with token 10 is under way when token 20 takes over.
         let write = old.transaction().await.unwrap();
         assert_eq!(
-            check_fence_floor(&write, "tandem", 10).await.unwrap(),
+            raise_fence_floor(&write, "tandem", 10).await.unwrap(),
             Ok(())
         );
         let new = connect(&config).await.unwrap();
@@ -106,7 +75,7 @@ mod tests {
         assert_eq!(raised, Ok(()));
         // From now on the old holder is refused, and so is an even older one's takeover.
         let write = old.transaction().await.unwrap();
-        let refused = check_fence_floor(&write, "tandem", 10)
+        let refused = raise_fence_floor(&write, "tandem", 10)
             .await
             .unwrap()
             .unwrap_err();

@@ -2,11 +2,15 @@
 //! server runs for it on a connection of its own (so renewals never queue behind other work),
 //! renews it every third of the lock's TTL, and reads it to learn which node is active. A
 //! database that restarts is reconnected to at the next attempt. When the active node is
-//! chosen by etcd instead, the same schema keeps a fencing floor that its writes are checked
-//! against ([`check_fence_floor`]).
+//! chosen by etcd instead, the same schema keeps a fencing floor that its writes raise to their
+//! token ([`raise_fence_floor`]).
+//!
+//! `storage = postgres`: the state is Tandem's tables in the same schema ([`PostgresStorage`]),
+//! written through [`PostgresReplicator`].
 
 mod fence_floor;
 mod lock_row;
+mod replicator;
 mod schema;
 mod storage;
 
@@ -15,8 +19,9 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-pub use fence_floor::{check_fence_floor, raise_fence_floor};
+pub use fence_floor::raise_fence_floor;
 pub use lock_row::{check_fence, Claimant, ACTIVE_LOCK};
+pub use replicator::PostgresReplicator;
 pub use schema::{migrate, quoted, SCHEMA_VERSION};
 pub use storage::{user_schema, FencedBy, PostgresStorage, PostgresStorageSettings};
 

@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
 use super::schema::{migrate, quoted};
-use super::{check_fence, check_fence_floor, PostgresError};
+use super::{check_fence, raise_fence_floor, PostgresError};
 use crate::ReplicateError;
 
 /// What the active node's token is checked against.
@@ -20,7 +20,7 @@ use crate::ReplicateError;
 pub enum FencedBy {
     /// `ha_storage = postgres`: the lock row whose holder is the active node.
     LockRow,
-    /// `ha_storage = etcd`: the floor each new active node raises before it acts.
+    /// `ha_storage = etcd`: the floor each active node raises to its token with its writes.
     Floor,
 }
 
@@ -116,7 +116,9 @@ impl PostgresStorage {
             let fence = runtime.block_on(async {
                 match fenced_by {
                     FencedBy::LockRow => check_fence(&*tx, &schema, token).await,
-                    FencedBy::Floor => check_fence_floor(&*tx, &schema, token).await,
+                    // The newest holder's first write raises the floor to its token; from then
+                    // on an older holder's write finds the floor above its own.
+                    FencedBy::Floor => raise_fence_floor(&*tx, &schema, token).await,
                 }
             });
             match fence {
