@@ -4,7 +4,6 @@
 //! to, never on a name in the request.
 
 use std::time::SystemTime;
-use tandem_store::StateReads;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -85,8 +84,7 @@ pub fn identify(registry: &Registry, token: &str) -> Result<AgentIdentity, ApiEr
     let credential_id = token_key_id(token).ok_or_else(no_credential)?;
     let row = registry
         .data()
-        .db()
-        .registry_credential(&credential_id)?
+        .read_now(|reads| reads.registry_credential(&credential_id))?
         .ok_or_else(|| {
             credential_error(
                 "credential_invalid",
@@ -152,8 +150,7 @@ pub async fn enroll(
     let (token_id, secret_sha256) = parse_issued(&enrollment.token).ok_or_else(invalid_token)?;
     let pool = registry
         .data()
-        .db()
-        .join_token_pool(&token_id)?
+        .read_now(|reads| reads.join_token_pool(&token_id))?
         .ok_or_else(invalid_token)?;
     if let Some(wanted) = &enrollment.pool {
         if *wanted != pool {

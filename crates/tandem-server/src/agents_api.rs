@@ -2,7 +2,6 @@
 //! list (and its blocking watch), one agent, drain, revoke, and picks.
 
 use std::time::Duration;
-use tandem_store::StateReads;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
@@ -159,7 +158,7 @@ pub async fn list(State(registry): State<Registry>, uri: Uri) -> Result<Response
     let mut index = registry_index(&registry, pool.clone()).await?;
     if let Some(seen) = query.index {
         let wait = wait_of(query.wait.as_deref())?;
-        let mut changes = registry.data().db().registry_changes();
+        let mut changes = registry.data().registry_changes();
         let deadline = tokio::time::Instant::now() + wait;
         // An index that went backwards (a restore) answers at once, as a change would.
         while index == seen {

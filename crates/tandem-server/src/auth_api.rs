@@ -10,7 +10,6 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_store::rules::grants::{parse_grants, Grant};
-use tandem_store::StateReads;
 use tandem_store::{AgentCredentialRecord, AuthCommand, Command, CredentialRecord, Outcome};
 
 use crate::agents_api::revoke_agent;
@@ -121,7 +120,9 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     Path(credential): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let agent = registry.data().db().registry_credential(&credential)?;
+    let agent = registry
+        .data()
+        .read_now(|reads| reads.registry_credential(&credential))?;
     if let Some(agent) = agent {
         revoke_agent(&registry, &caller, &agent.name).await?;
         return Ok(axum::Json(

@@ -14,7 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use std::borrow::Cow;
-use tandem_store::StateReads;
 
 use base64::Engine as _;
 use tandem_raft::wire::FORWARDED_BY_HEADER;
@@ -152,7 +151,7 @@ impl Credentials {
 
     /// The credential `id` when it is neither revoked nor expired.
     fn usable(&self, id: &str) -> Result<Option<CredentialRecord>, ApiError> {
-        let record = self.data.db().credential(id)?;
+        let record = self.data.read_now(|reads| reads.credential(id))?;
         Ok(record.filter(|r| r.usable_at(tandem_ha::now_ms())))
     }
 

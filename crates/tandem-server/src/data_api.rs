@@ -12,7 +12,6 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tandem_store::rules::grants::Access;
-use tandem_store::StateReads;
 use tandem_store::{Command, Fence, Outcome, Params, SqlValue, Statement};
 use tokio::io::AsyncReadExt;
 
@@ -351,7 +350,7 @@ async fn serve_read(data: &Replicated, read: Read) -> Result<Response, ApiError>
     data.read_barrier(consistency).await?;
     match read {
         Read::Sql(statement, _) => {
-            let rows = data.read(move |db| Ok(db.query(&statement)?)).await?;
+            let rows = data.query(statement).await?;
             let rows_json: Vec<Vec<Value>> = rows
                 .rows
                 .iter()

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tandem_store::StateReads;
 
 use arc_swap::ArcSwapOption;
 use tandem_ha::now_ms;
@@ -185,8 +184,7 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 pub fn merged_key_set(keys: &Keys) -> Result<JwkSet, ApiError> {
     let cluster = keys
         .data
-        .db()
-        .keys_published()?
+        .read_now(|reads| reads.keys_published())?
         .iter()
         .filter_map(|k| public_jwk_from_json(&k.jwk).ok())
         .collect();
@@ -199,7 +197,7 @@ pub fn verifying_keys(keys: &Keys) -> Result<Arc<VerifyingKeys>, ApiError> {
     // Read before the set: a change made while it is decoded gives the next call a newer
     // version, so a stale set is never kept.
     let version = (
-        keys.data.db().keys_version(),
+        keys.data.keys_version(),
         keys.ring.peers_version.load(Ordering::SeqCst),
     );
     let cached = keys.ring.decoded.load();
@@ -238,7 +236,7 @@ pub async fn rotate(keys: &Keys, rotate_now: bool, who: &str) -> Result<Option<S
     let mut rotate_now = rotate_now;
     // At most: publish one key, then switch to it and retire the old one.
     for _ in 0..3 {
-        let published = keys.data.db().keys_published()?;
+        let published = keys.data.read_now(|reads| reads.keys_published())?;
         let plan = plan_rotation(
             now_ms(),
             &own_keys(keys.node_id, &published),
@@ -307,8 +305,7 @@ async fn publish(keys: &Keys, key: &SigningKey, who: &str) -> Result<(), ApiErro
     loop {
         if keys
             .data
-            .db()
-            .keys_published()?
+            .read_now(|reads| reads.keys_published())?
             .iter()
             .any(|k| k.kid == key.kid())
         {
@@ -330,7 +327,7 @@ async fn publish(keys: &Keys, key: &SigningKey, who: &str) -> Result<(), ApiErro
 /// On the active node: retires the keys of servers that are no longer members.
 pub async fn retire_departed(keys: &Keys) -> Result<(), ApiError> {
     let members: BTreeSet<u64> = keys.data.status().member_ids();
-    let published = keys.data.db().keys_published()?;
+    let published = keys.data.read_now(|reads| reads.keys_published())?;
     let published = published
         .into_iter()
         .map(|k| (k.kid, k.node_id, k.retired_at_ms.is_some()));

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tandem_store::StateReads;
 
 use tandem_ha::now_ms;
 use tandem_registry::{
@@ -123,7 +122,7 @@ impl Registry {
     /// The agents of `pool` (all agents with `None`), by name, as this node's state holds them.
     pub async fn agents(&self, pool: Option<&str>) -> Result<Arc<Vec<AgentRow>>, ApiError> {
         let key = pool.map(str::to_string);
-        let index = *self.0.data.db().registry_changes().borrow();
+        let index = *self.0.data.registry_changes().borrow();
         if let Some((seen, rows)) = lock(&self.0.rows).get(&key) {
             if *seen == index {
                 return Ok(rows.clone());

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use tandem_ha::{HaBackend, ReplicateError, ReplicationStatus, Replicator};
 use tandem_raft::{write_stages, MembershipRefusal};
-use tandem_store::{Applied, Command, Outcome, StateDb, StateMachine};
+use tandem_store::{
+    Applied, Command, Outcome, QueryRows, SqlAnswer, StateMachine, StateReads, Statement,
+    StoreError,
+};
 
 use crate::error::ApiError;
 use crate::storage_quota::StorageGuard;
@@ -118,20 +121,69 @@ impl Replicated {
         }
     }
 
-    /// Runs a blocking read against this node's state database off the async threads.
+    /// Runs a read of the state off the async threads.
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&StateDb) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&dyn StateReads) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let db = self.0.machine.db();
-        tokio::task::spawn_blocking(move || f(&db))
+        tokio::task::spawn_blocking(move || f(&*db))
             .await
             .map_err(ApiError::internal)?
     }
 
-    /// This node's state database, for short reads on the caller's thread.
-    pub fn db(&self) -> Arc<StateDb> {
-        self.0.machine.db()
+    /// Runs a short read of the state on the caller's thread, for lookups on every request
+    /// (a credential, a key set) that this node's copy answers at once.
+    pub fn read_now<T>(
+        &self,
+        f: impl FnOnce(&dyn StateReads) -> Result<T, StoreError>,
+    ) -> Result<T, ApiError> {
+        Ok(f(&*self.0.machine.db())?)
+    }
+
+    /// Runs a user's read-only statement.
+    pub async fn query(&self, statement: Statement) -> Result<QueryRows, ApiError> {
+        let db = self.0.machine.db();
+        tokio::task::spawn_blocking(move || db.query(&statement))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a user's read-only statements on one snapshot, each answering on its own.
+    pub async fn query_each(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<(SqlAnswer, f64)>, ApiError> {
+        let db = self.0.machine.db();
+        tokio::task::spawn_blocking(move || db.query_each(&statements))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+
+    /// Whether every one of `statements` only reads.
+    pub async fn all_read_only(&self, statements: Vec<Statement>) -> Result<bool, ApiError> {
+        let db = self.0.machine.db();
+        tokio::task::spawn_blocking(move || statements.iter().all(|s| db.is_read_only(&s.sql)))
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    /// Grows whenever the published key set may have changed, so verifiers decode it again.
+    pub fn keys_version(&self) -> u64 {
+        self.0.machine.db().keys_version()
+    }
+
+    /// The registry index, updated once each write that changed the agents is applied here.
+    pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.machine.db().registry_changes()
+    }
+
+    /// The time of the latest write this node has applied, as the active node stamped it (0
+    /// before any).
+    pub fn last_write_ms(&self) -> i64 {
+        self.0.machine.db().clock_ms()
     }
 
     /// A consistent copy of the whole state database, open to be read, with its length in bytes

@@ -179,20 +179,14 @@ impl SqlRequest {
         }
         health.data.read_barrier(consistency).await?;
         let statements = self.statements.clone();
-        let answers = health
-            .data
-            .read(move |db| Ok(db.query_each(&statements)?))
-            .await?;
+        let answers = health.data.query_each(statements).await?;
         Ok(Carried::Answers(answers))
     }
 
     /// `/db/request`: reads when every statement only reads, otherwise one write.
     async fn read_or_write(&self, health: &NodeHealth) -> Result<Carried, ApiError> {
         let statements = self.statements.clone();
-        let all_read = health
-            .data
-            .read(move |db| Ok(statements.iter().all(|s| db.is_read_only(&s.sql))))
-            .await?;
+        let all_read = health.data.all_read_only(statements).await?;
         if all_read {
             return self.query(health).await;
         }
@@ -243,7 +237,7 @@ fn is_plain_text(headers: &HeaderMap) -> bool {
 fn freshness(health: &NodeHealth) -> Freshness {
     let status = health.data.status();
     let contact_ms = NodeHealth::active_contact_ms(&health.ha.view(), &status);
-    let stamped = health.data.db().clock_ms();
+    let stamped = health.data.last_write_ms();
     Freshness {
         contact_ms,
         caught_up: status.applied_index >= status.commit_index,

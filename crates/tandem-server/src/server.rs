@@ -7,7 +7,6 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tandem_store::StateReads;
 
 use std::os::unix::fs::DirBuilderExt;
 use tandem_ha::{now_ms, ActiveView, HaBackend, RaftHa, RaftReplicator};
@@ -789,11 +788,11 @@ async fn active_duties(keys: &Keys) {
 }
 
 async fn expire_due(data: &Replicated) {
-    let due = match data.db().next_expiry() {
+    let due = match data.read(|reads| Ok(reads.next_expiry()?)).await {
         Ok(Some(at)) => at <= now_ms(),
         Ok(None) => false,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the next expiry");
+            tracing::warn!(error = %e.message, "cannot read the next expiry");
             false
         }
     };

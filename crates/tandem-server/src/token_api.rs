@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tandem_store::StateReads;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -179,7 +178,7 @@ async fn key_set_knowing(keys: &Keys, token: &str) -> Result<Arc<VerifyingKeys>,
 
 /// Every key in the set with its owner and dates, this server's signing key, and the peers.
 pub async fn list(State(keys): State<Keys>) -> Result<axum::Json<Value>, ApiError> {
-    let published = keys.data.db().keys_published()?;
+    let published = keys.data.read_now(|reads| reads.keys_published())?;
     let published: Vec<Value> = published
         .iter()
         .map(|k| {
